@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole engram test suite from a clean checkout.
+# It installs what the tests need first: a Python virtualenv under target/pyenv with the pinned
+# official `hippocortex` SDK and the `mcp` package (tests/python/requirements.txt), then builds once
+# and runs the unit tests and the one integration test binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/pyenv
+if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/python/requirements.txt "$venv/.requirements"; then
+  echo "test.sh: preparing $venv (pinned Python packages)" >&2
+  rm -rf "$venv"
+  mkdir -p target
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  cp tests/python/requirements.txt "$venv/.requirements"
+fi
+export ENGRAM_TEST_PYTHON="$PWD/$venv/bin/python"
+
+cargo test --locked --all-targets "$@"

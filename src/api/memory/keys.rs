@@ -1,0 +1,179 @@
+//! API keys over HTTP (`/v1/api-keys`, scope `admin`): create (the secret is shown only in this
+//! response), list (never the secret), revoke (effective on the key's next request).
+
+use crate::auth::{Scope, Scopes};
+use crate::error::{Error, FieldError, Result};
+use crate::http::{Ctx, Reply};
+use crate::store::keys::{self, KeyRow};
+use serde_json::{json, Value};
+
+fn key_json(k: &KeyRow) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "last4": k.last4,
+        "scopes": k.scopes.to_list(),
+        "mode": k.mode,
+        "createdAt": k.created_at,
+        "lastUsedAt": k.last_used_at,
+        "expiresAt": k.expires_at,
+    })
+}
+
+pub async fn create(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let body = ctx.json_object(false)?;
+    let mut errors = Vec::new();
+
+    let name = match body.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 100 => s.trim().to_string(),
+        Some(Value::String(_)) => {
+            errors.push(FieldError::new("name", "must be 1 to 100 characters"));
+            String::new()
+        }
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new("name", "is required"));
+            String::new()
+        }
+        Some(_) => {
+            errors.push(FieldError::new("name", "must be a string"));
+            String::new()
+        }
+    };
+    let (scope_field, scope_value) = match (body.get("scopes"), body.get("permissions")) {
+        (Some(v), _) if !v.is_null() => ("scopes", Some(v)),
+        (_, Some(v)) if !v.is_null() => ("permissions", Some(v)),
+        _ => ("scopes", None),
+    };
+    let scopes = match scope_value {
+        None => Scopes::EMPTY,
+        Some(Value::Array(items)) => {
+            let strs: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            match strs.map(Scopes::parse_list) {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    errors.push(FieldError::new(scope_field, e));
+                    Scopes::EMPTY
+                }
+                None => {
+                    errors.push(FieldError::new(scope_field, "must be an array of strings"));
+                    Scopes::EMPTY
+                }
+            }
+        }
+        Some(_) => {
+            errors.push(FieldError::new(scope_field, "must be an array of strings"));
+            Scopes::EMPTY
+        }
+    };
+    let mut pick = |field: &str, allowed: [&'static str; 2]| -> &'static str {
+        match body.get(field) {
+            None | Some(Value::Null) => allowed[0],
+            Some(Value::String(s)) if allowed.contains(&s.as_str()) => {
+                if s == allowed[0] {
+                    allowed[0]
+                } else {
+                    allowed[1]
+                }
+            }
+            Some(_) => {
+                errors.push(FieldError::new(
+                    field,
+                    format!("must be '{}' or '{}'", allowed[0], allowed[1]),
+                ));
+                allowed[0]
+            }
+        }
+    };
+    let mode = pick("mode", ["live", "test"]);
+    let style = pick("style", ["hk", "hx"]);
+    let expires_at = match body.get("expiresAt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match crate::time::parse(s) {
+            Some(t) if t > crate::time::now() => Some(crate::time::rfc3339(t)),
+            Some(_) => {
+                errors.push(FieldError::new("expiresAt", "must be in the future"));
+                None
+            }
+            None => {
+                errors.push(FieldError::new("expiresAt", "must be an RFC 3339 time"));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(FieldError::new(
+                "expiresAt",
+                "must be an RFC 3339 time string",
+            ));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Error::invalid(errors));
+    }
+    if !scopes.is_subset_of(p.scopes) {
+        return Err(Error::Forbidden(
+            "a key cannot have permissions its creator does not have".into(),
+        ));
+    }
+
+    let key = keys::generate(style, mode);
+    let secret = key.clone();
+    let row = ctx
+        .state
+        .db
+        .write(move |c| {
+            keys::insert(
+                c,
+                &p.tenant_id,
+                &p.developer_id,
+                &name,
+                scopes,
+                &secret,
+                expires_at.as_deref(),
+            )
+        })
+        .await?;
+    let mut out = key_json(&row);
+    out["key"] = json!(key);
+    Ok(Reply::created(out))
+}
+
+pub async fn list(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let rows = ctx
+        .state
+        .db
+        .read(move |c| keys::list(c, &p.tenant_id, false))
+        .await?;
+    let items: Vec<Value> = rows.iter().map(key_json).collect();
+    Ok(Reply::ok(json!({
+        "total": items.len(),
+        "keys": items,
+        "items": items,
+    })))
+}
+
+pub async fn revoke(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let id = ctx.param(0).to_string();
+    let key_id = id.clone();
+    let done = ctx
+        .state
+        .db
+        .write(move |c| keys::revoke(c, &p.tenant_id, &key_id))
+        .await?;
+    if !done {
+        return Err(Error::not_found("API key"));
+    }
+    ctx.state.auth.evict_key_id(&id);
+    Ok(Reply::ok(json!({
+        "id": id,
+        "revoked": true,
+        "revokedAt": crate::time::now_rfc3339(),
+    })))
+}

@@ -1,0 +1,9 @@
+//! The memory family (API.md §2): responses use the `{ok, data, meta}` envelope.
+
+pub mod artifacts;
+pub mod capture;
+pub mod events;
+pub mod keys;
+pub mod learn;
+pub mod metrics;
+pub mod synthesize;

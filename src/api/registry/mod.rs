@@ -1,0 +1,7 @@
+//! The registry family (API.md §3): responses are bare JSON objects.
+
+pub mod agents;
+pub mod connectors;
+pub mod invoke;
+pub mod projects;
+pub mod usage;

@@ -1,0 +1,31 @@
+//! The shared application state handed to every handler and worker.
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::jobs::Jobs;
+use crate::limits::Limits;
+use crate::search::Search;
+use crate::store::Db;
+use std::time::Instant;
+
+pub struct AppState {
+    pub config: Config,
+    pub db: Db,
+    pub auth: Authenticator,
+    pub search: Search,
+    pub jobs: Jobs,
+    pub limits: Limits,
+    pub started: Instant,
+    /// The address the server is bound to.
+    pub bound: std::net::SocketAddr,
+}
+
+impl AppState {
+    /// The base URL clients reach this server at (for agent endpoints).
+    pub fn public_url(&self) -> String {
+        match &self.config.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.bound),
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Authentication and permissions: a bearer key becomes a `Principal`.
+//!
+//! Keys are looked up by the SHA-256 of the presented key and the stored hash is compared in
+//! constant time. A small cache (a few seconds) keeps the hot path off SQLite; revoking a key
+//! through the API evicts it at once, and changes made by another process (the CLI) are seen
+//! within the cache lifetime. Expiry is checked on every request, cached or not.
+//!
+//! Effective permissions: a key with no scopes has its developer's role permissions; a key with
+//! scopes has those scopes intersected with the role's (a key never exceeds its creator's role,
+//! even after the developer is demoted).
+
+use crate::error::{Error, Result};
+use crate::plans::Plan;
+use crate::store::{keys, Db};
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    AgentsInvoke,
+    AgentsDeploy,
+    ProjectsRead,
+    MembersInvite,
+    ConnectorsManage,
+    Read,
+    Write,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 8] = [
+        Scope::AgentsInvoke,
+        Scope::AgentsDeploy,
+        Scope::ProjectsRead,
+        Scope::MembersInvite,
+        Scope::ConnectorsManage,
+        Scope::Read,
+        Scope::Write,
+        Scope::Admin,
+    ];
+    /// The registry family's scopes (any of them lets a key list agents).
+    pub const REGISTRY: [Scope; 5] = [
+        Scope::AgentsInvoke,
+        Scope::AgentsDeploy,
+        Scope::ProjectsRead,
+        Scope::MembersInvite,
+        Scope::ConnectorsManage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::AgentsInvoke => "agents:invoke",
+            Scope::AgentsDeploy => "agents:deploy",
+            Scope::ProjectsRead => "projects:read",
+            Scope::MembersInvite => "members:invite",
+            Scope::ConnectorsManage => "connectors:manage",
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Scope::ALL
+            .into_iter()
+            .find(|sc| sc.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope '{s}' (expected one of: {})",
+                    Scope::ALL.map(|s| s.as_str()).join(", ")
+                )
+            })
+    }
+}
+
+/// A set of scopes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Scopes(u16);
+
+impl Scopes {
+    pub const EMPTY: Scopes = Scopes(0);
+
+    pub fn of(list: &[Scope]) -> Scopes {
+        Scopes(list.iter().fold(0, |acc, s| acc | s.bit()))
+    }
+
+    pub fn parse_list<'a>(
+        items: impl IntoIterator<Item = &'a str>,
+    ) -> std::result::Result<Scopes, String> {
+        let mut bits = 0;
+        for item in items {
+            bits |= item.trim().parse::<Scope>()?.bit();
+        }
+        Ok(Scopes(bits))
+    }
+
+    pub fn contains(self, s: Scope) -> bool {
+        self.0 & s.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn intersect(self, other: Scopes) -> Scopes {
+        Scopes(self.0 & other.0)
+    }
+
+    pub fn is_subset_of(self, other: Scopes) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    pub fn to_list(self) -> Vec<&'static str> {
+        Scope::ALL
+            .into_iter()
+            .filter(|s| self.contains(*s))
+            .map(Scope::as_str)
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Developer,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "OWNER",
+            Role::Admin => "ADMIN",
+            Role::Developer => "DEVELOPER",
+            Role::Viewer => "VIEWER",
+        }
+    }
+
+    /// The permissions a role grants (API.md §1).
+    pub fn scopes(self) -> Scopes {
+        use Scope::*;
+        match self {
+            Role::Owner | Role::Admin => Scopes::of(&Scope::ALL),
+            Role::Developer => Scopes::of(&[
+                AgentsInvoke,
+                AgentsDeploy,
+                ProjectsRead,
+                ConnectorsManage,
+                Read,
+                Write,
+            ]),
+            Role::Viewer => Scopes::of(&[ProjectsRead, Read]),
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "OWNER" => Ok(Role::Owner),
+            "ADMIN" => Ok(Role::Admin),
+            "DEVELOPER" => Ok(Role::Developer),
+            "VIEWER" => Ok(Role::Viewer),
+            other => Err(format!(
+                "unknown role '{other}' (expected OWNER, ADMIN, DEVELOPER or VIEWER)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who is calling: resolved from the key on every authenticated request.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub tenant_id: String,
+    pub developer_id: String,
+    pub key_id: String,
+    pub role: Role,
+    /// Effective permissions of this key.
+    pub scopes: Scopes,
+    /// `live` or `test`: test keys count against separate usage counters.
+    pub mode: &'static str,
+    pub plan: Plan,
+    /// The operator's per-tenant limit overrides.
+    pub limits_override: Option<serde_json::Value>,
+}
+
+impl Principal {
+    /// 403 unless this key has `scope`.
+    pub fn require(&self, scope: Scope) -> Result<()> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "this API key lacks the '{}' permission",
+                scope.as_str()
+            )))
+        }
+    }
+
+    /// 403 unless this key has at least one of `scopes`.
+    pub fn require_any(&self, scopes: &[Scope]) -> Result<()> {
+        if scopes.iter().any(|s| self.scopes.contains(*s)) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "this API key needs one of the permissions: {}",
+                scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    }
+
+    pub fn is_test(&self) -> bool {
+        self.mode == "test"
+    }
+}
+
+struct Cached {
+    auth: keys::KeyAuth,
+    fetched: Instant,
+}
+
+/// Resolves bearer keys to principals, with a short-lived cache.
+pub struct Authenticator {
+    db: Db,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, Cached>>,
+    /// Key ids whose `last_used_at` was written recently.
+    touched: Mutex<HashMap<String, Instant>>,
+}
+
+const CACHE_MAX: usize = 10_000;
+
+impl Authenticator {
+    pub fn new(db: Db) -> Authenticator {
+        Authenticator {
+            db,
+            ttl: Duration::from_secs(2),
+            cache: Mutex::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets a key at once (revocation through the API).
+    pub fn evict_key_id(&self, key_id: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, c| c.auth.key.id != key_id);
+    }
+
+    /// Forgets every cached key of a tenant (plan or role changes).
+    pub fn evict_tenant(&self, tenant_id: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, c| c.auth.key.tenant_id != tenant_id);
+    }
+
+    /// The principal for an `Authorization` header value, or 401.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal> {
+        let header = header.ok_or_else(|| {
+            Error::Unauthorized("missing API key: send 'Authorization: Bearer <key>'".to_string())
+        })?;
+        let key = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                Error::Unauthorized("the Authorization header must be 'Bearer <key>'".into())
+            })?;
+        let (_, mode) = keys::parse_format(key)
+            .ok_or_else(|| Error::Unauthorized("malformed API key".into()))?;
+        let hash = keys::hash(key);
+
+        let cached = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .get(&hash)
+                .filter(|c| c.fetched.elapsed() < self.ttl)
+                .map(|c| c.auth.clone())
+        };
+        let auth = match cached {
+            Some(a) => a,
+            None => {
+                let h = hash.clone();
+                let found = self
+                    .db
+                    .read(move |conn| keys::lookup(conn, &h))
+                    .await?
+                    .ok_or_else(|| Error::Unauthorized("unknown API key".into()))?;
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= CACHE_MAX {
+                    let ttl = self.ttl;
+                    cache.retain(|_, c| c.fetched.elapsed() < ttl);
+                    if cache.len() >= CACHE_MAX {
+                        cache.clear();
+                    }
+                }
+                cache.insert(
+                    hash.clone(),
+                    Cached {
+                        auth: found.clone(),
+                        fetched: Instant::now(),
+                    },
+                );
+                found
+            }
+        };
+        // Defence in depth: the row was found by hash; compare the hashes without early exit.
+        if !bool::from(auth.key_hash.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(Error::Unauthorized("unknown API key".into()));
+        }
+        if auth.key.revoked_at.is_some() {
+            return Err(Error::Unauthorized("this API key has been revoked".into()));
+        }
+        if let Some(exp) = &auth.key.expires_at {
+            match crate::time::parse(exp) {
+                Some(t) if t > crate::time::now() => {}
+                _ => return Err(Error::Unauthorized("this API key has expired".into())),
+            }
+        }
+        let role: Role = auth.role.parse().unwrap_or(Role::Viewer);
+        let scopes = if auth.key.scopes.is_empty() {
+            role.scopes()
+        } else {
+            auth.key.scopes.intersect(role.scopes())
+        };
+        self.note_use(&auth.key.id);
+        Ok(Principal {
+            tenant_id: auth.key.tenant_id.clone(),
+            developer_id: auth.key.developer_id.clone(),
+            key_id: auth.key.id.clone(),
+            role,
+            scopes,
+            mode,
+            plan: auth.plan.parse().unwrap_or(Plan::Free),
+            limits_override: auth
+                .limits_json
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
+        })
+    }
+
+    /// Writes `last_used_at` at most once a minute per key, off the request path.
+    fn note_use(&self, key_id: &str) {
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            if touched
+                .get(key_id)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+            {
+                return;
+            }
+            if touched.len() >= CACHE_MAX {
+                touched.clear();
+            }
+            touched.insert(key_id.to_string(), Instant::now());
+        }
+        let id = key_id.to_string();
+        let at = crate::time::now_rfc3339();
+        let db = self.db.clone();
+        // Fire and forget: a lost `last_used_at` update is harmless.
+        tokio::spawn(async move {
+            if let Err(e) = db.write(move |c| keys::touch(c, &id, &at)).await {
+                tracing::debug!(error = %e, "could not record key use");
+            }
+        });
+    }
+}

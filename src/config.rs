@@ -1,0 +1,119 @@
+//! The validated server configuration.
+//!
+//! `main.rs` turns flags and `ENGRAM_*` variables into a `Config`; tests build one with
+//! `Config::for_data_dir`. Nothing reads the environment after this point: the config is passed
+//! down explicitly (no globals), so several servers can run in one process.
+
+use crate::plans::Plan;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where a model name is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    Offline,
+    OpenAi,
+    Anthropic,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Base URL used in agent `endpoint`s; default `http://<listen address>`.
+    pub public_url: Option<String>,
+    pub log_format: LogFormat,
+    pub default_plan: Plan,
+    /// A well-formed key to use as the bootstrap admin key instead of a random one.
+    pub bootstrap_key: Option<String>,
+    /// Whether the first-start banner with the admin key is printed to stderr.
+    pub print_bootstrap: bool,
+    pub capture_workers: usize,
+    pub learn_workers: usize,
+    pub read_pool_size: u32,
+    /// Auto-learn is enqueued after this many processed events of a tenant (0 disables).
+    pub auto_learn_every: u64,
+    /// Auto-learn sweep period for tenants with unlearned events (zero disables).
+    pub auto_learn_sweep: Duration,
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests and jobs.
+    pub shutdown_grace: Duration,
+    /// Rate limiting and quotas (disable only for benchmarks).
+    pub limits_enabled: bool,
+    /// Concurrent searches; default the number of cores.
+    pub search_concurrency: usize,
+    pub openai_base_url: Option<String>,
+    pub openai_api_key: Option<String>,
+    pub anthropic_base_url: Option<String>,
+    pub anthropic_api_key: Option<String>,
+    /// Model-name prefix → provider, first match wins (e.g. `gpt-=openai`).
+    pub model_providers: Vec<(String, ProviderKind)>,
+}
+
+impl Config {
+    /// Defaults for a data dir, listening on an ephemeral loopback port (tests, embedding).
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            data_dir: data_dir.into(),
+            public_url: None,
+            log_format: LogFormat::Text,
+            default_plan: Plan::Pro,
+            bootstrap_key: None,
+            print_bootstrap: false,
+            capture_workers: 2,
+            learn_workers: 1,
+            read_pool_size: 8,
+            auto_learn_every: 10,
+            auto_learn_sweep: Duration::from_secs(300),
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            limits_enabled: true,
+            search_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            openai_base_url: None,
+            openai_api_key: None,
+            anthropic_base_url: None,
+            anthropic_api_key: None,
+            model_providers: Vec::new(),
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("engram.db")
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
+
+    /// Parses `prefix=provider` pairs separated by commas.
+    pub fn parse_model_providers(s: &str) -> Result<Vec<(String, ProviderKind)>, String> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (prefix, provider) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}' is not prefix=provider"))?;
+            let kind = match provider.trim().to_ascii_lowercase().as_str() {
+                "openai" => ProviderKind::OpenAi,
+                "anthropic" => ProviderKind::Anthropic,
+                "offline" => ProviderKind::Offline,
+                other => {
+                    return Err(format!(
+                        "unknown provider '{other}' (expected openai, anthropic or offline)"
+                    ))
+                }
+            };
+            out.push((prefix.trim().to_string(), kind));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,293 @@
+//! One error type for the whole server.
+//!
+//! Handlers return `Error`; `http::response` renders it in the format of the route's family
+//! (memory envelope or registry object, API.md §1). The message shown to clients is always safe:
+//! an `Internal` error carries its details only for the log, never for the body.
+
+use serde_json::{json, Value};
+use std::fmt;
+
+/// Which API family a route belongs to; decides the error and success body formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Memory,
+    Registry,
+}
+
+/// One field-level problem in a request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// Invalid body: 422 (memory) or 400 (registry), naming the fields.
+    Validation {
+        message: String,
+        details: Vec<FieldError>,
+    },
+    /// A malformed query string or path parameter: 400 in both families.
+    BadRequest {
+        message: String,
+        details: Vec<FieldError>,
+    },
+    Unauthorized(String),
+    Forbidden(String),
+    NotFound(String),
+    MethodNotAllowed {
+        allow: Vec<&'static str>,
+    },
+    Conflict(String),
+    PayloadTooLarge {
+        limit: usize,
+    },
+    RateLimited {
+        retry_after: u64,
+        message: String,
+    },
+    QuotaExceeded {
+        retry_after: u64,
+        message: String,
+        details: Value,
+    },
+    Timeout(String),
+    Upstream(String),
+    Unavailable(String),
+    /// Details go to the log with the request id; the client sees a generic message.
+    Internal(String),
+}
+
+impl Error {
+    pub fn validation(field: &str, message: impl Into<String>) -> Error {
+        let message = message.into();
+        Error::Validation {
+            message: format!("{field}: {message}"),
+            details: vec![FieldError::new(field, message)],
+        }
+    }
+
+    pub fn invalid(details: Vec<FieldError>) -> Error {
+        let message = match details.as_slice() {
+            [] => "invalid request".to_string(),
+            [one] => format!("{}: {}", one.field, one.message),
+            [first, rest @ ..] => format!(
+                "{}: {} (and {} more problem{})",
+                first.field,
+                first.message,
+                rest.len(),
+                if rest.len() == 1 { "" } else { "s" }
+            ),
+        };
+        Error::Validation { message, details }
+    }
+
+    pub fn bad_query(field: &str, message: impl Into<String>) -> Error {
+        let message = message.into();
+        Error::BadRequest {
+            message: format!("{field}: {message}"),
+            details: vec![FieldError::new(field, message)],
+        }
+    }
+
+    pub fn not_found(what: &str) -> Error {
+        Error::NotFound(format!("{what} not found"))
+    }
+
+    pub fn internal(e: impl fmt::Display) -> Error {
+        Error::Internal(e.to_string())
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Validation { .. } => 422,
+            Error::BadRequest { .. } => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::Conflict(_) => 409,
+            Error::PayloadTooLarge { .. } => 413,
+            Error::RateLimited { .. } | Error::QuotaExceeded { .. } => 429,
+            Error::Timeout(_) => 504,
+            Error::Upstream(_) => 502,
+            Error::Unavailable(_) => 503,
+            Error::Internal(_) => 500,
+        }
+    }
+
+    /// The status in a family: the registry reports body validation errors as 400.
+    pub fn status_in(&self, family: Family) -> u16 {
+        match (self, family) {
+            (Error::Validation { .. }, Family::Registry) => 400,
+            _ => self.status(),
+        }
+    }
+
+    pub fn code(&self, family: Family) -> &'static str {
+        match (self, family) {
+            (Error::Validation { .. }, Family::Memory) => "validation_error",
+            (Error::Validation { .. }, Family::Registry) => "bad_request",
+            (Error::BadRequest { .. }, Family::Memory) => "validation_error",
+            (Error::BadRequest { .. }, Family::Registry) => "bad_request",
+            (Error::Unauthorized(_), _) => "unauthorized",
+            (Error::Forbidden(_), _) => "forbidden",
+            (Error::NotFound(_), _) => "not_found",
+            (Error::MethodNotAllowed { .. }, _) => "method_not_allowed",
+            (Error::Conflict(_), _) => "conflict",
+            (Error::PayloadTooLarge { .. }, _) => "payload_too_large",
+            (Error::RateLimited { .. }, Family::Memory) => "rate_limited",
+            (Error::RateLimited { .. }, Family::Registry) => "rate_limit_exceeded",
+            (Error::QuotaExceeded { .. }, _) => "quota_exceeded",
+            (Error::Timeout(_), _) => "timeout",
+            (Error::Upstream(_), _) => "upstream_error",
+            (Error::Unavailable(_), _) => "unavailable",
+            (Error::Internal(_), _) => "internal_error",
+        }
+    }
+
+    /// The message a client may see.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Validation { message, .. } | Error::BadRequest { message, .. } => {
+                message.clone()
+            }
+            Error::Unauthorized(m)
+            | Error::Forbidden(m)
+            | Error::NotFound(m)
+            | Error::Conflict(m)
+            | Error::Timeout(m)
+            | Error::Upstream(m)
+            | Error::Unavailable(m) => m.clone(),
+            Error::RateLimited { message, .. } | Error::QuotaExceeded { message, .. } => {
+                message.clone()
+            }
+            Error::MethodNotAllowed { allow } => format!(
+                "method not allowed on this route; allowed: {}",
+                allow.join(", ")
+            ),
+            Error::PayloadTooLarge { limit } => {
+                format!("request body is larger than this route's limit of {limit} bytes")
+            }
+            Error::Internal(_) => "internal server error".to_string(),
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+
+    fn details_json(&self) -> Option<Value> {
+        match self {
+            Error::Validation { details, .. } | Error::BadRequest { details, .. } => Some(
+                details
+                    .iter()
+                    .map(|d| json!({"field": d.field, "message": d.message}))
+                    .collect(),
+            ),
+            Error::RateLimited { retry_after, .. } => Some(json!({"retryAfter": retry_after})),
+            Error::QuotaExceeded {
+                retry_after,
+                details,
+                ..
+            } => {
+                let mut d = details.clone();
+                if let Value::Object(m) = &mut d {
+                    m.insert("retryAfter".into(), json!(retry_after));
+                } else {
+                    d = json!({"retryAfter": retry_after});
+                }
+                Some(d)
+            }
+            Error::PayloadTooLarge { limit } => Some(json!({"limitBytes": limit})),
+            Error::MethodNotAllowed { allow } => Some(json!({"allow": allow})),
+            _ => None,
+        }
+    }
+
+    /// The memory family's `error` object (the envelope is added by the response layer).
+    pub fn memory_error_object(&self) -> Value {
+        let mut obj = json!({
+            "code": self.code(Family::Memory),
+            "message": self.public_message(),
+        });
+        if let Some(d) = self.details_json() {
+            obj["details"] = d;
+        }
+        if let Some(r) = self.retry_after() {
+            obj["retryAfter"] = json!(r);
+        }
+        obj
+    }
+
+    /// The registry family's whole body.
+    pub fn registry_body(&self) -> Value {
+        let mut obj = json!({
+            "error": self.code(Family::Registry),
+            "message": self.public_message(),
+        });
+        if let Some(r) = self.retry_after() {
+            obj["retry_after"] = json!(r);
+        }
+        match self {
+            Error::Validation { .. } | Error::BadRequest { .. } | Error::QuotaExceeded { .. } => {
+                if let Some(d) = self.details_json() {
+                    obj["details"] = d;
+                }
+            }
+            _ => {}
+        }
+        obj
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Internal(detail) => write!(f, "internal error: {detail}"),
+            other => write!(
+                f,
+                "{} ({})",
+                other.public_message(),
+                other.code(Family::Memory)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Internal(format!("sqlite: {e}"))
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Self {
+        Error::Internal(format!("connection pool: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Internal(format!("json: {e}"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,216 @@
+//! Durable background jobs.
+//!
+//! The `jobs` table is the queue; a crossbeam channel per kind only wakes that kind's worker
+//! threads (a worker also polls every second, so a lost wake-up costs at most a second).
+//!
+//! Invariants:
+//! - A job is claimed with one `UPDATE … RETURNING` on the writer thread, so two workers never
+//!   claim the same job.
+//! - At start, jobs left `running` by a crash return to `queued` (a job runs to completion at least
+//!   once; handlers make their effects idempotent so a re-run changes nothing twice).
+//! - A kind may be exclusive per tenant: no job of that kind is claimed for a tenant while another
+//!   one of the tenant runs (learn jobs never overlap).
+//! - A panic in a handler is caught; the job is marked failed with the message and the worker
+//!   lives on.
+//! - Shutdown lets each worker finish the job in hand and claim no new one.
+
+pub mod queue;
+
+pub use queue::{Job, JobRow};
+
+use crate::error::Result;
+use crate::store::Db;
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub const CAPTURE: &str = "capture";
+pub const LEARN: &str = "learn";
+
+/// What a finished job reports.
+pub struct Outcome {
+    /// `completed` or `partial`.
+    pub status: &'static str,
+    pub result: Value,
+}
+
+/// Runs jobs of one kind. Called on a worker thread (blocking calls are fine).
+pub trait JobHandler: Send + Sync + 'static {
+    fn run(&self, job: &Job) -> std::result::Result<Outcome, String>;
+}
+
+/// How a kind is run.
+pub struct KindSpec {
+    pub kind: &'static str,
+    pub workers: usize,
+    pub exclusive_per_tenant: bool,
+    pub handler: Arc<dyn JobHandler>,
+}
+
+struct KindState {
+    bell: Sender<()>,
+    bell_rx: Receiver<()>,
+    active: AtomicUsize,
+    exclusive: bool,
+}
+
+/// The job system: queue access plus the worker threads.
+pub struct Jobs {
+    db: Db,
+    kinds: HashMap<&'static str, Arc<KindState>>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Jobs {
+    /// Creates the job system for these kinds; workers start with `start`.
+    pub fn new(db: Db, kinds: &[&'static str], exclusive: &[&'static str]) -> Jobs {
+        let kinds = kinds
+            .iter()
+            .map(|k| {
+                let (bell, bell_rx) = crossbeam_channel::bounded(1);
+                (
+                    *k,
+                    Arc::new(KindState {
+                        bell,
+                        bell_rx,
+                        active: AtomicUsize::new(0),
+                        exclusive: exclusive.contains(k),
+                    }),
+                )
+            })
+            .collect();
+        Jobs {
+            db,
+            kinds,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Returns interrupted jobs to the queue and starts the workers of each kind.
+    pub fn start(&self, specs: Vec<KindSpec>) -> Result<()> {
+        let requeued = self.db.write_blocking(queue::requeue_running)?;
+        if requeued > 0 {
+            tracing::info!(
+                requeued,
+                "jobs interrupted by the last shutdown were requeued"
+            );
+        }
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        for spec in specs {
+            let Some(state) = self.kinds.get(spec.kind).cloned() else {
+                continue;
+            };
+            for n in 0..spec.workers.max(1) {
+                let db = self.db.clone();
+                let stop = self.stop.clone();
+                let state = state.clone();
+                let handler = spec.handler.clone();
+                let kind = spec.kind;
+                let handle = std::thread::Builder::new()
+                    .name(format!("engram-{kind}-{n}"))
+                    .spawn(move || worker_loop(db, kind, state, handler, stop))
+                    .map_err(crate::error::Error::internal)?;
+                threads.push(handle);
+            }
+            // Work queued before the start is picked up at once.
+            self.ring(spec.kind);
+        }
+        Ok(())
+    }
+
+    /// Wakes a worker of `kind` (call after the transaction that enqueued the job committed).
+    pub fn ring(&self, kind: &str) {
+        if let Some(k) = self.kinds.get(kind) {
+            // A full bell already holds a wake-up: nothing is lost.
+            let _ = k.bell.try_send(());
+        }
+    }
+
+    /// Jobs of `kind` being run right now.
+    pub fn active(&self, kind: &str) -> usize {
+        self.kinds
+            .get(kind)
+            .map(|k| k.active.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    pub fn is_exclusive(&self, kind: &str) -> bool {
+        self.kinds.get(kind).is_some_and(|k| k.exclusive)
+    }
+
+    /// Stops claiming, lets each worker finish its job in hand, and joins them.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for k in self.kinds.values() {
+            // Wake every sleeper: one bell per worker is enough.
+            for _ in 0..64 {
+                if k.bell.try_send(()).is_err() {
+                    break;
+                }
+            }
+        }
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker_loop(
+    db: Db,
+    kind: &'static str,
+    state: Arc<KindState>,
+    handler: Arc<dyn JobHandler>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let exclusive = state.exclusive;
+        let claimed = db.write_blocking(move |c| queue::claim(c, kind, exclusive));
+        let job = match claimed {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                let _ = state.bell_rx.recv_timeout(Duration::from_secs(1));
+                continue;
+            }
+            Err(e) => {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                tracing::error!(error = %e, kind, "could not claim a job");
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+        };
+        state.active.fetch_add(1, Ordering::Relaxed);
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.run(&job)))
+            .unwrap_or_else(|p| Err(format!("job panicked: {}", crate::store::panic_text(&p))));
+        state.active.fetch_sub(1, Ordering::Relaxed);
+        let id = job.id.clone();
+        let finished = match outcome {
+            Ok(o) => db.write_blocking(move |c| queue::complete(c, &id, o.status, &o.result)),
+            Err(msg) => {
+                tracing::warn!(job = %job.id, kind, error = %msg, "job failed");
+                db.write_blocking(move |c| queue::fail(c, &id, &msg))
+            }
+        };
+        if let Err(e) = finished {
+            tracing::error!(job = %job.id, error = %e, "could not record a job's end");
+        }
+        // The next job of an exclusive kind for this tenant may now be claimable by anyone.
+        if exclusive {
+            let _ = state.bell.try_send(());
+        }
+    }
+}

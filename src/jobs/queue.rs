@@ -1,0 +1,154 @@
+//! The `jobs` table as a queue: enqueue inside a caller's write, claim, complete, fail, count.
+
+use crate::error::Result;
+use crate::ids;
+use crate::time::now_rfc3339;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+/// A claimed job.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: String,
+    pub tenant_id: String,
+    pub kind: String,
+    pub input: Value,
+    pub attempts: i64,
+}
+
+/// A job as stored (for status routes).
+#[derive(Clone, Debug)]
+pub struct JobRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub kind: String,
+    pub status: String,
+    pub input: Value,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// Enqueues a job within the caller's transaction; returns its id. Ring the kind's bell after the
+/// commit.
+pub fn enqueue(conn: &Connection, tenant_id: &str, kind: &str, input: &Value) -> Result<String> {
+    let id = ids::new("job");
+    enqueue_with_id(conn, &id, tenant_id, kind, input)?;
+    Ok(id)
+}
+
+/// `enqueue` with an id chosen by the caller (e.g. one already shown to a client).
+pub fn enqueue_with_id(
+    conn: &Connection,
+    id: &str,
+    tenant_id: &str,
+    kind: &str,
+    input: &Value,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO jobs(id, tenant_id, kind, status, input, created_at)
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+    )?;
+    stmt.execute(params![
+        id,
+        tenant_id,
+        kind,
+        input.to_string(),
+        now_rfc3339()
+    ])?;
+    Ok(())
+}
+
+/// Claims the oldest queued job of `kind`. With `exclusive`, tenants that already have a running
+/// job of this kind are skipped.
+pub fn claim(conn: &Connection, kind: &str, exclusive: bool) -> Result<Option<Job>> {
+    let sql = if exclusive {
+        "UPDATE jobs SET status = 'running', started_at = ?2, attempts = attempts + 1
+         WHERE seq = (SELECT j.seq FROM jobs j
+                      WHERE j.kind = ?1 AND j.status = 'queued'
+                        AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.kind = ?1
+                                        AND r.status = 'running' AND r.tenant_id = j.tenant_id)
+                      ORDER BY j.seq LIMIT 1)
+         RETURNING id, tenant_id, kind, input, attempts"
+    } else {
+        "UPDATE jobs SET status = 'running', started_at = ?2, attempts = attempts + 1
+         WHERE seq = (SELECT seq FROM jobs WHERE kind = ?1 AND status = 'queued'
+                      ORDER BY seq LIMIT 1)
+         RETURNING id, tenant_id, kind, input, attempts"
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    Ok(stmt
+        .query_row(params![kind, now_rfc3339()], |r| {
+            let input: String = r.get(3)?;
+            Ok(Job {
+                id: r.get(0)?,
+                tenant_id: r.get(1)?,
+                kind: r.get(2)?,
+                input: serde_json::from_str(&input).unwrap_or(Value::Null),
+                attempts: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn complete(conn: &Connection, id: &str, status: &str, result: &Value) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET status = ?2, result = ?3, error = NULL, finished_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, status, result.to_string(), now_rfc3339()])?;
+    Ok(())
+}
+
+pub fn fail(conn: &Connection, id: &str, error: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET status = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, error, now_rfc3339()])?;
+    Ok(())
+}
+
+/// Returns jobs left `running` (by a crash or a stop) to the queue.
+pub fn requeue_running(conn: &Connection) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE jobs SET status = 'queued', started_at = NULL WHERE status = 'running'",
+        [],
+    )?)
+}
+
+pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<JobRow>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, tenant_id, kind, status, input, result, error, attempts, created_at,
+                    started_at, finished_at
+             FROM jobs WHERE id = ?1 AND tenant_id = ?2",
+            [id, tenant_id],
+            |r| {
+                let input: String = r.get(4)?;
+                let result: Option<String> = r.get(5)?;
+                Ok(JobRow {
+                    id: r.get(0)?,
+                    tenant_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    status: r.get(3)?,
+                    input: serde_json::from_str(&input).unwrap_or(Value::Null),
+                    result: result.and_then(|s| serde_json::from_str(&s).ok()),
+                    error: r.get(6)?,
+                    attempts: r.get(7)?,
+                    created_at: r.get(8)?,
+                    started_at: r.get(9)?,
+                    finished_at: r.get(10)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Number of jobs of `kind` in `status` (all tenants; for health).
+pub fn count(conn: &Connection, kind: &str, status: &str) -> Result<u64> {
+    let mut stmt =
+        conn.prepare_cached("SELECT count(*) FROM jobs WHERE kind = ?1 AND status = ?2")?;
+    Ok(stmt.query_row([kind, status], |r| r.get::<_, i64>(0))? as u64)
+}

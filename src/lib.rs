@@ -1,0 +1,143 @@
+//! engram: one binary that gives AI agents a home and a memory.
+//!
+//! `start` opens a data dir (SQLite file + search index), starts the writer, indexer and worker
+//! threads, binds the HTTP listener and returns a handle. Tests and the CLI both use it, so the
+//! server a test talks to is the real one.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod jobs;
+pub mod limits;
+pub mod plans;
+pub mod router;
+pub mod search;
+pub mod server;
+pub mod store;
+pub mod time;
+
+use app::AppState;
+use config::Config;
+use error::{Error, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// The admin key created at first start, if this start created it.
+    pub bootstrap_key: Option<String>,
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Graceful shutdown: stop accepting, finish in-flight requests (up to the grace period),
+    /// let workers finish their jobs, commit the index, close the database.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            state.jobs.shutdown();
+            state.search.close();
+            state.db.close();
+        })
+        .await;
+    }
+
+    /// Resolves when the server task ends (it only ends after `shutdown`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn print_bootstrap_banner(key: &str, tenant_id: &str, addr: SocketAddr) {
+    let line = "=".repeat(78);
+    eprintln!(
+        "\n{line}\n  engram first start: created tenant {tenant_id} and its admin API key.\n\n    \
+         {key}\n\n  It is shown only this once. Keep it: it has every permission.\n  \
+         Try:  curl -H 'Authorization: Bearer {key}' http://{addr}/v1/me\n{line}\n"
+    );
+}
+
+/// Opens the data dir and starts serving.
+pub async fn start(config: Config) -> Result<Running> {
+    let cfg = config.clone();
+    let (db, search, bootstrap) = tokio::task::spawn_blocking(move || -> Result<_> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+            Error::Internal(format!(
+                "cannot create data dir {}: {e}",
+                cfg.data_dir.display()
+            ))
+        })?;
+        let db = store::Db::open(&cfg.db_path(), cfg.read_pool_size)?;
+        let plan = cfg.default_plan;
+        let key = cfg.bootstrap_key.clone();
+        let bootstrap =
+            db.write_blocking(move |c| store::tenants::ensure_bootstrap(c, plan, key.as_deref()))?;
+        let search = search::Search::open(&cfg.index_dir())?;
+        if search.needs_rebuild {
+            let n = search::rebuild::rebuild(&db, &search)?;
+            if n > 0 {
+                tracing::warn!(
+                    documents = n,
+                    "search index was missing or unreadable; rebuilt it from the database"
+                );
+            }
+        }
+        Ok((db, search, bootstrap))
+    })
+    .await
+    .map_err(Error::internal)??;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr = listener.local_addr().map_err(Error::internal)?;
+
+    if let Some(b) = &bootstrap {
+        if config.print_bootstrap {
+            print_bootstrap_banner(&b.key, &b.tenant.id, addr);
+        }
+        tracing::info!(tenant = %b.tenant.id, "first start: default tenant and admin key created");
+    }
+
+    let state = Arc::new(AppState {
+        auth: auth::Authenticator::new(db.clone()),
+        jobs: jobs::Jobs::new(db.clone(), &[jobs::CAPTURE, jobs::LEARN], &[jobs::LEARN]),
+        limits: limits::Limits::new(config.limits_enabled),
+        config,
+        db,
+        search,
+        started: Instant::now(),
+        bound: addr,
+    });
+
+    {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || state.jobs.start(Vec::new()))
+            .await
+            .map_err(Error::internal)??;
+    }
+
+    let (stop, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(server::serve(listener, state.clone(), stop_rx));
+    tracing::info!(%addr, "engram listening");
+    Ok(Running {
+        addr,
+        bootstrap_key: bootstrap.map(|b| b.key),
+        state,
+        stop,
+        server,
+    })
+}

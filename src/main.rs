@@ -1,0 +1,569 @@
+//! The `engram` command: run the server, or manage keys and tenants directly on a data dir.
+//!
+//! Every flag can also be set through an `ENGRAM_*` environment variable (shown in `--help`).
+//! Exit codes: 0 success, 1 runtime failure, 2 usage error (from clap).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use engram::auth::Scopes;
+use engram::config::{Config, LogFormat};
+use engram::plans::Plan;
+use engram::store::{self, keys, tenants};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "engram",
+    version,
+    about = "engram: a home and a memory for AI agents, in one binary.",
+    long_about = "engram serves the agent-registry API (projects, members, keys, agents, \
+                  invocation) and the agent-memory API (capture, learn, synthesize) from one \
+                  SQLite file and a local search index.\n\n\
+                  Quick start:\n  engram serve                      # listens on 127.0.0.1:8080, data in ./engram-data\n  \
+                  engram keys create --name ci       # another API key for the default tenant\n\n\
+                  The first start prints an admin API key once. Every flag can also be given as an \
+                  ENGRAM_* environment variable."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Create, list and revoke API keys (works whether or not a server runs on the data dir).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Create and list tenants, change their plan and limits.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+    /// Rebuild the search index from the database (stop the server first).
+    Reindex(DataDirArg),
+    /// Write a consistent copy of the database to a file (safe while the server runs).
+    Backup {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Where to write the copy (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DataDirArg {
+    /// Directory holding the database and the search index.
+    #[arg(long, env = "ENGRAM_DATA_DIR", default_value = "./engram-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataDirArg,
+    /// Address to listen on.
+    #[arg(long, env = "ENGRAM_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Base URL clients use to reach this server (agent endpoints); default http://<listen>.
+    #[arg(long, env = "ENGRAM_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, env = "ENGRAM_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormatArg,
+    /// Plan of the default tenant created at first start: free, developer, pro, enterprise.
+    #[arg(long, env = "ENGRAM_DEFAULT_PLAN", default_value = "pro")]
+    default_plan: Plan,
+    /// Worker threads processing captured events.
+    #[arg(long, env = "ENGRAM_CAPTURE_WORKERS", default_value_t = 2)]
+    capture_workers: usize,
+    /// Worker threads running learn (compile) jobs.
+    #[arg(long, env = "ENGRAM_LEARN_WORKERS", default_value_t = 1)]
+    learn_workers: usize,
+    /// Read connections in the SQLite pool.
+    #[arg(long, env = "ENGRAM_READ_POOL", default_value_t = 8)]
+    read_pool: u32,
+    /// Enqueue an automatic learn after this many events of a tenant (0 disables).
+    #[arg(long, env = "ENGRAM_AUTO_LEARN_EVERY", default_value_t = 10)]
+    auto_learn_every: u64,
+    /// Seconds between sweeps that learn from tenants' remaining events (0 disables).
+    #[arg(long, env = "ENGRAM_AUTO_LEARN_SWEEP_SECS", default_value_t = 300)]
+    auto_learn_sweep_secs: u64,
+    /// Seconds a client may take to send request headers.
+    #[arg(long, env = "ENGRAM_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// Seconds shutdown waits for in-flight requests and jobs.
+    #[arg(long, env = "ENGRAM_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    shutdown_grace_secs: u64,
+    /// Disable rate limits and quotas (benchmarks only).
+    #[arg(long, env = "ENGRAM_DISABLE_LIMITS")]
+    disable_limits: bool,
+    /// Concurrent searches (default: number of cores).
+    #[arg(long, env = "ENGRAM_SEARCH_CONCURRENCY")]
+    search_concurrency: Option<usize>,
+    /// Base URL of an OpenAI-compatible API (OpenAI, vLLM, llama.cpp, Ollama…), e.g. http://127.0.0.1:11434/v1.
+    #[arg(long, env = "ENGRAM_OPENAI_BASE_URL")]
+    openai_base_url: Option<String>,
+    /// API key for the OpenAI-compatible provider.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    openai_api_key: Option<String>,
+    /// Base URL of an Anthropic messages API, e.g. https://api.anthropic.com.
+    #[arg(long, env = "ENGRAM_ANTHROPIC_BASE_URL")]
+    anthropic_base_url: Option<String>,
+    /// API key for the Anthropic provider.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    anthropic_api_key: Option<String>,
+    /// Model-name prefix → provider, comma separated (e.g. "gpt-=openai,claude-=anthropic").
+    #[arg(long, env = "ENGRAM_MODEL_PROVIDERS", default_value = "")]
+    model_providers: String,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (shown only once).
+    Create {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Tenant id (default: the tenant created at first start).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Comma-separated scopes (default: the owner's role permissions).
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// live or test (test keys count against separate usage counters).
+        #[arg(long, default_value = "live")]
+        mode: String,
+        /// hk (registry style) or hx (memory style).
+        #[arg(long, default_value = "hk")]
+        style: String,
+        /// Expiry time, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List a tenant's keys (never the secrets).
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key by id (effective on the server within seconds).
+    Revoke {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The key id (key_…).
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Create a tenant with an OWNER developer and print its admin key.
+    Create {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "free")]
+        plan: Plan,
+        /// The owner's email.
+        #[arg(long, default_value = "owner@localhost")]
+        email: String,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Change a tenant's plan (applied by a running server within seconds).
+    SetPlan {
+        #[command(flatten)]
+        data: DataDirArg,
+        tenant: String,
+        plan: Plan,
+    },
+    /// Override a tenant's limits with a JSON object, e.g. '{"requestsPerMinute": 5000, "burst": 100}'
+    /// (keys: requestsPerMinute burst eventsPerMonth invocationsPerMonth agents; null = unlimited).
+    /// An empty string clears the overrides.
+    SetLimits {
+        #[command(flatten)]
+        data: DataDirArg,
+        tenant: String,
+        limits: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Keys { command } => keys_command(command),
+        Command::Tenants { command } => tenants_command(command),
+        Command::Reindex(d) => reindex(&d.data_dir),
+        Command::Backup { data, to } => backup(&data.data_dir, &to),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("engram: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ENGRAM_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<(), String> {
+    let mut config = Config::for_data_dir(&a.data.data_dir);
+    config.listen = a.listen;
+    config.public_url = a.public_url;
+    config.log_format = match a.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    config.default_plan = a.default_plan;
+    config.bootstrap_key = std::env::var("ENGRAM_BOOTSTRAP_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    if let Some(k) = &config.bootstrap_key {
+        if keys::parse_format(k).is_none() {
+            return Err("ENGRAM_BOOTSTRAP_KEY is not a well-formed key (hk_live_/hk_test_/hx_live_/hx_test_ followed by at least 32 base62 characters)".into());
+        }
+    }
+    config.print_bootstrap = true;
+    config.capture_workers = a.capture_workers.max(1);
+    config.learn_workers = a.learn_workers.max(1);
+    config.read_pool_size = a.read_pool.max(1);
+    config.auto_learn_every = a.auto_learn_every;
+    config.auto_learn_sweep = Duration::from_secs(a.auto_learn_sweep_secs);
+    config.header_read_timeout = Duration::from_secs(a.header_read_timeout_secs.max(1));
+    config.shutdown_grace = Duration::from_secs(a.shutdown_grace_secs);
+    config.limits_enabled = !a.disable_limits;
+    if let Some(n) = a.search_concurrency {
+        config.search_concurrency = n.max(1);
+    }
+    config.openai_base_url = a.openai_base_url;
+    config.openai_api_key = a.openai_api_key;
+    config.anthropic_base_url = a.anthropic_base_url;
+    config.anthropic_api_key = a.anthropic_api_key;
+    config.model_providers = Config::parse_model_providers(&a.model_providers)
+        .map_err(|e| format!("--model-providers: {e}"))?;
+    init_logging(config.log_format);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("engram-http")
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let running = engram::start(config).await.map_err(|e| e.to_string())?;
+        // A stable line for scripts and the test harness to find the bound address.
+        eprintln!("engram listening on http://{}", running.addr);
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and jobs");
+        running.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn open(data_dir: &std::path::Path) -> Result<rusqlite::Connection, String> {
+    store::open_direct(data_dir).map_err(|e| e.to_string())
+}
+
+/// Runs `f` in one IMMEDIATE transaction (waits for a running server's writer if needed).
+fn in_tx<T>(
+    conn: &mut rusqlite::Connection,
+    f: impl FnOnce(&rusqlite::Connection) -> engram::error::Result<T>,
+) -> Result<T, String> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let v = f(&tx).map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+fn resolve_tenant(conn: &rusqlite::Connection, tenant: Option<String>) -> Result<String, String> {
+    match tenant {
+        Some(t) => match tenants::get(conn, &t).map_err(|e| e.to_string())? {
+            Some(_) => Ok(t),
+            None => Err(format!("no tenant {t}")),
+        },
+        None => tenants::default_tenant_id(conn)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                "this data dir has no default tenant yet: start `engram serve` once, or pass --tenant"
+                    .to_string()
+            }),
+    }
+}
+
+fn keys_command(cmd: KeysCommand) -> Result<(), String> {
+    match cmd {
+        KeysCommand::Create {
+            data,
+            tenant,
+            name,
+            scopes,
+            mode,
+            style,
+            expires_at,
+        } => {
+            if !matches!(mode.as_str(), "live" | "test") {
+                return Err(format!("--mode must be live or test, got '{mode}'"));
+            }
+            if !matches!(style.as_str(), "hk" | "hx") {
+                return Err(format!("--style must be hk or hx, got '{style}'"));
+            }
+            let scopes = Scopes::parse_list(scopes.split(',').filter(|s| !s.trim().is_empty()))
+                .map_err(|e| format!("--scopes: {e}"))?;
+            if let Some(e) = &expires_at {
+                if engram::time::parse(e).is_none() {
+                    return Err(format!("--expires-at: '{e}' is not an RFC 3339 time"));
+                }
+            }
+            let mut conn = open(&data.data_dir)?;
+            let (key, row) = in_tx(&mut conn, |c| {
+                let tenant_id =
+                    resolve_tenant(c, tenant).map_err(engram::error::Error::NotFound)?;
+                let owner = tenants::first_owner(c, &tenant_id)?
+                    .ok_or_else(|| engram::error::Error::not_found("tenant owner"))?;
+                let key = keys::generate(&style, &mode);
+                let row = keys::insert(
+                    c,
+                    &tenant_id,
+                    &owner.id,
+                    &name,
+                    scopes,
+                    &key,
+                    expires_at.as_deref(),
+                )?;
+                Ok((key, row))
+            })?;
+            println!("{key}");
+            eprintln!(
+                "created {} ({}) for tenant {}; scopes: {}. The key is shown only once.",
+                row.id,
+                row.name,
+                row.tenant_id,
+                if row.scopes.is_empty() {
+                    "owner role".to_string()
+                } else {
+                    row.scopes.to_list().join(",")
+                }
+            );
+            Ok(())
+        }
+        KeysCommand::List { data, tenant } => {
+            let conn = open(&data.data_dir)?;
+            let tenant_id = resolve_tenant(&conn, tenant)?;
+            let rows = keys::list(&conn, &tenant_id, true).map_err(|e| e.to_string())?;
+            println!(
+                "{:<32} {:<20} {:<14} {:<6} {:<10} SCOPES",
+                "ID", "NAME", "KEY", "MODE", "STATE"
+            );
+            for k in rows {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k
+                    .expires_at
+                    .as_deref()
+                    .and_then(engram::time::parse)
+                    .is_some_and(|t| t <= engram::time::now())
+                {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<32} {:<20} {:<14} {:<6} {:<10} {}",
+                    k.id,
+                    k.name,
+                    format!("{}…{}", k.prefix, k.last4),
+                    k.mode,
+                    state,
+                    if k.scopes.is_empty() {
+                        "(role)".to_string()
+                    } else {
+                        k.scopes.to_list().join(",")
+                    }
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { data, tenant, id } => {
+            let mut conn = open(&data.data_dir)?;
+            let done = in_tx(&mut conn, |c| {
+                let tenant_id =
+                    resolve_tenant(c, tenant).map_err(engram::error::Error::NotFound)?;
+                keys::revoke(c, &tenant_id, &id)
+            })?;
+            if done {
+                eprintln!("revoked {id}");
+                Ok(())
+            } else {
+                Err(format!("no active key {id} in this tenant"))
+            }
+        }
+    }
+}
+
+fn tenants_command(cmd: TenantsCommand) -> Result<(), String> {
+    match cmd {
+        TenantsCommand::Create {
+            data,
+            name,
+            plan,
+            email,
+        } => {
+            let mut conn = open(&data.data_dir)?;
+            let created = in_tx(&mut conn, |c| {
+                tenants::create_with_owner(c, &name, plan, &email, None)
+            })?;
+            println!("{}", created.key);
+            eprintln!(
+                "created tenant {} ({}, plan {}) with owner {} and admin key {} (shown only once)",
+                created.tenant.id, name, plan, created.owner.id, created.key_id
+            );
+            Ok(())
+        }
+        TenantsCommand::List { data } => {
+            let conn = open(&data.data_dir)?;
+            let default = tenants::default_tenant_id(&conn).map_err(|e| e.to_string())?;
+            println!("{:<32} {:<11} {:<24} LIMIT OVERRIDES", "ID", "PLAN", "NAME");
+            for t in tenants::list(&conn).map_err(|e| e.to_string())? {
+                let mark = if default.as_deref() == Some(t.id.as_str()) {
+                    " (default)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<32} {:<11} {:<24} {}",
+                    t.id,
+                    t.plan,
+                    format!("{}{mark}", t.name),
+                    t.limits.map(|l| l.to_string()).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        TenantsCommand::SetPlan { data, tenant, plan } => {
+            let mut conn = open(&data.data_dir)?;
+            in_tx(&mut conn, |c| tenants::set_plan(c, &tenant, plan))?;
+            eprintln!("tenant {tenant} is now on plan {plan}");
+            Ok(())
+        }
+        TenantsCommand::SetLimits {
+            data,
+            tenant,
+            limits,
+        } => {
+            let parsed = if limits.trim().is_empty() {
+                None
+            } else {
+                let v: serde_json::Value = serde_json::from_str(&limits)
+                    .map_err(|e| format!("limits must be a JSON object: {e}"))?;
+                let obj = v.as_object().ok_or("limits must be a JSON object")?;
+                const KNOWN: [&str; 5] = [
+                    "requestsPerMinute",
+                    "burst",
+                    "eventsPerMonth",
+                    "invocationsPerMonth",
+                    "agents",
+                ];
+                for (k, val) in obj {
+                    if !KNOWN.contains(&k.as_str()) {
+                        return Err(format!(
+                            "unknown limit '{k}' (expected {})",
+                            KNOWN.join(", ")
+                        ));
+                    }
+                    if !(val.is_null() || val.as_u64().is_some()) {
+                        return Err(format!(
+                            "limit '{k}' must be a non-negative integer or null"
+                        ));
+                    }
+                }
+                Some(v)
+            };
+            let mut conn = open(&data.data_dir)?;
+            in_tx(&mut conn, |c| {
+                tenants::set_limits(c, &tenant, parsed.as_ref())
+            })?;
+            eprintln!("tenant {tenant} limits updated");
+            Ok(())
+        }
+    }
+}
+
+fn reindex(data_dir: &std::path::Path) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let n = engram::search::rebuild::rebuild_data_dir(data_dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        eprintln!("reindexed {n} documents");
+        Ok(())
+    })
+}
+
+fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    if to.exists() {
+        return Err(format!("{} already exists", to.display()));
+    }
+    let conn = open(data_dir)?;
+    conn.execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])
+        .map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", to.display());
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! API keys: generation, format, hashing, storage and lookup.
+//!
+//! A key is `{hk|hx}_{live|test}_` followed by at least 32 base62 characters. Only its SHA-256 (hex)
+//! is stored, with a display prefix and the last four characters.
+
+use crate::auth::Scopes;
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::time::now_rfc3339;
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+/// Characters of randomness in generated keys.
+const SECRET_LEN: usize = 40;
+
+pub fn generate(style: &str, mode: &str) -> String {
+    format!("{style}_{mode}_{}", ids::base62(SECRET_LEN))
+}
+
+/// `(style, mode)` of a well-formed key, e.g. `("hk", "live")`.
+pub fn parse_format(key: &str) -> Option<(&'static str, &'static str)> {
+    let style = match key.get(..3)? {
+        "hk_" => "hk",
+        "hx_" => "hx",
+        _ => return None,
+    };
+    let rest = &key[3..];
+    let (mode, secret) = if let Some(s) = rest.strip_prefix("live_") {
+        ("live", s)
+    } else if let Some(s) = rest.strip_prefix("test_") {
+        ("test", s)
+    } else {
+        return None;
+    };
+    if secret.len() < 32 || secret.len() > 256 || !secret.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    Some((style, mode))
+}
+
+pub fn hash(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub developer_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub last4: String,
+    pub scopes: Scopes,
+    pub mode: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+const COLUMNS: &str =
+    "id, tenant_id, developer_id, name, prefix, last4, scopes, mode, created_at, \
+                       last_used_at, expires_at, revoked_at";
+
+fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+    let scopes: String = r.get(6)?;
+    Ok(KeyRow {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        developer_id: r.get(2)?,
+        name: r.get(3)?,
+        prefix: r.get(4)?,
+        last4: r.get(5)?,
+        scopes: Scopes::parse_list(scopes.split_whitespace()).unwrap_or(Scopes::EMPTY),
+        mode: r.get(7)?,
+        created_at: r.get(8)?,
+        last_used_at: r.get(9)?,
+        expires_at: r.get(10)?,
+        revoked_at: r.get(11)?,
+    })
+}
+
+/// Stores a key (its hash). The key must be well-formed; a duplicate is a conflict.
+pub fn insert(
+    conn: &Connection,
+    tenant_id: &str,
+    developer_id: &str,
+    name: &str,
+    scopes: Scopes,
+    key: &str,
+    expires_at: Option<&str>,
+) -> Result<KeyRow> {
+    let (style, mode) =
+        parse_format(key).ok_or_else(|| Error::validation("key", "malformed API key"))?;
+    let id = ids::new("key");
+    let now = now_rfc3339();
+    let prefix = format!("{style}_{mode}_");
+    let last4 = key[key.len() - 4..].to_string();
+    let r = conn.execute(
+        "INSERT INTO api_keys(id, tenant_id, developer_id, name, key_hash, prefix, last4, scopes,
+                              mode, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            id,
+            tenant_id,
+            developer_id,
+            name,
+            hash(key),
+            prefix,
+            last4,
+            scopes.to_list().join(" "),
+            mode,
+            now,
+            expires_at
+        ],
+    );
+    match r {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            return Err(Error::Conflict("this API key already exists".into()))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(KeyRow {
+        id,
+        tenant_id: tenant_id.into(),
+        developer_id: developer_id.into(),
+        name: name.into(),
+        prefix,
+        last4,
+        scopes,
+        mode: mode.into(),
+        created_at: now,
+        last_used_at: None,
+        expires_at: expires_at.map(str::to_string),
+        revoked_at: None,
+    })
+}
+
+/// The tenant's keys, newest first; revoked keys included when asked.
+pub fn list(conn: &Connection, tenant_id: &str, include_revoked: bool) -> Result<Vec<KeyRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE tenant_id = ?1 {} ORDER BY created_at DESC, id DESC",
+        if include_revoked {
+            ""
+        } else {
+            "AND revoked_at IS NULL"
+        }
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([tenant_id], row_to_key)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<KeyRow>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE tenant_id = ?1 AND id = ?2"),
+            [tenant_id, id],
+            row_to_key,
+        )
+        .optional()?)
+}
+
+/// Revokes a key of the tenant; `false` when there is no such (unrevoked) key.
+pub fn revoke(conn: &Connection, tenant_id: &str, id: &str) -> Result<bool> {
+    let n = conn.execute(
+        "UPDATE api_keys SET revoked_at = ?3 WHERE tenant_id = ?1 AND id = ?2 AND revoked_at IS NULL",
+        params![tenant_id, id, now_rfc3339()],
+    )?;
+    Ok(n > 0)
+}
+
+/// Everything authentication needs about a key, by hash.
+#[derive(Clone, Debug)]
+pub struct KeyAuth {
+    pub key_hash: String,
+    pub key: KeyRow,
+    pub role: String,
+    pub plan: String,
+    pub limits_json: Option<String>,
+}
+
+pub fn lookup(conn: &Connection, key_hash: &str) -> Result<Option<KeyAuth>> {
+    let sql = format!(
+        "SELECT {cols}, d.role, t.plan, t.limits_json, k.key_hash
+         FROM api_keys k JOIN developers d ON d.id = k.developer_id
+                         JOIN tenants t ON t.id = k.tenant_id
+         WHERE k.key_hash = ?1",
+        cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("k.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    Ok(stmt
+        .query_row([key_hash], |r| {
+            Ok(KeyAuth {
+                key: row_to_key(r)?,
+                role: r.get(12)?,
+                plan: r.get(13)?,
+                limits_json: r.get(14)?,
+                key_hash: r.get(15)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Records use of a key (called at most about once a minute per key).
+pub fn touch(conn: &Connection, id: &str, at: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+        params![id, at],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! Storage: one SQLite file in WAL mode, one writer thread, a pool of readers.
+//!
+//! Invariants:
+//! - Every connection gets the same pragmas (WAL, `synchronous=NORMAL`, `busy_timeout`,
+//!   `foreign_keys`); WAL is verified at open.
+//! - All writes of the server go through the single writer thread. It takes whatever write
+//!   operations are queued, runs each in its own SAVEPOINT inside one `BEGIN IMMEDIATE`
+//!   transaction, commits once, and only then answers every caller (group commit): a caller that
+//!   got `Ok` knows its rows are committed.
+//! - No SQLite call runs on a tokio worker thread: async callers hand work to the writer thread or
+//!   to `spawn_blocking` with a pooled reader.
+//! - The schema version lives in `PRAGMA user_version`; older databases are migrated in order and
+//!   a database written by a newer binary is refused.
+
+pub mod keys;
+pub mod tenants;
+
+use crate::error::{Error, Result};
+use crossbeam_channel::{Receiver, Sender};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA: &str = include_str!("../../schema.sql");
+/// Upgrades from version `n - 1` to `n`, in order. Version 1 is `schema.sql` itself.
+const MIGRATIONS: &[(u32, &str)] = &[];
+/// Most write operations one group commit takes.
+const MAX_GROUP: usize = 512;
+
+pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
+
+fn apply_pragmas(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_millis(5000))?;
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16000;",
+    )
+}
+
+/// Opens a read-write connection with the pragmas, verifying WAL mode.
+pub fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::Internal(format!("cannot open database {}: {e}", path.display())))?;
+    apply_pragmas(&conn)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Internal(format!(
+            "database {} refused WAL mode (journal_mode is '{mode}'); engram needs WAL",
+            path.display()
+        )));
+    }
+    Ok(conn)
+}
+
+/// Creates the schema of an empty database or migrates an older one. Refuses a newer one.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::Internal(format!(
+            "this database has schema version {version}, written by a newer engram; this binary \
+             understands up to version {SCHEMA_VERSION}. Upgrade engram or restore a backup."
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Re-read inside the write lock: another process may have migrated meanwhile.
+    let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        tx.execute_batch(SCHEMA)?;
+    } else {
+        for (target, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
+            tx.execute_batch(sql)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {target}"))?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Opens the database file of a data dir for a one-off command (CLI), creating and migrating it.
+pub fn open_direct(data_dir: &Path) -> Result<Connection> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        Error::Internal(format!(
+            "cannot create data dir {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    let mut conn = open_connection(&data_dir.join("engram.db"))?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// One queued write: runs inside a savepoint, answers after the commit.
+trait PendingWrite: Send {
+    /// Runs the operation; `false` if it failed (its savepoint is then rolled back).
+    fn apply(&mut self, conn: &Connection) -> bool;
+    /// Delivers the result once the group's commit is known.
+    fn complete(self: Box<Self>, commit: std::result::Result<(), String>);
+}
+
+struct Op<F, T> {
+    f: Option<F>,
+    result: Option<Result<T>>,
+    reply: tokio::sync::oneshot::Sender<Result<T>>,
+}
+
+impl<F, T> PendingWrite for Op<F, T>
+where
+    F: FnOnce(&Connection) -> Result<T> + Send,
+    T: Send,
+{
+    fn apply(&mut self, conn: &Connection) -> bool {
+        let f = self.f.take().expect("applied once");
+        let r = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|p| {
+            Err(Error::Internal(format!(
+                "panic in write: {}",
+                panic_text(&p)
+            )))
+        });
+        let ok = r.is_ok();
+        self.result = Some(r);
+        ok
+    }
+
+    fn complete(self: Box<Self>, commit: std::result::Result<(), String>) {
+        let result = match (commit, self.result) {
+            (Ok(()), Some(r)) => r,
+            (Err(e), Some(Ok(_))) => Err(Error::Internal(format!("commit failed: {e}"))),
+            (_, Some(Err(e))) => Err(e),
+            (_, None) => Err(Error::Internal("write was not applied".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+/// Figures for `/v1/health`.
+#[derive(Clone, Debug)]
+pub struct DbStats {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub wal_bytes: u64,
+    pub total: u32,
+    pub idle: u32,
+    pub waiting: usize,
+    pub max: u32,
+    pub write_queue: usize,
+    pub commits: u64,
+    pub writer_alive: bool,
+}
+
+struct Inner {
+    path: PathBuf,
+    readers: ReadPool,
+    writer_tx: Mutex<Option<Sender<Box<dyn PendingWrite>>>>,
+    writer_rx_len: Receiver<Box<dyn PendingWrite>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    read_waiting: AtomicUsize,
+    commits: Arc<AtomicU64>,
+}
+
+/// The database handle shared by the server (cheap to clone).
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+impl Db {
+    /// Opens (creating or migrating) the database and starts the writer thread.
+    pub fn open(path: &Path, read_pool_size: u32) -> Result<Db> {
+        let mut conn = open_connection(path)?;
+        migrate(&mut conn)?;
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|c| {
+                apply_pragmas(c)?;
+                c.execute_batch("PRAGMA query_only = ON;")
+            });
+        let readers = r2d2::Pool::builder()
+            .max_size(read_pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        let (tx, rx) = crossbeam_channel::unbounded::<Box<dyn PendingWrite>>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let rx = rx.clone();
+            let commits = commits.clone();
+            std::thread::Builder::new()
+                .name("engram-writer".into())
+                .spawn(move || writer_loop(conn, rx, commits))
+                .map_err(Error::internal)?
+        };
+        Ok(Db {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                readers,
+                writer_tx: Mutex::new(Some(tx)),
+                writer_rx_len: rx,
+                writer: Mutex::new(Some(writer)),
+                read_waiting: AtomicUsize::new(0),
+                commits,
+            }),
+        })
+    }
+
+    fn sender(&self) -> Result<Sender<Box<dyn PendingWrite>>> {
+        self.inner
+            .writer_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Error::Unavailable("the database is shutting down".into()))
+    }
+
+    fn submit<T, F>(&self, f: F) -> Result<tokio::sync::oneshot::Receiver<Result<T>>>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let op: Box<dyn PendingWrite> = Box::new(Op {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.sender()?
+            .send(op)
+            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?;
+        Ok(rx)
+    }
+
+    /// Runs `f` on the writer thread in a transaction; resolves after the commit.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(f)?
+            .await
+            .map_err(|_| Error::Internal("database writer dropped a write".into()))?
+    }
+
+    /// `write` for plain threads (workers); must not be called on a tokio worker thread.
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(f)?
+            .blocking_recv()
+            .map_err(|_| Error::Internal("database writer dropped a write".into()))?
+    }
+
+    /// Runs `f` with a pooled read-only connection on the blocking thread pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.read_blocking(f))
+            .await
+            .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
+    }
+
+    /// `read` for plain threads.
+    pub fn read_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T>,
+    {
+        self.inner.read_waiting.fetch_add(1, Ordering::Relaxed);
+        let conn = self.inner.readers.get();
+        self.inner.read_waiting.fetch_sub(1, Ordering::Relaxed);
+        let conn = conn?;
+        f(&conn)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn stats(&self) -> DbStats {
+        let state = self.inner.readers.state();
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.inner.path.clone().into_os_string();
+        wal.push("-wal");
+        DbStats {
+            path: self.inner.path.clone(),
+            size_bytes: size(&self.inner.path),
+            wal_bytes: size(Path::new(&wal)),
+            total: state.connections,
+            idle: state.idle_connections,
+            waiting: self.inner.read_waiting.load(Ordering::Relaxed),
+            max: self.inner.readers.max_size(),
+            write_queue: self.inner.writer_rx_len.len(),
+            commits: self.inner.commits.load(Ordering::Relaxed),
+            writer_alive: self
+                .inner
+                .writer
+                .lock()
+                .map(|w| w.as_ref().is_some_and(|h| !h.is_finished()))
+                .unwrap_or(false),
+        }
+    }
+
+    /// Stops the writer after the queued writes are done. Later writes fail with 503.
+    pub fn close(&self) {
+        self.inner
+            .writer_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let handle = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, rx: Receiver<Box<dyn PendingWrite>>, commits: Arc<AtomicU64>) {
+    let mut group: Vec<Box<dyn PendingWrite>> = Vec::with_capacity(MAX_GROUP);
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        let outcome = run_group(&conn, &mut group);
+        if outcome.is_ok() {
+            commits.fetch_add(1, Ordering::Relaxed);
+        } else if let Err(e) = &outcome {
+            tracing::error!(error = %e, ops = group.len(), "group commit failed");
+        }
+        for op in group.drain(..) {
+            op.complete(outcome.clone());
+        }
+    }
+    // Checkpoint so the WAL does not outlive a clean shutdown.
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+}
+
+fn run_group(
+    conn: &Connection,
+    group: &mut [Box<dyn PendingWrite>],
+) -> std::result::Result<(), String> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string())?;
+    for op in group.iter_mut() {
+        if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.to_string());
+        }
+        let ok = op.apply(conn);
+        let end = if ok {
+            conn.execute_batch("RELEASE op")
+        } else {
+            conn.execute_batch("ROLLBACK TO op; RELEASE op")
+        };
+        if let Err(e) = end {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.to_string());
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        e.to_string()
+    })
+}
+
+/// Reads one value of the `meta` table.
+pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}

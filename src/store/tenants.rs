@@ -1,0 +1,248 @@
+//! Tenants, their developers, and the first-start bootstrap.
+
+use super::{keys, meta_get, meta_set};
+use crate::auth::{Role, Scopes};
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::plans::Plan;
+use crate::time::now_rfc3339;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub plan: Plan,
+    pub limits: Option<Value>,
+    pub created_at: String,
+}
+
+fn row_to_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+    let plan: String = r.get(2)?;
+    let limits: Option<String> = r.get(3)?;
+    Ok(Tenant {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        plan: plan.parse().unwrap_or(Plan::Free),
+        limits: limits.and_then(|s| serde_json::from_str(&s).ok()),
+        created_at: r.get(4)?,
+    })
+}
+
+pub fn create(conn: &Connection, name: &str, plan: Plan) -> Result<Tenant> {
+    let id = ids::new("ten");
+    let now = now_rfc3339();
+    conn.execute(
+        "INSERT INTO tenants(id, name, plan, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![id, name, plan.as_str(), now],
+    )?;
+    Ok(Tenant {
+        id,
+        name: name.to_string(),
+        plan,
+        limits: None,
+        created_at: now,
+    })
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Tenant>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, name, plan, limits_json, created_at FROM tenants WHERE id = ?1",
+            [id],
+            row_to_tenant,
+        )
+        .optional()?)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<Tenant>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, plan, limits_json, created_at FROM tenants ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map([], row_to_tenant)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn set_plan(conn: &Connection, id: &str, plan: Plan) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE tenants SET plan = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, plan.as_str(), now_rfc3339()],
+    )?;
+    if n == 0 {
+        return Err(Error::not_found("tenant"));
+    }
+    Ok(())
+}
+
+/// Replaces the operator's limit overrides (`None` clears them).
+pub fn set_limits(conn: &Connection, id: &str, limits: Option<&Value>) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE tenants SET limits_json = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, limits.map(|v| v.to_string()), now_rfc3339()],
+    )?;
+    if n == 0 {
+        return Err(Error::not_found("tenant"));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub struct Developer {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub email: String,
+    pub company: Option<String>,
+    pub role: Role,
+    pub status: String,
+}
+
+pub fn create_developer(
+    conn: &Connection,
+    tenant_id: &str,
+    name: &str,
+    email: &str,
+    company: Option<&str>,
+    role: Role,
+    status: &str,
+) -> Result<Developer> {
+    let id = ids::new("dev");
+    conn.execute(
+        "INSERT INTO developers(id, tenant_id, name, email, company, role, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            tenant_id,
+            name,
+            email,
+            company,
+            role.as_str(),
+            status,
+            now_rfc3339()
+        ],
+    )?;
+    Ok(Developer {
+        id,
+        tenant_id: tenant_id.into(),
+        name: name.into(),
+        email: email.into(),
+        company: company.map(str::to_string),
+        role,
+        status: status.into(),
+    })
+}
+
+fn row_to_developer(r: &rusqlite::Row<'_>) -> rusqlite::Result<Developer> {
+    let role: String = r.get(5)?;
+    Ok(Developer {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        name: r.get(2)?,
+        email: r.get(3)?,
+        company: r.get(4)?,
+        role: role.parse().unwrap_or(Role::Viewer),
+        status: r.get(6)?,
+    })
+}
+
+pub fn get_developer(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Developer>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, tenant_id, name, email, company, role, status FROM developers
+             WHERE tenant_id = ?1 AND id = ?2",
+            [tenant_id, id],
+            row_to_developer,
+        )
+        .optional()?)
+}
+
+/// The tenant's first OWNER (the developer CLI-created keys belong to by default).
+pub fn first_owner(conn: &Connection, tenant_id: &str) -> Result<Option<Developer>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, tenant_id, name, email, company, role, status FROM developers
+             WHERE tenant_id = ?1 AND role = 'OWNER' ORDER BY created_at, id LIMIT 1",
+            [tenant_id],
+            row_to_developer,
+        )
+        .optional()?)
+}
+
+/// What a new tenant starts with: an OWNER developer and an admin key (shown once).
+pub struct NewTenant {
+    pub tenant: Tenant,
+    pub owner: Developer,
+    pub key_id: String,
+    pub key: String,
+}
+
+/// Creates a tenant with its OWNER and an admin key. `key` is used as the key if given (it must be
+/// well-formed); otherwise a new `hk_live_…` key is generated.
+pub fn create_with_owner(
+    conn: &Connection,
+    name: &str,
+    plan: Plan,
+    owner_email: &str,
+    key: Option<&str>,
+) -> Result<NewTenant> {
+    let tenant = create(conn, name, plan)?;
+    let owner = create_developer(
+        conn,
+        &tenant.id,
+        "Owner",
+        owner_email,
+        None,
+        Role::Owner,
+        "active",
+    )?;
+    let key = match key {
+        Some(k) => {
+            if keys::parse_format(k).is_none() {
+                return Err(Error::validation(
+                    "key",
+                    "must look like hk_live_/hk_test_/hx_live_/hx_test_ followed by at least 32 base62 characters",
+                ));
+            }
+            k.to_string()
+        }
+        None => keys::generate("hk", "live"),
+    };
+    let row = keys::insert(
+        conn,
+        &tenant.id,
+        &owner.id,
+        "admin (bootstrap)",
+        Scopes::EMPTY,
+        &key,
+        None,
+    )?;
+    Ok(NewTenant {
+        tenant,
+        owner,
+        key_id: row.id,
+        key,
+    })
+}
+
+/// First start: creates the default tenant, its OWNER and the admin key, once per database.
+/// Returns the new tenant (with the key to print) or `None` when the database was bootstrapped
+/// before.
+pub fn ensure_bootstrap(
+    conn: &Connection,
+    plan: Plan,
+    bootstrap_key: Option<&str>,
+) -> Result<Option<NewTenant>> {
+    if meta_get(conn, "bootstrap_tenant_id")?.is_some() {
+        return Ok(None);
+    }
+    let created = create_with_owner(conn, "default", plan, "owner@localhost", bootstrap_key)?;
+    meta_set(conn, "bootstrap_tenant_id", &created.tenant.id)?;
+    meta_set(conn, "bootstrap_key_id", &created.key_id)?;
+    Ok(Some(created))
+}
+
+/// The tenant created at first start.
+pub fn default_tenant_id(conn: &Connection) -> Result<Option<String>> {
+    meta_get(conn, "bootstrap_tenant_id")
+}

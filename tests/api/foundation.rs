@@ -1,0 +1,430 @@
+//! Foundation: health, authentication, errors in both families, request ids, body caps,
+//! bootstrap and restart, graceful shutdown, CLI keys.
+
+use crate::support::*;
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn health_reports_subsystems() {
+    let srv = TestServer::start().await;
+    let resp = srv.http.get(srv.url("/v1/health")).send().await.unwrap();
+    assert!(resp.headers().get("x-request-id").is_some());
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ok"], true);
+    let d = &body["data"];
+    assert_eq!(d["status"], "healthy");
+    assert_eq!(d["version"], env!("CARGO_PKG_VERSION"));
+    assert!(d["uptime"].is_u64());
+    let sqlite = &d["subsystems"]["sqlite"];
+    assert_eq!(sqlite["status"], "healthy");
+    assert!(sqlite["sizeBytes"].as_u64().unwrap() > 0);
+    assert!(sqlite["connections"]["max"].as_u64().unwrap() >= 1);
+    assert!(sqlite["connections"]["utilizationPercent"].is_u64());
+    let search = &d["subsystems"]["search"];
+    assert_eq!(search["status"], "healthy");
+    assert_eq!(search["documents"], 0);
+    let workers = &d["subsystems"]["workers"];
+    for q in ["capture", "learn"] {
+        for f in ["waiting", "active", "failed"] {
+            assert!(workers["queues"][q][f].is_u64(), "{q}.{f}");
+        }
+    }
+    assert_eq!(workers["totalBacklog"], 0);
+    assert_eq!(d["alerts"]["firing"], 0);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_degrades_when_the_indexer_is_down() {
+    let srv = TestServer::start().await;
+    // Stop the indexer thread: search can no longer take documents.
+    srv.state().search.close();
+    let (status, body) = send(srv.http.get(srv.url("/v1/health"))).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["data"]["status"], "degraded");
+    assert_eq!(body["data"]["subsystems"]["search"]["status"], "degraded");
+    assert!(body["data"]["alerts"]["firing"].as_u64().unwrap() >= 1);
+    assert_eq!(body["data"]["alerts"]["items"][0]["subsystem"], "search");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn unauthorized_keys_get_401_in_both_families() {
+    let srv = TestServer::start().await;
+    // Missing.
+    let (s, b) = send(srv.http.get(srv.url("/v1/api-keys"))).await;
+    assert_eq!(s, 401);
+    assert_eq!(b["ok"], false);
+    assert_eq!(b["error"]["code"], "unauthorized");
+    assert!(b["meta"]["requestId"].as_str().unwrap().starts_with("req_"));
+    let (s, b) = send(srv.http.get(srv.url("/v1/me"))).await;
+    assert_eq!(s, 401);
+    assert_eq!(b["error"], "unauthorized");
+    assert!(b["message"].is_string());
+    // Malformed.
+    for header in [
+        "Bearer nope",
+        "Basic abc",
+        "Bearer hk_live_short",
+        "Bearer hq_live_0123456789012345678901234567890123",
+    ] {
+        let (s, b) = send(
+            srv.http
+                .get(srv.url("/v1/me"))
+                .header("Authorization", header),
+        )
+        .await;
+        assert_eq!(s, 401, "{header}: {b}");
+    }
+    // Unknown but well-formed.
+    let unknown = format!("hk_live_{}", "A".repeat(40));
+    let (s, b) = send(srv.req_as(&unknown, Method::GET, "/v1/me")).await;
+    assert_eq!(
+        (s, b["message"].as_str().unwrap()),
+        (401, "unknown API key")
+    );
+
+    // Revoked: works, then revoked through the API, then 401 on the very next request.
+    let key = srv.create_key(&[]).await;
+    let (s, _) = send(srv.req_as(&key, Method::GET, "/v1/me")).await;
+    assert_eq!(s, 200);
+    let (_, list) = srv.get("/v1/api-keys").await;
+    let id = list["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["last4"] == key[key.len() - 4..])
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, b) = srv.delete(&format!("/v1/api-keys/{id}")).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = send(srv.req_as(&key, Method::GET, "/v1/me")).await;
+    assert_eq!(s, 401);
+    assert_eq!(b["message"], "this API key has been revoked");
+    let (s, _) = srv.delete(&format!("/v1/api-keys/{id}")).await;
+    assert_eq!(s, 404);
+
+    // Expired: valid a moment, then past its expiry.
+    let expires = engram::time::rfc3339(engram::time::now() + chrono::Duration::milliseconds(1500));
+    let (s, b) = srv
+        .post(
+            "/v1/api-keys",
+            json!({"name": "short", "expiresAt": expires}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let short = b["data"]["key"].as_str().unwrap().to_string();
+    let (s, _) = send(srv.req_as(&short, Method::GET, "/v1/me")).await;
+    assert_eq!(s, 200);
+    let b = wait_for("the key to expire", Duration::from_secs(10), || async {
+        let (s, b) = send(srv.req_as(&short, Method::GET, "/v1/me")).await;
+        (s == 401).then_some(b)
+    })
+    .await;
+    assert_eq!(b["message"], "this API key has expired");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn scopes_are_enforced_with_403() {
+    let srv = TestServer::start().await;
+    let read_only = srv.create_key(&["read"]).await;
+    let (s, b) = send(srv.req_as(&read_only, Method::GET, "/v1/api-keys")).await;
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b["error"]["code"], "forbidden");
+    let (s, b) = send(srv.req_as(&read_only, Method::GET, "/v1/me")).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["scopes"], json!(["read"]));
+    // A key cannot be created with a scope that does not exist.
+    let (s, b) = srv
+        .post("/v1/api-keys", json!({"name": "x", "scopes": ["fly"]}))
+        .await;
+    assert_eq!(s, 422);
+    assert_eq!(b["error"]["details"][0]["field"], "scopes");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn not_found_and_method_not_allowed_in_both_families() {
+    let srv = TestServer::start().await;
+    let (s, b) = srv.get("/v1/nothing-here").await;
+    assert_eq!(s, 404);
+    assert_eq!(b["ok"], false);
+    assert_eq!(b["error"]["code"], "not_found");
+    let (s, b) = srv.get("/v1/agents/a/b/c").await;
+    assert_eq!(s, 404);
+    assert_eq!(b["error"], "not_found");
+
+    let resp = srv.req(Method::PUT, "/v1/capture").send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    let (_, b) = json_of(resp).await;
+    assert_eq!(b["error"]["code"], "method_not_allowed");
+
+    let resp = srv
+        .req(Method::PUT, "/v1/agents/ag_1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "DELETE, GET");
+    let (_, b) = json_of(resp).await;
+    assert_eq!(b["error"], "method_not_allowed");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn body_caps_and_malformed_json() {
+    let srv = TestServer::start().await;
+    let big = vec![b'x'; 300 * 1024];
+    let (s, b) = send(
+        srv.req(Method::POST, "/v1/api-keys")
+            .header("content-type", "application/json")
+            .body(big),
+    )
+    .await;
+    assert_eq!(s, 413, "{b}");
+    assert_eq!(b["error"]["code"], "payload_too_large");
+    // The capture route takes up to 1 MiB: 300 KiB is not refused for its size there.
+    let (s, _) = send(
+        srv.req(Method::POST, "/v1/capture")
+            .header("content-type", "application/json")
+            .body(vec![b' '; 300 * 1024]),
+    )
+    .await;
+    assert_ne!(s, 413);
+    let (s, _) = send(
+        srv.req(Method::POST, "/v1/capture")
+            .body(vec![b' '; 1024 * 1024 + 1]),
+    )
+    .await;
+    assert_eq!(s, 413);
+
+    let (s, b) = send(
+        srv.req(Method::POST, "/v1/api-keys")
+            .header("content-type", "application/json")
+            .body("{\"name\": "),
+    )
+    .await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["error"]["code"], "validation_error");
+    assert_eq!(b["error"]["details"][0]["field"], "body");
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid JSON"));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let srv = TestServer::start().await;
+    let resp = srv
+        .req(Method::GET, "/v1/me")
+        .header("X-Request-Id", "my-trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "my-trace-123");
+    let resp = srv.req(Method::GET, "/v1/api-keys").send().await.unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(id.starts_with("req_"));
+    let (_, b) = json_of(resp).await;
+    assert_eq!(b["meta"]["requestId"], id.as_str());
+    assert!(b["meta"]["tenantId"].as_str().unwrap().starts_with("ten_"));
+    // Errors carry it too.
+    let resp = srv
+        .http
+        .get(srv.url("/v1/nope"))
+        .header("X-Request-Id", "abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let srv = TestServer::start().await;
+    let key = srv.key.clone();
+    let extra = srv.create_key(&["read"]).await;
+    let (_, me) = srv.get("/v1/me").await;
+    let dir = srv.shutdown().await;
+    let srv = TestServer::start_in(dir, |_| {}).await;
+    assert!(
+        srv.key.is_empty(),
+        "a restart must not create another bootstrap key"
+    );
+    let (s, me2) = send(srv.req_as(&key, Method::GET, "/v1/me")).await;
+    assert_eq!(s, 200);
+    assert_eq!(me["tenant_id"], me2["tenant_id"]);
+    let (s, _) = send(srv.req_as(&extra, Method::GET, "/v1/me")).await;
+    assert_eq!(s, 200);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_an_in_flight_request() {
+    let srv = TestServer::start().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let request = srv
+        .req(Method::POST, "/v1/api-keys")
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let pending = tokio::spawn(request);
+    tx.send(Ok(b"{\"name\": ".to_vec())).await.unwrap();
+    // The server has the request (its headers and part of the body) in hand.
+    let state_db = srv.state().db.clone();
+    wait_for("the request to arrive", Duration::from_secs(10), || async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Some(())
+    })
+    .await;
+    let running = {
+        let mut srv = srv;
+        srv.running.take().unwrap()
+    };
+    let shutdown = tokio::spawn(running.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown must wait for the in-flight request"
+    );
+    tx.send(Ok(b"\"late\"}".to_vec())).await.unwrap();
+    drop(tx);
+    let resp = pending.await.unwrap().expect("in-flight request answered");
+    let (s, b) = json_of(resp).await;
+    assert_eq!(s, 201, "{b}");
+    tokio::time::timeout(Duration::from_secs(30), shutdown)
+        .await
+        .expect("shutdown completes")
+        .unwrap();
+    drop(state_db);
+}
+
+#[tokio::test]
+async fn bootstrap_key_printed_once_and_stable_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = ChildServer::start(dir.path(), &[]);
+    let first = child.stderr_text();
+    let key = banner_key(&first).expect("the first start prints the admin key");
+    let http = client();
+    let (s, _) = send(http.get(child.url("/v1/me")).bearer_auth(&key)).await;
+    assert_eq!(s, 200);
+    assert!(child.terminate(), "SIGTERM exits cleanly");
+
+    let child = ChildServer::start(dir.path(), &[]);
+    assert!(
+        banner_key(&child.stderr_text()).is_none(),
+        "no second bootstrap key"
+    );
+    let (s, _) = send(http.get(child.url("/v1/me")).bearer_auth(&key)).await;
+    assert_eq!(s, 200);
+    child.kill();
+}
+
+#[tokio::test]
+async fn bootstrap_key_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = format!("hx_test_{}", "k".repeat(40));
+    let child = ChildServer::start(dir.path(), &[("ENGRAM_BOOTSTRAP_KEY", &key)]);
+    assert_eq!(
+        banner_key(&child.stderr_text()).as_deref(),
+        Some(key.as_str())
+    );
+    let (s, b) = send(client().get(child.url("/v1/me")).bearer_auth(&key)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["mode"], "test");
+    child.kill();
+    // A malformed bootstrap key is refused at start with a clear message.
+    let out = std::process::Command::new(engram_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env("ENGRAM_BOOTSTRAP_KEY", "not-a-key")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ENGRAM_BOOTSTRAP_KEY"));
+}
+
+#[tokio::test]
+async fn cli_keys_create_works_on_a_running_server() {
+    let srv = TestServer::start().await;
+    let dir = srv.data_dir().to_str().unwrap().to_string();
+    let (ok, stdout, stderr) = run_cli(&[
+        "keys",
+        "create",
+        "--data-dir",
+        &dir,
+        "--name",
+        "from-cli",
+        "--scopes",
+        "read,write",
+    ]);
+    assert!(ok, "{stderr}");
+    let key = stdout.trim().to_string();
+    let (s, b) = send(srv.req_as(&key, Method::GET, "/v1/me")).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["scopes"], json!(["read", "write"]));
+    let (ok, stdout, _) = run_cli(&["keys", "list", "--data-dir", &dir]);
+    assert!(ok);
+    assert!(stdout.contains("from-cli"));
+    // Revoked by the CLI: refused within the auth cache lifetime.
+    let id = stdout
+        .lines()
+        .find(|l| l.contains("from-cli"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (ok, _, stderr) = run_cli(&["keys", "revoke", "--data-dir", &dir, &id]);
+    assert!(ok, "{stderr}");
+    wait_for(
+        "CLI revocation to take effect",
+        Duration::from_secs(10),
+        || async {
+            let (s, _) = send(srv.req_as(&key, Method::GET, "/v1/me")).await;
+            (s == 401).then_some(())
+        },
+    )
+    .await;
+    // Bad input is refused with a clear message.
+    let (ok, _, stderr) = run_cli(&["keys", "create", "--data-dir", &dir, "--scopes", "fly"]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown scope"));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = engram::store::open_direct(dir.path()).unwrap();
+        conn.execute_batch("PRAGMA user_version = 999").unwrap();
+    }
+    let cfg = engram::config::Config::for_data_dir(dir.path());
+    let err = engram::start(cfg).await.err().expect("refused");
+    assert!(err.to_string().contains("newer engram"), "{err}");
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_served() {
+    let srv = TestServer::start().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2.get(srv.url("/v1/health")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    srv.shutdown().await;
+}

@@ -1,0 +1,286 @@
+//! Test harness: a real engram server, in-process on 127.0.0.1:0 with a temp data dir
+//! (`TestServer`), or the real binary as a child process (`ChildServer`) for restart and kill
+//! tests. Helpers wait on conditions with deadlines, never fixed sleeps.
+
+#![allow(dead_code)]
+
+use engram::config::Config;
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+/// A server running in this process.
+pub struct TestServer {
+    pub running: Option<engram::Running>,
+    pub dir: Arc<TempDir>,
+    /// The bootstrap admin key (OWNER, every permission).
+    pub key: String,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with a config adjusted by `f` (data dir and port are set by the harness).
+    pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_in(dir, f).await
+    }
+
+    /// Starts on an existing data dir (restart tests); `key` is empty unless this start
+    /// bootstrapped the database.
+    pub async fn start_in(dir: Arc<TempDir>, f: impl FnOnce(&mut Config)) -> TestServer {
+        let mut cfg = Config::for_data_dir(dir.path());
+        f(&mut cfg);
+        let running = engram::start(cfg).await.expect("server starts");
+        let base = running.base_url();
+        TestServer {
+            key: running.bootstrap_key.clone().unwrap_or_default(),
+            running: Some(running),
+            dir,
+            base,
+            http: client(),
+        }
+    }
+
+    pub fn state(&self) -> &engram::app::AppState {
+        &self.running.as_ref().expect("running").state
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with the admin key.
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.key)
+    }
+
+    /// A request with another key.
+    pub fn req_as(&self, key: &str, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(key)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        send(self.req(Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        send(self.req(Method::POST, path).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        send(self.req(Method::DELETE, path)).await
+    }
+
+    /// Creates a key through the API with the given scopes (empty = role permissions).
+    pub async fn create_key(&self, scopes: &[&str]) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/api-keys",
+                serde_json::json!({"name": "test", "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["data"]["key"].as_str().expect("key").to_string()
+    }
+
+    /// Creates a second tenant directly in the database; returns its admin key.
+    pub async fn create_tenant(&self, name: &str, plan: engram::plans::Plan) -> String {
+        let name = name.to_string();
+        let created = self
+            .state()
+            .db
+            .write(move |c| {
+                engram::store::tenants::create_with_owner(c, &name, plan, "owner@example.com", None)
+            })
+            .await
+            .expect("tenant created");
+        created.key
+    }
+
+    pub async fn shutdown(mut self) -> Arc<TempDir> {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        self.dir.clone()
+    }
+}
+
+/// Sends a request; returns the status and the JSON body (`Null` when not JSON).
+pub async fn send(rb: RequestBuilder) -> (u16, Value) {
+    let resp = rb.send().await.expect("request sent");
+    json_of(resp).await
+}
+
+pub async fn json_of(resp: Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.expect("body read");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Polls `cond` until it returns `Some` or the deadline passes (then panics with `what`).
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// The `engram` binary built for these tests.
+pub fn engram_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_engram"))
+}
+
+/// Runs an `engram` CLI command; returns (success, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(engram_bin())
+        .args(args)
+        .env_remove("ENGRAM_BOOTSTRAP_KEY")
+        .output()
+        .expect("engram runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The real binary as a child process.
+pub struct ChildServer {
+    pub child: Child,
+    pub base: String,
+    /// Every stderr line so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl ChildServer {
+    /// Starts `engram serve` on `data_dir` (port chosen by the OS) with extra env vars.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> ChildServer {
+        let mut cmd = Command::new(engram_bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("ENGRAM_BOOTSTRAP_KEY")
+            .env("ENGRAM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("engram starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.strip_prefix("engram listening on ") {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let base = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "engram did not start; stderr:\n{}",
+                    lines.lock().unwrap().join("\n")
+                );
+            }
+        };
+        ChildServer {
+            child,
+            base,
+            stderr: lines,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The admin key printed in a first-start banner.
+pub fn banner_key(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| (l.starts_with("hk_") || l.starts_with("hx_")) && !l.contains(' '))
+        .map(str::to_string)
+}
