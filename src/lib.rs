@@ -125,7 +125,8 @@ pub async fn start(config: Config) -> Result<Running> {
 
     {
         let state = state.clone();
-        tokio::task::spawn_blocking(move || state.jobs.start(Vec::new()))
+        let specs = vec![jobs::capture::spec(&state), jobs::learn::spec(&state)];
+        tokio::task::spawn_blocking(move || state.jobs.start(specs))
             .await
             .map_err(Error::internal)??;
     }

@@ -14,6 +14,8 @@
 //!   lives on.
 //! - Shutdown lets each worker finish the job in hand and claim no new one.
 
+pub mod capture;
+pub mod learn;
 pub mod queue;
 
 pub use queue::{Job, JobRow};
@@ -48,7 +50,6 @@ pub trait JobHandler: Send + Sync + 'static {
 pub struct KindSpec {
     pub kind: &'static str,
     pub workers: usize,
-    pub exclusive_per_tenant: bool,
     pub handler: Arc<dyn JobHandler>,
 }
 

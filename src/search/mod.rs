@@ -137,7 +137,6 @@ impl Search {
         let handle = {
             let reader: IndexReader = Clone::clone(&reader);
             let shared = shared.clone();
-            let fields = fields;
             std::thread::Builder::new()
                 .name("engram-indexer".into())
                 .spawn(move || indexer_loop(writer, reader, fields, rx, shared))

@@ -14,6 +14,7 @@
 
 pub mod keys;
 pub mod tenants;
+pub mod usage;
 
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, Sender};

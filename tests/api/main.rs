@@ -2,4 +2,10 @@
 
 mod support;
 
+mod capture;
 mod foundation;
+mod invoke;
+mod learn;
+mod limits;
+mod registry;
+mod synthesize;

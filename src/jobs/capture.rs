@@ -1,0 +1,22 @@
+//! The `capture` job kind.
+
+use super::{Job, JobHandler, KindSpec, Outcome};
+use crate::app::AppState;
+use std::sync::Arc;
+
+struct Handler;
+
+impl JobHandler for Handler {
+    fn run(&self, _job: &Job) -> Result<Outcome, String> {
+        Err("capture jobs are not implemented yet".into())
+    }
+}
+
+/// How `capture` jobs run on this server.
+pub fn spec(state: &Arc<AppState>) -> KindSpec {
+    KindSpec {
+        kind: super::CAPTURE,
+        workers: state.config.capture_workers,
+        handler: Arc::new(Handler),
+    }
+}

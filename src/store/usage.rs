@@ -1,0 +1,175 @@
+//! Usage counters: one row per (tenant, mode, metric, bucket). Usage routes, metrics, quotas and
+//! the plan's limits all read the same counters, so their figures agree.
+//!
+//! Buckets: `T` (all time), `M2026-11` (calendar month, UTC), `D2026-11-23` (day),
+//! `H2026-11-23T10` (hour), `N2026-11-23T10:31` (minute). `incr` bumps every bucket of a moment in
+//! the caller's transaction; callers aggregate (one `incr` per request or job, not per item).
+//! `mode` is `live` or `test`: test keys count separately.
+
+use crate::error::Result;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+pub const EVENTS: &str = "events";
+pub const EVENTS_INGESTED: &str = "events_ingested";
+pub const EVENTS_DUPLICATE: &str = "events_duplicate";
+pub const EVENTS_ERROR: &str = "events_error";
+pub const EVENTS_PROCESSED: &str = "events_processed";
+pub const SYNTHESES: &str = "syntheses";
+pub const SYNTHESIS_TOKENS: &str = "synthesis_tokens";
+/// Sum of compression ratios × 1000 (integer counters; divide by `syntheses` × 1000 for the mean).
+pub const SYNTHESIS_COMPRESSION_MILLI: &str = "synthesis_compression_milli";
+pub const COMPILATIONS: &str = "compilations";
+pub const ARTIFACTS_CREATED: &str = "artifacts_created";
+pub const ARTIFACTS_UPDATED: &str = "artifacts_updated";
+pub const INVOCATIONS: &str = "invocations";
+pub const INVOCATION_TOKENS: &str = "invocation_tokens";
+pub const REQUESTS: &str = "requests";
+
+/// Per-event-type counters are `events_type:<type>`.
+pub fn event_type_metric(event_type: &str) -> String {
+    format!("events_type:{event_type}")
+}
+
+pub fn month_bucket(t: DateTime<Utc>) -> String {
+    t.format("M%Y-%m").to_string()
+}
+pub fn day_bucket(t: DateTime<Utc>) -> String {
+    t.format("D%Y-%m-%d").to_string()
+}
+pub fn hour_bucket(t: DateTime<Utc>) -> String {
+    t.format("H%Y-%m-%dT%H").to_string()
+}
+pub fn minute_bucket(t: DateTime<Utc>) -> String {
+    t.format("N%Y-%m-%dT%H:%M").to_string()
+}
+pub const ALL_TIME: &str = "T";
+
+/// Adds `n` to `metric` in every bucket of `at` (all time, month, day, hour, minute).
+pub fn incr(
+    conn: &Connection,
+    tenant_id: &str,
+    mode: &str,
+    metric: &str,
+    n: i64,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO usage_counters(tenant_id, mode, metric, bucket, value) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(tenant_id, mode, metric, bucket) DO UPDATE SET value = value + excluded.value",
+    )?;
+    for bucket in [
+        ALL_TIME.to_string(),
+        month_bucket(at),
+        day_bucket(at),
+        hour_bucket(at),
+        minute_bucket(at),
+    ] {
+        stmt.execute(params![tenant_id, mode, metric, bucket, n])?;
+    }
+    Ok(())
+}
+
+/// One counter's value (0 when never counted).
+pub fn get(
+    conn: &Connection,
+    tenant_id: &str,
+    mode: &str,
+    metric: &str,
+    bucket: &str,
+) -> Result<i64> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT value FROM usage_counters
+         WHERE tenant_id = ?1 AND mode = ?2 AND metric = ?3 AND bucket = ?4",
+    )?;
+    Ok(stmt
+        .query_row(params![tenant_id, mode, metric, bucket], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Values of `metric` for buckets in `[from, to]` (bucket names compare in time order within one
+/// granularity), ascending.
+pub fn range(
+    conn: &Connection,
+    tenant_id: &str,
+    mode: &str,
+    metric: &str,
+    from_bucket: &str,
+    to_bucket: &str,
+) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT bucket, value FROM usage_counters
+         WHERE tenant_id = ?1 AND mode = ?2 AND metric = ?3 AND bucket >= ?4 AND bucket <= ?5
+         ORDER BY bucket",
+    )?;
+    let rows = stmt.query_map(
+        params![tenant_id, mode, metric, from_bucket, to_bucket],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every metric with a prefix in one bucket (e.g. all `events_type:` counters this month).
+pub fn by_prefix(
+    conn: &Connection,
+    tenant_id: &str,
+    mode: &str,
+    prefix: &str,
+    bucket: &str,
+) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT metric, value FROM usage_counters
+         WHERE tenant_id = ?1 AND mode = ?2 AND bucket = ?4 AND metric >= ?3 AND metric < ?3 || x'7f'
+         ORDER BY metric",
+    )?;
+    let rows = stmt.query_map(params![tenant_id, mode, prefix, bucket], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Drops minute buckets older than `keep_from` (minute counters are only needed for recent
+/// series and the current minute). Hour and coarser buckets are kept.
+pub fn prune_minutes(conn: &Connection, keep_from: DateTime<Utc>) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM usage_counters WHERE bucket >= 'N' AND bucket < ?1",
+        [minute_bucket(keep_from)],
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_in_every_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_direct(dir.path()).unwrap();
+        let t = crate::store::tenants::create(&conn, "t", crate::plans::Plan::Free).unwrap();
+        let at = crate::time::now();
+        incr(&conn, &t.id, "live", EVENTS, 3, at).unwrap();
+        incr(&conn, &t.id, "live", EVENTS, 2, at).unwrap();
+        incr(&conn, &t.id, "test", EVENTS, 7, at).unwrap();
+        incr(&conn, &t.id, "live", &event_type_metric("message"), 4, at).unwrap();
+        assert_eq!(get(&conn, &t.id, "live", EVENTS, ALL_TIME).unwrap(), 5);
+        assert_eq!(
+            get(&conn, &t.id, "live", EVENTS, &month_bucket(at)).unwrap(),
+            5
+        );
+        assert_eq!(
+            get(&conn, &t.id, "test", EVENTS, &minute_bucket(at)).unwrap(),
+            7
+        );
+        let types = by_prefix(&conn, &t.id, "live", "events_type:", ALL_TIME).unwrap();
+        assert_eq!(types, vec![("events_type:message".to_string(), 4)]);
+        let h = hour_bucket(at);
+        assert_eq!(
+            range(&conn, &t.id, "live", EVENTS, &h, &h).unwrap().len(),
+            1
+        );
+    }
+}
