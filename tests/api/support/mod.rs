@@ -284,3 +284,39 @@ pub fn banner_key(stderr: &str) -> Option<String> {
         .find(|l| (l.starts_with("hk_") || l.starts_with("hx_")) && !l.contains(' '))
         .map(str::to_string)
 }
+
+/// The Python interpreter of the test virtualenv (pinned `hippocortex` and `mcp` packages):
+/// `ENGRAM_TEST_PYTHON`, else `target/pyenv/bin/python` (created by `scripts/test.sh`).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("ENGRAM_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
+    assert!(
+        p.exists(),
+        "the Python test environment is missing: run ./scripts/test.sh (it creates target/pyenv)"
+    );
+    p
+}
+
+/// Runs `tests/python/<script>` with the test interpreter and `env`; panics with its output
+/// unless it exits 0. Returns its stdout.
+pub fn run_python(script: &str, env: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let mut cmd = Command::new(python());
+    cmd.arg(&path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
