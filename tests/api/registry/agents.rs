@@ -36,7 +36,7 @@ async fn deploy_stores_every_field_and_get_returns_the_full_agent() {
         format!("https://agents.example.org/v1/agents/{id}/invoke")
     );
 
-    for key in [id.as_str(), "sentiment-analyzer"] {
+    for key in [id.as_str(), "sentiment-analyzer", "Sentiment-Analyzer"] {
         let (s, a) = srv.get(&format!("/v1/agents/{key}")).await;
         assert_eq!(s, 200, "{a}");
         assert_eq!(a["id"], id.as_str());
