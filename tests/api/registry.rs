@@ -323,6 +323,27 @@ async fn invite_rules_follow_the_project_role() {
     )
     .await;
     assert_eq!(s, 403);
+    // They see the project with their project role, and the members.
+    let (_, b) = call(&srv, &dev, Method::GET, "/v1/projects", None).await;
+    assert_eq!(
+        (
+            b["projects"][0]["id"].as_str(),
+            b["projects"][0]["role"].as_str()
+        ),
+        (Some(project.as_str()), Some("OWNER"))
+    );
+    // A member can be removed by developer id too.
+    let (_, b) = srv.get(&format!("/v1/projects/{project}")).await;
+    let peer = b["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "peer@example.org")
+        .unwrap()
+        .clone();
+    let dev_id = peer["developer_id"].as_str().unwrap();
+    let (s, b) = srv.delete(&format!("{path}/{dev_id}")).await;
+    assert_eq!((s, b["id"].as_str()), (200, peer["id"].as_str()), "{b}");
 
     // Not a member: the project does not exist for them (404), and it is not listed.
     let (_, outsider) =
