@@ -11,7 +11,7 @@ async fn deploy_stores_every_field_and_get_returns_the_full_agent() {
     let body = json!({
         "name": "Sentiment Analyzer",
         "instruction": "Analyze sentiment of text. Return positive, negative, or neutral.",
-        "model": "claude-3-sonnet",
+        "model": "sentiment-model-v1",
         "description": "Analyzes text sentiment",
         "category": "NLP",
         "tags": ["sentiment", "text", "sentiment"],
@@ -40,7 +40,7 @@ async fn deploy_stores_every_field_and_get_returns_the_full_agent() {
         let (s, a) = srv.get(&format!("/v1/agents/{key}")).await;
         assert_eq!(s, 200, "{a}");
         assert_eq!(a["id"], id.as_str());
-        assert_eq!(a["model"], "claude-3-sonnet");
+        assert_eq!(a["model"], "sentiment-model-v1");
         assert_eq!(
             a["instruction"],
             "Analyze sentiment of text. Return positive, negative, or neutral."
