@@ -1,14 +1,15 @@
-//! Captured events: storing a request's events with idempotency, reading them back, forgetting a
+//! Captured events: storing requests' events with idempotency, reading them back, forgetting a
 //! session.
 //!
 //! Invariants:
-//! - `insert_batch` runs inside one writer closure: the idempotency check-then-insert is race free
-//!   because every write goes through the single writer thread, and a key repeated within one batch
-//!   finds the row inserted a moment earlier in the same transaction.
+//! - `insert_group` runs inside one writer closure: the idempotency check-then-insert is race free
+//!   because every write goes through the single writer thread, and a key repeated within one
+//!   request or group finds the row inserted a moment earlier in the same transaction.
 //! - Event ids are generated on the writer thread in insertion order, so id order is `seq` order and
 //!   a cursor can be an event id.
-//! - The events one request stores get consecutive `seq` values (nothing else writes in between):
-//!   the capture job addresses them as a `seq` range.
+//! - A tenant's events stored by one group write get consecutive `seq` values (the group is
+//!   stored tenant by tenant and nothing else writes in between): their capture job addresses them
+//!   as a `seq` range.
 
 use crate::error::{Error, Result};
 use crate::ids;
