@@ -393,12 +393,22 @@ pub fn unprocessed_in_range(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Marks one event processed; `false` if it is gone (forgotten) or was processed already.
-pub fn mark_processed(conn: &Connection, seq: i64, at: &str) -> Result<bool> {
+/// Marks a tenant's unprocessed events in `first..=last` processed; returns their `seq`s (events
+/// forgotten or processed meanwhile are not among them).
+pub fn mark_processed(
+    conn: &Connection,
+    tenant_id: &str,
+    first: i64,
+    last: i64,
+    at: &str,
+) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE events SET processed_at = ?2 WHERE seq = ?1 AND processed_at IS NULL",
+        "UPDATE events SET processed_at = ?4
+         WHERE seq BETWEEN ?1 AND ?2 AND tenant_id = ?3 AND processed_at IS NULL
+         RETURNING seq",
     )?;
-    Ok(stmt.execute(params![seq, at])? == 1)
+    let rows = stmt.query_map(params![first, last, tenant_id, at], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Listing order.
