@@ -40,6 +40,10 @@ const COALESCE_EVENTS: i64 = 2_000;
 const COALESCE_MAX_JOB: i64 = 64;
 /// Most events one processing write handles.
 const CHUNK_EVENTS: usize = 256;
+/// A small job waits this long before reading, so the jobs of captures arriving meanwhile can be
+/// taken over: under load, far fewer (and larger) processing writes and commits; when idle, a
+/// memory is at most this much later.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 
 struct Handler {
     // Weak: the handler lives in worker threads owned by the state itself.
@@ -143,6 +147,9 @@ impl JobHandler for Handler {
             .ok_or_else(|| "the server is shutting down".to_string())?;
         let own = range_of(&job.id, &job.input)?;
         let (first, last) = (own.first, own.last);
+        if own.count <= COALESCE_MAX_JOB {
+            std::thread::sleep(LINGER);
+        }
         let tenant = job.tenant_id.clone();
         // Read this job's events and those of queued siblings (rendered here, off the writer).
         let (own_rows, siblings) = {
