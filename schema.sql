@@ -179,6 +179,15 @@ CREATE INDEX events_session ON events(tenant_id, session_id, seq);
 CREATE INDEX events_agent ON events(tenant_id, agent_id, seq);
 CREATE INDEX events_unlearned ON events(tenant_id, seq) WHERE learned_at IS NULL;
 
+-- Novelty for salience: how many events of each signature (a 64-bit hash of the event type and
+-- its normalised key content) a tenant has captured. Only hashes are kept, never content.
+CREATE TABLE event_signatures (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    signature INTEGER NOT NULL,
+    seen      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, signature)
+) WITHOUT ROWID;
+
 CREATE TABLE jobs (
     seq         INTEGER PRIMARY KEY,
     id          TEXT NOT NULL,               -- job_…
@@ -221,7 +230,8 @@ CREATE UNIQUE INDEX memories_id ON memories(id);
 CREATE INDEX memories_tenant ON memories(tenant_id, kind, seq);
 CREATE INDEX memories_session ON memories(tenant_id, session_id);
 CREATE INDEX memories_event ON memories(tenant_id, event_id);
-CREATE INDEX memories_signature ON memories(tenant_id, kind, signature);
+-- Only semantic memories have a signature; episodic rows stay out of this index.
+CREATE INDEX memories_signature ON memories(tenant_id, kind, signature) WHERE signature IS NOT NULL;
 CREATE INDEX memories_agent ON memories(tenant_id, agent_id, seq);
 
 CREATE TABLE artifacts (

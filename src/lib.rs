@@ -9,6 +9,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod capture;
 pub mod catalog;
 pub mod config;
 pub mod error;
@@ -118,6 +119,7 @@ pub async fn start(config: Config) -> Result<Running> {
         auth: auth::Authenticator::new(db.clone()),
         jobs: jobs::Jobs::new(db.clone(), &[jobs::CAPTURE, jobs::LEARN], &[jobs::LEARN]),
         limits: limits::Limits::new(config.limits_enabled),
+        capture: capture::combiner::Combiner::new(db.clone()),
         config,
         db,
         search,
@@ -135,6 +137,7 @@ pub async fn start(config: Config) -> Result<Running> {
     }
 
     let (stop, stop_rx) = watch::channel(false);
+    capture::autolearn::start_sweep(state.clone(), stop_rx.clone());
     let server = tokio::spawn(server::serve(listener, state.clone(), stop_rx));
     tracing::info!(%addr, "engram listening");
     Ok(Running {
