@@ -9,6 +9,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod compiler;
 pub mod config;
 pub mod error;
 pub mod http;
