@@ -691,3 +691,79 @@ async fn official_sdk_learns_lists_and_gets_artifacts() {
     assert_eq!(v["got_same"], true, "{v}");
     assert_eq!(v["types_ok"], true, "{v}");
 }
+
+#[tokio::test]
+async fn max_events_session_and_agent_scopes() {
+    let srv = server().await;
+    capture_runs(
+        &srv,
+        "m",
+        4,
+        &["vault read", "openssl genrsa", "vault write"],
+    )
+    .await;
+    // maxEvents: a partial run that marks only that many events learned.
+    let r = learn(&srv, &srv.key, json!({"options": {"maxEvents": 7}})).await;
+    assert_eq!(r["status"], "partial", "{r}");
+    assert_eq!(r["stats"]["eventsProcessed"], 7, "{r}");
+    let r = learn(&srv, &srv.key, json!({})).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["stats"]["eventsProcessed"], 4 * 5 - 7, "{r}");
+
+    // sessionId: only that session's events are marked learned.
+    capture_runs(
+        &srv,
+        "n",
+        2,
+        &["vault read", "openssl genrsa", "vault write"],
+    )
+    .await;
+    let r = learn(&srv, &srv.key, json!({"sessionId": "n-0"})).await;
+    assert_eq!(r["stats"]["eventsProcessed"], 5, "{r}");
+    let (_, ev) = srv.get("/v1/events?sessionId=n-1&limit=10").await;
+    assert!(
+        ev["data"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["learnedAt"].is_null()),
+        "{ev}"
+    );
+    let (_, ev) = srv.get("/v1/events?sessionId=n-0&limit=10").await;
+    assert!(
+        ev["data"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["learnedAt"].is_string()),
+        "{ev}"
+    );
+
+    // agentId: artifacts compiled from one agent's events belong to that agent.
+    let events: Vec<Value> = (0..3)
+        .flat_map(|i| run_of(&format!("a-{i}"), &["terraform plan", "terraform apply"]))
+        .map(|mut e| {
+            e["metadata"] = json!({"agentId": "ag_ops"});
+            e
+        })
+        .collect();
+    let (s, b) = srv
+        .post("/v1/capture/batch", json!({"events": events}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let r = learn(
+        &srv,
+        &srv.key,
+        json!({"agentId": "ag_ops", "scope": "full"}),
+    )
+    .await;
+    assert!(r["artifacts"]["created"].as_u64().unwrap() >= 1, "{r}");
+    let arts = all_artifacts(&srv, &srv.key, "type=task_schema").await;
+    let scoped: Vec<_> = arts.iter().filter(|a| a["agentId"] == "ag_ops").collect();
+    assert_eq!(scoped.len(), 1, "{arts:?}");
+    assert_eq!(
+        scoped[0]["content"]["steps"],
+        json!(["terraform plan", "terraform apply"])
+    );
+    assert_eq!(scoped[0]["evidenceCount"], 3);
+}
