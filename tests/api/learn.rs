@@ -555,11 +555,25 @@ async fn versions_supersession_deprecation_and_restore() {
     assert_eq!(v2["data"]["evidenceCount"], 4);
     assert_eq!(v2["data"]["content"]["steps"], v1["content"]["steps"]);
 
-    // Deprecate and restore.
+    // Deprecate and restore; only active artifacts stay in the search index. Capture jobs index
+    // episodic memories in the background: wait until they are done so counts only move by us.
+    wait_for("capture processing", Duration::from_secs(30), || async {
+        let (_, b) = srv.get("/v1/events?limit=100").await;
+        let items = b["data"]["items"].as_array().unwrap().clone();
+        items
+            .iter()
+            .all(|e| e["status"] == "processed")
+            .then_some(())
+    })
+    .await;
+    srv.state().search.flush().await;
+    let docs = || srv.state().search.stats().documents;
+    let before = docs();
     let (s, d) = srv.delete(&format!("/v1/artifacts/{id}")).await;
     assert_eq!(s, 200, "{d}");
     assert_eq!(d["data"]["status"], "deprecated");
     assert_eq!(d["data"]["isActive"], false);
+    assert_eq!(docs(), before - 1, "a deprecated artifact leaves the index");
     let dep = all_artifacts(&srv, &srv.key, "status=deprecated").await;
     assert_eq!(dep.len(), 1);
     let (s, p) = send(
@@ -569,6 +583,7 @@ async fn versions_supersession_deprecation_and_restore() {
     .await;
     assert_eq!(s, 200, "{p}");
     assert_eq!(p["data"]["status"], "active");
+    assert_eq!(docs(), before, "a restored artifact is indexed again");
     assert!(all_artifacts(&srv, &srv.key, "status=deprecated")
         .await
         .is_empty());
