@@ -21,6 +21,8 @@ pub(super) async fn server() -> TestServer {
         c.auto_learn_every = 0;
         c.auto_learn_sweep = Duration::ZERO;
         c.limits_enabled = false;
+        // Two learn workers, so that one tenant's learns not overlapping is the queue's doing.
+        c.learn_workers = 2;
     })
     .await
 }
