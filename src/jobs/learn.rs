@@ -15,6 +15,11 @@
 //!   anything to do at all. So any sequence of incremental runs ends with the same artifacts as
 //!   one full run over the same events.
 //! - Events are streamed ordered by session: memory is bounded by the compiler's aggregates.
+//! - Cost control for automatic runs: a compile costs time proportional to all events in scope,
+//!   so an `auto` run (enqueued every few captured events) compiles only when the new events
+//!   are at least 1/`AUTO_MIN_SHARE` of the scope; otherwise it completes as `skipped` and
+//!   leaves them unlearned for the periodic sweep or a later run. Total auto-learn work thus
+//!   grows like N log N, not N². API, sweep and forget runs always compile.
 //! - A run is idempotent: re-running it after a crash changes nothing twice (unchanged artifacts
 //!   stay unchanged).
 
@@ -107,8 +112,13 @@ const SELECTED: &str = "tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)
      AND (?4 IS NULL OR id IN (SELECT value FROM json_each(?4)))
      AND (?5 = 0 OR learned_at IS NULL)";
 
+/// An `auto` run compiles only when at least 1/20 of the events in scope are new.
+const AUTO_MIN_SHARE: i64 = 20;
+
 struct Plan {
     mode: String,
+    /// Events in scope (learned or not).
+    total: i64,
     cutoff: i64,
     selected: i64,
     more: bool,
@@ -155,6 +165,11 @@ fn plan(conn: &Connection, tenant: &str, i: &LearnInput) -> Result<Option<Plan>>
     } else {
         None
     };
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM events WHERE tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)",
+        )?
+        .query_row(params![tenant, i.agent_id], |r| r.get(0))?;
     let mode = match &i.mode {
         Some(m) => m.clone(),
         None => conn
@@ -171,6 +186,7 @@ fn plan(conn: &Connection, tenant: &str, i: &LearnInput) -> Result<Option<Plan>>
     };
     Ok(Some(Plan {
         mode,
+        total,
         cutoff,
         selected,
         more,
@@ -275,6 +291,14 @@ pub fn run(
         }
         return Ok((empty_result(job_id, "completed"), false));
     };
+    if input.trigger == "auto" && plan.selected * AUTO_MIN_SHARE < plan.total {
+        let mut r = empty_result(job_id, "completed");
+        r["skipped"] = json!(format!(
+            "{} new of {} events: an automatic run waits for more, or for the sweep",
+            plan.selected, plan.total
+        ));
+        return Ok((r, false));
+    }
     let out = db.read_blocking(|c| compile(c, tenant, input, &plan))?;
     let (t, i) = (tenant.to_string(), input.clone());
     let cutoff = plan.cutoff;
