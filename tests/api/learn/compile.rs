@@ -319,3 +319,42 @@ async fn automatic_runs_wait_for_enough_new_events_and_the_sweep_does_not() {
     assert_eq!(sweep["stats"]["eventsProcessed"], 5, "{sweep}");
     assert_eq!(sweep["artifacts"]["updated"], 1, "{sweep}");
 }
+
+#[tokio::test]
+async fn min_pattern_strength_and_artifact_types_are_honoured() {
+    let srv = server().await;
+    capture(&srv, &srv.key, &generate(&small_spec(8))).await;
+    let strict = learn(
+        &srv,
+        &srv.key,
+        json!({"scope": "full", "options": {"minPatternStrength": 0.999}}),
+    )
+    .await;
+    assert_eq!(strict["artifacts"]["created"], 0, "{strict}");
+    assert!(
+        strict["stats"]["patternsFound"].as_u64().unwrap() > 0,
+        "{strict}"
+    );
+    let only = learn(
+        &srv,
+        &srv.key,
+        json!({"scope": "full", "options": {"minPatternStrength": 0.0, "artifactType": "failure_playbook"}}),
+    )
+    .await;
+    assert!(only["artifacts"]["created"].as_u64().unwrap() > 0, "{only}");
+    let arts = all_artifacts(&srv, &srv.key, "").await;
+    assert!(
+        arts.iter().all(|a| a["type"] == "failure_playbook"),
+        "{arts:?}"
+    );
+    // Every stored confidence is at or above the threshold it was created with.
+    let normal = learn(&srv, &srv.key, json!({"scope": "full"})).await;
+    assert!(
+        normal["artifacts"]["created"].as_u64().unwrap() > 0,
+        "{normal}"
+    );
+    let arts = all_artifacts(&srv, &srv.key, "type=task_schema").await;
+    assert!(arts
+        .iter()
+        .all(|a| a["confidence"].as_f64().unwrap() >= engram::compiler::DEFAULT_MIN_STRENGTH));
+}
