@@ -5,6 +5,7 @@
 //! This file holds the shared helpers; the tests live in the submodules.
 
 mod compile;
+mod crash;
 mod lifecycle;
 mod sdk;
 mod validation;
