@@ -463,4 +463,5 @@ async fn idle_buckets_are_forgotten() {
     srv.shutdown().await;
 }
 
+mod http_quotas;
 mod quotas;
