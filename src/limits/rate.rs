@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -94,6 +94,9 @@ pub(super) struct RateLimiters {
     /// Addresses refused recently, until when: checked before authentication, so a throttled
     /// address learns nothing about the keys it tries.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
+    /// `blocked.len()`, readable without the lock: the common case (nobody throttled) costs
+    /// one atomic load per request.
+    blocked_len: AtomicUsize,
     /// tenant → (minute since the epoch, requests in it).
     minutes: Mutex<HashMap<String, (u64, u64)>>,
     started: Instant,
@@ -110,6 +113,7 @@ impl RateLimiters {
             clock,
             by_size: RwLock::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),
+            blocked_len: AtomicUsize::new(0),
             minutes: Mutex::new(HashMap::new()),
             started: Instant::now(),
             next_cleanup_ms: AtomicU64::new(CLEANUP_EVERY.as_millis() as u64),
@@ -144,12 +148,16 @@ impl RateLimiters {
                 blocked.retain(|_, until| *until > Instant::now());
             }
             blocked.insert(ip, Instant::now() + wait);
+            self.blocked_len.store(blocked.len(), Ordering::Relaxed);
         }
         reading
     }
 
     /// How long `ip` is still throttled, if it is.
     pub fn blocked_for(&self, ip: IpAddr) -> Option<Duration> {
+        if self.blocked_len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let ip = address_key(ip);
         let mut blocked = lock(&self.blocked);
         let until = *blocked.get(&ip)?;
@@ -158,6 +166,7 @@ impl RateLimiters {
             Some(until - now)
         } else {
             blocked.remove(&ip);
+            self.blocked_len.store(blocked.len(), Ordering::Relaxed);
             None
         }
     }
@@ -233,7 +242,11 @@ impl RateLimiters {
             }
         }
         let now = Instant::now();
-        lock(&self.blocked).retain(|_, until| *until > now);
+        {
+            let mut blocked = lock(&self.blocked);
+            blocked.retain(|_, until| *until > now);
+            self.blocked_len.store(blocked.len(), Ordering::Relaxed);
+        }
         let minute = epoch_secs_f64() as u64 / 60;
         lock(&self.minutes).retain(|_, (m, _)| *m == minute);
     }
