@@ -12,9 +12,12 @@
 //! - The schema version lives in `PRAGMA user_version`; older databases are migrated in order and
 //!   a database written by a newer binary is refused.
 
+pub mod agents;
+pub mod connectors;
 pub mod events;
 pub mod keys;
 pub mod memories;
+pub mod projects;
 pub mod tenants;
 pub mod usage;
 
