@@ -13,6 +13,7 @@
 //!   a database written by a newer binary is refused.
 
 pub mod keys;
+pub mod sessions;
 pub mod tenants;
 pub mod usage;
 
