@@ -23,33 +23,38 @@ pub const MAX_HISTORY_MESSAGES: usize = 64;
 /// Token budget of the history sent with each call.
 pub const HISTORY_TOKEN_BUDGET: u64 = 4000;
 
-/// The newest messages of `stored` (oldest first) that fit in `budget` tokens.
-pub fn within_budget(stored: &[StoredMessage], budget: u64) -> Vec<Msg> {
-    let mut used = 0u64;
-    let mut start = stored.len();
-    for (i, m) in stored.iter().enumerate().rev() {
-        let t = if m.tokens > 0 {
+/// The newest messages of `stored` (oldest first) that fit in `budget` tokens, and their tokens.
+pub fn within_budget(stored: &[StoredMessage], budget: u64) -> (Vec<Msg>, u64) {
+    let cost = |m: &StoredMessage| {
+        if m.tokens > 0 {
             m.tokens
         } else {
             count_tokens(&m.content)
-        };
+        }
+    };
+    let mut used = 0u64;
+    let mut start = stored.len();
+    for (i, m) in stored.iter().enumerate().rev() {
+        let t = cost(m);
         if used + t > budget {
             break;
         }
         used += t;
         start = i;
     }
-    let mut out: Vec<Msg> = stored[start..]
+    // Never open with an assistant message.
+    while stored.get(start).is_some_and(|m| m.role == "assistant") {
+        used -= cost(&stored[start]);
+        start += 1;
+    }
+    let out = stored[start..]
         .iter()
         .map(|m| match m.role.as_str() {
             "assistant" => Msg::assistant(m.content.clone(), Vec::new()),
             _ => Msg::user(m.content.clone()),
         })
         .collect();
-    while out.first().is_some_and(|m| m.role == Role::Assistant) {
-        out.remove(0);
-    }
-    out
+    (out, used)
 }
 
 #[cfg(test)]
@@ -72,14 +77,15 @@ mod tests {
             m("user", "c", 10),
             m("assistant", "d", 10),
         ];
-        let h = within_budget(&stored, 25);
+        let (h, t) = within_budget(&stored, 25);
+        assert_eq!(t, 20);
         assert_eq!(h.len(), 2);
         assert_eq!(h[0].content, "c");
         // 30 tokens would start with an assistant message: it is dropped.
-        let h = within_budget(&stored, 30);
+        let (h, _) = within_budget(&stored, 30);
         assert_eq!(h[0].content, "c");
-        assert_eq!(within_budget(&stored, 100).len(), 4);
-        assert!(within_budget(&stored, 5).is_empty());
+        assert_eq!(within_budget(&stored, 100).0.len(), 4);
+        assert!(within_budget(&stored, 5).0.is_empty());
     }
 
     #[test]

@@ -192,8 +192,7 @@ async fn prepare(
     } else {
         state.runtime.provider_for(&agent.model)
     };
-    let history = history::within_budget(&stored, history::HISTORY_TOKEN_BUDGET);
-    let history_tokens = history.iter().map(|m| count_tokens(&m.content)).sum();
+    let (history, history_tokens) = history::within_budget(&stored, history::HISTORY_TOKEN_BUDGET);
     let timeout_secs = input.timeout.unwrap_or(agent.timeout_secs);
     let system = system_prompt(&agent, &memory);
     Ok(Turnkit {
