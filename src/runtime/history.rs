@@ -4,7 +4,7 @@
 //! kept and the oldest dropped, and it never starts with an assistant message (a model expects
 //! the conversation to open with the user).
 
-use super::{Msg, Role};
+use super::Msg;
 use crate::store::sessions::StoredMessage;
 
 /// Tokens of `text` in the cl100k encoding (an estimate for non-OpenAI models, good enough for
