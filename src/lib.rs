@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod limits;
 pub mod plans;
 pub mod router;
+pub mod runtime;
 pub mod search;
 pub mod server;
 pub mod store;
@@ -119,6 +120,7 @@ pub async fn start(config: Config) -> Result<Running> {
         auth: auth::Authenticator::new(db.clone()),
         jobs: jobs::Jobs::new(db.clone(), &[jobs::CAPTURE, jobs::LEARN], &[jobs::LEARN]),
         limits: limits::Limits::new(config.limits_enabled, db.clone()),
+        runtime: runtime::Runtime::new(&config),
         config,
         db,
         search,

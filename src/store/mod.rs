@@ -18,6 +18,7 @@ pub mod events;
 pub mod keys;
 pub mod memories;
 pub mod projects;
+pub mod sessions;
 pub mod tenants;
 pub mod usage;
 

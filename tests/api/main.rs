@@ -7,5 +7,6 @@ mod foundation;
 mod invoke;
 mod learn;
 mod limits;
+mod peers;
 mod registry;
 mod synthesize;
