@@ -236,7 +236,7 @@ fn get_by_slug(conn: &Connection, tenant_id: &str, slug: &str) -> Result<Option<
     Ok(stmt.query_row([tenant_id, slug], row_to_agent).optional()?)
 }
 
-/// An agent of the tenant by id (`ag_…`) or slug.
+/// An agent of the tenant by id (`ag_…`) or slug (compared without ASCII case).
 pub fn get(conn: &Connection, tenant_id: &str, id_or_slug: &str) -> Result<Option<Agent>> {
     if id_or_slug.starts_with("ag_") {
         let mut stmt = conn.prepare_cached(&format!(
@@ -246,7 +246,8 @@ pub fn get(conn: &Connection, tenant_id: &str, id_or_slug: &str) -> Result<Optio
             .query_row([tenant_id, id_or_slug], row_to_agent)
             .optional()?)
     } else {
-        get_by_slug(conn, tenant_id, id_or_slug)
+        // Slugs are lower case; `Sentiment-Analyzer` names the same agent.
+        get_by_slug(conn, tenant_id, &id_or_slug.to_ascii_lowercase())
     }
 }
 

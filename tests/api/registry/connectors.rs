@@ -93,6 +93,35 @@ async fn project_connectors_register_list_delete() {
     let cid = c["id"].as_str().unwrap();
     let (s, _) = call(&srv, &dev, Method::DELETE, &format!("{path}/{cid}"), None).await;
     assert_eq!(s, 403);
+    // Nor deploy agents into it; as a DEVELOPER of the project they may.
+    let mut body = agent_body("viewer agent");
+    body["project_id"] = json!(project);
+    let (s, b) = call(
+        &srv,
+        &dev,
+        Method::POST,
+        "/v1/agents/deploy",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!((s, b["error"].as_str()), (403, Some("forbidden")), "{b}");
+    let (s, _) = call(
+        &srv,
+        &dev,
+        Method::POST,
+        "/v1/agents/deploy",
+        Some(agent_body("no project")),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let dev_project = create_project(&srv, &dev, "own").await;
+    body["project_id"] = json!(dev_project);
+    let (s, b) = call(&srv, &dev, Method::POST, "/v1/agents/deploy", Some(body)).await;
+    assert_eq!(
+        (s, b["project_id"].as_str()),
+        (201, Some(dev_project.as_str())),
+        "{b}"
+    );
 
     // Delete: gone, then 404; a connector id under another project is 404.
     let (s, b) = srv
