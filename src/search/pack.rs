@@ -175,13 +175,17 @@ fn pack_indexes(
     (included, dropped, source, used)
 }
 
+/// A hit as SQLite has it now: confidence, artifact type or memory kind, evidence count, event
+/// and session of a memory.
+type CurrentRow = (f64, String, i64, Option<String>, Option<String>);
+
 /// What SQLite says of a hit now (`None`: gone, inactive or below the confidence floor).
 fn current_row(
     conn: &rusqlite::Connection,
     tenant_id: &str,
     doc_id: &str,
     min_confidence: f64,
-) -> Result<Option<(f64, String, i64, Option<String>, Option<String>)>> {
+) -> Result<Option<CurrentRow>> {
     let row = if doc_id.starts_with("art_") {
         conn.prepare_cached(
             "SELECT status, confidence, type, evidence_count FROM artifacts
