@@ -12,7 +12,9 @@
 //! - The schema version lives in `PRAGMA user_version`; older databases are migrated in order and
 //!   a database written by a newer binary is refused.
 
+pub mod events;
 pub mod keys;
+pub mod memories;
 pub mod tenants;
 pub mod usage;
 
