@@ -9,3 +9,4 @@ mod learn;
 mod limits;
 mod registry;
 mod synthesize;
+mod synthesize_e2e;

@@ -8,7 +8,6 @@ use crate::support::*;
 use engram::search::{docs, IndexOp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 /// A memory row written to SQLite and indexed like capture/learn do.
 pub struct Mem<'a> {
@@ -156,7 +155,7 @@ pub async fn synth(srv: &TestServer, key: &str, body: Value) -> Value {
     b["data"].clone()
 }
 
-fn ids(pack: &Value) -> Vec<String> {
+pub fn ids(pack: &Value) -> Vec<String> {
     pack["entries"]
         .as_array()
         .unwrap()
@@ -166,7 +165,7 @@ fn ids(pack: &Value) -> Vec<String> {
 }
 
 /// Every invariant of a pack's shape and budget.
-fn check_pack(p: &Value) {
+pub fn check_pack(p: &Value) {
     let entries = p["entries"].as_array().unwrap();
     let sections = p["sections"].as_array().unwrap();
     assert_eq!(entries.len(), sections.len());
@@ -700,79 +699,5 @@ async fn syntheses_are_counted() {
     assert_eq!(n, 2);
     assert_eq!(tokens, used);
     assert_eq!(milli, 1000);
-    srv.shutdown().await;
-}
-
-/// The packs of a fixed set of requests (entries only: pack ids differ by design).
-async fn fingerprint(srv: &TestServer, key: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    for body in [
-        json!({"query": "queue worker retry"}),
-        json!({"query": "retry", "maxTokens": 25}),
-        json!({"maxTokens": 60}),
-        json!({"query": "worker", "options": {"sections": ["procedures"]}}),
-    ] {
-        let p = synth(srv, key, body).await;
-        out.push(json!([p["entries"], p["budget"]]));
-    }
-    out
-}
-
-#[tokio::test]
-async fn reindex_and_rebuild_at_start_give_the_same_results() {
-    let srv = TestServer::start().await;
-    let key = srv.key.clone();
-    let t = tenant_of(&srv, &key).await;
-    for i in 0..25u32 {
-        let text = format!(
-            "queue worker {} retry attempt {i}",
-            ["alpha", "beta", "gamma"][i as usize % 3]
-        );
-        let mut m = mem(
-            if i % 4 == 0 { "semantic" } else { "episodic" },
-            &text,
-            i * 7,
-        );
-        m.confidence = 0.3 + (i % 5) as f64 / 10.0;
-        insert_memory(&srv, &t, m).await;
-    }
-    insert_artifact(
-        &srv,
-        &t,
-        "task_schema",
-        "restart a queue worker",
-        json!({"steps": ["drain", "retry"]}),
-        0.8,
-    )
-    .await;
-    srv.state().search.flush().await;
-    let before = fingerprint(&srv, &key).await;
-    assert!(!before[0][0].as_array().unwrap().is_empty());
-    let dir = srv.shutdown().await;
-
-    // `engram reindex` on the stopped data dir.
-    let (ok, _out, err) = run_cli(&["reindex", "--data-dir", dir.path().to_str().unwrap()]);
-    assert!(ok, "{err}");
-    assert!(err.contains("reindexed 26 documents"), "{err}");
-    let srv = TestServer::start_in(dir.clone(), |_| {}).await;
-    assert_eq!(fingerprint(&srv, &key).await, before);
-    let dir = srv.shutdown().await;
-
-    // A corrupt tenant index is rebuilt at start.
-    let index = dir.path().join("index");
-    let tenant_dir = std::fs::read_dir(&index)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir())
-        .expect("a tenant index");
-    std::fs::write(tenant_dir.join("meta.json"), b"{ not json").unwrap();
-    let srv = TestServer::start_in(dir.clone(), |_| {}).await;
-    assert_eq!(fingerprint(&srv, &key).await, before);
-    let dir = srv.shutdown().await;
-
-    // So is a missing one.
-    std::fs::remove_dir_all(&index).unwrap();
-    let srv = TestServer::start_in(Arc::clone(&dir), |_| {}).await;
-    assert_eq!(fingerprint(&srv, &key).await, before);
     srv.shutdown().await;
 }
