@@ -88,6 +88,7 @@ impl State {
             f.confidence => d.confidence.clamp(0.0, 1.0),
             f.salience => d.salience.clamp(0.0, 1.0),
             f.tokens => d.tokens,
+            f.text_hash => schema::hash64(&d.text),
             f.section_no => schema::section_no(d.section),
             f.doc_key => key,
             f.recency => schema::recency_key(d.created_ms, key),

@@ -53,9 +53,12 @@ pub struct Spec {
 #[derive(Clone, Debug)]
 pub struct Candidate {
     pub addr: DocAddress,
+    pub doc_id: String,
     pub score: f64,
     pub doc_key: u64,
     pub tokens: u64,
+    /// `schema::hash64` of the indexed text.
+    pub text_hash: u64,
     pub confidence: f64,
     pub section_no: u64,
 }
@@ -153,7 +156,8 @@ fn filters(spec: &Spec, f: &Fields, with_confidence: bool) -> Vec<(Occur, Box<dy
     out
 }
 
-fn text_query(terms: Vec<Term>) -> Box<dyn Query> {
+/// The OR of term queries (a pure term union: block-WAND applies).
+pub fn text_query(terms: Vec<Term>) -> Box<dyn Query> {
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms
         .into_iter()
         .map(|t| {
@@ -168,6 +172,8 @@ fn text_query(terms: Vec<Term>) -> Box<dyn Query> {
 }
 
 struct Columns {
+    doc_id: Option<tantivy::columnar::StrColumn>,
+    text_hash: tantivy::columnar::Column<u64>,
     doc_key: tantivy::columnar::Column<u64>,
     tokens: tantivy::columnar::Column<u64>,
     section_no: tantivy::columnar::Column<u64>,
@@ -179,6 +185,8 @@ struct Columns {
 fn columns(searcher: &Searcher, segment: u32) -> tantivy::Result<Columns> {
     let ff = searcher.segment_reader(segment).fast_fields();
     Ok(Columns {
+        doc_id: ff.str("doc_id")?,
+        text_hash: ff.u64("text_hash")?,
         doc_key: ff.u64("doc_key")?,
         tokens: ff.u64("tokens")?,
         section_no: ff.u64("section_no")?,
@@ -219,8 +227,19 @@ fn candidates(
             }
             None => 0.0,
         };
+        let mut doc_id = String::new();
+        if let Some(col) = &c.doc_id {
+            if let Some(ord) = col.term_ords(d).next() {
+                col.ord_to_str(ord, &mut doc_id)?;
+            }
+        }
+        if doc_id.is_empty() {
+            continue;
+        }
         out.push(Candidate {
             addr: *addr,
+            doc_id,
+            text_hash: c.text_hash.first(d).unwrap_or(0),
             score,
             doc_key: c.doc_key.first(d).unwrap_or(0),
             tokens: c.tokens.first(d).unwrap_or(0),
@@ -231,16 +250,17 @@ fn candidates(
     Ok(out)
 }
 
-/// The best `limit` candidates of `spec` in rank order (fewer when fewer match).
+/// The best `limit` candidates of `spec` in rank order (fewer when fewer match), and whether more
+/// documents matched than were collected.
 pub fn search(
     searcher: &Searcher,
     index: &Index,
     fields: &Fields,
     spec: &Spec,
     limit: usize,
-) -> tantivy::Result<Vec<Candidate>> {
+) -> tantivy::Result<(Vec<Candidate>, bool)> {
     if !spec.include_memories && !spec.include_artifacts {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
     let limit = limit.max(1);
     let terms = spec
@@ -251,7 +271,7 @@ pub fn search(
     if terms.is_empty() {
         if spec.text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
             // Text without a single word (only punctuation): nothing can match it.
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         return most_recent(searcher, fields, spec, limit);
     }
@@ -272,7 +292,7 @@ pub fn search(
         let mut out = candidates(searcher, &hits, spec.min_confidence)?;
         if with_confidence || exhausted || spec.min_confidence <= 0.0 || out.len() * 2 >= limit {
             out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc_key.cmp(&b.doc_key)));
-            return Ok(out);
+            return Ok((out, !exhausted));
         }
     }
     unreachable!("the second pass always returns")
@@ -283,7 +303,7 @@ fn most_recent(
     fields: &Fields,
     spec: &Spec,
     limit: usize,
-) -> tantivy::Result<Vec<Candidate>> {
+) -> tantivy::Result<(Vec<Candidate>, bool)> {
     let clauses = filters(spec, fields, true);
     let query: Box<dyn Query> = if clauses.is_empty() {
         Box::new(AllQuery)
@@ -294,7 +314,8 @@ fn most_recent(
         query.as_ref(),
         &TopDocs::with_limit(limit).order_by_fast_field::<u64>("recency", Order::Desc),
     )?;
+    let more = hits.len() >= limit;
     let hits: Vec<(Option<f32>, DocAddress)> = hits.into_iter().map(|(_, a)| (None, a)).collect();
     // Already in recency order (the key is unique up to a 2^-20 collision within a millisecond).
-    candidates(searcher, &hits, spec.min_confidence)
+    Ok((candidates(searcher, &hits, spec.min_confidence)?, more))
 }
