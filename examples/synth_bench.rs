@@ -134,7 +134,7 @@ fn tenant_rows(z: &Zipf, t: usize, n: usize, from: usize, to: usize) -> Vec<Row>
         .with_timezone(&chrono::Utc);
     (from..to.min(n))
         .map(|i| Row {
-            id: format!("mem_T{t:02}D{i:08}"),
+            id: engram::ids::new("mem"),
             kind: if rng.gen_bool(0.8) {
                 "episodic"
             } else {

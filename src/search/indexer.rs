@@ -93,6 +93,10 @@ impl State {
             f.doc_key => key,
             f.recency => schema::recency_key(d.created_ms, key),
         );
+        let (prefix, value) = schema::id_code(&d.doc_id).unwrap_or((0, 0));
+        document.add_u64(f.id_prefix, prefix);
+        document.add_u64(f.id_hi, (value >> 64) as u64);
+        document.add_u64(f.id_lo, value as u64);
         if let Some(a) = &d.agent_id {
             document.add_text(f.agent, a);
         }

@@ -24,7 +24,7 @@ use tantivy::collector::TopDocs;
 use tantivy::query::{
     AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
 };
-use tantivy::schema::IndexRecordOption;
+use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::{DocAddress, Index, Order, Searcher, Term};
 
 /// At most this much query text is analyzed…
@@ -172,7 +172,9 @@ pub fn text_query(terms: Vec<Term>) -> Box<dyn Query> {
 }
 
 struct Columns {
-    doc_id: Option<tantivy::columnar::StrColumn>,
+    id_prefix: tantivy::columnar::Column<u64>,
+    id_hi: tantivy::columnar::Column<u64>,
+    id_lo: tantivy::columnar::Column<u64>,
     text_hash: tantivy::columnar::Column<u64>,
     doc_key: tantivy::columnar::Column<u64>,
     tokens: tantivy::columnar::Column<u64>,
@@ -185,7 +187,9 @@ struct Columns {
 fn columns(searcher: &Searcher, segment: u32) -> tantivy::Result<Columns> {
     let ff = searcher.segment_reader(segment).fast_fields();
     Ok(Columns {
-        doc_id: ff.str("doc_id")?,
+        id_prefix: ff.u64("id_prefix")?,
+        id_hi: ff.u64("id_hi")?,
+        id_lo: ff.u64("id_lo")?,
         text_hash: ff.u64("text_hash")?,
         doc_key: ff.u64("doc_key")?,
         tokens: ff.u64("tokens")?,
@@ -199,6 +203,7 @@ fn columns(searcher: &Searcher, segment: u32) -> tantivy::Result<Columns> {
 /// Turns hits into candidates with their fast fields; `score` is the fused log score (or 0).
 fn candidates(
     searcher: &Searcher,
+    fields: &Fields,
     hits: &[(Option<f32>, DocAddress)],
     min_confidence: f64,
 ) -> tantivy::Result<Vec<Candidate>> {
@@ -227,15 +232,21 @@ fn candidates(
             }
             None => 0.0,
         };
-        let mut doc_id = String::new();
-        if let Some(col) = &c.doc_id {
-            if let Some(ord) = col.term_ords(d).next() {
-                col.ord_to_str(ord, &mut doc_id)?;
+        let doc_id = match c.id_prefix.first(d).unwrap_or(0) {
+            0 => {
+                // Not an `ids::new` id: read it from the stored document.
+                let stored: tantivy::TantivyDocument = searcher.doc(*addr)?;
+                match stored.get_first(fields.doc_id).and_then(|v| v.as_str()) {
+                    Some(id) => id.to_string(),
+                    None => continue,
+                }
             }
-        }
-        if doc_id.is_empty() {
-            continue;
-        }
+            prefix => {
+                let hi = c.id_hi.first(d).unwrap_or(0) as u128;
+                let lo = c.id_lo.first(d).unwrap_or(0) as u128;
+                schema::id_from_code(prefix, (hi << 64) | lo)
+            }
+        };
         out.push(Candidate {
             addr: *addr,
             doc_id,
@@ -289,7 +300,7 @@ pub fn search(
         let exhausted = hits.len() < limit;
         let hits: Vec<(Option<f32>, DocAddress)> =
             hits.into_iter().map(|(s, a)| (Some(s), a)).collect();
-        let mut out = candidates(searcher, &hits, spec.min_confidence)?;
+        let mut out = candidates(searcher, fields, &hits, spec.min_confidence)?;
         if with_confidence || exhausted || spec.min_confidence <= 0.0 || out.len() * 2 >= limit {
             out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc_key.cmp(&b.doc_key)));
             return Ok((out, !exhausted));
@@ -317,5 +328,8 @@ fn most_recent(
     let more = hits.len() >= limit;
     let hits: Vec<(Option<f32>, DocAddress)> = hits.into_iter().map(|(_, a)| (None, a)).collect();
     // Already in recency order (the key is unique up to a 2^-20 collision within a millisecond).
-    Ok((candidates(searcher, &hits, spec.min_confidence)?, more))
+    Ok((
+        candidates(searcher, fields, &hits, spec.min_confidence)?,
+        more,
+    ))
 }
