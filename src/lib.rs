@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod capture;
+pub mod compiler;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -16,6 +16,7 @@ use crate::store::usage;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// A validated event about to be stored.
 #[derive(Clone, Debug)]
@@ -73,6 +74,8 @@ pub fn insert_batch(
         ..Default::default()
     };
     let mut by_type: Vec<(&'static str, i64)> = Vec::new();
+    // signature -> (count so far, repeats within this batch not yet in the table)
+    let mut sig_counts: HashMap<i64, (i64, i64)> = HashMap::new();
     {
         let mut find_idem = conn.prepare_cached(
             "SELECT id, salience, trace_id, job_id FROM events
@@ -107,7 +110,21 @@ pub fn insert_batch(
                     continue;
                 }
             }
-            let count: i64 = seen.query_row(params![tenant_id, e.signature], |r| r.get(0))?;
+            // The first event of a signature in this batch counts in the table (and learns the
+            // tenant's count); repeats within the batch count in memory and are added at the end.
+            let count = match sig_counts.get_mut(&e.signature) {
+                Some((count, extra)) => {
+                    *count += 1;
+                    *extra += 1;
+                    *count
+                }
+                None => {
+                    let count: i64 =
+                        seen.query_row(params![tenant_id, e.signature], |r| r.get(0))?;
+                    sig_counts.insert(e.signature, (count, 0));
+                    count
+                }
+            };
             let salience = crate::capture::salience::with_novelty(e.base_salience, count);
             let id = ids::new("evt");
             let trace_id = ids::new("trace");
@@ -143,6 +160,14 @@ pub fn insert_batch(
                 trace_id,
                 job_id: Some(job_id.to_string()),
             });
+        }
+    }
+    {
+        let mut add = conn.prepare_cached(
+            "UPDATE event_signatures SET seen = seen + ?3 WHERE tenant_id = ?1 AND signature = ?2",
+        )?;
+        for (sig, (_, extra)) in sig_counts.iter().filter(|(_, (_, extra))| *extra > 0) {
+            add.execute(params![tenant_id, sig, extra])?;
         }
     }
     if out.ingested > 0 {

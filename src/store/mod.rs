@@ -12,9 +12,11 @@
 //! - The schema version lives in `PRAGMA user_version`; older databases are migrated in order and
 //!   a database written by a newer binary is refused.
 
+pub mod artifacts;
 pub mod events;
 pub mod keys;
 pub mod memories;
+pub mod semantic;
 pub mod tenants;
 pub mod usage;
 
