@@ -132,7 +132,18 @@ impl State {
                 }
             }
             IndexOp::Delete { doc_id } => {
+                // Only indexes that hold the id (committed) or may hold it (an open writer with
+                // uncommitted adds): a term lookup per tenant, not a writer per tenant.
+                let term = Term::from_field_text(doc_id_field, &doc_id);
                 for tenant_id in self.shared.tenant_ids() {
+                    let holds = self.writers.contains_key(&tenant_id)
+                        || self
+                            .shared
+                            .tenant(&tenant_id)
+                            .is_some_and(|t| t.reader.searcher().doc_freq(&term).unwrap_or(1) > 0);
+                    if !holds {
+                        continue;
+                    }
                     if let Some(w) = self.writer(&tenant_id) {
                         w.writer
                             .delete_term(Term::from_field_text(doc_id_field, &doc_id));
