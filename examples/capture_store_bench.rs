@@ -26,8 +26,7 @@ fn main() {
     let cpu = cpu_secs();
     for (i, b) in batches.into_iter().enumerate() {
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let job = engram::ids::new("job");
-        engram::store::events::insert_batch(&conn, &t.id, "live", &job, b, 0, engram::time::now())
+        engram::store::events::insert_batch(&conn, &t.id, "live", b, 0, engram::time::now())
             .unwrap();
         conn.execute_batch("COMMIT").unwrap();
         let _ = i;
