@@ -4,6 +4,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::jobs::Jobs;
 use crate::limits::Limits;
+use crate::runtime::Runtime;
 use crate::search::Search;
 use crate::store::Db;
 use std::time::Instant;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub search: Search,
     pub jobs: Jobs,
     pub limits: Limits,
+    /// Model providers and the MCP client for agent invocation.
+    pub runtime: Runtime,
     /// Combines concurrent capture writes (`capture::combiner`).
     pub capture: crate::capture::combiner::Combiner,
     pub started: Instant,

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod limits;
 pub mod plans;
 pub mod router;
+pub mod runtime;
 pub mod search;
 pub mod server;
 pub mod store;
@@ -119,7 +120,8 @@ pub async fn start(config: Config) -> Result<Running> {
     let state = Arc::new(AppState {
         auth: auth::Authenticator::new(db.clone()),
         jobs: jobs::Jobs::new(db.clone(), &[jobs::CAPTURE, jobs::LEARN], &[jobs::LEARN]),
-        limits: limits::Limits::new(config.limits_enabled),
+        limits: limits::Limits::new(config.limits_enabled, db.clone()),
+        runtime: runtime::Runtime::new(&config),
         capture: capture::combiner::Combiner::new(db.clone()),
         config,
         db,

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod memories;
 pub mod projects;
 pub mod semantic;
+pub mod sessions;
 pub mod tenants;
 pub mod usage;
 

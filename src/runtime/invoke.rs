@@ -1,0 +1,523 @@
+//! One invocation of an agent: the memory loop around the model call, the tool steps, the
+//! timeout, streaming, and recording the turn.
+//!
+//! Order of a turn: recall the agent's memory and put it in the system prompt with the agent's
+//! instruction → load the session history within its budget → connect the project's MCP
+//! connectors → call the model, executing tool calls for at most `MAX_STEPS` rounds → record the
+//! turn (messages, invocation row, counters, memory events).
+//!
+//! Invariants:
+//! - The work runs on its own task, so a turn is recorded whatever happens to the client:
+//!   completed, timed out (504), failed upstream (502) or cancelled by a disconnect mid-stream
+//!   (what was produced so far is what gets recorded).
+//! - Everything written for a turn commits in one transaction (`store::sessions::record_turn`).
+
+use super::history::{self, count_tokens};
+use super::mcp::{ConnectorError, Toolbox};
+use super::providers::{anthropic, offline, openai};
+use super::{sse, DeltaSink, ModelReply, ModelRequest, Msg, Note, ProviderError, Runtime, ToolDef};
+use crate::app::AppState;
+use crate::config::ProviderKind;
+use crate::error::{Error, Result};
+use crate::http::Reply;
+use crate::limits::Reservation;
+use crate::store::sessions::{self, AgentRow, ConnectorRow, Turn, TurnEvent};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Most model calls in one turn (each tool round costs one).
+pub const MAX_STEPS: usize = 8;
+/// Most memory entries put into the system prompt.
+const MEMORY_ENTRIES: usize = 8;
+/// Most characters of a tool result kept in a memory event.
+const EVENT_RESULT_CHARS: usize = 8192;
+/// Largest answer asked of an upstream model.
+const MAX_OUTPUT_TOKENS: u32 = 4096;
+
+/// A validated invoke request.
+#[derive(Clone, Debug)]
+pub struct InvokeInput {
+    pub message: String,
+    pub session_id: Option<String>,
+    pub stream: bool,
+    /// Per-call timeout override (seconds).
+    pub timeout: Option<u64>,
+}
+
+/// Who invokes, and the request's identity.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub tenant_id: String,
+    pub mode: &'static str,
+    pub request_id: String,
+    pub started: Instant,
+}
+
+/// Everything prepared before the model is called.
+struct Turnkit {
+    caller: Caller,
+    agent: AgentRow,
+    rules: Vec<offline::Rule>,
+    provider: ProviderKind,
+    session_id: String,
+    trace_id: String,
+    message: String,
+    system: String,
+    memory: Vec<String>,
+    history: Vec<Msg>,
+    history_tokens: u64,
+    connectors: Vec<ConnectorRow>,
+    stream: bool,
+    deadline: Instant,
+    timeout_secs: u64,
+}
+
+/// What the turn produced so far (kept when it is cut short).
+#[derive(Default)]
+struct Progress {
+    text: String,
+    tools_called: Vec<Value>,
+    events: Vec<TurnEvent>,
+    upstream_tokens: Option<u64>,
+    counted_tokens: u64,
+    connector_errors: Vec<ConnectorError>,
+}
+
+/// How a turn ended.
+enum End {
+    Completed,
+    Failed(ProviderError),
+    TimedOut,
+    Cancelled,
+}
+
+impl End {
+    fn status(&self) -> &'static str {
+        match self {
+            End::Completed => "completed",
+            End::Failed(_) => "error",
+            End::TimedOut => "timeout",
+            End::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Runs an invocation of `agent_ref` (id or slug) and answers it (JSON or SSE).
+pub async fn invoke(
+    state: Arc<AppState>,
+    caller: Caller,
+    agent_ref: String,
+    input: InvokeInput,
+    reservation: Reservation,
+) -> Result<Reply> {
+    let kit = prepare(&state, caller, agent_ref, input).await?;
+    if kit.stream {
+        return Ok(stream(state, kit, reservation));
+    }
+    // On its own task: a client that hangs up does not stop the turn from being recorded.
+    let task = tokio::spawn(async move {
+        let mut progress = Progress::default();
+        let end = {
+            let work = converse(&state.runtime, &kit, None, &mut progress);
+            match tokio::time::timeout_at(kit.deadline.into(), work).await {
+                Ok(Ok(())) => End::Completed,
+                Ok(Err(e)) => End::Failed(e),
+                Err(_) => End::TimedOut,
+            }
+        };
+        let body = finish(&state, &kit, &progress, &end, reservation).await;
+        (end, body, kit.timeout_secs)
+    });
+    let (end, body, timeout_secs) = task.await.map_err(Error::internal)?;
+    let body = body?;
+    match end {
+        End::Completed | End::Cancelled => Ok(Reply::ok(body)),
+        End::Failed(e) => Err(Error::Upstream(e.to_string())),
+        End::TimedOut => Err(timeout_error(timeout_secs)),
+    }
+}
+
+fn timeout_error(secs: u64) -> Error {
+    Error::Timeout(format!(
+        "the agent did not answer within its timeout of {secs} s"
+    ))
+}
+
+async fn prepare(
+    state: &Arc<AppState>,
+    caller: Caller,
+    agent_ref: String,
+    input: InvokeInput,
+) -> Result<Turnkit> {
+    let tenant = caller.tenant_id.clone();
+    let session_id = input
+        .session_id
+        .clone()
+        .unwrap_or_else(|| crate::ids::new("sess"));
+    let sid = session_id.clone();
+    let loaded = state
+        .db
+        .read(move |c| {
+            let Some(agent) = sessions::load_agent(c, &tenant, &agent_ref)? else {
+                return Ok(None);
+            };
+            let stored = sessions::recent_messages(
+                c,
+                &tenant,
+                &agent.id,
+                &sid,
+                history::MAX_HISTORY_MESSAGES,
+            )?;
+            let connectors = match &agent.project_id {
+                Some(p) => sessions::project_connectors(c, &tenant, p)?,
+                None => Vec::new(),
+            };
+            let memory =
+                sessions::recent_agent_memory(c, &tenant, &agent.id, &sid, MEMORY_ENTRIES)?;
+            Ok(Some((agent, stored, connectors, memory)))
+        })
+        .await?;
+    let Some((agent, stored, connectors, memory)) = loaded else {
+        return Err(Error::NotFound("agent not found".into()));
+    };
+    let rules = match &agent.script {
+        Some(s) => offline::parse_script(s)
+            .map_err(|e| Error::Upstream(format!("the agent's offline script is unusable: {e}")))?,
+        None => Vec::new(),
+    };
+    let provider = if agent.script.is_some() {
+        ProviderKind::Offline
+    } else {
+        state.runtime.provider_for(&agent.model)
+    };
+    let (history, history_tokens) = history::within_budget(&stored, history::HISTORY_TOKEN_BUDGET);
+    let timeout_secs = input.timeout.unwrap_or(agent.timeout_secs);
+    let system = system_prompt(&agent, &memory);
+    Ok(Turnkit {
+        deadline: caller.started + Duration::from_secs(timeout_secs),
+        caller,
+        rules,
+        provider,
+        session_id,
+        trace_id: crate::ids::new("trace"),
+        message: input.message,
+        system,
+        memory,
+        history,
+        history_tokens,
+        connectors,
+        stream: input.stream,
+        timeout_secs,
+        agent,
+    })
+}
+
+/// The agent's instruction, then what its memory recalled.
+fn system_prompt(agent: &AgentRow, memory: &[String]) -> String {
+    let mut s = agent.instruction.clone();
+    if !memory.is_empty() {
+        s.push_str(
+            "\n\n## Memory\nRecalled from this agent's memory (earlier sessions); use it when it \
+             is relevant:\n",
+        );
+        for m in memory {
+            s.push_str("- ");
+            s.push_str(&m.replace('\n', " "));
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// The model/tool loop. Partial results land in `progress` as they happen.
+async fn converse(
+    rt: &Runtime,
+    kit: &Turnkit,
+    sink: Option<&DeltaSink>,
+    progress: &mut Progress,
+) -> std::result::Result<(), ProviderError> {
+    let toolbox = Toolbox::connect(&kit.connectors, kit.deadline).await;
+    progress.connector_errors = toolbox.errors.clone();
+    let mut messages = kit.history.clone();
+    messages.push(Msg::user(kit.message.clone()));
+    progress.counted_tokens = count_tokens(&kit.system) + kit.history_tokens;
+    progress.counted_tokens += count_tokens(&kit.message);
+    let result = steps(rt, kit, &toolbox, &mut messages, sink, progress).await;
+    toolbox.close().await;
+    result
+}
+
+async fn steps(
+    rt: &Runtime,
+    kit: &Turnkit,
+    toolbox: &Toolbox,
+    messages: &mut Vec<Msg>,
+    sink: Option<&DeltaSink>,
+    progress: &mut Progress,
+) -> std::result::Result<(), ProviderError> {
+    for step in 0..MAX_STEPS {
+        // The last step offers no tools, so the model has to answer in words.
+        let tools = if step + 1 == MAX_STEPS {
+            Vec::new()
+        } else {
+            toolbox.tools.clone()
+        };
+        let reply = call_model(rt, kit, messages, tools, sink).await?;
+        if let Some(t) = reply.tokens {
+            *progress.upstream_tokens.get_or_insert(0) += t;
+        }
+        progress.counted_tokens += count_tokens(&reply.text);
+        progress.text.push_str(&reply.text);
+        if reply.tool_calls.is_empty() {
+            return Ok(());
+        }
+        messages.push(Msg::assistant(reply.text.clone(), reply.tool_calls.clone()));
+        for call in &reply.tool_calls {
+            let left = kit.deadline.saturating_duration_since(Instant::now());
+            let started = Instant::now();
+            let out = toolbox.call(&call.name, &call.arguments, left).await;
+            let item = json!({
+                "connector": out.connector,
+                "tool": out.tool,
+                "arguments": call.arguments,
+                "is_error": out.is_error,
+                "duration_ms": started.elapsed().as_millis() as u64,
+            });
+            progress.events.push(TurnEvent {
+                kind: "tool_call",
+                payload: json!({"connector": out.connector, "tool": out.tool,
+                                "arguments": call.arguments}),
+            });
+            progress.events.push(TurnEvent {
+                kind: "tool_result",
+                payload: json!({"connector": out.connector, "tool": out.tool,
+                                "result": clip(&out.output, EVENT_RESULT_CHARS),
+                                "is_error": out.is_error,
+                                "status": if out.is_error { "error" } else { "success" }}),
+            });
+            progress.counted_tokens += count_tokens(&out.output);
+            if let Some(s) = sink {
+                let _ = s.send(Note::Tool(item.clone()));
+            }
+            progress.tools_called.push(item);
+            messages.push(Msg::tool(&call.id, out.output, out.is_error));
+        }
+    }
+    Ok(())
+}
+
+async fn call_model(
+    rt: &Runtime,
+    kit: &Turnkit,
+    messages: &[Msg],
+    tools: Vec<ToolDef>,
+    sink: Option<&DeltaSink>,
+) -> std::result::Result<ModelReply, ProviderError> {
+    if kit.provider == ProviderKind::Offline {
+        return Ok(offline::complete(&kit.rules, &kit.memory, messages, sink));
+    }
+    let req = ModelRequest {
+        model: kit.agent.model.clone(),
+        system: kit.system.clone(),
+        messages: messages.to_vec(),
+        tools,
+        stream: sink.is_some(),
+        max_tokens: MAX_OUTPUT_TOKENS,
+    };
+    let missing = |what: &str| {
+        ProviderError::Upstream(format!(
+            "model '{}' is mapped to the {what} provider, but no {what} base URL is configured",
+            kit.agent.model
+        ))
+    };
+    match kit.provider {
+        ProviderKind::OpenAi => {
+            let base = rt
+                .openai_base_url
+                .as_deref()
+                .unwrap_or("https://api.openai.com/v1");
+            openai::complete(&rt.http, base, rt.openai_api_key.as_deref(), &req, sink).await
+        }
+        ProviderKind::Anthropic => {
+            let base = rt
+                .anthropic_base_url
+                .as_deref()
+                .unwrap_or("https://api.anthropic.com");
+            if rt.anthropic_base_url.is_none() && rt.anthropic_api_key.is_none() {
+                return Err(missing("Anthropic"));
+            }
+            anthropic::complete(&rt.http, base, rt.anthropic_api_key.as_deref(), &req, sink).await
+        }
+        ProviderKind::Offline => unreachable!("answered above"),
+    }
+}
+
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Records the turn and builds the response object.
+async fn finish(
+    state: &Arc<AppState>,
+    kit: &Turnkit,
+    progress: &Progress,
+    end: &End,
+    reservation: Reservation,
+) -> Result<Value> {
+    let latency_ms = kit.caller.started.elapsed().as_millis() as u64;
+    let tokens_used = progress.upstream_tokens.unwrap_or(progress.counted_tokens);
+    let now = crate::time::now_rfc3339();
+    let mut events = Vec::with_capacity(progress.events.len() + 2);
+    events.push(TurnEvent {
+        kind: "message",
+        payload: json!({"role": "user", "content": kit.message}),
+    });
+    events.extend(progress.events.iter().cloned());
+    if !progress.text.is_empty() {
+        events.push(TurnEvent {
+            kind: "message",
+            payload: json!({"role": "assistant", "content": progress.text}),
+        });
+    }
+    let turn = Turn {
+        request_id: kit.caller.request_id.clone(),
+        trace_id: kit.trace_id.clone(),
+        tenant_id: kit.caller.tenant_id.clone(),
+        mode: kit.caller.mode,
+        agent_id: kit.agent.id.clone(),
+        session_id: kit.session_id.clone(),
+        status: end.status(),
+        user_tokens: count_tokens(&kit.message),
+        user_message: kit.message.clone(),
+        reply_tokens: count_tokens(&progress.text),
+        reply: progress.text.clone(),
+        latency_ms,
+        tokens_used,
+        events,
+        created_at: now.clone(),
+    };
+    state
+        .db
+        .write(move |c| sessions::record_turn(c, &turn))
+        .await?;
+    reservation.commit(1);
+    let mut body = json!({
+        "content": progress.text,
+        "agent_id": kit.agent.id,
+        "session_id": kit.session_id,
+        "latency_ms": latency_ms,
+        "tokens_used": tokens_used,
+        "tools_called": progress.tools_called,
+        "request_id": kit.caller.request_id,
+        "trace_id": kit.trace_id,
+        "model": kit.agent.model,
+        "status": end.status(),
+        "timestamp": now,
+    });
+    if !progress.connector_errors.is_empty() {
+        body["connector_errors"] = progress
+            .connector_errors
+            .iter()
+            .map(|e| json!({"connector": e.connector, "error": e.error}))
+            .collect();
+    }
+    Ok(body)
+}
+
+/// Starts the turn on its own task and answers with its SSE stream.
+fn stream(state: Arc<AppState>, kit: Turnkit, reservation: Reservation) -> Reply {
+    let (out, body) = sse::channel_body(64);
+    tokio::spawn(async move {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Note>();
+        let mut progress = Progress::default();
+        let mut client_gone = false;
+        // Every delta seen, so a turn cut short records what the client was shown.
+        let mut streamed = String::new();
+        let end = {
+            let mut work = Box::pin(converse(&state.runtime, &kit, Some(&tx), &mut progress));
+            let deadline = tokio::time::sleep_until(kit.deadline.into());
+            tokio::pin!(deadline);
+            let end = loop {
+                tokio::select! {
+                    biased;
+                    Some(note) = rx.recv() => {
+                        if forward(&out, note, &mut streamed).await.is_err() {
+                            client_gone = true;
+                            break End::Cancelled;
+                        }
+                    }
+                    r = &mut work => break match r {
+                        Ok(()) => End::Completed,
+                        Err(e) => End::Failed(e),
+                    },
+                    _ = out.closed() => {
+                        client_gone = true;
+                        break End::Cancelled;
+                    }
+                    _ = &mut deadline => break End::TimedOut,
+                }
+            };
+            // Dropping the work cancels the upstream request and any tool call in flight.
+            drop(work);
+            end
+        };
+        // Deltas that were produced but not yet forwarded.
+        while let Ok(note) = rx.try_recv() {
+            if client_gone {
+                if let Note::Delta(d) = note {
+                    streamed.push_str(&d);
+                }
+            } else if forward(&out, note, &mut streamed).await.is_err() {
+                client_gone = true;
+            }
+        }
+        if !matches!(end, End::Completed) && streamed.len() > progress.text.len() {
+            progress.text = streamed;
+        }
+        let body = finish(&state, &kit, &progress, &end, reservation).await;
+        if client_gone {
+            return;
+        }
+        let frame = match (&end, body) {
+            (_, Err(e)) => sse::frame("error", &error_json(&e)),
+            (End::Completed | End::Cancelled, Ok(b)) => sse::frame("done", &b),
+            (End::Failed(e), Ok(_)) => {
+                sse::frame("error", &error_json(&Error::Upstream(e.to_string())))
+            }
+            (End::TimedOut, Ok(_)) => {
+                sse::frame("error", &error_json(&timeout_error(kit.timeout_secs)))
+            }
+        };
+        if out.send(frame).await.is_ok() {
+            let _ = out.send(sse::done_marker()).await;
+        }
+    });
+    Reply::stream(body, "text/event-stream").header(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-cache"),
+    )
+}
+
+async fn forward(
+    out: &mpsc::Sender<bytes::Bytes>,
+    note: Note,
+    streamed: &mut String,
+) -> std::result::Result<(), mpsc::error::SendError<bytes::Bytes>> {
+    let frame = match note {
+        Note::Delta(d) => {
+            streamed.push_str(&d);
+            sse::frame("chunk", &json!({"delta": d}))
+        }
+        Note::Tool(item) => sse::frame("tool", &item),
+    };
+    out.send(frame).await
+}
+
+fn error_json(e: &Error) -> Value {
+    e.registry_body()
+}

@@ -1,0 +1,112 @@
+//! Server-sent events, both ways: framing what invoke streams to its client (`event: chunk`,
+//! `event: tool`, `event: done`, then `data: [DONE]`, API.md §3), and splitting an upstream's
+//! SSE byte stream into events.
+//!
+//! Invariant: frames are produced whole (one `Bytes` per event), so a client never sees half an
+//! event, and each one is handed to hyper as soon as it exists (no buffering here).
+
+use crate::http::Body;
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::Value;
+use std::convert::Infallible;
+use tokio::sync::mpsc;
+
+/// One `event: <name>` frame with a JSON `data` line.
+pub fn frame(event: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+/// The final `data: [DONE]` frame.
+pub fn done_marker() -> Bytes {
+    Bytes::from_static(b"data: [DONE]\n\n")
+}
+
+/// A response body fed by a channel: every `Bytes` sent is flushed to the client as it comes;
+/// when the client goes away the receiver is dropped and the sender sees the channel closed.
+pub fn channel_body(capacity: usize) -> (mpsc::Sender<Bytes>, Body) {
+    let (tx, rx) = mpsc::channel::<Bytes>(capacity);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    (tx, StreamBody::new(stream).boxed_unsync())
+}
+
+/// Splits an upstream SSE byte stream into `(event, data)` pairs (`data` lines joined by `\n`).
+#[derive(Default)]
+pub struct SseParser {
+    buf: String,
+    event: String,
+    data: Vec<String>,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the events completed by them.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<(String, String)> {
+        self.buf.push_str(&String::from_utf8_lossy(chunk));
+        let mut out = Vec::new();
+        while let Some(pos) = self.buf.find('\n') {
+            let line: String = self.buf.drain(..=pos).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !self.data.is_empty() || !self.event.is_empty() {
+                    out.push((
+                        std::mem::take(&mut self.event),
+                        std::mem::take(&mut self.data).join("\n"),
+                    ));
+                }
+            } else if let Some(v) = line.strip_prefix("data:") {
+                self.data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+            } else if let Some(v) = line.strip_prefix("event:") {
+                self.event = v.trim().to_string();
+            }
+            // `id:`, `retry:` and `:` comments carry nothing a model answer needs.
+        }
+        out
+    }
+
+    /// An event left unterminated when the stream ended.
+    pub fn finish(&mut self) -> Option<(String, String)> {
+        let rest = std::mem::take(&mut self.buf);
+        if !rest.trim().is_empty() {
+            self.push(format!("{rest}\n").as_bytes());
+        }
+        if self.data.is_empty() {
+            None
+        } else {
+            Some((
+                std::mem::take(&mut self.event),
+                std::mem::take(&mut self.data).join("\n"),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_events_split_across_chunks() {
+        let mut p = SseParser::default();
+        assert!(p.push(b"event: message_start\nda").is_empty());
+        let ev = p.push(b"ta: {\"a\":1}\n\ndata: [DONE]\r\n\r\n");
+        assert_eq!(
+            ev,
+            vec![
+                ("message_start".to_string(), "{\"a\":1}".to_string()),
+                (String::new(), "[DONE]".to_string())
+            ]
+        );
+        assert!(p.finish().is_none());
+    }
+
+    #[test]
+    fn frames_events() {
+        let f = frame("chunk", &serde_json::json!({"delta": "hi"}));
+        assert_eq!(&f[..], b"event: chunk\ndata: {\"delta\":\"hi\"}\n\n");
+    }
+}
