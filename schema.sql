@@ -89,7 +89,8 @@ CREATE TABLE agents (
     invocation_count INTEGER NOT NULL DEFAULT 0,
     created_by       TEXT,
     created_at       TEXT NOT NULL,
-    updated_at       TEXT NOT NULL
+    updated_at       TEXT NOT NULL,
+    search_name      TEXT NOT NULL DEFAULT '' -- the name case-folded (Unicode) for name search
 );
 CREATE UNIQUE INDEX agents_slug ON agents(tenant_id, slug);
 CREATE INDEX agents_tenant ON agents(tenant_id, created_at);
@@ -101,6 +102,7 @@ CREATE TABLE connector_catalog (
     status     TEXT NOT NULL,
     mcp_url    TEXT,
     builtin    INTEGER NOT NULL DEFAULT 0,
+    hidden     INTEGER NOT NULL DEFAULT 0,   -- a shipped entry the operator removed (stays removed)
     created_at TEXT NOT NULL
 );
 

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -86,6 +87,7 @@ pub async fn start(config: Config) -> Result<Running> {
         let key = cfg.bootstrap_key.clone();
         let bootstrap =
             db.write_blocking(move |c| store::tenants::ensure_bootstrap(c, plan, key.as_deref()))?;
+        db.write_blocking(catalog::seed)?;
         let search = search::Search::open(&cfg.index_dir())?;
         if search.needs_rebuild {
             let n = search::rebuild::rebuild(&db, &search)?;

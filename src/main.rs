@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: TenantsCommand,
     },
+    /// Extend the public connector catalogue (GET /v1/connectors/registry).
+    Connectors {
+        #[command(subcommand)]
+        command: ConnectorsCommand,
+    },
     /// Rebuild the search index from the database (stop the server first).
     Reindex(DataDirArg),
     /// Write a consistent copy of the database to a file (safe while the server runs).
@@ -210,12 +215,49 @@ enum TenantsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ConnectorsCommand {
+    /// Add an MCP server to the catalogue, or replace the entry with the same slug (shipped
+    /// entries included: an operator entry is kept across upgrades).
+    Add {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Display name, e.g. "Epic FHIR".
+        #[arg(long)]
+        name: String,
+        /// MCP endpoint: an absolute http(s) URL.
+        #[arg(long)]
+        url: String,
+        /// Category, e.g. EHR, Data, Payments.
+        #[arg(long)]
+        category: String,
+        /// Status shown to clients, e.g. Verified, Community, Beta.
+        #[arg(long, default_value = "Verified")]
+        status: String,
+        /// Catalogue slug (default: derived from the name).
+        #[arg(long)]
+        slug: Option<String>,
+    },
+    /// List the catalogue (shipped and operator entries).
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Remove an entry by slug (a shipped entry stays removed across restarts).
+    Remove {
+        #[command(flatten)]
+        data: DataDirArg,
+        slug: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Keys { command } => keys_command(command),
         Command::Tenants { command } => tenants_command(command),
+        Command::Connectors { command } => connectors_command(command),
         Command::Reindex(d) => reindex(&d.data_dir),
         Command::Backup { data, to } => backup(&data.data_dir, &to),
     };
@@ -539,6 +581,67 @@ fn tenants_command(cmd: TenantsCommand) -> Result<(), String> {
             })?;
             eprintln!("tenant {tenant} limits updated");
             Ok(())
+        }
+    }
+}
+
+fn connectors_command(cmd: ConnectorsCommand) -> Result<(), String> {
+    use engram::catalog;
+    match cmd {
+        ConnectorsCommand::Add {
+            data,
+            name,
+            url,
+            category,
+            status,
+            slug,
+        } => {
+            let mut conn = open(&data.data_dir)?;
+            let entry = in_tx(&mut conn, |c| {
+                catalog::seed(c)?;
+                catalog::add(c, slug.as_deref(), &name, &category, &status, &url)
+            })?;
+            eprintln!(
+                "catalogue entry '{}' ({}) saved; a running server lists it at once",
+                entry.slug, entry.name
+            );
+            Ok(())
+        }
+        ConnectorsCommand::List { data } => {
+            let mut conn = open(&data.data_dir)?;
+            let entries = in_tx(&mut conn, |c| {
+                catalog::seed(c)?;
+                catalog::list(c, None)
+            })?;
+            println!(
+                "{:<20} {:<30} {:<20} {:<10} {:<8} URL",
+                "SLUG", "NAME", "CATEGORY", "STATUS", "ORIGIN"
+            );
+            for e in entries {
+                println!(
+                    "{:<20} {:<30} {:<20} {:<10} {:<8} {}",
+                    e.slug,
+                    e.name,
+                    e.category,
+                    e.status,
+                    if e.builtin { "shipped" } else { "operator" },
+                    e.mcp_url.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        ConnectorsCommand::Remove { data, slug } => {
+            let mut conn = open(&data.data_dir)?;
+            let removed = in_tx(&mut conn, |c| {
+                catalog::seed(c)?;
+                catalog::remove(c, &slug)
+            })?;
+            if removed {
+                eprintln!("removed '{slug}' from the catalogue");
+                Ok(())
+            } else {
+                Err(format!("no catalogue entry '{slug}'"))
+            }
         }
     }
 }

@@ -12,7 +12,10 @@
 //! - The schema version lives in `PRAGMA user_version`; older databases are migrated in order and
 //!   a database written by a newer binary is refused.
 
+pub mod agents;
+pub mod connectors;
 pub mod keys;
+pub mod projects;
 pub mod sessions;
 pub mod tenants;
 pub mod usage;

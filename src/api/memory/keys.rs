@@ -1,5 +1,10 @@
 //! API keys over HTTP (`/v1/api-keys`, scope `admin`): create (the secret is shown only in this
 //! response), list (never the secret), revoke (effective on the key's next request).
+//!
+//! A new key never exceeds the key that creates it: requested scopes must be a subset of the
+//! creating key's effective scopes (403 otherwise), and a key requested without scopes (which
+//! would mean "the developer's role") is given the creating key's scopes when that key is
+//! restricted. Keys belong to the developer of the creating key.
 
 use crate::auth::{Scope, Scopes};
 use crate::error::{Error, FieldError, Result};
@@ -89,7 +94,7 @@ pub async fn create(ctx: Ctx) -> Result<Reply> {
     };
     let mode = pick("mode", ["live", "test"]);
     let style = pick("style", ["hk", "hx"]);
-    let expires_at = match body.get("expiresAt") {
+    let expires_at = match body.get("expiresAt").or_else(|| body.get("expires_at")) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => match crate::time::parse(s) {
             Some(t) if t > crate::time::now() => Some(crate::time::rfc3339(t)),
@@ -118,6 +123,13 @@ pub async fn create(ctx: Ctx) -> Result<Reply> {
             "a key cannot have permissions its creator does not have".into(),
         ));
     }
+    // A key without scopes has its developer's role permissions. Created by a key that is itself
+    // restricted, it would exceed that key, so it gets the creating key's permissions instead.
+    let scopes = if scopes.is_empty() && p.scopes != p.role.scopes() {
+        p.scopes
+    } else {
+        scopes
+    };
 
     let key = keys::generate(style, mode);
     let secret = key.clone();

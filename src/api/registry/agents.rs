@@ -1,20 +1,387 @@
-//! Agents: deploy, list, get, delete.
+//! Agents: deploy, list, get (by id or slug), delete (API.md §3).
+//!
+//! Deploy validates every field before anything is stored and reports all problems at once
+//! (400 `bad_request` with `details`). The slug comes from the name and is unique per tenant: a
+//! second agent whose name gives the same slug is refused with 409 (rather than silently getting
+//! a suffixed slug), because clients address agents by slug and must not be surprised by which
+//! one answers. The plan's agent limit is enforced in the insert's transaction (429
+//! `quota_exceeded`). `endpoint` is built from the server's public URL.
+//!
+//! Scopes: deploy and delete need `agents:deploy`; list and get accept any registry scope.
 
-use crate::error::Result;
+use super::fields::Fields;
+use super::projects::{member_view, require_project_role};
+use crate::auth::{Role, Scope};
+use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
+use crate::store::agents::{self, Agent, ListQuery, NewAgent, ScriptRule, ScriptTool};
+use serde_json::{json, Map, Value};
 
-pub async fn deploy(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("deploy"))
+/// Largest instruction, in bytes (API.md: ≤ 32 KiB).
+const MAX_INSTRUCTION: usize = 32 * 1024;
+const MAX_SCRIPT_RULES: usize = 200;
+const MAX_PATTERN: usize = 2000;
+
+fn endpoint(ctx: &Ctx, id: &str) -> String {
+    format!("{}/v1/agents/{id}/invoke", ctx.state.public_url())
 }
 
-pub async fn list(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("list"))
+fn summary_json(a: &Agent) -> Value {
+    json!({
+        "id": a.id,
+        "name": a.name,
+        "slug": a.slug,
+        "description": a.description,
+        "category": a.category,
+        "status": a.status,
+        "invocation_count": a.invocation_count,
+        "model": a.model,
+        "tags": a.tags,
+        "public": a.public,
+        "project_id": a.project_id,
+        "created_at": a.created_at,
+    })
 }
 
-pub async fn get(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("get"))
+fn full_json(ctx: &Ctx, a: &Agent) -> Value {
+    json!({
+        "id": a.id,
+        "name": a.name,
+        "slug": a.slug,
+        "model": a.model,
+        "instruction": a.instruction,
+        "description": a.description,
+        "category": a.category,
+        "tags": a.tags,
+        "status": a.status,
+        "endpoint": endpoint(ctx, &a.id),
+        "invocation_count": a.invocation_count,
+        "timeout": a.timeout_secs,
+        "public": a.public,
+        "project_id": a.project_id,
+        "script": a.script,
+        "created_by": a.created_by,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+    })
 }
 
-pub async fn delete(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("delete"))
+/// Validates `script`: ordered rules `{match, reply, tool?: {connector, name, arguments?}}`.
+fn script_rules(f: &mut Fields<'_>) -> Option<Vec<ScriptRule>> {
+    let items = match f.raw("script") {
+        None => return None,
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            f.error("script", "must be an array of rules {match, reply, tool?}");
+            return None;
+        }
+    };
+    if items.len() > MAX_SCRIPT_RULES {
+        f.error(
+            "script",
+            format!(
+                "must have at most {MAX_SCRIPT_RULES} rules (got {})",
+                items.len()
+            ),
+        );
+        return None;
+    }
+    let mut rules = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = |k: &str| format!("script[{i}].{k}");
+        let Some(obj) = item.as_object() else {
+            f.error(
+                &format!("script[{i}]"),
+                "must be an object {match, reply, tool?}",
+            );
+            continue;
+        };
+        let pattern = match obj.get("match") {
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_PATTERN => {
+                match regex::RegexBuilder::new(s).size_limit(1 << 20).build() {
+                    Ok(_) => Some(s.clone()),
+                    Err(e) => {
+                        f.error(
+                            &at("match"),
+                            format!("is not a valid regular expression: {e}"),
+                        );
+                        None
+                    }
+                }
+            }
+            Some(Value::String(_)) => {
+                f.error(&at("match"), format!("must be 1 to {MAX_PATTERN} bytes"));
+                None
+            }
+            None | Some(Value::Null) => {
+                f.error(&at("match"), "is required (a regular expression)");
+                None
+            }
+            Some(_) => {
+                f.error(&at("match"), "must be a string (a regular expression)");
+                None
+            }
+        };
+        let reply = match obj.get("reply") {
+            Some(Value::String(s)) if s.len() <= MAX_INSTRUCTION => Some(s.clone()),
+            Some(Value::String(_)) => {
+                f.error(&at("reply"), "must be at most 32768 bytes");
+                None
+            }
+            None | Some(Value::Null) => {
+                f.error(&at("reply"), "is required");
+                None
+            }
+            Some(_) => {
+                f.error(&at("reply"), "must be a string");
+                None
+            }
+        };
+        let tool = match obj.get("tool") {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::Object(t)) => script_tool(f, &at("tool"), t).map(Some),
+            Some(_) => {
+                f.error(
+                    &at("tool"),
+                    "must be an object {connector, name, arguments?}",
+                );
+                None
+            }
+        };
+        if let (Some(pattern), Some(reply), Some(tool)) = (pattern, reply, tool) {
+            rules.push(ScriptRule {
+                pattern,
+                reply,
+                tool,
+            });
+        }
+    }
+    Some(rules)
+}
+
+fn script_tool(f: &mut Fields<'_>, at: &str, t: &Map<String, Value>) -> Option<ScriptTool> {
+    let mut text = |k: &str| match t.get(k) {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => {
+            Some(s.trim().to_string())
+        }
+        _ => {
+            f.error(
+                &format!("{at}.{k}"),
+                "is required: a string of 1 to 200 characters",
+            );
+            None
+        }
+    };
+    let connector = text("connector");
+    let name = text("name");
+    let arguments = match t.get("arguments") {
+        None | Some(Value::Null) => Some(json!({})),
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => {
+            f.error(&format!("{at}.arguments"), "must be an object");
+            None
+        }
+    };
+    Some(ScriptTool {
+        connector: connector?,
+        name: name?,
+        arguments: arguments?,
+    })
+}
+
+pub async fn deploy(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::AgentsDeploy)?;
+    let body = ctx.json_object(false)?;
+    let mut f = Fields::new(&body);
+    let name = f.string("name", true, 1, 64);
+    if let Some(n) = &name {
+        if agents::slugify(n).is_empty() {
+            f.error(
+                "name",
+                "must contain at least one ASCII letter or digit (the slug is made of them)",
+            );
+        }
+    }
+    let instruction = match f.raw("instruction") {
+        None => {
+            f.error("instruction", "is required");
+            None
+        }
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            f.error("instruction", "is required and must not be empty");
+            None
+        }
+        Some(Value::String(s)) if s.len() > MAX_INSTRUCTION => {
+            f.error(
+                "instruction",
+                format!(
+                    "must be at most 32 KiB ({MAX_INSTRUCTION} bytes; got {})",
+                    s.len()
+                ),
+            );
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            f.error("instruction", "must be a string");
+            None
+        }
+    };
+    let model = f.string("model", true, 1, 128);
+    let description = f.string("description", false, 0, 2000);
+    let category = f.string("category", false, 0, 64);
+    let tags = f.string_list("tags", 20, 64);
+    let timeout = f.integer("timeout", 5, 300, 30);
+    let public = f.boolean("public", false);
+    let project_id = f.string("project_id", false, 0, 64);
+    let script = script_rules(&mut f);
+    f.finish()?;
+
+    let new = NewAgent {
+        project_id,
+        name: name.unwrap_or_default(),
+        model: model.unwrap_or_default(),
+        instruction: instruction.unwrap_or_default(),
+        description,
+        category,
+        tags,
+        timeout_secs: timeout as u32,
+        public,
+        script,
+        created_by: p.developer_id.clone(),
+    };
+    let limit = p
+        .plan
+        .limits()
+        .with_overrides(p.limits_override.as_ref())
+        .agents;
+    let agent = ctx
+        .state
+        .db
+        .write(move |c| {
+            if let Some(project_id) = &new.project_id {
+                let view = match member_view(c, &p, project_id) {
+                    Ok(v) => v,
+                    Err(Error::NotFound(_)) => {
+                        return Err(Error::validation(
+                            "project_id",
+                            "no such project among the projects you are a member of",
+                        ))
+                    }
+                    Err(e) => return Err(e),
+                };
+                require_project_role(&view, Role::Developer, "deploying an agent into a project")?;
+            }
+            agents::insert(c, &p.tenant_id, &new, limit)
+        })
+        .await?;
+    Ok(Reply::created(json!({
+        "agent_id": agent.id,
+        "id": agent.id,
+        "name": agent.name,
+        "slug": agent.slug,
+        "status": "deployed",
+        "endpoint": endpoint(&ctx, &agent.id),
+        "project_id": agent.project_id,
+        "created_at": agent.created_at,
+    })))
+}
+
+/// `per_page`: 1 or more, default 20; above 100 is clamped to 100 (API.md §3).
+fn per_page(ctx: &Ctx) -> Result<i64> {
+    let Some(v) = ctx.query.get("per_page") else {
+        return Ok(20);
+    };
+    match v.trim().parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(n.min(100)),
+        Ok(n) => Err(Error::bad_query(
+            "per_page",
+            format!("must be at least 1 (values above 100 are clamped to 100), got {n}"),
+        )),
+        Err(_) => Err(Error::bad_query(
+            "per_page",
+            format!("must be a whole number from 1 to 100, got '{v}'"),
+        )),
+    }
+}
+
+fn page(ctx: &Ctx) -> Result<i64> {
+    let Some(v) = ctx.query.get("page") else {
+        return Ok(1);
+    };
+    match v.trim().parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(n) => Err(Error::bad_query(
+            "page",
+            format!("must be 1 or more, got {n}"),
+        )),
+        Err(_) => Err(Error::bad_query(
+            "page",
+            format!("must be a whole number of 1 or more, got '{v}'"),
+        )),
+    }
+}
+
+pub async fn list(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require_any(&Scope::REGISTRY)?;
+    let page = page(&ctx)?;
+    let per_page = per_page(&ctx)?;
+    let text = |name: &str| -> Result<Option<String>> {
+        match ctx.query.get(name).map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(s) if s.chars().count() > 200 => {
+                Err(Error::bad_query(name, "must be at most 200 characters"))
+            }
+            Some(s) => Ok(Some(s.to_string())),
+        }
+    };
+    let q = ListQuery {
+        category: text("category")?,
+        search: text("search")?,
+        limit: per_page,
+        offset: (page - 1).saturating_mul(per_page),
+    };
+    let (items, total) = ctx
+        .state
+        .db
+        .read(move |c| agents::list(c, &p.tenant_id, &q))
+        .await?;
+    Ok(Reply::ok(json!({
+        "agents": items.iter().map(summary_json).collect::<Vec<_>>(),
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+    })))
+}
+
+pub async fn get(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require_any(&Scope::REGISTRY)?;
+    let id = ctx.param(0).to_string();
+    let agent = ctx
+        .state
+        .db
+        .read(move |c| agents::get(c, &p.tenant_id, &id))
+        .await?
+        .ok_or_else(|| Error::not_found("agent"))?;
+    Ok(Reply::ok(full_json(&ctx, &agent)))
+}
+
+pub async fn delete(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::AgentsDeploy)?;
+    let id = ctx.param(0).to_string();
+    let deleted = ctx
+        .state
+        .db
+        .write(move |c| agents::delete(c, &p.tenant_id, &id))
+        .await?
+        .ok_or_else(|| Error::not_found("agent"))?;
+    Ok(Reply::ok(json!({
+        "message": "Agent deleted successfully",
+        "id": deleted.id,
+        "slug": deleted.slug,
+    })))
 }

@@ -1,20 +1,151 @@
-//! Connectors: the public catalogue and project connectors.
+//! Connectors: the public catalogue (`GET /v1/connectors/registry`, any registry scope) and a
+//! project's private MCP connectors (API.md §3).
+//!
+//! Project connectors follow the project rules of `projects.rs`: only members see them (others
+//! get 404); listing needs `projects:read` or `connectors:manage`; registering and deleting need
+//! `connectors:manage` and the DEVELOPER role or higher in the project. `mcp_url` must be an
+//! absolute http(s) URL; the slug comes from the name and is unique within the project (409).
 
-use crate::error::Result;
+use super::fields::Fields;
+use super::projects::{member_view, read_view, require_project_role};
+use crate::auth::{Role, Scope};
+use crate::catalog;
+use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
+use crate::store::connectors::{self, Connector};
+use serde_json::{json, Value};
 
-pub async fn catalogue(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("catalogue"))
+fn connector_json(c: &Connector) -> Value {
+    json!({
+        "id": c.id,
+        "slug": c.slug,
+        "name": c.name,
+        "mcp_url": c.mcp_url,
+        "category": c.category,
+        "project_id": c.project_id,
+        "status": c.status,
+        "created_at": c.created_at,
+    })
 }
 
-pub async fn list(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("list"))
+pub async fn catalogue(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?;
+    p.require_any(&Scope::REGISTRY)?;
+    let category = ctx.query.get("category").map(|s| s.trim().to_string());
+    let entries = ctx
+        .state
+        .db
+        .read(move |c| catalog::list(c, category.as_deref()))
+        .await?;
+    let items: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "slug": e.slug,
+                "name": e.name,
+                "category": e.category,
+                "status": e.status,
+                "mcp_url": e.mcp_url,
+            })
+        })
+        .collect();
+    Ok(Reply::ok(
+        json!({"connectors": items, "total": items.len()}),
+    ))
 }
 
-pub async fn create(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("create"))
+pub async fn list(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require_any(&[Scope::ProjectsRead, Scope::ConnectorsManage])?;
+    let project_id = ctx.param(0).to_string();
+    let view = read_view(&ctx.state, &p, &project_id).await?;
+    let items = ctx
+        .state
+        .db
+        .read(move |c| connectors::list_for_project(c, &p.tenant_id, &view.project.id))
+        .await?;
+    Ok(Reply::ok(json!({
+        "connectors": items.iter().map(connector_json).collect::<Vec<_>>(),
+        "total": items.len(),
+    })))
 }
 
-pub async fn delete(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("delete"))
+pub async fn create(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::ConnectorsManage)?;
+    let body = ctx.json_object(false)?;
+    let mut f = Fields::new(&body);
+    let name = f.string("name", true, 1, 64);
+    if let Some(n) = &name {
+        if crate::store::agents::slugify(n).is_empty() {
+            f.error(
+                "name",
+                "must contain at least one ASCII letter or digit (the slug is made of them)",
+            );
+        }
+    }
+    let mcp_url = match f.raw("mcp_url") {
+        None => {
+            f.error("mcp_url", "is required (an absolute http or https URL)");
+            None
+        }
+        Some(Value::String(s)) => match catalog::validate_mcp_url(s) {
+            Ok(u) => Some(u),
+            Err(m) => {
+                f.error("mcp_url", m);
+                None
+            }
+        },
+        Some(_) => {
+            f.error(
+                "mcp_url",
+                "must be a string (an absolute http or https URL)",
+            );
+            None
+        }
+    };
+    let category = f.string("category", false, 0, 64);
+    f.finish()?;
+    let (name, mcp_url) = (name.unwrap_or_default(), mcp_url.unwrap_or_default());
+    let project_id = ctx.param(0).to_string();
+    let created = ctx
+        .state
+        .db
+        .write(move |c| {
+            let view = member_view(c, &p, &project_id)?;
+            require_project_role(&view, Role::Developer, "registering connectors")?;
+            connectors::insert(
+                c,
+                &p.tenant_id,
+                &project_id,
+                &name,
+                &mcp_url,
+                category.as_deref(),
+            )
+        })
+        .await?;
+    Ok(Reply::created(connector_json(&created)))
+}
+
+pub async fn delete(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::ConnectorsManage)?;
+    let project_id = ctx.param(0).to_string();
+    let connector_id = ctx.param(1).to_string();
+    ctx.state
+        .db
+        .write(move |c| {
+            let view = member_view(c, &p, &project_id)?;
+            require_project_role(&view, Role::Developer, "deleting connectors")?;
+            if connectors::delete(c, &p.tenant_id, &project_id, &connector_id)? {
+                Ok(())
+            } else {
+                Err(Error::not_found("connector"))
+            }
+        })
+        .await?;
+    Ok(Reply::ok(json!({
+        "message": "Connector deleted successfully",
+        "id": ctx.param(1),
+    })))
 }

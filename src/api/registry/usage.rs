@@ -3,11 +3,42 @@
 
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
-use crate::store::tenants;
+use crate::store::{agents, tenants, usage};
 use serde_json::json;
 
-pub async fn usage(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("usage"))
+/// `2024-01-31T23:59:59Z`: the seed's second-precision form for period bounds.
+fn second_precision(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// This calendar month (UTC): invocations counted for the key's mode (live and test keys count
+/// separately), agents of the tenant, and the plan's limits (`null` = unlimited). Any valid key
+/// may read it: it shows counts, no data.
+pub async fn usage(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    let now = crate::time::now();
+    let (start, next) = crate::time::month_bounds(now);
+    let limits = p.plan.limits().with_overrides(p.limits_override.as_ref());
+    let (tenant_id, mode) = (p.tenant_id.clone(), p.mode);
+    let (invocations, agents_used) = ctx
+        .state
+        .db
+        .read(move |c| {
+            let month = usage::month_bucket(now);
+            let inv = usage::get(c, &tenant_id, mode, usage::INVOCATIONS, &month)?;
+            Ok((inv, agents::count(c, &tenant_id)?))
+        })
+        .await?;
+    Ok(Reply::ok(json!({
+        "period_start": second_precision(start),
+        "period_end": second_precision(next - chrono::Duration::seconds(1)),
+        "invocations_limit": limits.invocations_per_month,
+        "invocations_used": invocations,
+        "agents_limit": limits.agents,
+        "agents_used": agents_used,
+        "plan": p.plan.as_str(),
+        "mode": p.mode,
+    })))
 }
 
 pub async fn me(ctx: Ctx) -> Result<Reply> {
