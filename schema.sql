@@ -179,6 +179,15 @@ CREATE INDEX events_session ON events(tenant_id, session_id, seq);
 CREATE INDEX events_agent ON events(tenant_id, agent_id, seq);
 CREATE INDEX events_unlearned ON events(tenant_id, seq) WHERE learned_at IS NULL;
 
+-- Novelty for salience: how many events of each signature (a 64-bit hash of the event type and
+-- its normalised key content) a tenant has captured. Only hashes are kept, never content.
+CREATE TABLE event_signatures (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    signature INTEGER NOT NULL,
+    seen      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, signature)
+) WITHOUT ROWID;
+
 CREATE TABLE jobs (
     seq         INTEGER PRIMARY KEY,
     id          TEXT NOT NULL,               -- job_…

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod capture;
 pub mod catalog;
 pub mod config;
 pub mod error;
@@ -136,6 +137,7 @@ pub async fn start(config: Config) -> Result<Running> {
     }
 
     let (stop, stop_rx) = watch::channel(false);
+    capture::autolearn::start_sweep(state.clone(), stop_rx.clone());
     let server = tokio::spawn(server::serve(listener, state.clone(), stop_rx));
     tracing::info!(%addr, "engram listening");
     Ok(Running {

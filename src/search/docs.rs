@@ -1,8 +1,13 @@
 //! How stored rows become search documents. Capture, learn and rebuild all go through here, so a
 //! rebuilt index holds exactly what live indexing produced.
+//!
+//! A document's `text` is both what BM25 scores and what a context pack shows, so artifacts are
+//! rendered here as readable text (a heading, then their content field by field in a fixed order),
+//! and the token count of that text (cl100k_base) is computed once, here, on the caller's thread.
 
 use super::SearchDoc;
 use serde_json::Value;
+use std::fmt::Write;
 
 /// The synthesize section of a memory kind.
 pub fn memory_section(kind: &str) -> &'static str {
@@ -37,6 +42,11 @@ fn millis(rfc3339: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The number of cl100k_base tokens of `text` (the budget unit of context packs).
+pub fn count_tokens(text: &str) -> u64 {
+    tiktoken_rs::cl100k_base_singleton().count_ordinary(text) as u64
+}
+
 /// A memory row as a document.
 #[allow(clippy::too_many_arguments)]
 pub fn memory_doc(
@@ -59,6 +69,7 @@ pub fn memory_doc(
         agent_id: agent_id.map(str::to_string),
         session_id: session_id.map(str::to_string),
         tags,
+        tokens: count_tokens(content),
         text: content.to_string(),
         created_ms: millis(created_at),
         confidence,
@@ -83,7 +94,128 @@ pub fn json_text(v: &Value, out: &mut String) {
     }
 }
 
-/// An artifact row as a document (title plus all the text of its content).
+fn heading(artifact_type: &str) -> &'static str {
+    match artifact_type {
+        "task_schema" => "Procedure",
+        "failure_playbook" => "Failure playbook",
+        "decision_policy" => "Decision policy",
+        "causal_pattern" => "Causal pattern",
+        _ => "Knowledge",
+    }
+}
+
+/// The content fields of each artifact type in reading order; others follow alphabetically.
+fn field_order(artifact_type: &str) -> &'static [&'static str] {
+    match artifact_type {
+        "task_schema" => &["steps", "preconditions", "postconditions", "variations"],
+        "failure_playbook" => &["symptoms", "rootCauses", "recoverySteps", "successRate"],
+        "decision_policy" => &["condition", "actions", "recommendation"],
+        "causal_pattern" => &["cause", "effect", "frequency", "confidence", "mitigation"],
+        _ => &[],
+    }
+}
+
+/// `recoverySteps` → `Recovery steps`.
+fn label(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    for (i, c) in key.chars().enumerate() {
+        if c == '_' {
+            out.push(' ');
+        } else if i == 0 {
+            out.extend(c.to_uppercase());
+        } else if c.is_uppercase() {
+            out.push(' ');
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A scalar or a small object on one line.
+fn inline(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => out.push_str(s),
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Bool(b) => out.push_str(if *b { "yes" } else { "no" }),
+        Value::Null => out.push('-'),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("; ");
+                }
+                inline(x, out);
+            }
+        }
+        Value::Object(m) => {
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                let _ = write!(out, "{}: ", label(k));
+                inline(x, out);
+            }
+        }
+    }
+}
+
+fn render_field(key: &str, v: &Value, out: &mut String) {
+    match v {
+        Value::Array(items) if items.is_empty() => {}
+        Value::Array(items) => {
+            let _ = writeln!(out, "{}:", label(key));
+            let numbered = key.to_ascii_lowercase().contains("steps");
+            for (i, item) in items.iter().enumerate() {
+                if numbered {
+                    let _ = write!(out, "  {}. ", i + 1);
+                } else {
+                    out.push_str("  - ");
+                }
+                inline(item, out);
+                out.push('\n');
+            }
+        }
+        Value::Null => {}
+        _ => {
+            let _ = write!(out, "{}: ", label(key));
+            inline(v, out);
+            out.push('\n');
+        }
+    }
+}
+
+/// An artifact as readable text: `Procedure: <title>` and its content field by field.
+pub fn render_artifact(artifact_type: &str, title: &str, content: &Value) -> String {
+    let mut out = String::with_capacity(256);
+    let _ = writeln!(out, "{}: {}", heading(artifact_type), title.trim());
+    match content {
+        Value::Object(m) => {
+            let order = field_order(artifact_type);
+            for key in order {
+                if let Some(v) = m.get(*key) {
+                    render_field(key, v, &mut out);
+                }
+            }
+            for (key, v) in m.iter().filter(|(k, _)| !order.contains(&k.as_str())) {
+                render_field(key, v, &mut out);
+            }
+        }
+        Value::Null => {}
+        other => {
+            inline(other, &mut out);
+            out.push('\n');
+        }
+    }
+    while out.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+/// An artifact row as a document (its readable rendering, see `render_artifact`).
 #[allow(clippy::too_many_arguments)]
 pub fn artifact_doc(
     tenant_id: &str,
@@ -95,10 +227,7 @@ pub fn artifact_doc(
     updated_at: &str,
     confidence: f64,
 ) -> SearchDoc {
-    let mut text = String::with_capacity(256);
-    text.push_str(title);
-    text.push(' ');
-    json_text(content, &mut text);
+    let text = render_artifact(artifact_type, title, content);
     SearchDoc {
         tenant_id: tenant_id.to_string(),
         doc_id: id.to_string(),
@@ -107,9 +236,31 @@ pub fn artifact_doc(
         agent_id: agent_id.map(str::to_string),
         session_id: None,
         tags: vec![artifact_type.to_string()],
+        tokens: count_tokens(&text),
         text,
         created_ms: millis(updated_at),
         confidence,
         salience: confidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_artifacts_readably() {
+        let text = render_artifact(
+            "task_schema",
+            "Deploy payment service",
+            &json!({"steps": ["run tests", "deploy"], "preconditions": ["green build"], "extra": 3}),
+        );
+        assert_eq!(
+            text,
+            "Procedure: Deploy payment service\nSteps:\n  1. run tests\n  2. deploy\n\
+             Preconditions:\n  - green build\nExtra: 3"
+        );
+        assert!(count_tokens(&text) > 5);
     }
 }

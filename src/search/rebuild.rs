@@ -1,6 +1,8 @@
 //! Rebuilding the index from SQLite (the source of truth): `engram reindex`, and at start when the
 //! index is missing or unreadable. Active memories and active artifacts are indexed; superseded
-//! and deprecated ones are not.
+//! and deprecated ones are not. Documents are built by the same `docs` functions live indexing
+//! uses, so a rebuilt index answers exactly as the live one did; the completion marker is written
+//! only once everything is committed.
 
 use super::{docs, IndexOp, Search};
 use crate::error::Result;
@@ -76,6 +78,7 @@ pub fn rebuild(db: &Db, search: &Search) -> Result<u64> {
         search.submit(IndexOp::Upsert(Box::new(d)));
     }
     search.flush_blocking();
+    search.mark_complete()?;
     Ok(total)
 }
 

@@ -14,7 +14,9 @@
 
 pub mod agents;
 pub mod connectors;
+pub mod events;
 pub mod keys;
+pub mod memories;
 pub mod projects;
 pub mod sessions;
 pub mod tenants;

@@ -10,3 +10,4 @@ mod limits;
 mod peers;
 mod registry;
 mod synthesize;
+mod synthesize_e2e;

@@ -1,12 +1,126 @@
-//! Capture: POST /v1/capture and /v1/capture/batch.
+//! Capture: `POST /v1/capture` and `POST /v1/capture/batch` (API.md §2).
+//!
+//! Both answer 202 only after the events are committed (`capture::capture_validated`). A rejected
+//! single capture stores nothing; a batch stores its valid events and reports the invalid ones, but
+//! a batch whose `events` is missing, not an array, empty or over 1000 long stores nothing.
 
-use crate::error::Result;
+use crate::auth::Scope;
+use crate::capture::{self, ItemOutcome, MAX_BATCH};
+use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
+use crate::store::events::Stored;
+use serde_json::{json, Value};
 
-pub async fn capture(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("capture"))
+fn stored_json(s: &Stored) -> Value {
+    json!({
+        "eventId": s.event_id,
+        "status": if s.duplicate { "duplicate" } else { "ingested" },
+        "salienceScore": s.salience,
+        "traceId": s.trace_id,
+        "jobId": s.job_id,
+    })
 }
 
-pub async fn capture_batch(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("capture_batch"))
+fn duplicate_reason(s: &Stored) -> Value {
+    if s.duplicate {
+        json!(format!(
+            "idempotencyKey was already used by event {}; nothing new was stored",
+            s.event_id
+        ))
+    } else {
+        Value::Null
+    }
+}
+
+pub async fn capture(ctx: Ctx) -> Result<Reply> {
+    let principal = ctx.principal()?;
+    principal.require(Scope::Write)?;
+    let body = ctx.json()?;
+    if !body.is_object() {
+        return Err(Error::validation(
+            "body",
+            "must be a JSON object with type, sessionId and payload",
+        ));
+    }
+    let event = capture::validate(body).map_err(Error::invalid)?;
+    let key = event.idempotency_key.clone();
+    let report = capture::capture_validated(&ctx.state, principal, vec![Ok(event)]).await?;
+    let Some(ItemOutcome::Stored(s)) = report.items.first() else {
+        return Err(Error::Internal("capture stored no result".into()));
+    };
+    let mut data = stored_json(s);
+    data["idempotencyKey"] = json!(key);
+    if s.duplicate {
+        data["reason"] = duplicate_reason(s);
+    }
+    Ok(Reply::accepted(data))
+}
+
+pub async fn capture_batch(ctx: Ctx) -> Result<Reply> {
+    let principal = ctx.principal()?;
+    principal.require(Scope::Write)?;
+    let mut body = ctx.json_object(false)?;
+    let events = match body.remove("events") {
+        None | Some(Value::Null) => return Err(Error::validation("events", "is required")),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(Error::validation("events", "must be an array of events")),
+    };
+    if events.is_empty() {
+        return Err(Error::validation(
+            "events",
+            format!("must hold 1 to {MAX_BATCH} events, got none"),
+        ));
+    }
+    if events.len() > MAX_BATCH {
+        return Err(Error::validation(
+            "events",
+            format!("must hold 1 to {MAX_BATCH} events, got {}", events.len()),
+        ));
+    }
+    let total = events.len();
+    let report = capture::capture_events(&ctx.state, principal, events).await?;
+    let results: Vec<Value> = report
+        .items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            ItemOutcome::Stored(s) => {
+                let mut r = stored_json(s);
+                r["index"] = json!(index);
+                if s.duplicate {
+                    r["reason"] = duplicate_reason(s);
+                }
+                r
+            }
+            ItemOutcome::Invalid(details) => {
+                let err = Error::invalid(details.clone());
+                json!({
+                    "index": index,
+                    "eventId": null,
+                    "status": "error",
+                    "error": {
+                        "code": "validation_error",
+                        "message": format!("events[{index}]: {}", err.public_message()),
+                        "details": details.iter()
+                            .map(|d| json!({"field": d.field, "message": d.message}))
+                            .collect::<Vec<_>>(),
+                    },
+                })
+            }
+        })
+        .collect();
+    Ok(Reply::accepted(json!({
+        "batchId": crate::ids::new("batch"),
+        "jobId": report.job_id,
+        "queued": report.ingested,
+        "errors": report.errors,
+        "total": total,
+        "summary": {
+            "total": total,
+            "ingested": report.ingested,
+            "duplicates": report.duplicates,
+            "errors": report.errors,
+        },
+        "results": results,
+    })))
 }

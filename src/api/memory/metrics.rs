@@ -1,8 +1,239 @@
-//! Usage metrics.
+//! `GET /v1/usage-metrics` (API.md §2): the documented fields and the ones the SDK's
+//! `get_metrics()` reads, all from the usage counters of the caller's key mode (live or test).
+//!
+//! The period (`1h` `24h` `7d` `30d`) is covered by whole buckets of the granularity (`minute`
+//! `hour` `day`): `period.start` is the start of the first bucket, `period.end` now, and the
+//! period totals (`usage.events`, `compilations`, `syntheses`) are the sums of the `series`
+//! buckets, so the figures always add up.
 
-use crate::error::Result;
+use crate::auth::Scope;
+use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
+use crate::store::usage;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use rusqlite::{params, Connection};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
-pub async fn usage_metrics(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("usage_metrics"))
+/// Most series buckets one request may ask for.
+const MAX_BUCKETS: i64 = 1500;
+
+const SERIES_METRICS: [&str; 10] = [
+    usage::EVENTS,
+    usage::EVENTS_INGESTED,
+    usage::EVENTS_DUPLICATE,
+    usage::EVENTS_ERROR,
+    usage::SYNTHESES,
+    usage::SYNTHESIS_TOKENS,
+    usage::SYNTHESIS_COMPRESSION_MILLI,
+    usage::COMPILATIONS,
+    usage::ARTIFACTS_CREATED,
+    usage::ARTIFACTS_UPDATED,
+];
+
+fn bucket_name(granularity: &str, t: DateTime<Utc>) -> String {
+    match granularity {
+        "minute" => usage::minute_bucket(t),
+        "day" => usage::day_bucket(t),
+        _ => usage::hour_bucket(t),
+    }
+}
+
+/// Every `metric` and per-type counter in buckets `from..=to` of one granularity.
+fn load(
+    conn: &Connection,
+    tenant: &str,
+    mode: &str,
+    prefix: char,
+    from: &str,
+    to: &str,
+) -> Result<Vec<(String, String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT bucket, metric, value FROM usage_counters
+         WHERE tenant_id = ?1 AND mode = ?2 AND bucket >= ?3 AND bucket <= ?4 AND bucket >= ?5
+           AND bucket < ?6",
+    )?;
+    // The prefix bounds keep the range inside one granularity's buckets.
+    let lo = prefix.to_string();
+    let hi = ((prefix as u8) + 1) as char;
+    let rows = stmt.query_map(params![tenant, mode, from, to, lo, hi.to_string()], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn count(conn: &Connection, sql: &str, tenant: &str) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([tenant], |r| r.get(0))?)
+}
+
+pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?;
+    p.require(Scope::Read)?;
+    let period = ctx
+        .query
+        .one_of("period", &["1h", "24h", "7d", "30d"])?
+        .unwrap_or_else(|| "24h".into());
+    let granularity = ctx
+        .query
+        .one_of("granularity", &["minute", "hour", "day"])?
+        .unwrap_or_else(|| "hour".into());
+    let span = match period.as_str() {
+        "1h" => Duration::hours(1),
+        "7d" => Duration::days(7),
+        "30d" => Duration::days(30),
+        _ => Duration::hours(24),
+    };
+    let step = match granularity.as_str() {
+        "minute" => Duration::minutes(1),
+        "day" => Duration::days(1),
+        _ => Duration::hours(1),
+    };
+    if span.num_seconds() / step.num_seconds() > MAX_BUCKETS {
+        return Err(Error::bad_query(
+            "granularity",
+            format!("{granularity} buckets over {period} are too many; use a coarser granularity"),
+        ));
+    }
+    let now = crate::time::now();
+    // Whole buckets covering the period; a period shorter than a bucket gets the current one.
+    let trunc = |t: DateTime<Utc>| t.duration_trunc(step).map_err(Error::internal);
+    let first = trunc(now - span + step)?.min(trunc(now)?);
+    let mut starts = Vec::new();
+    let mut t = first;
+    while t <= now {
+        starts.push(t);
+        t += step;
+    }
+    let names: Vec<String> = starts
+        .iter()
+        .map(|s| bucket_name(&granularity, *s))
+        .collect();
+    let limits = p.plan.limits().with_overrides(p.limits_override.as_ref());
+    let (tenant, mode) = (p.tenant_id.clone(), p.mode);
+    let (from, to) = (names[0].clone(), names[names.len() - 1].clone());
+    let prefix = from.chars().next().unwrap_or('H');
+    let (rows, month, today, all_time, memories, artifacts) = ctx
+        .state
+        .db
+        .read(move |c| {
+            let rows = load(c, &tenant, mode, prefix, &from, &to)?;
+            let get = |metric: &str, bucket: &str| usage::get(c, &tenant, mode, metric, bucket);
+            let month_b = usage::month_bucket(now);
+            let day_b = usage::day_bucket(now);
+            let month = get(usage::EVENTS, &month_b)?;
+            let today = (
+                get(usage::SYNTHESES, &day_b)?,
+                get(usage::COMPILATIONS, &day_b)?,
+            );
+            let all_time = get(usage::EVENTS, usage::ALL_TIME)?;
+            let memories = count(
+                c,
+                "SELECT count(*) FROM memories WHERE tenant_id = ?1",
+                &tenant,
+            )?;
+            let artifacts = count(
+                c,
+                "SELECT count(*) FROM artifacts WHERE tenant_id = ?1 AND status = 'active'",
+                &tenant,
+            )?;
+            Ok((rows, month, today, all_time, memories, artifacts))
+        })
+        .await?;
+
+    // bucket -> metric -> value, and period sums.
+    let mut by_bucket: HashMap<&str, HashMap<&str, i64>> = HashMap::new();
+    let mut sums: HashMap<&str, i64> = HashMap::new();
+    let mut by_type: Map<String, Value> = Map::new();
+    let mut type_sums: HashMap<String, i64> = HashMap::new();
+    for (bucket, metric, value) in &rows {
+        if let Some(t) = metric.strip_prefix("events_type:") {
+            *type_sums.entry(t.to_string()).or_default() += value;
+            continue;
+        }
+        if let Some(m) = SERIES_METRICS.iter().find(|m| **m == metric.as_str()) {
+            *by_bucket.entry(bucket).or_default().entry(m).or_default() += value;
+            *sums.entry(m).or_default() += value;
+        }
+    }
+    let mut types: Vec<_> = type_sums.into_iter().collect();
+    types.sort();
+    for (t, n) in types {
+        by_type.insert(t, json!(n));
+    }
+    let sum = |m: &str| sums.get(m).copied().unwrap_or(0);
+    let series: Vec<Value> = starts
+        .iter()
+        .zip(&names)
+        .map(|(start, name)| {
+            let b = by_bucket.get(name.as_str());
+            let v = |m: &str| b.and_then(|b| b.get(m)).copied().unwrap_or(0);
+            json!({
+                "start": crate::time::rfc3339(*start),
+                "end": crate::time::rfc3339(*start + step),
+                "events": v(usage::EVENTS_INGESTED),
+                "duplicates": v(usage::EVENTS_DUPLICATE),
+                "errors": v(usage::EVENTS_ERROR),
+                "syntheses": v(usage::SYNTHESES),
+                "compilations": v(usage::COMPILATIONS),
+            })
+        })
+        .collect();
+    let syntheses = sum(usage::SYNTHESES);
+    let avg = |total: i64, scale: f64| {
+        if syntheses == 0 {
+            0.0
+        } else {
+            (total as f64 / syntheses as f64 / scale * 100.0).round() / 100.0
+        }
+    };
+    let (_, next_month) = crate::time::month_bounds(now);
+    let events_limit = limits.events_per_month;
+    let used = month.max(0) as u64;
+    let data = json!({
+        "plan": p.plan.as_str(),
+        "mode": p.mode,
+        "period": {
+            "period": period,
+            "month": now.format("%Y-%m").to_string(),
+            "day": now.format("%Y-%m-%d").to_string(),
+            "start": crate::time::rfc3339(first),
+            "end": crate::time::rfc3339(now),
+            "granularity": granularity,
+        },
+        "usage": {
+            "eventsThisMonth": month,
+            "synthesesToday": today.0,
+            "compilationsToday": today.1,
+            "requestsThisMinute": ctx.state.limits.requests_this_minute(&p.tenant_id),
+            "events": {
+                "total": sum(usage::EVENTS_INGESTED) + sum(usage::EVENTS_DUPLICATE) + sum(usage::EVENTS_ERROR),
+                "ingested": sum(usage::EVENTS_INGESTED),
+                "duplicates": sum(usage::EVENTS_DUPLICATE),
+                "errors": sum(usage::EVENTS_ERROR),
+                "byType": by_type,
+            },
+            "compilations": {
+                "total": sum(usage::COMPILATIONS),
+                "artifactsCreated": sum(usage::ARTIFACTS_CREATED),
+                "artifactsUpdated": sum(usage::ARTIFACTS_UPDATED),
+            },
+            "syntheses": {
+                "total": syntheses,
+                "avgTokensUsed": avg(sum(usage::SYNTHESIS_TOKENS), 1.0),
+                "avgCompressionRatio": avg(sum(usage::SYNTHESIS_COMPRESSION_MILLI), 1000.0),
+            },
+            "series": series,
+        },
+        "totals": {"events": all_time, "memories": memories, "artifacts": artifacts},
+        "quota": {
+            "plan": p.plan.as_str(),
+            "eventsLimit": events_limit,
+            "eventsUsed": used,
+            "eventsRemaining": events_limit.map(|l| l.saturating_sub(used)),
+            "resetDate": crate::time::rfc3339(next_month),
+        },
+    });
+    Ok(Reply::ok(data))
 }

@@ -1,8 +1,220 @@
-//! Synthesize: token-budgeted context packs.
+//! `POST /v1/synthesize`: a token-budgeted context pack for a task (API.md §2).
+//!
+//! Both request forms are accepted: top-level fields (`query`, `maxTokens`, …) and the SDK's nested
+//! `options` object; a field in `options` wins over the same field at the top level. Every
+//! validation error names its field (`options.maxTokens`, `tags[2]`, …) and answers 422. The pack
+//! itself comes from `search::pack::synthesize_pack`; this handler validates, counts usage
+//! (`syntheses`, tokens used, compression ratio, under the key's mode) and renders.
 
-use crate::error::Result;
+use crate::auth::Scope;
+use crate::error::{Error, FieldError, Result};
 use crate::http::{Ctx, Reply};
+use crate::search::pack::{synthesize_pack, SynthRequest};
+use crate::search::schema::SECTIONS;
+use crate::store::usage;
+use serde_json::{Map, Value};
 
-pub async fn synthesize(_ctx: Ctx) -> Result<Reply> {
-    Err(crate::api::not_yet("synthesize"))
+const MAX_TAGS: usize = 100;
+const MAX_ID_LEN: usize = 256;
+
+/// A field looked up in `options` first, then at the top level; with the name to report.
+fn pick<'a>(
+    top: &'a Map<String, Value>,
+    options: Option<&'a Map<String, Value>>,
+    key: &str,
+) -> Option<(String, &'a Value)> {
+    if let Some(v) = options.and_then(|o| o.get(key)).filter(|v| !v.is_null()) {
+        return Some((format!("options.{key}"), v));
+    }
+    top.get(key)
+        .filter(|v| !v.is_null())
+        .map(|v| (key.to_string(), v))
+}
+
+fn string_field(
+    top: &Map<String, Value>,
+    opts: Option<&Map<String, Value>>,
+    key: &str,
+    max_len: usize,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    let (name, v) = pick(top, opts, key)?;
+    match v.as_str() {
+        Some(s) if s.chars().count() > max_len => {
+            errs.push(FieldError::new(
+                name,
+                format!("must be at most {max_len} characters"),
+            ));
+            None
+        }
+        Some("") => {
+            errs.push(FieldError::new(name, "must not be empty"));
+            None
+        }
+        Some(s) => Some(s.to_string()),
+        None => {
+            errs.push(FieldError::new(name, "must be a string"));
+            None
+        }
+    }
+}
+
+fn bool_field(
+    top: &Map<String, Value>,
+    opts: Option<&Map<String, Value>>,
+    key: &str,
+    default: bool,
+    errs: &mut Vec<FieldError>,
+) -> bool {
+    match pick(top, opts, key) {
+        None => default,
+        Some((_, Value::Bool(b))) => *b,
+        Some((name, _)) => {
+            errs.push(FieldError::new(name, "must be a boolean"));
+            default
+        }
+    }
+}
+
+fn string_list(
+    top: &Map<String, Value>,
+    opts: Option<&Map<String, Value>>,
+    key: &str,
+    allowed: Option<&[&str]>,
+    errs: &mut Vec<FieldError>,
+) -> Vec<String> {
+    let Some((name, v)) = pick(top, opts, key) else {
+        return Vec::new();
+    };
+    let Some(items) = v.as_array() else {
+        errs.push(FieldError::new(name, "must be an array of strings"));
+        return Vec::new();
+    };
+    if items.len() > MAX_TAGS {
+        errs.push(FieldError::new(
+            name,
+            format!("must have at most {MAX_TAGS} items"),
+        ));
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some(s) if allowed.is_some_and(|a| !a.contains(&s)) => errs.push(FieldError::new(
+                format!("{name}[{i}]"),
+                format!(
+                    "must be one of {}, got '{s}'",
+                    allowed.unwrap_or_default().join(", ")
+                ),
+            )),
+            Some(s) if s.is_empty() || s.len() > MAX_ID_LEN => errs.push(FieldError::new(
+                format!("{name}[{i}]"),
+                format!("must be 1-{MAX_ID_LEN} characters"),
+            )),
+            Some(s) => {
+                if !out.iter().any(|x: &String| x == s) {
+                    out.push(s.to_string());
+                }
+            }
+            None => errs.push(FieldError::new(format!("{name}[{i}]"), "must be a string")),
+        }
+    }
+    out
+}
+
+/// Parses and validates a synthesize body; returns the request and `includeProvenance`.
+pub fn parse_request(body: &Map<String, Value>) -> Result<(SynthRequest, bool)> {
+    let mut errs = Vec::new();
+    let opts = match body.get("options") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => {
+            errs.push(FieldError::new("options", "must be an object"));
+            None
+        }
+    };
+    let query = match pick(body, opts, "query") {
+        None => None,
+        Some((_, Value::String(s))) if s.trim().is_empty() => None,
+        Some((_, Value::String(s))) => Some(s.clone()),
+        Some((name, _)) => {
+            errs.push(FieldError::new(name, "must be a string"));
+            None
+        }
+    };
+    let max_tokens = match pick(body, opts, "maxTokens") {
+        None => 4000,
+        Some((name, v)) => match v.as_f64() {
+            Some(n) if n.fract() == 0.0 && (1.0..=128_000.0).contains(&n) => n as u32,
+            Some(n) if n.fract() == 0.0 => {
+                errs.push(FieldError::new(
+                    name,
+                    format!("must be between 1 and 128000, got {n}"),
+                ));
+                4000
+            }
+            _ => {
+                errs.push(FieldError::new(
+                    name,
+                    "must be an integer between 1 and 128000",
+                ));
+                4000
+            }
+        },
+    };
+    let min_confidence = match pick(body, opts, "minConfidence") {
+        None => 0.0,
+        Some((name, v)) => match v.as_f64() {
+            Some(n) if (0.0..=1.0).contains(&n) => n,
+            _ => {
+                errs.push(FieldError::new(name, "must be a number between 0 and 1"));
+                0.0
+            }
+        },
+    };
+    let sections = string_list(body, opts, "sections", Some(&SECTIONS), &mut errs);
+    let tags = string_list(body, opts, "tags", None, &mut errs);
+    let req = SynthRequest {
+        query,
+        agent_id: string_field(body, opts, "agentId", MAX_ID_LEN, &mut errs),
+        session_id: string_field(body, opts, "sessionId", MAX_ID_LEN, &mut errs),
+        tags,
+        max_tokens,
+        min_confidence,
+        sections,
+        include_artifacts: bool_field(body, opts, "includeArtifacts", true, &mut errs),
+        include_memories: bool_field(body, opts, "includeMemories", true, &mut errs),
+    };
+    let include_provenance = bool_field(body, opts, "includeProvenance", true, &mut errs);
+    if !errs.is_empty() {
+        return Err(Error::invalid(errs));
+    }
+    Ok((req, include_provenance))
+}
+
+pub async fn synthesize(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?;
+    p.require(Scope::Read)?;
+    let (tenant, mode) = (p.tenant_id.clone(), p.mode);
+    let body = ctx.json_object(true)?;
+    let (req, include_provenance) = parse_request(&body)?;
+    let pack = synthesize_pack(&ctx.state, &tenant, req).await?;
+    let (used, ratio_milli) = (pack.used as i64, (pack.compression_ratio() * 1000.0) as i64);
+    ctx.state
+        .db
+        .write(move |c| {
+            let now = crate::time::now();
+            usage::incr(c, &tenant, mode, usage::SYNTHESES, 1, now)?;
+            usage::incr(c, &tenant, mode, usage::SYNTHESIS_TOKENS, used, now)?;
+            usage::incr(
+                c,
+                &tenant,
+                mode,
+                usage::SYNTHESIS_COMPRESSION_MILLI,
+                ratio_milli,
+                now,
+            )
+        })
+        .await?;
+    Ok(Reply::ok(pack.to_json(include_provenance)))
 }

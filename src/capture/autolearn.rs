@@ -1,0 +1,114 @@
+//! Automatic learning: capture enqueues a `learn` job every `auto_learn_every` processed events of a
+//! tenant, and a periodic sweep enqueues one for tenants whose events have waited unlearned.
+//!
+//! Invariants:
+//! - A tenant never gets a second *queued* learn job: the queued one compiles every unlearned event
+//!   when it runs (incremental scope), so another would add nothing.
+//! - The sweep skips tenants with a queued or running learn job.
+//! - Auto jobs carry the input `{"scope":"incremental","trigger":"auto"|"sweep"}` (the learn job
+//!   input format: the POST /v1/learn body plus `trigger`).
+//! - The sweep task stops when the server shuts down.
+
+use crate::app::AppState;
+use crate::error::Result;
+use crate::jobs::{queue, LEARN};
+use crate::store::usage;
+use rusqlite::Connection;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+fn has_queued_learn(conn: &Connection, tenant_id: &str) -> Result<bool> {
+    // The queue index (kind, status, seq) keeps this to the few queued learn jobs.
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM jobs WHERE kind = ?1 AND status = 'queued' AND tenant_id = ?2)",
+    )?;
+    Ok(stmt.query_row([LEARN, tenant_id], |r| r.get(0))?)
+}
+
+/// Events of a tenant processed so far (both key modes).
+pub fn processed_total(conn: &Connection, tenant_id: &str) -> Result<i64> {
+    let mut total = 0;
+    for mode in ["live", "test"] {
+        total += usage::get(
+            conn,
+            tenant_id,
+            mode,
+            usage::EVENTS_PROCESSED,
+            usage::ALL_TIME,
+        )?;
+    }
+    Ok(total)
+}
+
+/// Call in the transaction that counted `n` more processed events (`before` = the count until
+/// then): enqueues a learn job when a multiple of `every` was crossed. Returns its id.
+pub fn on_processed(
+    conn: &Connection,
+    tenant_id: &str,
+    before: i64,
+    n: i64,
+    every: u64,
+) -> Result<Option<String>> {
+    if every == 0 || n <= 0 {
+        return Ok(None);
+    }
+    let every = every as i64;
+    if (before + n) / every == before / every || has_queued_learn(conn, tenant_id)? {
+        return Ok(None);
+    }
+    let input = json!({"scope": "incremental", "trigger": "auto"});
+    Ok(Some(queue::enqueue(conn, tenant_id, LEARN, &input)?))
+}
+
+/// Enqueues a learn job for every tenant with unlearned events and no queued or running learn job.
+/// Returns the tenants it enqueued for.
+pub fn sweep(conn: &Connection) -> Result<Vec<String>> {
+    let tenants: Vec<String> = conn
+        .prepare_cached(
+            "SELECT t.id FROM tenants t
+             WHERE EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = t.id AND e.learned_at IS NULL)
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = ?1
+                               AND j.status IN ('queued', 'running') AND j.tenant_id = t.id)
+             ORDER BY t.id",
+        )?
+        .query_map([LEARN], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let input = json!({"scope": "incremental", "trigger": "sweep"});
+    for t in &tenants {
+        queue::enqueue(conn, t, LEARN, &input)?;
+    }
+    Ok(tenants)
+}
+
+/// Starts the periodic sweep (when `config.auto_learn_sweep` is non-zero). It runs on the tokio
+/// runtime, does its SQL on the writer thread, and ends when `stop` turns true or is dropped.
+pub fn start_sweep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let period = state.config.auto_learn_sweep;
+    if period.is_zero() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                _ = ticker.tick() => {
+                    match state.db.write(sweep).await {
+                        Ok(tenants) if !tenants.is_empty() => {
+                            tracing::info!(tenants = tenants.len(), "auto-learn sweep enqueued learn jobs");
+                            state.jobs.ring(LEARN);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "auto-learn sweep failed"),
+                    }
+                }
+            }
+        }
+    });
+}

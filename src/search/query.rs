@@ -1,0 +1,300 @@
+//! Tenant-scoped retrieval: lenient query text → tantivy query → ranked candidates.
+//!
+//! Query text is never parsed as syntax: it is cut to its first 16 KiB, run through the index's
+//! own text analyzer (lower-cased words) and turned into at most 64 distinct term queries OR'ed
+//! together, so quotes, colons, boolean operators, 100 KB of text or any unicode only ever make
+//! words, and no input can make a search fail. Filters (agent, session, tags, sections, kinds)
+//! are constant-score clauses that add nothing to BM25.
+//!
+//! Ranking (two phases): tantivy collects the top K by BM25 (block-WAND when there is no filter),
+//! then each candidate gets the fused score
+//!
+//! ```text
+//! score = bm25 × (0.5 + 0.5·confidence) × (0.75 + 0.25·salience) × 2^(−age / 30 days)
+//! ```
+//!
+//! compared in log space; ties are broken by the document's stable key (a hash of its id). The
+//! recency factor is computed from each document's own timestamp (age against a common reference
+//! only adds a constant in log space), so the order does not depend on the clock: the same request
+//! on the same data gives the same order. Without query text, candidates are the most recent
+//! documents (`recency` key, descending), in that order.
+
+use super::schema::{self, Fields};
+use tantivy::collector::TopDocs;
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocAddress, Index, Order, Searcher, Term};
+
+/// At most this much query text is analyzed…
+const MAX_QUERY_BYTES: usize = 16 * 1024;
+/// …into at most this many distinct terms.
+const MAX_TERMS: usize = 64;
+const HALF_LIFE_MS: f64 = 30.0 * 24.0 * 3600.0 * 1000.0;
+
+/// What to look for in one tenant's index.
+#[derive(Clone, Debug, Default)]
+pub struct Spec {
+    pub tenant_id: String,
+    pub text: Option<String>,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    /// Memories must carry one of these (artifacts are not filtered by tags).
+    pub tags: Vec<String>,
+    /// Allowed sections; empty = all.
+    pub sections: Vec<String>,
+    pub include_memories: bool,
+    pub include_artifacts: bool,
+    pub min_confidence: f64,
+}
+
+/// A ranked hit, with what packing needs from fast fields.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub addr: DocAddress,
+    pub score: f64,
+    pub doc_key: u64,
+    pub tokens: u64,
+    pub confidence: f64,
+    pub section_no: u64,
+}
+
+/// The distinct words of `text` as the index analyzes them, in order of first appearance.
+pub fn terms(index: &Index, fields: &Fields, text: &str) -> Vec<Term> {
+    let mut cut = text.len().min(MAX_QUERY_BYTES);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let Ok(mut analyzer) = index.tokenizer_for_field(fields.text) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Term> = Vec::new();
+    let mut stream = analyzer.token_stream(&text[..cut]);
+    while let Some(tok) = stream.next() {
+        let term = Term::from_field_text(fields.text, &tok.text);
+        if !out.contains(&term) {
+            out.push(term);
+            if out.len() >= MAX_TERMS {
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn filter(q: Box<dyn Query>) -> (Occur, Box<dyn Query>) {
+    (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
+}
+
+fn str_terms(field: tantivy::schema::Field, values: &[&str]) -> Box<dyn Query> {
+    Box::new(TermSetQuery::new(
+        values.iter().map(|v| Term::from_field_text(field, v)),
+    ))
+}
+
+/// The filter clauses of a spec (empty when nothing restricts the search). `with_confidence`
+/// adds `minConfidence` as a range clause (otherwise it is applied after collection).
+fn filters(spec: &Spec, f: &Fields, with_confidence: bool) -> Vec<(Occur, Box<dyn Query>)> {
+    let mut out = Vec::new();
+    let mut kinds: Vec<&str> = Vec::new();
+    if spec.include_memories {
+        kinds.extend(["episodic", "semantic"]);
+    }
+    if spec.include_artifacts {
+        kinds.push("artifact");
+    }
+    if kinds.len() < 3 {
+        out.push(filter(str_terms(f.kind, &kinds)));
+    }
+    if !spec.sections.is_empty() {
+        let s: Vec<&str> = spec.sections.iter().map(String::as_str).collect();
+        out.push(filter(str_terms(f.section, &s)));
+    }
+    if let Some(a) = &spec.agent_id {
+        out.push(filter(Box::new(TermQuery::new(
+            Term::from_field_text(f.agent, a),
+            IndexRecordOption::Basic,
+        ))));
+    }
+    if let Some(s) = &spec.session_id {
+        out.push(filter(Box::new(TermQuery::new(
+            Term::from_field_text(
+                f.tenant_session,
+                &schema::tenant_session(&spec.tenant_id, s),
+            ),
+            IndexRecordOption::Basic,
+        ))));
+    }
+    if !spec.tags.is_empty() {
+        // Memories with one of the tags, or any artifact.
+        let t: Vec<&str> = spec.tags.iter().map(String::as_str).collect();
+        let tagged: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+            (Occur::Should, str_terms(f.tags, &t)),
+            (Occur::Should, str_terms(f.kind, &["artifact"])),
+        ]));
+        out.push(filter(tagged));
+    }
+    if with_confidence && spec.min_confidence > 0.0 {
+        out.push(filter(Box::new(RangeQuery::new(
+            std::ops::Bound::Included(Term::from_field_f64(f.confidence, spec.min_confidence)),
+            std::ops::Bound::Unbounded,
+        ))));
+    }
+    if !out.is_empty() {
+        // Tenant AND (…): redundant in a per-tenant index, kept as a guard on the filtered path
+        // (the unfiltered path stays a pure term union for block-WAND; hits are re-checked
+        // against SQLite with their tenant either way).
+        out.push(filter(Box::new(TermQuery::new(
+            Term::from_field_text(f.tenant, &spec.tenant_id),
+            IndexRecordOption::Basic,
+        ))));
+    }
+    out
+}
+
+fn text_query(terms: Vec<Term>) -> Box<dyn Query> {
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms
+        .into_iter()
+        .map(|t| {
+            let q: Box<dyn Query> = Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs));
+            (Occur::Should, q)
+        })
+        .collect();
+    if clauses.len() == 1 {
+        return clauses.pop().map(|(_, q)| q).expect("one clause");
+    }
+    Box::new(BooleanQuery::new(clauses))
+}
+
+struct Columns {
+    doc_key: tantivy::columnar::Column<u64>,
+    tokens: tantivy::columnar::Column<u64>,
+    section_no: tantivy::columnar::Column<u64>,
+    created: tantivy::columnar::Column<u64>,
+    confidence: tantivy::columnar::Column<f64>,
+    salience: tantivy::columnar::Column<f64>,
+}
+
+fn columns(searcher: &Searcher, segment: u32) -> tantivy::Result<Columns> {
+    let ff = searcher.segment_reader(segment).fast_fields();
+    Ok(Columns {
+        doc_key: ff.u64("doc_key")?,
+        tokens: ff.u64("tokens")?,
+        section_no: ff.u64("section_no")?,
+        created: ff.u64("created")?,
+        confidence: ff.f64("confidence")?,
+        salience: ff.f64("salience")?,
+    })
+}
+
+/// Turns hits into candidates with their fast fields; `score` is the fused log score (or 0).
+fn candidates(
+    searcher: &Searcher,
+    hits: &[(Option<f32>, DocAddress)],
+    min_confidence: f64,
+) -> tantivy::Result<Vec<Candidate>> {
+    let mut out = Vec::with_capacity(hits.len());
+    let mut cols: Vec<Option<Columns>> = Vec::new();
+    cols.resize_with(searcher.segment_readers().len(), || None);
+    for (bm25, addr) in hits {
+        let slot = &mut cols[addr.segment_ord as usize];
+        if slot.is_none() {
+            *slot = Some(columns(searcher, addr.segment_ord)?);
+        }
+        let c = slot.as_ref().expect("columns loaded");
+        let d = addr.doc_id;
+        let confidence = c.confidence.first(d).unwrap_or(0.0);
+        if confidence < min_confidence {
+            continue;
+        }
+        let score = match bm25 {
+            Some(s) => {
+                let salience = c.salience.first(d).unwrap_or(0.0);
+                let created = c.created.first(d).unwrap_or(0) as f64;
+                (*s as f64).max(1e-9).ln()
+                    + (0.5 + 0.5 * confidence).ln()
+                    + (0.75 + 0.25 * salience).ln()
+                    + std::f64::consts::LN_2 * created / HALF_LIFE_MS
+            }
+            None => 0.0,
+        };
+        out.push(Candidate {
+            addr: *addr,
+            score,
+            doc_key: c.doc_key.first(d).unwrap_or(0),
+            tokens: c.tokens.first(d).unwrap_or(0),
+            confidence,
+            section_no: c.section_no.first(d).unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+/// The best `limit` candidates of `spec` in rank order (fewer when fewer match).
+pub fn search(
+    searcher: &Searcher,
+    index: &Index,
+    fields: &Fields,
+    spec: &Spec,
+    limit: usize,
+) -> tantivy::Result<Vec<Candidate>> {
+    if !spec.include_memories && !spec.include_artifacts {
+        return Ok(Vec::new());
+    }
+    let limit = limit.max(1);
+    let terms = spec
+        .text
+        .as_deref()
+        .map(|t| terms(index, fields, t))
+        .unwrap_or_default();
+    if terms.is_empty() {
+        if spec.text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
+            // Text without a single word (only punctuation): nothing can match it.
+            return Ok(Vec::new());
+        }
+        return most_recent(searcher, fields, spec, limit);
+    }
+    // First try: unfiltered by confidence (block-WAND when no other filter), confidence applied
+    // to the collected hits. If that leaves too few while more hits exist, filter in the query.
+    for with_confidence in [false, true] {
+        let mut clauses = filters(spec, fields, with_confidence);
+        let query: Box<dyn Query> = if clauses.is_empty() {
+            text_query(terms.clone())
+        } else {
+            clauses.push((Occur::Must, text_query(terms.clone())));
+            Box::new(BooleanQuery::new(clauses))
+        };
+        let hits = searcher.search(query.as_ref(), &TopDocs::with_limit(limit).order_by_score())?;
+        let exhausted = hits.len() < limit;
+        let hits: Vec<(Option<f32>, DocAddress)> =
+            hits.into_iter().map(|(s, a)| (Some(s), a)).collect();
+        let mut out = candidates(searcher, &hits, spec.min_confidence)?;
+        if with_confidence || exhausted || spec.min_confidence <= 0.0 || out.len() * 2 >= limit {
+            out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc_key.cmp(&b.doc_key)));
+            return Ok(out);
+        }
+    }
+    unreachable!("the second pass always returns")
+}
+
+fn most_recent(
+    searcher: &Searcher,
+    fields: &Fields,
+    spec: &Spec,
+    limit: usize,
+) -> tantivy::Result<Vec<Candidate>> {
+    let clauses = filters(spec, fields, true);
+    let query: Box<dyn Query> = if clauses.is_empty() {
+        Box::new(AllQuery)
+    } else {
+        Box::new(BooleanQuery::new(clauses))
+    };
+    let hits = searcher.search(
+        query.as_ref(),
+        &TopDocs::with_limit(limit).order_by_fast_field::<u64>("recency", Order::Desc),
+    )?;
+    let hits: Vec<(Option<f32>, DocAddress)> = hits.into_iter().map(|(_, a)| (None, a)).collect();
+    // Already in recency order (the key is unique up to a 2^-20 collision within a millisecond).
+    candidates(searcher, &hits, spec.min_confidence)
+}

@@ -1,0 +1,425 @@
+//! Captured events: storing a request's events with idempotency, reading them back, forgetting a
+//! session.
+//!
+//! Invariants:
+//! - `insert_batch` runs inside one writer closure: the idempotency check-then-insert is race free
+//!   because every write goes through the single writer thread, and a key repeated within one batch
+//!   finds the row inserted a moment earlier in the same transaction.
+//! - Event ids are generated on the writer thread in insertion order, so id order is `seq` order and
+//!   a cursor can be an event id.
+//! - The events one request stores get consecutive `seq` values (nothing else writes in between):
+//!   the capture job addresses them as a `seq` range.
+
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::store::usage;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{json, Value};
+
+/// A validated event about to be stored.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_type: &'static str,
+    pub session_id: String,
+    pub agent_id: Option<String>,
+    /// The payload object as JSON text.
+    pub payload: String,
+    /// The metadata object as JSON text.
+    pub metadata: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// Salience before novelty (`capture::salience::base`).
+    pub base_salience: f64,
+    /// Novelty signature (`capture::salience::signature`).
+    pub signature: i64,
+}
+
+/// What happened to one event of `insert_batch`.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub event_id: String,
+    pub duplicate: bool,
+    pub salience: f64,
+    pub trace_id: String,
+    /// The job processing the event (for a duplicate: the original's).
+    pub job_id: Option<String>,
+}
+
+/// The result of `insert_batch`.
+#[derive(Clone, Debug, Default)]
+pub struct BatchWrite {
+    pub stored: Vec<Stored>,
+    pub ingested: u64,
+    pub duplicates: u64,
+    /// `seq` range of the newly stored events (when `ingested > 0`).
+    pub first_seq: i64,
+    pub last_seq: i64,
+}
+
+/// Stores `events` (skipping idempotent repeats), enqueues their capture job `job_id` when any is
+/// new, and counts ingested/duplicate/invalid events in the usage counters of `mode`.
+pub fn insert_batch(
+    conn: &Connection,
+    tenant_id: &str,
+    mode: &str,
+    job_id: &str,
+    events: Vec<NewEvent>,
+    invalid: u64,
+    now: DateTime<Utc>,
+) -> Result<BatchWrite> {
+    let created_at = crate::time::rfc3339(now);
+    let mut out = BatchWrite {
+        stored: Vec::with_capacity(events.len()),
+        ..Default::default()
+    };
+    let mut by_type: Vec<(&'static str, i64)> = Vec::new();
+    {
+        let mut find_idem = conn.prepare_cached(
+            "SELECT id, salience, trace_id, job_id FROM events
+             WHERE tenant_id = ?1 AND idempotency_key = ?2",
+        )?;
+        let mut seen = conn.prepare_cached(
+            "INSERT INTO event_signatures(tenant_id, signature, seen) VALUES (?1, ?2, 1)
+             ON CONFLICT(tenant_id, signature) DO UPDATE SET seen = seen + 1
+             RETURNING seen",
+        )?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO events(id, tenant_id, session_id, agent_id, type, payload, metadata,
+                                idempotency_key, salience, trace_id, job_id, mode, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for e in events {
+            if let Some(key) = &e.idempotency_key {
+                let original = find_idem
+                    .query_row(params![tenant_id, key], |r| {
+                        Ok(Stored {
+                            event_id: r.get(0)?,
+                            duplicate: true,
+                            salience: r.get(1)?,
+                            trace_id: r.get(2)?,
+                            job_id: r.get(3)?,
+                        })
+                    })
+                    .optional()?;
+                if let Some(original) = original {
+                    out.duplicates += 1;
+                    out.stored.push(original);
+                    continue;
+                }
+            }
+            let count: i64 = seen.query_row(params![tenant_id, e.signature], |r| r.get(0))?;
+            let salience = crate::capture::salience::with_novelty(e.base_salience, count);
+            let id = ids::new("evt");
+            let trace_id = ids::new("trace");
+            insert.execute(params![
+                id,
+                tenant_id,
+                e.session_id,
+                e.agent_id,
+                e.event_type,
+                e.payload,
+                e.metadata,
+                e.idempotency_key,
+                salience,
+                trace_id,
+                job_id,
+                mode,
+                created_at,
+            ])?;
+            let seq = conn.last_insert_rowid();
+            if out.ingested == 0 {
+                out.first_seq = seq;
+            }
+            out.last_seq = seq;
+            out.ingested += 1;
+            match by_type.iter_mut().find(|(t, _)| *t == e.event_type) {
+                Some((_, n)) => *n += 1,
+                None => by_type.push((e.event_type, 1)),
+            }
+            out.stored.push(Stored {
+                event_id: id,
+                duplicate: false,
+                salience,
+                trace_id,
+                job_id: Some(job_id.to_string()),
+            });
+        }
+    }
+    if out.ingested > 0 {
+        let input =
+            json!({"firstSeq": out.first_seq, "lastSeq": out.last_seq, "count": out.ingested});
+        crate::jobs::queue::enqueue_with_id(conn, job_id, tenant_id, crate::jobs::CAPTURE, &input)?;
+    }
+    let n = |v: u64| v as i64;
+    usage::incr(conn, tenant_id, mode, usage::EVENTS, n(out.ingested), now)?;
+    usage::incr(
+        conn,
+        tenant_id,
+        mode,
+        usage::EVENTS_INGESTED,
+        n(out.ingested),
+        now,
+    )?;
+    usage::incr(
+        conn,
+        tenant_id,
+        mode,
+        usage::EVENTS_DUPLICATE,
+        n(out.duplicates),
+        now,
+    )?;
+    usage::incr(conn, tenant_id, mode, usage::EVENTS_ERROR, n(invalid), now)?;
+    for (t, count) in by_type {
+        usage::incr(
+            conn,
+            tenant_id,
+            mode,
+            &usage::event_type_metric(t),
+            count,
+            now,
+        )?;
+    }
+    Ok(out)
+}
+
+/// A stored event.
+#[derive(Clone, Debug)]
+pub struct EventRow {
+    pub seq: i64,
+    pub id: String,
+    pub tenant_id: String,
+    pub session_id: String,
+    pub agent_id: Option<String>,
+    pub event_type: String,
+    pub payload: String,
+    pub metadata: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub salience: f64,
+    pub trace_id: String,
+    pub job_id: Option<String>,
+    pub mode: String,
+    pub created_at: String,
+    pub processed_at: Option<String>,
+    pub learned_at: Option<String>,
+}
+
+const COLUMNS: &str = "seq, id, tenant_id, session_id, agent_id, type, payload, metadata, \
+                       idempotency_key, salience, trace_id, job_id, mode, created_at, processed_at, \
+                       learned_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        tenant_id: r.get(2)?,
+        session_id: r.get(3)?,
+        agent_id: r.get(4)?,
+        event_type: r.get(5)?,
+        payload: r.get(6)?,
+        metadata: r.get(7)?,
+        idempotency_key: r.get(8)?,
+        salience: r.get(9)?,
+        trace_id: r.get(10)?,
+        job_id: r.get(11)?,
+        mode: r.get(12)?,
+        created_at: r.get(13)?,
+        processed_at: r.get(14)?,
+        learned_at: r.get(15)?,
+    })
+}
+
+impl EventRow {
+    pub fn payload_json(&self) -> Value {
+        serde_json::from_str(&self.payload).unwrap_or(Value::Null)
+    }
+
+    pub fn metadata_json(&self) -> Value {
+        self.metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// The API shape of an event.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "eventId": self.id,
+            "type": self.event_type,
+            "sessionId": self.session_id,
+            "agentId": self.agent_id,
+            "payload": self.payload_json(),
+            "metadata": self.metadata_json(),
+            "idempotencyKey": self.idempotency_key,
+            "salienceScore": self.salience,
+            "traceId": self.trace_id,
+            "jobId": self.job_id,
+            "mode": self.mode,
+            "status": if self.processed_at.is_some() { "processed" } else { "queued" },
+            "createdAt": self.created_at,
+            "processedAt": self.processed_at,
+            "learnedAt": self.learned_at,
+        })
+    }
+}
+
+pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<EventRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE id = ?1 AND tenant_id = ?2"
+    ))?;
+    Ok(stmt.query_row([id, tenant_id], from_row).optional()?)
+}
+
+/// Unprocessed events of a tenant in a `seq` range (what a capture job works on).
+pub fn unprocessed_in_range(
+    conn: &Connection,
+    tenant_id: &str,
+    first_seq: i64,
+    last_seq: i64,
+) -> Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events
+         WHERE seq BETWEEN ?1 AND ?2 AND tenant_id = ?3 AND processed_at IS NULL ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params![first_seq, last_seq, tenant_id], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Marks one event processed; `false` if it is gone (forgotten) or was processed already.
+pub fn mark_processed(conn: &Connection, seq: i64, at: &str) -> Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE events SET processed_at = ?2 WHERE seq = ?1 AND processed_at IS NULL",
+    )?;
+    Ok(stmt.execute(params![seq, at])? == 1)
+}
+
+/// Listing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first (the default).
+    Desc,
+    Asc,
+}
+
+/// Filters of `GET /v1/events`.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    pub session_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub event_type: Option<String>,
+    pub limit: usize,
+    /// The last id of the previous page.
+    pub cursor: Option<String>,
+    pub order: Order,
+}
+
+/// Where a page starts, from a cursor id: `(seq, inclusive)`. An id that no longer exists (its
+/// session was forgotten) still works: ids are ordered like `seq`, so the nearest id on the far
+/// side of it marks the spot.
+fn cursor_bound(
+    conn: &Connection,
+    table: &str,
+    tenant_id: &str,
+    cursor: &str,
+    order: Order,
+) -> Result<Option<(i64, bool)>> {
+    let exact: Option<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT seq FROM {table} WHERE id = ?1 AND tenant_id = ?2"
+        ))?
+        .query_row([cursor, tenant_id], |r| r.get(0))
+        .optional()?;
+    if let Some(seq) = exact {
+        return Ok(Some((seq, false)));
+    }
+    let sql = match order {
+        Order::Desc => format!("SELECT seq FROM {table} WHERE id < ?1 ORDER BY id DESC LIMIT 1"),
+        Order::Asc => format!("SELECT seq FROM {table} WHERE id > ?1 ORDER BY id ASC LIMIT 1"),
+    };
+    let near: Option<i64> = conn
+        .prepare_cached(&sql)?
+        .query_row([cursor], |r| r.get(0))
+        .optional()?;
+    Ok(near.map(|s| (s, true)))
+}
+
+/// Builds the `seq` condition of a page; `None` when the cursor lies past the end.
+pub(crate) fn page_condition(
+    conn: &Connection,
+    table: &str,
+    tenant_id: &str,
+    cursor: Option<&str>,
+    order: Order,
+) -> Result<Option<String>> {
+    let Some(c) = cursor else {
+        return Ok(Some(String::new()));
+    };
+    Ok(
+        cursor_bound(conn, table, tenant_id, c, order)?.map(|(seq, inclusive)| {
+            let op = match (order, inclusive) {
+                (Order::Desc, false) => "<",
+                (Order::Desc, true) => "<=",
+                (Order::Asc, false) => ">",
+                (Order::Asc, true) => ">=",
+            };
+            format!(" AND seq {op} {seq}")
+        }),
+    )
+}
+
+/// A page of a tenant's events and whether more follow.
+pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<EventRow>, bool)> {
+    let Some(page) = page_condition(conn, "events", tenant_id, f.cursor.as_deref(), f.order)?
+    else {
+        return Ok((Vec::new(), false));
+    };
+    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE tenant_id = ?1");
+    let mut args: Vec<&str> = vec![tenant_id];
+    for (column, value) in [
+        ("session_id", &f.session_id),
+        ("agent_id", &f.agent_id),
+        ("type", &f.event_type),
+    ] {
+        if let Some(v) = value {
+            args.push(v);
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    sql.push_str(&page);
+    sql.push_str(match f.order {
+        Order::Desc => " ORDER BY seq DESC",
+        Order::Asc => " ORDER BY seq ASC",
+    });
+    sql.push_str(&format!(" LIMIT {}", f.limit + 1));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<EventRow> = stmt
+        .query_map(rusqlite::params_from_iter(args), from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = rows.len() > f.limit;
+    rows.truncate(f.limit);
+    Ok((rows, more))
+}
+
+/// Deletes a tenant's session's events; returns how many.
+pub fn delete_session(conn: &Connection, tenant_id: &str, session_id: &str) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM events WHERE tenant_id = ?1 AND session_id = ?2",
+        [tenant_id, session_id],
+    )?)
+}
+
+/// Validates a cursor's form before it reaches SQL (`evt_…`).
+pub fn check_cursor(prefix: &str, cursor: &str) -> Result<()> {
+    let ok = cursor
+        .strip_prefix(prefix)
+        .and_then(|s| s.strip_prefix('_'))
+        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_query(
+            "cursor",
+            format!("must be an id from a previous page ({prefix}_…)"),
+        ))
+    }
+}

@@ -1,0 +1,239 @@
+//! Memories: the episodic memories capture jobs derive from events, and reads of every memory
+//! (episodic and semantic) for the API.
+//!
+//! Invariants:
+//! - An event has at most one episodic memory, and its id is derived from the event's id
+//!   (`episodic_id`): a job re-run after a crash finds it (`INSERT OR IGNORE`) instead of making a
+//!   second one, and its search document is replaced rather than duplicated.
+//! - Every read is scoped by tenant.
+
+use crate::error::Result;
+use crate::store::events::{page_condition, Order};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{json, Value};
+
+/// The id of the episodic memory of event `evt_X`: `mem_X`.
+pub fn episodic_id(event_id: &str) -> String {
+    format!("mem_{}", event_id.strip_prefix("evt_").unwrap_or(event_id))
+}
+
+/// An episodic memory about to be stored.
+#[derive(Clone, Debug)]
+pub struct NewEpisodic {
+    pub id: String,
+    pub agent_id: Option<String>,
+    pub session_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub content: String,
+    pub salience: f64,
+    pub created_at: String,
+}
+
+impl NewEpisodic {
+    /// Its search document: the same one `MemoryRow::search_doc` gives for the stored row.
+    pub fn search_doc(&self, tenant_id: &str) -> crate::search::SearchDoc {
+        crate::search::docs::memory_doc(
+            tenant_id,
+            &self.id,
+            "episodic",
+            self.agent_id.as_deref(),
+            Some(&self.session_id),
+            vec![self.event_type.clone()],
+            &self.content,
+            &self.created_at,
+            EPISODIC_CONFIDENCE,
+            self.salience,
+        )
+    }
+}
+
+/// Confidence of an episodic memory: it records what was observed, not an inference.
+pub const EPISODIC_CONFIDENCE: f64 = 1.0;
+
+/// Stores an episodic memory; `false` when it exists already.
+pub fn insert_episodic(conn: &Connection, tenant_id: &str, m: &NewEpisodic) -> Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO memories(id, tenant_id, kind, agent_id, session_id, event_id, content,
+                                        tags_json, confidence, salience, metadata,
+                                        source_events_json, created_at, updated_at)
+         VALUES (?1, ?2, 'episodic', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+    )?;
+    let tags = json!([m.event_type]).to_string();
+    let metadata = json!({"eventType": m.event_type}).to_string();
+    let sources = json!([m.event_id]).to_string();
+    Ok(stmt.execute(params![
+        m.id,
+        tenant_id,
+        m.agent_id,
+        m.session_id,
+        m.event_id,
+        m.content,
+        tags,
+        EPISODIC_CONFIDENCE,
+        m.salience,
+        metadata,
+        sources,
+        m.created_at,
+    ])? == 1)
+}
+
+/// A stored memory.
+#[derive(Clone, Debug)]
+pub struct MemoryRow {
+    pub seq: i64,
+    pub id: String,
+    pub tenant_id: String,
+    pub kind: String,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub event_id: Option<String>,
+    pub content: String,
+    pub tags: Vec<String>,
+    pub confidence: f64,
+    pub salience: f64,
+    pub status: String,
+    pub metadata: Option<String>,
+    pub source_events: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str = "seq, id, tenant_id, kind, agent_id, session_id, event_id, content, \
+                       tags_json, confidence, salience, status, metadata, source_events_json, \
+                       created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<MemoryRow> {
+    let tags: String = r.get(8)?;
+    let sources: String = r.get(13)?;
+    Ok(MemoryRow {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        tenant_id: r.get(2)?,
+        kind: r.get(3)?,
+        agent_id: r.get(4)?,
+        session_id: r.get(5)?,
+        event_id: r.get(6)?,
+        content: r.get(7)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        confidence: r.get(9)?,
+        salience: r.get(10)?,
+        status: r.get(11)?,
+        metadata: r.get(12)?,
+        source_events: serde_json::from_str(&sources).unwrap_or_default(),
+        created_at: r.get(14)?,
+        updated_at: r.get(15)?,
+    })
+}
+
+impl MemoryRow {
+    /// The API shape of a memory.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "kind": self.kind,
+            "agentId": self.agent_id,
+            "sessionId": self.session_id,
+            "eventId": self.event_id,
+            "content": self.content,
+            "tags": self.tags,
+            "confidence": self.confidence,
+            "salience": self.salience,
+            "status": self.status,
+            "metadata": self.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+            "sourceEvents": self.source_events,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        })
+    }
+
+    /// The search document of this memory (the one place rows become documents).
+    pub fn search_doc(&self) -> crate::search::SearchDoc {
+        crate::search::docs::memory_doc(
+            &self.tenant_id,
+            &self.id,
+            &self.kind,
+            self.agent_id.as_deref(),
+            self.session_id.as_deref(),
+            self.tags.clone(),
+            &self.content,
+            &self.created_at,
+            self.confidence,
+            self.salience,
+        )
+    }
+}
+
+pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<MemoryRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM memories WHERE id = ?1 AND tenant_id = ?2"
+    ))?;
+    Ok(stmt.query_row([id, tenant_id], from_row).optional()?)
+}
+
+/// The episodic memory of an event, if it has one.
+pub fn by_event(conn: &Connection, tenant_id: &str, event_id: &str) -> Result<Option<MemoryRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM memories WHERE tenant_id = ?1 AND event_id = ?2 LIMIT 1"
+    ))?;
+    Ok(stmt.query_row([tenant_id, event_id], from_row).optional()?)
+}
+
+/// Filters of `GET /v1/memories`.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    pub agent_id: Option<String>,
+    pub kind: Option<String>,
+    pub session_id: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+    pub order: Order,
+}
+
+/// A page of a tenant's memories and whether more follow.
+pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<MemoryRow>, bool)> {
+    let Some(page) = page_condition(conn, "memories", tenant_id, f.cursor.as_deref(), f.order)?
+    else {
+        return Ok((Vec::new(), false));
+    };
+    let mut sql = format!("SELECT {COLUMNS} FROM memories WHERE tenant_id = ?1");
+    let mut args: Vec<&str> = vec![tenant_id];
+    for (column, value) in [
+        ("kind", &f.kind),
+        ("agent_id", &f.agent_id),
+        ("session_id", &f.session_id),
+    ] {
+        if let Some(v) = value {
+            args.push(v);
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    sql.push_str(&page);
+    sql.push_str(match f.order {
+        Order::Desc => " ORDER BY seq DESC",
+        Order::Asc => " ORDER BY seq ASC",
+    });
+    sql.push_str(&format!(" LIMIT {}", f.limit + 1));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<MemoryRow> = stmt
+        .query_map(rusqlite::params_from_iter(args), from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = rows.len() > f.limit;
+    rows.truncate(f.limit);
+    Ok((rows, more))
+}
+
+/// Deletes a tenant's session's memories; returns how many.
+pub fn delete_session(conn: &Connection, tenant_id: &str, session_id: &str) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM memories WHERE tenant_id = ?1 AND session_id = ?2",
+        [tenant_id, session_id],
+    )?)
+}
+
+/// Number of a tenant's memories (for metrics totals).
+pub fn count(conn: &Connection, tenant_id: &str) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM memories WHERE tenant_id = ?1")?
+        .query_row([tenant_id], |r| r.get(0))?)
+}
