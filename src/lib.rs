@@ -119,7 +119,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let state = Arc::new(AppState {
         auth: auth::Authenticator::new(db.clone()),
         jobs: jobs::Jobs::new(db.clone(), &[jobs::CAPTURE, jobs::LEARN], &[jobs::LEARN]),
-        limits: limits::Limits::new(config.limits_enabled),
+        limits: limits::Limits::new(config.limits_enabled, db.clone()),
         runtime: runtime::Runtime::new(&config),
         config,
         db,

@@ -130,6 +130,7 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) 
             let m = matched?;
             let query = Query::parse(req.uri().query())?;
             let principal = if m.route.auth {
+                state.limits.throttled(peer.ip())?;
                 let header = req
                     .headers()
                     .get(hyper::header::AUTHORIZATION)
@@ -142,7 +143,10 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) 
                     }
                 };
                 tenant = Some(p.tenant_id.clone());
-                rate = state.limits.check(&p)?;
+                let admission = state.limits.admit(&p);
+                rate = admission.info;
+                admission.result?;
+                state.limits.prepare(&p).await?;
                 Some(p)
             } else {
                 None

@@ -1,36 +1,57 @@
 //! Capture pipeline tests: validation, idempotency, batches, processing into memories, reads,
 //! forgetting sessions, metrics, tenant isolation, crash safety and the official SDK.
 
+mod crash;
+mod isolation;
+mod metrics;
+mod sdk;
+
 use crate::support::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-#[allow(dead_code)]
 fn ev(session: &str, content: &str) -> Value {
     json!({"type": "message", "sessionId": session, "payload": {"role": "user", "content": content}})
 }
 
-/// Waits until every event of the tenant is processed (`/v1/events` shows none queued).
-async fn wait_processed(srv: &TestServer, key: &str, expected: usize) {
-    wait_for("events processed", Duration::from_secs(30), || async {
-        let mut done = 0;
-        let mut cursor: Option<String> = None;
-        loop {
-            let path = match &cursor {
-                Some(c) => format!("/v1/events?limit=100&cursor={c}"),
-                None => "/v1/events?limit=100".to_string(),
-            };
-            let (s, b) = send(srv.req_as(key, Method::GET, &path)).await;
-            assert_eq!(s, 200, "{b}");
-            let items = b["data"]["items"].as_array().unwrap();
-            done += items.iter().filter(|e| e["status"] == "processed").count();
-            if b["data"]["hasMore"] != true {
-                break;
-            }
-            cursor = b["data"]["nextCursor"].as_str().map(str::to_string);
+/// Every event of the tenant (all pages), oldest first.
+pub async fn all_events(srv: &TestServer, key: &str, query: &str) -> Vec<Value> {
+    all_pages(&srv.base, key, "/v1/events", query).await
+}
+
+/// Every memory of the tenant (all pages), oldest first.
+pub async fn all_memories(srv: &TestServer, key: &str, query: &str) -> Vec<Value> {
+    all_pages(&srv.base, key, "/v1/memories", query).await
+}
+
+/// Every item of a listing route of the server at `base` (all pages), oldest first.
+pub async fn all_pages(base: &str, key: &str, route: &str, query: &str) -> Vec<Value> {
+    let http = client();
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let mut url = format!("{base}{route}?limit=100&order=asc{query}");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
         }
-        (done >= expected).then_some(())
+        let (s, b) = send(http.get(&url).bearer_auth(key)).await;
+        assert_eq!(s, 200, "{b}");
+        out.extend(b["data"]["items"].as_array().unwrap().iter().cloned());
+        if b["data"]["hasMore"] != true {
+            return out;
+        }
+        cursor = b["data"]["nextCursor"].as_str().map(str::to_string);
+    }
+    panic!("too many pages");
+}
+
+/// Waits until the tenant has `expected` events and all of them are processed.
+pub async fn wait_processed(srv: &TestServer, key: &str, expected: usize) {
+    wait_for("events processed", Duration::from_secs(60), || async {
+        let events = all_events(srv, key, "").await;
+        (events.len() == expected && events.iter().all(|e| e["status"] == "processed"))
+            .then_some(())
     })
     .await;
 }
@@ -79,4 +100,509 @@ async fn capture_round_trip_becomes_an_episodic_memory() {
         content.contains("cargo test") && content.contains("101"),
         "{content}"
     );
+}
+
+async fn event_count(srv: &TestServer) -> usize {
+    all_events(srv, &srv.key, "").await.len()
+}
+
+fn assert_field_error(status: u16, body: &Value, field: &str) {
+    assert_eq!(status, 422, "{field}: {body}");
+    assert_eq!(body["ok"], false, "{body}");
+    assert_eq!(body["error"]["code"], "validation_error", "{body}");
+    let details = body["error"]["details"].as_array().expect("details");
+    assert!(
+        details.iter().any(|d| d["field"] == field),
+        "expected an error naming {field}: {body}"
+    );
+}
+
+#[tokio::test]
+async fn every_validation_error_names_its_field_and_stores_nothing() {
+    let srv = TestServer::start().await;
+    let long = "x".repeat(257);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"sessionId": "s", "payload": {}}), "type"),
+        (json!({"type": 7, "sessionId": "s", "payload": {}}), "type"),
+        (
+            json!({"type": "nope", "sessionId": "s", "payload": {}}),
+            "type",
+        ),
+        (json!({"type": "message", "payload": {}}), "sessionId"),
+        (
+            json!({"type": "message", "sessionId": "", "payload": {}}),
+            "sessionId",
+        ),
+        (
+            json!({"type": "message", "sessionId": long, "payload": {}}),
+            "sessionId",
+        ),
+        (
+            json!({"type": "message", "sessionId": 12, "payload": {}}),
+            "sessionId",
+        ),
+        (json!({"type": "message", "sessionId": "s"}), "payload"),
+        (
+            json!({"type": "message", "sessionId": "s", "payload": "text"}),
+            "payload",
+        ),
+        (
+            json!({"type": "message", "sessionId": "s", "payload": [1]}),
+            "payload",
+        ),
+        (
+            json!({"type": "message", "sessionId": "s", "payload": {}, "metadata": "m"}),
+            "metadata",
+        ),
+        (
+            json!({"type": "message", "sessionId": "s", "payload": {}, "metadata": {"agentId": 5}}),
+            "metadata.agentId",
+        ),
+        (
+            json!({"type": "message", "sessionId": "s", "payload": {}, "metadata": {"agentId": ""}}),
+            "metadata.agentId",
+        ),
+        (
+            json!({"type": "message", "sessionId": "s", "payload": {}, "idempotencyKey": ""}),
+            "idempotencyKey",
+        ),
+        (
+            json!({"type": "message", "sessionId": "s", "payload": {}, "idempotencyKey": long}),
+            "idempotencyKey",
+        ),
+        (
+            json!({"type": "message", "sessionId": "s", "payload": {}, "idempotencyKey": 3}),
+            "idempotencyKey",
+        ),
+        (json!(["not", "an", "object"]), "body"),
+    ];
+    for (body, field) in cases {
+        let (s, b) = srv.post("/v1/capture", body).await;
+        assert_field_error(s, &b, field);
+    }
+    // Several problems at once are all reported.
+    let (s, b) = srv
+        .post("/v1/capture", json!({"type": "x", "payload": 1}))
+        .await;
+    assert_eq!(s, 422);
+    let fields: Vec<&str> = b["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["type", "sessionId", "payload"], "{b}");
+    // Malformed JSON.
+    let (s, b) = send(
+        srv.req(Method::POST, "/v1/capture")
+            .header("content-type", "application/json")
+            .body("{\"type\": "),
+    )
+    .await;
+    assert_field_error(s, &b, "body");
+    // Boundaries that are valid: 256 characters, every documented type.
+    let max = "y".repeat(256);
+    for t in [
+        "message",
+        "tool_call",
+        "tool_result",
+        "file_edit",
+        "test_run",
+        "command_exec",
+        "browser_action",
+        "api_result",
+        "outcome",
+        "observation",
+        "file_change",
+        "decision",
+        "error",
+        "state_change",
+        "feedback",
+    ] {
+        let (s, b) = srv
+            .post(
+                "/v1/capture",
+                json!({"type": t, "sessionId": max, "payload": {"k": t},
+                       "metadata": {"agentId": max}, "idempotencyKey": format!("{t}-{}", "k".repeat(255 - t.len()))}),
+            )
+            .await;
+        assert_eq!(s, 202, "{t}: {b}");
+    }
+    assert_eq!(event_count(&srv).await, 15);
+}
+
+#[tokio::test]
+async fn batch_stores_valid_events_and_reports_invalid_ones() {
+    let srv = TestServer::start().await;
+    let (s, b) = srv
+        .post(
+            "/v1/capture/batch",
+            json!({"events": [
+                ev("b-1", "first"),
+                {"type": "bogus", "sessionId": "b-1", "payload": {}},
+                ev("b-1", "third"),
+                "not an object",
+                {"type": "message", "sessionId": "b-1"},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let d = &b["data"];
+    assert!(d["batchId"].as_str().unwrap().starts_with("batch_"));
+    assert_eq!(d["queued"], 2);
+    assert_eq!(d["errors"], 3);
+    assert_eq!(d["total"], 5);
+    assert_eq!(
+        d["summary"],
+        json!({"total": 5, "ingested": 2, "duplicates": 0, "errors": 3})
+    );
+    let results = d["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["index"], i, "{r}");
+    }
+    assert_eq!(results[0]["status"], "ingested");
+    assert_eq!(results[2]["status"], "ingested");
+    assert_eq!(results[1]["status"], "error");
+    assert!(results[1]["eventId"].is_null());
+    assert_eq!(results[1]["error"]["code"], "validation_error");
+    assert_eq!(results[1]["error"]["details"][0]["field"], "type");
+    assert_eq!(results[3]["error"]["details"][0]["field"], "event");
+    assert_eq!(results[4]["error"]["details"][0]["field"], "payload");
+    let events = all_events(&srv, &srv.key, "").await;
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            results[0]["eventId"].as_str().unwrap(),
+            results[2]["eventId"].as_str().unwrap()
+        ]
+    );
+    assert_eq!(events[0]["payload"]["content"], "first");
+    wait_processed(&srv, &srv.key, 2).await;
+}
+
+#[tokio::test]
+async fn whole_batch_errors_store_nothing() {
+    let srv = TestServer::start().await;
+    let too_many: Vec<Value> = (0..1001).map(|i| ev("big", &format!("e{i}"))).collect();
+    for (body, what) in [
+        (json!({"events": []}), "empty"),
+        (json!({"events": too_many}), "1001"),
+        (json!({}), "missing"),
+        (json!({"events": {"type": "message"}}), "not an array"),
+        (json!({"events": null}), "null"),
+    ] {
+        let (s, b) = srv.post("/v1/capture/batch", body).await;
+        assert_field_error(s, &b, "events");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains("events"),
+            "{what}: {b}"
+        );
+    }
+    let (s, b) = srv.post("/v1/capture/batch", json!([1, 2])).await;
+    assert_field_error(s, &b, "body");
+    assert_eq!(event_count(&srv).await, 0);
+    // Exactly 1000 is fine.
+    let thousand: Vec<Value> = (0..1000).map(|i| ev("big", &format!("e{i}"))).collect();
+    let (s, b) = srv
+        .post("/v1/capture/batch", json!({"events": thousand}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["data"]["summary"]["ingested"], 1000);
+    wait_processed(&srv, &srv.key, 1000).await;
+    let memories = all_memories(&srv, &srv.key, "&kind=episodic").await;
+    assert_eq!(memories.len(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_identical_idempotent_requests_store_one_event() {
+    let srv = TestServer::start().await;
+    let body = json!({"type": "message", "sessionId": "idem", "payload": {"content": "once"},
+                      "idempotencyKey": "same-key"});
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let rb = srv.req(Method::POST, "/v1/capture").json(&body);
+        tasks.push(tokio::spawn(send(rb)));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let (mut ingested, mut dups) = (0, 0);
+    for t in tasks {
+        let (s, b) = t.await.unwrap();
+        assert_eq!(s, 202, "{b}");
+        ids.insert(b["data"]["eventId"].as_str().unwrap().to_string());
+        match b["data"]["status"].as_str().unwrap() {
+            "ingested" => ingested += 1,
+            "duplicate" => {
+                dups += 1;
+                assert!(b["data"]["reason"].as_str().is_some(), "{b}");
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!((ids.len(), ingested, dups), (1, 1, 49));
+    let events = all_events(&srv, &srv.key, "").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0]["id"].as_str().unwrap(),
+        ids.iter().next().unwrap()
+    );
+
+    // Within one batch, and across batch and single capture, the same key is one event.
+    let (s, b) = srv
+        .post(
+            "/v1/capture/batch",
+            json!({"events": [
+                {"type": "message", "sessionId": "idem", "payload": {"n": 1}, "idempotencyKey": "k2"},
+                {"type": "message", "sessionId": "idem", "payload": {"n": 2}, "idempotencyKey": "k2"},
+                {"type": "message", "sessionId": "idem", "payload": {"n": 3}, "idempotencyKey": "same-key"},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let r = &b["data"]["results"];
+    assert_eq!(
+        b["data"]["summary"],
+        json!({"total": 3, "ingested": 1, "duplicates": 2, "errors": 0})
+    );
+    assert_eq!(r[0]["status"], "ingested");
+    assert_eq!(r[1]["status"], "duplicate");
+    assert_eq!(r[1]["eventId"], r[0]["eventId"]);
+    assert_eq!(
+        r[2]["eventId"].as_str().unwrap(),
+        ids.iter().next().unwrap()
+    );
+    assert_eq!(event_count(&srv).await, 2);
+    wait_processed(&srv, &srv.key, 2).await;
+    assert_eq!(all_memories(&srv, &srv.key, "").await.len(), 2);
+}
+
+#[tokio::test]
+async fn events_and_memories_filter_and_page_with_cursors() {
+    let srv = TestServer::start().await;
+    let mut batch = Vec::new();
+    for i in 0..7 {
+        let session = if i % 2 == 0 { "even" } else { "odd" };
+        let t = if i < 3 { "observation" } else { "message" };
+        batch.push(
+            json!({"type": t, "sessionId": session, "payload": {"content": format!("item {i}")},
+                          "metadata": {"agentId": if i == 6 { "agent-b" } else { "agent-a" }}}),
+        );
+    }
+    let (s, b) = srv
+        .post("/v1/capture/batch", json!({"events": batch}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let ids: Vec<String> = b["data"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["eventId"].as_str().unwrap().to_string())
+        .collect();
+    wait_processed(&srv, &srv.key, 7).await;
+
+    // Newest first by default, three per page.
+    let mut seen = Vec::new();
+    let mut path = "/v1/events?limit=3".to_string();
+    for page in 0..3 {
+        let (s, b) = srv.get(&path).await;
+        assert_eq!(s, 200, "{b}");
+        let items = b["data"]["items"].as_array().unwrap();
+        assert_eq!(b["data"]["events"], b["data"]["items"]);
+        seen.extend(items.iter().map(|e| e["id"].as_str().unwrap().to_string()));
+        assert_eq!(b["data"]["hasMore"], page < 2, "{b}");
+        if page < 2 {
+            path = format!(
+                "/v1/events?limit=3&cursor={}",
+                b["data"]["nextCursor"].as_str().unwrap()
+            );
+        }
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected);
+
+    let odd = all_events(&srv, &srv.key, "&sessionId=odd").await;
+    assert_eq!(odd.len(), 3);
+    assert!(odd.iter().all(|e| e["sessionId"] == "odd"));
+    let obs = all_events(&srv, &srv.key, "&type=observation").await;
+    assert_eq!(obs.len(), 3);
+    let b_agent = all_events(&srv, &srv.key, "&agentId=agent-b").await;
+    assert_eq!(b_agent.len(), 1);
+    assert_eq!(b_agent[0]["id"], ids[6].as_str());
+    assert_eq!(
+        all_events(&srv, &srv.key, "&sessionId=even&type=message")
+            .await
+            .len(),
+        2
+    );
+
+    let mems = all_memories(&srv, &srv.key, "&agentId=agent-a").await;
+    assert_eq!(mems.len(), 6);
+    assert!(mems.iter().all(|m| m["kind"] == "episodic"));
+    assert_eq!(
+        all_memories(&srv, &srv.key, "&kind=semantic").await.len(),
+        0
+    );
+    let (s, b) = srv.get("/v1/memories?limit=2").await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["memories"].as_array().unwrap().len(), 2);
+    assert_eq!(b["data"]["hasMore"], true);
+
+    for bad in [
+        "/v1/events?limit=0",
+        "/v1/events?limit=101",
+        "/v1/events?limit=abc",
+        "/v1/events?type=nope",
+        "/v1/events?cursor=mem_123",
+        "/v1/events?order=sideways",
+        "/v1/memories?kind=procedural",
+        "/v1/memories?cursor=evt_1",
+    ] {
+        let (s, b) = srv.get(bad).await;
+        assert_eq!(s, 400, "{bad}: {b}");
+        assert_eq!(b["error"]["code"], "validation_error", "{bad}");
+    }
+    let (s, _) = srv.get("/v1/events/evt_00000000000000000000000000").await;
+    assert_eq!(s, 404);
+    let (s, _) = srv.get("/v1/memories/mem_00000000000000000000000000").await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn forgetting_a_session_removes_its_events_memories_and_index_entries() {
+    let srv = TestServer::start().await;
+    let mut batch: Vec<Value> = (0..5)
+        .map(|i| ev("forget-me", &format!("secret {i}")))
+        .collect();
+    batch.extend((0..3).map(|i| ev("keep-me", &format!("keep {i}"))));
+    let (s, b) = srv
+        .post("/v1/capture/batch", json!({ "events": batch }))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    wait_processed(&srv, &srv.key, 8).await;
+    srv.state().search.flush().await;
+    let docs_before = srv.state().search.stats().documents;
+    assert_eq!(docs_before, 8);
+
+    let (s, b) = srv.delete("/v1/sessions/forget-me").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["eventsDeleted"], 5);
+    assert_eq!(b["data"]["memoriesDeleted"], 5);
+    assert_eq!(srv.state().search.stats().documents, 3);
+    assert!(all_events(&srv, &srv.key, "&sessionId=forget-me")
+        .await
+        .is_empty());
+    assert!(all_memories(&srv, &srv.key, "&sessionId=forget-me")
+        .await
+        .is_empty());
+    assert_eq!(all_events(&srv, &srv.key, "").await.len(), 3);
+    assert_eq!(all_memories(&srv, &srv.key, "").await.len(), 3);
+    let (s, _) = srv.delete("/v1/sessions/forget-me").await;
+    assert_eq!(s, 404);
+    // A capture into the forgotten session later is a fresh start.
+    let (s, _) = srv.post("/v1/capture", ev("forget-me", "new")).await;
+    assert_eq!(s, 202);
+    wait_processed(&srv, &srv.key, 4).await;
+}
+
+#[tokio::test]
+async fn scopes_are_enforced() {
+    let srv = TestServer::start().await;
+    let reader = srv.create_key(&["read"]).await;
+    let writer = srv.create_key(&["write"]).await;
+    let (s, b) = send(
+        srv.req_as(&reader, Method::POST, "/v1/capture")
+            .json(&ev("s", "x")),
+    )
+    .await;
+    assert_eq!(s, 403, "{b}");
+    let (s, _) = send(
+        srv.req_as(&reader, Method::POST, "/v1/capture/batch")
+            .json(&json!({"events": [ev("s", "x")]})),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _) = send(srv.req_as(&reader, Method::DELETE, "/v1/sessions/s")).await;
+    assert_eq!(s, 403);
+    let (s, _) = send(
+        srv.req_as(&writer, Method::POST, "/v1/capture")
+            .json(&ev("s", "x")),
+    )
+    .await;
+    assert_eq!(s, 202);
+    for path in ["/v1/events", "/v1/memories", "/v1/usage-metrics"] {
+        let (s, _) = send(srv.req_as(&writer, Method::GET, path)).await;
+        assert_eq!(s, 403, "{path}");
+        let (s, _) = send(srv.req_as(&reader, Method::GET, path)).await;
+        assert_eq!(s, 200, "{path}");
+    }
+    let (s, _) = send(srv.http.post(srv.url("/v1/capture")).json(&ev("s", "x"))).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn auto_learn_is_enqueued_every_n_events_and_by_the_sweep() {
+    let srv = TestServer::start_with(|c| {
+        c.auto_learn_every = 5;
+        c.auto_learn_sweep = Duration::ZERO;
+    })
+    .await;
+    let learn_jobs = |srv: &TestServer| {
+        let db = srv.state().db.clone();
+        async move {
+            db.read(|c| {
+                let mut stmt =
+                    c.prepare("SELECT input FROM jobs WHERE kind = 'learn' ORDER BY seq")?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    for i in 0..4 {
+        let (s, _) = srv.post("/v1/capture", ev("auto", &format!("e{i}"))).await;
+        assert_eq!(s, 202);
+    }
+    wait_processed(&srv, &srv.key, 4).await;
+    assert!(learn_jobs(&srv).await.is_empty());
+    let (s, _) = srv.post("/v1/capture", ev("auto", "e4")).await;
+    assert_eq!(s, 202);
+    wait_processed(&srv, &srv.key, 5).await;
+    let jobs = learn_jobs(&srv).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let input: Value = serde_json::from_str(&jobs[0]).unwrap();
+    assert_eq!(input, json!({"scope": "incremental", "trigger": "auto"}));
+    srv.shutdown().await;
+
+    // The sweep: no per-N trigger, a short period.
+    let srv = TestServer::start_with(|c| {
+        c.auto_learn_every = 0;
+        c.auto_learn_sweep = Duration::from_millis(100);
+    })
+    .await;
+    let (s, _) = srv.post("/v1/capture", ev("sweep", "e")).await;
+    assert_eq!(s, 202);
+    let jobs = wait_for("a sweep learn job", Duration::from_secs(20), || async {
+        let jobs = learn_jobs(&srv).await;
+        (!jobs.is_empty()).then_some(jobs)
+    })
+    .await;
+    let input: Value = serde_json::from_str(&jobs[0]).unwrap();
+    assert_eq!(input["trigger"], "sweep");
+    assert_eq!(input["scope"], "incremental");
+}
+
+#[tokio::test]
+async fn health_reports_the_capture_queue() {
+    let srv = TestServer::start().await;
+    let (s, _) = srv.post("/v1/capture", ev("h", "x")).await;
+    assert_eq!(s, 202);
+    wait_processed(&srv, &srv.key, 1).await;
+    let (s, b) = send(srv.http.get(srv.url("/v1/health"))).await;
+    assert_eq!(s, 200, "{b}");
+    let q = &b["data"]["subsystems"]["workers"]["queues"]["capture"];
+    assert_eq!(q["waiting"], 0, "{b}");
+    assert_eq!(q["failed"], 0, "{b}");
 }

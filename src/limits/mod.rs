@@ -1,0 +1,280 @@
+//! Rate limits and monthly quotas (API.md §1 "Rate limits").
+//!
+//! The request pipeline calls `throttled` before authentication (an address that keeps
+//! presenting bad keys is refused without its key being looked at), `check_anonymous` when
+//! authentication failed, and `admit` (or `check`) after it: what they return becomes the
+//! `X-RateLimit-*` headers. It then calls `prepare` so the tenant's quota figures are in memory.
+//! Handlers that consume a monthly quota (capture: events; invoke: invocations) call `reserve`
+//! before storing and `Reservation::commit` with what was really used after their transaction
+//! committed (the same transaction bumps the usage counter the quota is measured by).
+//!
+//! Sizes come from the tenant's plan with the operator's overrides, read from the principal on
+//! every request, so `engram tenants set-plan` / `set-limits` apply as soon as the key cache sees
+//! them (about two seconds), without a restart. Every key has a bucket of the plan's size; the
+//! tenant as a whole has one `TENANT_FACTOR` times larger, so adding keys multiplies a tenant's
+//! allowance only so far. The tighter of the two decides, and its figures fill the headers.
+//! With limits disabled nothing is limited, no headers are sent and reservations are free.
+
+mod quota;
+mod rate;
+
+pub use quota::QuotaStatus;
+
+use crate::auth::Principal;
+use crate::error::{Error, Result};
+use crate::plans::PlanLimits;
+use crate::store::Db;
+use rate::{ceil_secs, epoch_secs_f64, RateLimiters, Reading, Size};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A tenant's bucket is this many times the size of one key's bucket.
+pub const TENANT_FACTOR: u64 = 4;
+
+/// Requests without a valid key, per client address: a burst, then this many per minute.
+pub const ANONYMOUS_BURST: u32 = 30;
+pub const ANONYMOUS_PER_MINUTE: u64 = 30;
+
+/// The figures behind the `X-RateLimit-*` headers of one response.
+#[derive(Clone, Copy, Debug)]
+pub struct RateInfo {
+    /// Requests per minute of the deciding bucket.
+    pub limit: u64,
+    /// Requests the next request will find in the bucket.
+    pub remaining: u64,
+    /// Epoch seconds when the bucket is full again.
+    pub reset: u64,
+}
+
+/// What `admit` decided: the header figures (also for a refusal) and the refusal, if any.
+#[derive(Debug)]
+pub struct Admission {
+    pub info: Option<RateInfo>,
+    pub result: Result<()>,
+}
+
+/// A monthly quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Quota {
+    Events,
+    Invocations,
+}
+
+/// Units of a quota held for one request: `commit` records what was used; dropping it unused
+/// releases the hold.
+#[must_use]
+pub struct Reservation {
+    hold: Option<quota::Hold>,
+}
+
+impl Reservation {
+    /// Records `used` (≤ the reserved amount) as consumed this month. Call it after the
+    /// transaction that stored the units (and bumped their usage counter) committed.
+    pub fn commit(self, used: u64) {
+        if let Some(h) = self.hold {
+            h.commit(used);
+        }
+    }
+}
+
+pub struct Limits {
+    enabled: bool,
+    db: Db,
+    rates: RateLimiters,
+    ledger: quota::Ledger,
+}
+
+impl Limits {
+    pub fn new(enabled: bool, db: Db) -> Limits {
+        Limits {
+            enabled,
+            rates: RateLimiters::new(Size {
+                per_minute: ANONYMOUS_PER_MINUTE,
+                burst: ANONYMOUS_BURST,
+            }),
+            ledger: quota::Ledger::new(db.clone()),
+            db,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The effective limits of the principal's tenant: its plan with the operator's overrides.
+    pub fn effective(principal: &Principal) -> PlanLimits {
+        principal
+            .plan
+            .limits()
+            .with_overrides(principal.limits_override.as_ref())
+    }
+
+    /// Takes one request from the key's and the tenant's buckets.
+    pub fn check(&self, principal: &Principal) -> Result<Option<RateInfo>> {
+        let a = self.admit(principal);
+        a.result.map(|()| a.info)
+    }
+
+    /// Takes one request from the key's and the tenant's buckets; the header figures come back
+    /// also when the request is refused (a 429 carries them too).
+    pub fn admit(&self, principal: &Principal) -> Admission {
+        // Counted even with limits off: it is a usage figure, not a limit.
+        self.rates.count_request(&principal.tenant_id);
+        if !self.enabled {
+            return Admission {
+                info: None,
+                result: Ok(()),
+            };
+        }
+        self.rates.maybe_cleanup();
+        let limits = Self::effective(principal);
+        let Some(key_size) = Size::from_plan(limits.requests_per_minute, limits.burst) else {
+            // Unlimited (enterprise by default): no bucket, no figures to report.
+            return Admission {
+                info: None,
+                result: Ok(()),
+            };
+        };
+        let key = self.rates.take(key_size, &principal.key_id);
+        if !key.allowed() {
+            return refusal(key, "this API key");
+        }
+        let tenant = self
+            .rates
+            .take(key_size.scaled(TENANT_FACTOR), &principal.tenant_id);
+        if !tenant.allowed() {
+            return refusal(tenant, "this tenant");
+        }
+        // The bucket with less left decides; on a tie, the one that takes longer to refill.
+        let decides = if (tenant.remaining, std::cmp::Reverse(tenant.until_full))
+            < (key.remaining, std::cmp::Reverse(key.until_full))
+        {
+            tenant
+        } else {
+            key
+        };
+        Admission {
+            info: Some(info_of(&decides)),
+            result: Ok(()),
+        }
+    }
+
+    /// 429 while the client address is throttled for presenting bad keys (checked before the key
+    /// is looked at, so a throttled address learns nothing about the keys it tries).
+    pub fn throttled(&self, ip: IpAddr) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        match self.rates.blocked_for(ip) {
+            Some(wait) => Err(anonymous_error(wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes one request from the client address's bucket (unauthenticated requests).
+    pub fn check_anonymous(&self, ip: IpAddr) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.rates.maybe_cleanup();
+        match self.rates.take_anonymous(ip).wait {
+            Some(wait) => Err(anonymous_error(wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// Loads the tenant's quota figures for this month if they are not in memory yet (one
+    /// database read per tenant, mode and month), so `reserve` needs no database round trip.
+    pub async fn prepare(&self, principal: &Principal) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.ledger
+            .prepare(&principal.tenant_id, principal.mode)
+            .await
+    }
+
+    /// Holds `n` units of a monthly quota, or 429 `quota_exceeded` saying how many remain.
+    pub fn reserve(&self, principal: &Principal, quota: Quota, n: u64) -> Result<Reservation> {
+        if !self.enabled {
+            return Ok(Reservation { hold: None });
+        }
+        let limit = quota_limit(&Self::effective(principal), quota);
+        let hold = self
+            .ledger
+            .reserve(&principal.tenant_id, principal.mode, quota, limit, n)?;
+        Ok(Reservation { hold: Some(hold) })
+    }
+
+    /// The principal's quota this month (for `/v1/usage` and `/v1/usage-metrics`): the same
+    /// figures `reserve` enforces.
+    pub async fn quota_status(&self, principal: &Principal, quota: Quota) -> Result<QuotaStatus> {
+        let limit = quota_limit(&Self::effective(principal), quota);
+        if self.enabled {
+            self.ledger
+                .status(&principal.tenant_id, principal.mode, quota, limit)
+                .await
+        } else {
+            quota::stored_status(&self.db, &principal.tenant_id, principal.mode, quota, limit).await
+        }
+    }
+
+    /// Requests the tenant made in the current minute (for usage metrics).
+    pub fn requests_this_minute(&self, tenant_id: &str) -> u64 {
+        self.rates.requests_this_minute(tenant_id)
+    }
+
+    /// Forgets idle rate-limit state now (it also happens on its own every minute).
+    pub fn cleanup(&self) {
+        self.rates.cleanup();
+    }
+
+    /// Buckets currently held in memory (keys, tenants and addresses).
+    pub fn tracked_buckets(&self) -> usize {
+        self.rates.tracked()
+    }
+}
+
+fn quota_limit(limits: &PlanLimits, quota: Quota) -> Option<u64> {
+    match quota {
+        Quota::Events => limits.events_per_month,
+        Quota::Invocations => limits.invocations_per_month,
+    }
+}
+
+fn info_of(r: &Reading) -> RateInfo {
+    RateInfo {
+        limit: r.size.per_minute,
+        remaining: r.remaining,
+        reset: (epoch_secs_f64() + r.until_full.as_secs_f64()).ceil() as u64,
+    }
+}
+
+fn refusal(r: Reading, whose: &str) -> Admission {
+    let retry_after = ceil_secs(r.wait.unwrap_or(Duration::from_secs(1)));
+    Admission {
+        info: Some(info_of(&r)),
+        result: Err(Error::RateLimited {
+            retry_after,
+            message: format!(
+                "You have exceeded the rate limit of {whose} ({} requests per minute, bursts of \
+                 {}). Please retry after {retry_after} second{}.",
+                r.size.per_minute,
+                r.size.burst,
+                if retry_after == 1 { "" } else { "s" }
+            ),
+        }),
+    }
+}
+
+fn anonymous_error(wait: Duration) -> Error {
+    let retry_after = ceil_secs(wait);
+    Error::RateLimited {
+        retry_after,
+        message: format!(
+            "Too many requests without a valid API key from this address. Please retry after \
+             {retry_after} second{}.",
+            if retry_after == 1 { "" } else { "s" }
+        ),
+    }
+}

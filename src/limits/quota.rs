@@ -1,0 +1,388 @@
+//! Monthly quotas: how much of a tenant's events and invocations allowance this calendar month
+//! (UTC) is used, per mode (`live` and `test` keys count separately).
+//!
+//! The source of truth is `usage_counters` (month buckets), which the capture and invoke handlers
+//! bump in the same transaction that stores what they count. This ledger mirrors it in memory so
+//! that a reservation costs no database round trip: a figure is loaded once per (tenant, mode,
+//! month) on first use, then kept current by the reservations themselves. A reservation holds its
+//! units until `commit` (after the handler's transaction committed) turns them into used ones, or
+//! until it is dropped. Checks and holds happen under one lock, so concurrent requests can never
+//! together exceed a quota. Figures are re-read from the database now and then, but only when no
+//! reservation was outstanding during the read, so the refresh never double counts.
+
+use super::Quota;
+use crate::error::{Error, Result};
+use crate::store::{usage, Db};
+use chrono::{DateTime, Datelike, Utc};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How old a figure may get before it is re-read from the database.
+const REFRESH_AFTER: Duration = Duration::from_secs(30);
+
+impl Quota {
+    pub const ALL: [Quota; 2] = [Quota::Events, Quota::Invocations];
+
+    /// The usage counter this quota is measured by.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Quota::Events => usage::EVENTS,
+            Quota::Invocations => usage::INVOCATIONS,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quota::Events => "events",
+            Quota::Invocations => "invocations",
+        }
+    }
+}
+
+/// A calendar month (UTC) as a number that increases by one each month.
+fn month_index(t: DateTime<Utc>) -> i64 {
+    t.year() as i64 * 12 + t.month0() as i64
+}
+
+struct Figure {
+    mode: &'static str,
+    quota: Quota,
+    month: i64,
+    used: u64,
+    held: u64,
+    /// Bumped by every reserve, commit and release: a refresh applies only if it did not move.
+    generation: u64,
+    loaded_at: Instant,
+    refreshing: bool,
+}
+
+type Figures = HashMap<String, Vec<Figure>>;
+
+struct Inner {
+    db: Db,
+    figures: Mutex<Figures>,
+}
+
+#[derive(Clone)]
+pub(super) struct Ledger {
+    inner: Arc<Inner>,
+}
+
+/// Units held by one reservation.
+pub(super) struct Hold {
+    inner: Arc<Inner>,
+    tenant: String,
+    mode: &'static str,
+    quota: Quota,
+    month: i64,
+    n: u64,
+}
+
+/// A quota's state for usage reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaStatus {
+    pub quota: Quota,
+    /// `None`: unlimited.
+    pub limit: Option<u64>,
+    /// Used this month (committed).
+    pub used: u64,
+    /// `None`: unlimited.
+    pub remaining: Option<u64>,
+    /// When the month's quota starts over.
+    pub resets_at: DateTime<Utc>,
+}
+
+impl Hold {
+    /// Turns the hold into `used` consumed units (normally ≤ the held amount; more is recorded as
+    /// is, since the database already counted it).
+    pub fn commit(mut self, used: u64) {
+        self.settle(used);
+        self.n = 0;
+    }
+
+    /// Releases the held units and records `used` ones.
+    fn settle(&self, used: u64) {
+        let mut figures = lock(&self.inner.figures);
+        if let Some(f) = find(
+            &mut figures,
+            &self.tenant,
+            self.mode,
+            self.quota,
+            self.month,
+        ) {
+            f.held = f.held.saturating_sub(self.n);
+            f.used = f.used.saturating_add(used);
+            f.generation += 1;
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        // A hold dropped without `commit` (an error before storing): release it. `commit`
+        // settles and zeroes `n`, so its drop does nothing.
+        if self.n > 0 {
+            self.settle(0);
+        }
+    }
+}
+
+impl Ledger {
+    pub fn new(db: Db) -> Ledger {
+        Ledger {
+            inner: Arc::new(Inner {
+                db,
+                figures: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Makes sure the current month's figures of (tenant, mode) are in memory (one database read
+    /// the first time in a month), and refreshes stale ones in the background.
+    pub async fn prepare(&self, tenant: &str, mode: &'static str) -> Result<()> {
+        let month = month_index(crate::time::now());
+        let mut stale = Vec::new();
+        let missing = {
+            let mut figures = lock(&self.inner.figures);
+            let mut missing = false;
+            for quota in Quota::ALL {
+                match find(&mut figures, tenant, mode, quota, month) {
+                    None => missing = true,
+                    Some(f) => {
+                        if !f.refreshing && f.held == 0 && f.loaded_at.elapsed() > REFRESH_AFTER {
+                            f.refreshing = true;
+                            stale.push((quota, f.generation));
+                        }
+                    }
+                }
+            }
+            missing
+        };
+        if missing {
+            let loaded = self.load(tenant, mode).await?;
+            self.insert(tenant, mode, month, loaded);
+        }
+        if !stale.is_empty() {
+            let ledger = self.clone();
+            let tenant = tenant.to_string();
+            tokio::spawn(async move { ledger.refresh(tenant, mode, month, stale).await });
+        }
+        Ok(())
+    }
+
+    /// Holds `n` units of `quota`, or 429 `quota_exceeded` saying how many remain.
+    pub fn reserve(
+        &self,
+        tenant: &str,
+        mode: &'static str,
+        quota: Quota,
+        limit: Option<u64>,
+        n: u64,
+    ) -> Result<Hold> {
+        let now = crate::time::now();
+        let month = month_index(now);
+        let present = find(&mut lock(&self.inner.figures), tenant, mode, quota, month).is_some();
+        if !present {
+            // Only when the request pipeline did not prepare this month's figures (a month that
+            // began mid-request, or a caller outside the pipeline): one short read, once.
+            let (t, m) = (tenant.to_string(), mode);
+            let loaded = self.inner.db.read_blocking(|c| read_used(c, &t, m, now))?;
+            self.insert(tenant, mode, month, loaded);
+        }
+        let mut figures = lock(&self.inner.figures);
+        let f = find(&mut figures, tenant, mode, quota, month)
+            .ok_or_else(|| Error::Internal("quota figure vanished".into()))?;
+        if let Some(limit) = limit {
+            let counted = f.used.saturating_add(f.held);
+            if counted.saturating_add(n) > limit {
+                return Err(exceeded(quota, limit, counted, n, now));
+            }
+        }
+        f.held = f.held.saturating_add(n);
+        f.generation += 1;
+        Ok(Hold {
+            inner: self.inner.clone(),
+            tenant: tenant.to_string(),
+            mode,
+            quota,
+            month,
+            n,
+        })
+    }
+
+    /// The quota's state this month (committed use; holds in flight are not counted).
+    pub async fn status(
+        &self,
+        tenant: &str,
+        mode: &'static str,
+        quota: Quota,
+        limit: Option<u64>,
+    ) -> Result<QuotaStatus> {
+        self.prepare(tenant, mode).await?;
+        let now = crate::time::now();
+        let month = month_index(now);
+        let used = find(&mut lock(&self.inner.figures), tenant, mode, quota, month)
+            .map(|f| f.used)
+            .unwrap_or(0);
+        Ok(status_of(quota, limit, used, now))
+    }
+
+    async fn load(&self, tenant: &str, mode: &'static str) -> Result<[u64; 2]> {
+        let t = tenant.to_string();
+        self.inner
+            .db
+            .read(move |c| read_used(c, &t, mode, crate::time::now()))
+            .await
+    }
+
+    /// Adds loaded figures unless another request loaded them first, and forgets past months.
+    fn insert(&self, tenant: &str, mode: &'static str, month: i64, loaded: [u64; 2]) {
+        let mut figures = lock(&self.inner.figures);
+        let list = figures.entry(tenant.to_string()).or_default();
+        list.retain(|f| f.month >= month);
+        for (quota, used) in Quota::ALL.into_iter().zip(loaded) {
+            let exists = list
+                .iter()
+                .any(|f| f.mode == mode && f.quota == quota && f.month == month);
+            if !exists {
+                list.push(Figure {
+                    mode,
+                    quota,
+                    month,
+                    used,
+                    held: 0,
+                    generation: 0,
+                    loaded_at: Instant::now(),
+                    refreshing: false,
+                });
+            }
+        }
+    }
+
+    async fn refresh(
+        &self,
+        tenant: String,
+        mode: &'static str,
+        month: i64,
+        stale: Vec<(Quota, u64)>,
+    ) {
+        let loaded = self.load(&tenant, mode).await;
+        let mut figures = lock(&self.inner.figures);
+        for (quota, generation) in stale {
+            let Some(f) = find(&mut figures, &tenant, mode, quota, month) else {
+                continue;
+            };
+            f.refreshing = false;
+            match &loaded {
+                Ok(values) if f.generation == generation && f.held == 0 => {
+                    let used = values[quota as usize];
+                    if used != f.used {
+                        tracing::debug!(
+                            tenant = %tenant, quota = quota.as_str(), memory = f.used, stored = used,
+                            "quota figure re-read from the usage counters"
+                        );
+                    }
+                    f.used = used;
+                    f.loaded_at = Instant::now();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not refresh quota figures"),
+            }
+        }
+    }
+}
+
+fn find<'a>(
+    figures: &'a mut Figures,
+    tenant: &str,
+    mode: &str,
+    quota: Quota,
+    month: i64,
+) -> Option<&'a mut Figure> {
+    figures
+        .get_mut(tenant)?
+        .iter_mut()
+        .find(|f| f.mode == mode && f.quota == quota && f.month == month)
+}
+
+/// This month's committed use of every quota, in `Quota::ALL` order.
+fn read_used(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    mode: &str,
+    now: DateTime<Utc>,
+) -> Result<[u64; 2]> {
+    let bucket = usage::month_bucket(now);
+    let mut out = [0u64; 2];
+    for (i, quota) in Quota::ALL.into_iter().enumerate() {
+        out[i] = usage::get(conn, tenant, mode, quota.metric(), &bucket)?.max(0) as u64;
+    }
+    Ok(out)
+}
+
+/// The quota's state, given this month's use.
+pub(super) fn status_of(
+    quota: Quota,
+    limit: Option<u64>,
+    used: u64,
+    now: DateTime<Utc>,
+) -> QuotaStatus {
+    QuotaStatus {
+        quota,
+        limit,
+        used,
+        remaining: limit.map(|l| l.saturating_sub(used)),
+        resets_at: crate::time::month_bounds(now).1,
+    }
+}
+
+/// This month's use straight from the usage counters (when the ledger is off).
+pub(super) async fn stored_status(
+    db: &Db,
+    tenant: &str,
+    mode: &'static str,
+    quota: Quota,
+    limit: Option<u64>,
+) -> Result<QuotaStatus> {
+    let t = tenant.to_string();
+    let now = crate::time::now();
+    let used = db.read(move |c| read_used(c, &t, mode, now)).await?;
+    Ok(status_of(quota, limit, used[quota as usize], now))
+}
+
+fn exceeded(quota: Quota, limit: u64, counted: u64, n: u64, now: DateTime<Utc>) -> Error {
+    let resets_at = crate::time::month_bounds(now).1;
+    let remaining = limit.saturating_sub(counted);
+    let retry_after = (resets_at - now).num_seconds().max(1) as u64;
+    let what = quota.as_str();
+    let reset_text = crate::time::rfc3339(resets_at);
+    let message = if n > 1 && remaining > 0 {
+        format!(
+            "this request needs {n} {what} but only {remaining} of the monthly quota of {limit} \
+             remain; nothing was stored. The quota resets at {reset_text}."
+        )
+    } else {
+        format!(
+            "monthly {what} quota exhausted: {counted} of {limit} used, {remaining} remain. \
+             The quota resets at {reset_text}."
+        )
+    };
+    Error::QuotaExceeded {
+        retry_after,
+        message,
+        details: json!({
+            "quota": what,
+            "limit": limit,
+            "used": counted,
+            "remaining": remaining,
+            "requested": n,
+            "resetAt": reset_text,
+        }),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
