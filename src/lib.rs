@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod capture;
 pub mod catalog;
+pub mod compiler;
 pub mod config;
 pub mod error;
 pub mod http;

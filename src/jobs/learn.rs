@@ -1,15 +1,380 @@
-//! The `learn` job kind.
+//! The `learn` job kind: runs the memory compiler over a tenant's events and stores what it
+//! produced (artifacts, semantic memories), then marks the events learned.
+//!
+//! Input: the POST /v1/learn body, normalised (`scope`, `agentId`, `sessionId`, `eventIds`,
+//! `options.{maxEvents, artifactTypes, minPatternStrength}`), plus `trigger` (`api` `auto`
+//! `sweep` `forget`) and `mode` (the usage counters to bump; `live` when absent).
+//!
+//! Invariants:
+//! - Learn jobs of one tenant never overlap (the queue's exclusive kind), so the read-compile-write
+//!   sequence below sees no concurrent learn writes.
+//! - Incremental equals full: every run recompiles the artifacts from *all* events in scope up to
+//!   a cutoff (the newest event at the start, or the `maxEvents`-th selected one). What
+//!   `incremental` adds is only the choice of events it marks learned — and whether there is
+//!   anything to do at all. So any sequence of incremental runs ends with the same artifacts as
+//!   one full run over the same events.
+//! - Events are streamed ordered by session: memory is bounded by the compiler's aggregates.
+//! - A run is idempotent: re-running it after a crash changes nothing twice (unchanged artifacts
+//!   stay unchanged).
 
 use super::{Job, JobHandler, KindSpec, Outcome};
 use crate::app::AppState;
+use crate::compiler::{self, Compiler, Event, Options};
+use crate::error::Result;
+use crate::search::{IndexOp, Search};
+use crate::store::{artifacts, semantic, usage, Db};
+use rusqlite::{params, Connection};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
-struct Handler;
+/// A learn job's input, as the handler reads it.
+#[derive(Clone, Debug, Default)]
+pub struct LearnInput {
+    pub full: bool,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub event_ids: Vec<String>,
+    pub max_events: Option<i64>,
+    pub types: Vec<String>,
+    pub min_strength: f64,
+    pub trigger: String,
+    pub mode: String,
+}
+
+impl LearnInput {
+    /// Reads a stored input leniently (the API validated it; auto jobs carry only a few keys).
+    pub fn from_json(v: &Value) -> LearnInput {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let opts = v.get("options").cloned().unwrap_or(Value::Null);
+        let mut types: Vec<String> = opts
+            .get("artifactTypes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(t) = opts.get("artifactType").and_then(Value::as_str) {
+            if !types.iter().any(|x| x == t) {
+                types.push(t.to_string());
+            }
+        }
+        LearnInput {
+            full: s("scope").as_deref() == Some("full"),
+            agent_id: s("agentId"),
+            session_id: s("sessionId"),
+            event_ids: v
+                .get("eventIds")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            max_events: opts.get("maxEvents").and_then(Value::as_i64),
+            types,
+            min_strength: opts
+                .get("minPatternStrength")
+                .and_then(Value::as_f64)
+                .unwrap_or(compiler::DEFAULT_MIN_STRENGTH),
+            trigger: s("trigger").unwrap_or_else(|| "api".into()),
+            mode: s("mode").unwrap_or_else(|| "live".into()),
+        }
+    }
+}
+
+/// The response shape of a learn run (API.md §2) with zero counts.
+pub fn empty_result(job_id: &str, status: &str) -> Value {
+    json!({
+        "jobId": job_id,
+        "runId": job_id,
+        "status": status,
+        "artifacts": {"created": 0, "updated": 0, "unchanged": 0, "byType": {}},
+        "stats": {"eventsProcessed": 0, "memoriesProcessed": 0, "patternsFound": 0, "compilationMs": 0},
+    })
+}
+
+/// The selection's SQL condition: ?1 tenant, ?2 agent, ?3 session, ?4 event ids (JSON array or
+/// NULL), ?5 whether only unlearned events count.
+const SELECTED: &str = "tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)
+     AND (?3 IS NULL OR session_id = ?3)
+     AND (?4 IS NULL OR id IN (SELECT value FROM json_each(?4)))
+     AND (?5 = 0 OR learned_at IS NULL)";
+
+struct Plan {
+    cutoff: i64,
+    selected: i64,
+    more: bool,
+    focus: Option<HashSet<String>>,
+}
+
+fn plan(conn: &Connection, tenant: &str, i: &LearnInput) -> Result<Option<Plan>> {
+    let ids = (!i.event_ids.is_empty()).then(|| json!(i.event_ids).to_string());
+    let unlearned = !i.full;
+    let p = params![tenant, i.agent_id, i.session_id, ids, unlearned];
+    let (count, max_seq): (i64, Option<i64>) = conn
+        .prepare_cached(&format!(
+            "SELECT count(*), max(seq) FROM events WHERE {SELECTED}"
+        ))?
+        .query_row(p, |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let Some(mut cutoff) = max_seq else {
+        return Ok(None);
+    };
+    let mut selected = count;
+    let mut more = false;
+    if let Some(n) = i.max_events.filter(|n| *n < count) {
+        cutoff = conn
+            .prepare_cached(&format!(
+                "SELECT seq FROM events WHERE {SELECTED} ORDER BY seq LIMIT 1 OFFSET ?6"
+            ))?
+            .query_row(
+                params![tenant, i.agent_id, i.session_id, ids, unlearned, n - 1],
+                |r| r.get(0),
+            )?;
+        selected = n;
+        more = true;
+    }
+    let focus = if i.session_id.is_some() || ids.is_some() {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT DISTINCT session_id FROM events WHERE {SELECTED} AND seq <= ?6"
+        ))?;
+        let set = stmt
+            .query_map(
+                params![tenant, i.agent_id, i.session_id, ids, unlearned, cutoff],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<HashSet<String>>>()?;
+        Some(set)
+    } else {
+        None
+    };
+    Ok(Some(Plan {
+        cutoff,
+        selected,
+        more,
+        focus,
+    }))
+}
+
+/// Streams the events in scope (ordered by session, then sequence) through the compiler.
+fn compile(
+    conn: &Connection,
+    tenant: &str,
+    i: &LearnInput,
+    plan: &Plan,
+) -> Result<compiler::Output> {
+    let mut c = Compiler::new(Options {
+        types: i.types.clone(),
+        min_strength: i.min_strength,
+        focus: plan.focus.clone(),
+    });
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, session_id, agent_id, type, payload, metadata, created_at FROM events
+         WHERE tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2) AND seq <= ?3
+         ORDER BY session_id, seq",
+    )?;
+    let mut rows = stmt.query(params![tenant, i.agent_id, plan.cutoff])?;
+    let mut current: Vec<Event> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let session_id: String = r.get(1)?;
+        if current.first().is_some_and(|f| f.session_id != session_id) {
+            c.add_session(&current[0].session_id.clone(), &current);
+            current.clear();
+        }
+        let payload: String = r.get(4)?;
+        let metadata: Option<String> = r.get(5)?;
+        current.push(Event {
+            id: r.get(0)?,
+            session_id,
+            agent_id: r.get(2)?,
+            kind: r.get(3)?,
+            payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+            metadata: metadata
+                .and_then(|m| serde_json::from_str(&m).ok())
+                .unwrap_or(Value::Null),
+            created_at: r.get(6)?,
+        });
+    }
+    if let Some(f) = current.first() {
+        let id = f.session_id.clone();
+        c.add_session(&id, &current);
+    }
+    Ok(c.finish())
+}
+
+#[derive(Default)]
+struct Counts {
+    created: u64,
+    updated: u64,
+    unchanged: u64,
+    by_type: BTreeMap<&'static str, u64>,
+    memories: u64,
+    marked: usize,
+}
+
+fn scoped(agent: Option<&str>, sig: &str) -> String {
+    match agent {
+        Some(a) => format!("agent:{a}|{sig}"),
+        None => sig.to_string(),
+    }
+}
+
+/// Runs one learn job for `tenant`; returns the job's result object.
+pub fn run(
+    db: &Db,
+    search: &Search,
+    tenant: &str,
+    job_id: &str,
+    input: &LearnInput,
+) -> Result<(Value, bool)> {
+    let started = Instant::now();
+    let t = tenant.to_string();
+    let i = input.clone();
+    let planned = db.read_blocking(|c| plan(c, &t, &i))?;
+    let forget = input.trigger == "forget";
+    let Some(plan) = planned.filter(|p| p.selected > 0 || forget) else {
+        if forget {
+            // Nothing left in scope: every compiled artifact lost its evidence.
+            let (t, agent) = (tenant.to_string(), input.agent_id.clone());
+            let ops = db.write_blocking(move |c| {
+                let mut ops = Vec::new();
+                let now = crate::time::now_rfc3339();
+                artifacts::deprecate_unsupported(
+                    c,
+                    &t,
+                    agent.as_deref(),
+                    &HashSet::new(),
+                    &now,
+                    &mut ops,
+                )?;
+                Ok(ops)
+            })?;
+            ops.into_iter().for_each(|op| search.submit(op));
+        }
+        return Ok((empty_result(job_id, "completed"), false));
+    };
+    let out = db.read_blocking(|c| compile(c, tenant, input, &plan))?;
+    let (t, i) = (tenant.to_string(), input.clone());
+    let cutoff = plan.cutoff;
+    let partial = plan.more;
+    let (counts, ops) = db.write_blocking(move |c| {
+        let now = crate::time::now_rfc3339();
+        let agent = i.agent_id.as_deref();
+        let mut ops: Vec<IndexOp> = Vec::new();
+        let mut n = Counts::default();
+        let mut keep = HashSet::new();
+        for d in &out.artifacts {
+            keep.insert((d.artifact_type.to_string(), scoped(agent, &d.signature)));
+            if !d.touched {
+                continue;
+            }
+            match artifacts::apply(c, &t, agent, &scoped(agent, &d.signature), d, &now, &mut ops)? {
+                artifacts::Applied::Created | artifacts::Applied::Superseded => {
+                    n.created += 1;
+                    *n.by_type.entry(d.artifact_type).or_default() += 1;
+                }
+                artifacts::Applied::Updated => {
+                    n.updated += 1;
+                    *n.by_type.entry(d.artifact_type).or_default() += 1;
+                }
+                artifacts::Applied::Unchanged => n.unchanged += 1,
+            }
+        }
+        if i.trigger == "forget" && i.types.is_empty() {
+            artifacts::deprecate_unsupported(c, &t, agent, &keep, &now, &mut ops)?;
+        }
+        for f in &out.facts {
+            semantic::apply(c, &t, agent, &scoped(agent, &f.key), f, &now, &mut ops)?;
+            n.memories += 1;
+        }
+        let ids = (!i.event_ids.is_empty()).then(|| json!(i.event_ids).to_string());
+        n.marked = c
+            .prepare_cached(&format!(
+                "UPDATE events SET learned_at = ?7 WHERE {SELECTED} AND learned_at IS NULL AND seq <= ?6"
+            ))?
+            .execute(params![t, i.agent_id, i.session_id, ids, false, cutoff, now])?;
+        let at = crate::time::now();
+        usage::incr(c, &t, &i.mode, usage::COMPILATIONS, 1, at)?;
+        usage::incr(c, &t, &i.mode, usage::ARTIFACTS_CREATED, n.created as i64, at)?;
+        usage::incr(c, &t, &i.mode, usage::ARTIFACTS_UPDATED, n.updated as i64, at)?;
+        Ok((n, ops))
+    })?;
+    for op in ops {
+        search.submit(op);
+    }
+    let processed = if input.full {
+        out_events(&plan)
+    } else {
+        counts.marked as i64
+    };
+    let by_type: Map<String, Value> = counts
+        .by_type
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let status = if partial { "partial" } else { "completed" };
+    let result = json!({
+        "jobId": job_id,
+        "runId": job_id,
+        "status": status,
+        "artifacts": {
+            "created": counts.created,
+            "updated": counts.updated,
+            "unchanged": counts.unchanged,
+            "byType": by_type,
+        },
+        "stats": {
+            "eventsProcessed": processed,
+            "memoriesProcessed": counts.memories,
+            "patternsFound": out.candidates,
+            "compilationMs": started.elapsed().as_millis() as u64,
+            "eventsCompiled": out.events,
+            "sessionsCompiled": out.sessions,
+        },
+    });
+    Ok((result, partial))
+}
+
+fn out_events(plan: &Plan) -> i64 {
+    plan.selected
+}
+
+struct Handler {
+    db: Db,
+    search: Search,
+}
 
 impl JobHandler for Handler {
-    fn run(&self, _job: &Job) -> Result<Outcome, String> {
-        Err("learn jobs are not implemented yet".into())
+    fn run(&self, job: &Job) -> std::result::Result<Outcome, String> {
+        let input = LearnInput::from_json(&job.input);
+        match run(&self.db, &self.search, &job.tenant_id, &job.id, &input) {
+            Ok((result, partial)) => Ok(Outcome {
+                status: if partial { "partial" } else { "completed" },
+                result,
+            }),
+            Err(e) => Err(e.to_string()),
+        }
     }
+}
+
+/// Enqueues, within the caller's transaction, the recompilation that follows forgetting a
+/// session: a full learn of the tenant whose artifacts no longer supported by the remaining
+/// events are deprecated. Returns the job id; ring `jobs::LEARN` after the commit.
+pub fn forget_session_evidence(
+    conn: &Connection,
+    tenant_id: &str,
+    session_id: &str,
+) -> Result<String> {
+    super::queue::enqueue(
+        conn,
+        tenant_id,
+        super::LEARN,
+        &json!({"scope": "full", "trigger": "forget", "forgotSessionId": session_id}),
+    )
 }
 
 /// How `learn` jobs run on this server.
@@ -17,6 +382,9 @@ pub fn spec(state: &Arc<AppState>) -> KindSpec {
     KindSpec {
         kind: super::LEARN,
         workers: state.config.learn_workers,
-        handler: Arc::new(Handler),
+        handler: Arc::new(Handler {
+            db: state.db.clone(),
+            search: state.search.clone(),
+        }),
     }
 }

@@ -13,11 +13,13 @@
 //!   a database written by a newer binary is refused.
 
 pub mod agents;
+pub mod artifacts;
 pub mod connectors;
 pub mod events;
 pub mod keys;
 pub mod memories;
 pub mod projects;
+pub mod semantic;
 pub mod sessions;
 pub mod tenants;
 pub mod usage;

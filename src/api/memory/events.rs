@@ -162,9 +162,11 @@ pub async fn forget_session(ctx: Ctx) -> Result<Reply> {
             .write(move |c| {
                 let m = memories::delete_session(c, &tenant, &session)?;
                 let e = events::delete_session(c, &tenant, &session)?;
-                // Artifact evidence cleanup for the forgotten session goes here (the memory
-                // compiler removes the session's events from artifacts' evidence and recompiles
-                // or deprecates what they supported): FORGET_SESSION_ARTIFACT_EVIDENCE.
+                // Artifacts lose the session's evidence: a full recompile of what remains
+                // updates them or deprecates what nothing supports any more.
+                if e > 0 {
+                    crate::jobs::learn::forget_session_evidence(c, &tenant, &session)?;
+                }
                 //
                 // Submitted inside the write so it reaches the indexer after every upsert of
                 // this session's memories made by earlier writes (see jobs::capture).
@@ -179,6 +181,7 @@ pub async fn forget_session(ctx: Ctx) -> Result<Reply> {
     if events_deleted == 0 && memories_deleted == 0 {
         return Err(Error::not_found("session"));
     }
+    ctx.state.jobs.ring(crate::jobs::LEARN);
     // Answer once the index no longer returns the session's memories.
     ctx.state.search.flush().await;
     Ok(Reply::ok(json!({

@@ -1,0 +1,144 @@
+//! Quality of the compiler on generated sessions with planted ground truth
+//! (`trajectories`): schemas, playbooks, decisions, causal patterns, noise and determinism.
+
+use super::trajectories::{generate, to_events, Spec};
+use super::{compile, Draft, Options};
+use serde_json::Value;
+
+fn run(spec: &Spec) -> Vec<Draft> {
+    compile(to_events(&generate(spec)), Options::default()).artifacts
+}
+
+fn of_type<'a>(drafts: &'a [Draft], t: &str) -> Vec<&'a Draft> {
+    drafts.iter().filter(|d| d.artifact_type == t).collect()
+}
+
+fn steps(d: &Draft) -> Vec<String> {
+    d.content["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn position(list: &[String], needle: &str) -> usize {
+    list.iter()
+        .position(|s| s.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} not in {list:?}"))
+}
+
+#[test]
+fn recovers_the_planted_knowledge() {
+    let drafts = run(&Spec::default());
+    for d in &drafts {
+        eprintln!(
+            "{} {} {} {}",
+            d.artifact_type, d.signature, d.confidence, d.content
+        );
+    }
+    let schemas = of_type(&drafts, "task_schema");
+    let deploy = schemas
+        .iter()
+        .find(|d| d.signature == "deploy payment service production")
+        .expect("deploy schema");
+    let s = steps(deploy);
+    let order = [
+        "git pull",
+        "cargo build",
+        "run tests",
+        "docker push",
+        "kubectl apply",
+    ];
+    for w in order.windows(2) {
+        assert!(position(&s, w[0]) < position(&s, w[1]), "{s:?}");
+    }
+    let migrate = schemas
+        .iter()
+        .find(|d| d.signature.contains("migrations orders schema"))
+        .expect("migrate schema");
+    let s = steps(migrate);
+    assert!(
+        position(&s, "pg_dump") < position(&s, "sqlx migrate info"),
+        "{s:?}"
+    );
+    assert!(
+        position(&s, "sqlx migrate info") < position(&s, "sqlx migrate run"),
+        "{s:?}"
+    );
+    let release = schemas
+        .iter()
+        .find(|d| d.signature.contains("release command line tool"))
+        .expect("release schema");
+    let s = steps(release);
+    assert!(
+        position(&s, "cargo set-version") < position(&s, "cargo publish"),
+        "{s:?}"
+    );
+    assert!(
+        position(&s, "cargo publish") < position(&s, "git tag"),
+        "{s:?}"
+    );
+
+    let books = of_type(&drafts, "failure_playbook");
+    let first_recovery = |needle: &str| -> String {
+        let b = books
+            .iter()
+            .find(|b| b.signature.contains(needle))
+            .unwrap_or_else(|| panic!("playbook for {needle}"));
+        b.content["recoverySteps"][0]["action"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(first_recovery("connection refused").contains("restart postgresql"));
+    assert!(first_recovery("token expired").contains("cargo login"));
+    assert!(first_recovery("does not exist").contains("sqlx migrate revert"));
+
+    let policies = of_type(&drafts, "decision_policy");
+    let strategy = policies
+        .iter()
+        .find(|d| d.signature.contains("deployment strategy"))
+        .expect("strategy policy");
+    assert_eq!(
+        strategy.content["recommendation"],
+        Value::from("blue-green")
+    );
+
+    let causal = of_type(&drafts, "causal_pattern");
+    assert!(
+        causal
+            .iter()
+            .any(|d| d.content["cause"] == "when dry run skipped"
+                && d.content["effect"]
+                    .as_str()
+                    .unwrap()
+                    .contains("does not exist")),
+        "planted causal pattern missing"
+    );
+}
+
+#[test]
+fn pure_noise_yields_nothing() {
+    let spec = Spec {
+        deploy: 0,
+        migrate: 0,
+        release: 0,
+        noise: 400,
+        ..Spec::default()
+    };
+    let drafts = run(&spec);
+    assert!(drafts.is_empty(), "noise produced {drafts:#?}");
+}
+
+#[test]
+fn compiling_twice_is_byte_identical() {
+    let a = run(&Spec::default());
+    let b = run(&Spec::default());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.content.to_string(), y.content.to_string());
+        assert_eq!(x.confidence, y.confidence);
+        assert_eq!(x.source_events, y.source_events);
+    }
+}

@@ -1,0 +1,336 @@
+//! One session's events read as an agent run: its task, the ordered actions with their outcomes,
+//! the errors raised, the decisions taken, the conditions observed, and how the run ended.
+//!
+//! Outcome rule (ARCHITECTURE.md): an explicit `outcome` event wins; otherwise the status of the
+//! last step whose status is known (`success`, `passed`, `exitCode == 0`, no `error`…); otherwise
+//! unknown. Everything here is a pure function of the events, in their stored order.
+
+use super::normalize::{action_label, error_signature, task_signature};
+use super::Event;
+use serde_json::Value;
+
+/// One action the agent took.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub action: String,
+    /// Index of the event (in the session's event list) that recorded the action.
+    pub event: usize,
+    /// `Some(true)` succeeded, `Some(false)` failed, `None` unknown.
+    pub ok: Option<bool>,
+    /// The normalised error signature when the step failed with a message.
+    pub error: Option<String>,
+    /// The raw error text (for symptoms), when any.
+    pub error_text: Option<String>,
+    /// A stated root cause (`payload.cause`), when any.
+    pub cause: Option<String>,
+}
+
+/// A decision the agent recorded.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub question: String,
+    pub choice: String,
+    pub event: usize,
+}
+
+/// A session read as a run.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    pub id: String,
+    /// The task signature (normalised) and the text it came from.
+    pub task: Option<String>,
+    pub steps: Vec<Step>,
+    pub decisions: Vec<Decision>,
+    /// Conditions observed before the first action.
+    pub preconditions: Vec<String>,
+    /// Conditions observed after the last action.
+    pub postconditions: Vec<String>,
+    /// Every condition observed, in order, with its event index.
+    pub conditions: Vec<(String, usize)>,
+    /// Errors that were not attached to a step: (signature, raw text, event index).
+    pub loose_errors: Vec<(String, String, usize)>,
+    pub outcome: Option<bool>,
+    /// Event index of the explicit outcome, if any.
+    pub outcome_event: Option<usize>,
+}
+
+fn text_of<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+const OK_WORDS: &[&str] = &[
+    "success",
+    "succeeded",
+    "successful",
+    "ok",
+    "passed",
+    "pass",
+    "completed",
+    "complete",
+    "done",
+    "resolved",
+    "fixed",
+];
+const FAIL_WORDS: &[&str] = &[
+    "failure",
+    "failed",
+    "fail",
+    "error",
+    "errored",
+    "timeout",
+    "timed_out",
+    "aborted",
+    "crashed",
+    "unresolved",
+];
+
+/// The status a payload reports, if it reports one.
+pub fn status_of(p: &Value) -> Option<bool> {
+    if let Some(b) = p.get("success").and_then(Value::as_bool) {
+        return Some(b);
+    }
+    for k in ["exitCode", "exit_code", "returnCode"] {
+        if let Some(n) = p.get(k).and_then(Value::as_i64) {
+            return Some(n == 0);
+        }
+    }
+    for k in ["status", "result", "outcome", "state"] {
+        match p.get(k) {
+            Some(Value::String(s)) => {
+                let s = s.to_lowercase();
+                if OK_WORDS.contains(&s.as_str()) {
+                    return Some(true);
+                }
+                if FAIL_WORDS.contains(&s.as_str()) {
+                    return Some(false);
+                }
+            }
+            Some(Value::Number(n)) if k == "status" => {
+                return n.as_i64().map(|c| c < 400);
+            }
+            Some(Value::Bool(b)) => return Some(*b),
+            _ => {}
+        }
+    }
+    if let Some(b) = p.get("passed").and_then(Value::as_bool) {
+        return Some(b);
+    }
+    if let Some(n) = p.get("failed").and_then(Value::as_i64) {
+        return Some(n == 0);
+    }
+    match p.get("error") {
+        Some(Value::Null) | None => None,
+        Some(Value::Bool(false)) => None,
+        Some(_) => Some(false),
+    }
+}
+
+/// The error text a payload carries, if any.
+pub fn error_text_of(p: &Value) -> Option<String> {
+    match p.get("error") {
+        Some(Value::String(s)) if !s.trim().is_empty() => return Some(s.trim().to_string()),
+        Some(Value::Object(o)) => {
+            if let Some(m) = o.get("message").and_then(Value::as_str) {
+                return Some(m.trim().to_string());
+            }
+        }
+        _ => {}
+    }
+    text_of(p, &["stderr", "errorMessage", "message"]).map(str::to_string)
+}
+
+fn action_of(e: &Event) -> Option<String> {
+    let p = &e.payload;
+    let label = match e.kind.as_str() {
+        "tool_call" => {
+            let name = text_of(p, &["tool", "name", "toolName", "function"])?;
+            let target = text_of(p, &["target", "action"]);
+            match target {
+                Some(t) => format!("{name} {t}"),
+                None => name.to_string(),
+            }
+        }
+        "command_exec" => text_of(p, &["command", "cmd"])?.to_string(),
+        "file_edit" | "file_change" => {
+            format!("edit {}", text_of(p, &["path", "file", "filename"])?)
+        }
+        "browser_action" => format!("browser {}", text_of(p, &["action", "url"])?),
+        "test_run" => match text_of(p, &["suite", "command", "name"]) {
+            Some(s) => format!("run tests {s}"),
+            None => "run tests".to_string(),
+        },
+        "api_result" | "tool_result" => return None,
+        _ => return None,
+    };
+    let label = action_label(&label, 5);
+    (!label.is_empty()).then_some(label)
+}
+
+fn condition_of(e: &Event) -> Option<String> {
+    let text = text_of(
+        &e.payload,
+        &[
+            "condition",
+            "state",
+            "observation",
+            "text",
+            "content",
+            "message",
+        ],
+    )?;
+    let label = action_label(text, 8);
+    (!label.is_empty()).then_some(label)
+}
+
+impl Session {
+    /// Reads a session from its events (all of one session, in stored order).
+    pub fn read(id: &str, events: &[Event]) -> Session {
+        let mut s = Session {
+            id: id.to_string(),
+            ..Session::default()
+        };
+        let mut task_text: Option<String> = None;
+        for (i, e) in events.iter().enumerate() {
+            if s.task.is_none() {
+                if let Some(t) = e.metadata.get("task").and_then(Value::as_str) {
+                    let sig = task_signature(t);
+                    if !sig.is_empty() {
+                        s.task = Some(sig);
+                    }
+                }
+            }
+            let p = &e.payload;
+            match e.kind.as_str() {
+                "message" => {
+                    let role = text_of(p, &["role"]).unwrap_or("user");
+                    if role == "user" && task_text.is_none() {
+                        task_text = text_of(p, &["content", "text", "message"]).map(str::to_string);
+                    }
+                }
+                "tool_result" | "api_result" => {
+                    let ok = status_of(p);
+                    let err = error_text_of(p).filter(|_| ok == Some(false));
+                    // A result completes the step before it when that step's status is not
+                    // known yet; otherwise it reports on its own (e.g. a later health probe).
+                    match s.steps.last_mut() {
+                        Some(last) if last.ok.is_none() => {
+                            last.ok = ok;
+                            if let Some(t) = err {
+                                last.error = Some(error_signature(&t));
+                                last.error_text = Some(t);
+                            }
+                            if let Some(c) = text_of(p, &["cause", "rootCause"]) {
+                                last.cause = Some(action_label(c, 10));
+                            }
+                        }
+                        _ => {
+                            if let Some(t) = err {
+                                s.loose_errors.push((error_signature(&t), t, i));
+                            }
+                        }
+                    }
+                }
+                "error" => {
+                    let text = text_of(p, &["message", "error", "text", "content"])
+                        .map(str::to_string)
+                        .or_else(|| error_text_of(p))
+                        .unwrap_or_else(|| "unknown error".to_string());
+                    let sig = error_signature(&text);
+                    let cause = text_of(p, &["cause", "rootCause"]).map(|c| action_label(c, 10));
+                    match s.steps.last_mut() {
+                        Some(last) if last.ok != Some(true) => {
+                            last.ok = Some(false);
+                            last.error = Some(sig);
+                            last.error_text = Some(text);
+                            if cause.is_some() {
+                                last.cause = cause;
+                            }
+                        }
+                        _ => s.loose_errors.push((sig, text, i)),
+                    }
+                }
+                "decision" => {
+                    if let Some(choice) = text_of(p, &["choice", "decision", "selected", "option"])
+                    {
+                        let question = text_of(p, &["question", "point", "context", "about"])
+                            .map(|q| action_label(q, 8))
+                            .filter(|q| !q.is_empty())
+                            .unwrap_or_else(|| "choice".to_string());
+                        let choice = action_label(choice, 6);
+                        if !choice.is_empty() {
+                            s.decisions.push(Decision {
+                                question,
+                                choice,
+                                event: i,
+                            });
+                        }
+                    }
+                }
+                "observation" | "state_change" => {
+                    if let Some(c) = condition_of(e) {
+                        if s.steps.is_empty() {
+                            s.preconditions.push(c.clone());
+                        }
+                        s.conditions.push((c, i));
+                    }
+                }
+                "outcome" => {
+                    if let Some(ok) = status_of(p) {
+                        s.outcome = Some(ok);
+                        s.outcome_event = Some(i);
+                    }
+                }
+                _ => {
+                    if let Some(action) = action_of(e) {
+                        let ok = status_of(p);
+                        let text = error_text_of(p).filter(|_| ok == Some(false));
+                        s.steps.push(Step {
+                            action,
+                            event: i,
+                            ok,
+                            error: text.as_deref().map(error_signature),
+                            error_text: text,
+                            cause: text_of(p, &["cause", "rootCause"]).map(|c| action_label(c, 10)),
+                        });
+                    }
+                }
+            }
+        }
+        if s.task.is_none() {
+            if let Some(t) = task_text {
+                let sig = task_signature(&t);
+                if !sig.is_empty() {
+                    s.task = Some(sig);
+                }
+            }
+        }
+        // Conditions after the last action describe the end state.
+        if let Some(last) = s.steps.last().map(|st| st.event) {
+            for (i, e) in events.iter().enumerate().skip(last + 1) {
+                if matches!(e.kind.as_str(), "observation" | "state_change") {
+                    if let Some(c) = condition_of(&events[i]) {
+                        s.postconditions.push(c);
+                    }
+                }
+            }
+        }
+        if s.outcome.is_none() {
+            s.outcome = s.steps.iter().rev().find_map(|st| st.ok);
+        }
+        s
+    }
+
+    /// Actions in first-occurrence order, without repeats.
+    pub fn distinct_actions(&self) -> Vec<&str> {
+        let mut seen = Vec::new();
+        for st in &self.steps {
+            if !seen.contains(&st.action.as_str()) {
+                seen.push(st.action.as_str());
+            }
+        }
+        seen
+    }
+}
