@@ -17,11 +17,15 @@ use super::mcp::{ConnectorError, Toolbox};
 use super::providers::{anthropic, offline, openai};
 use super::{sse, DeltaSink, ModelReply, ModelRequest, Msg, Note, ProviderError, Runtime, ToolDef};
 use crate::app::AppState;
+use crate::auth::Principal;
 use crate::config::ProviderKind;
 use crate::error::{Error, Result};
 use crate::http::Reply;
-use crate::limits::Reservation;
-use crate::store::sessions::{self, AgentRow, ConnectorRow, Turn, TurnEvent};
+use crate::limits::{Quota, Reservation};
+use crate::search::pack::{synthesize_pack, SynthRequest};
+use crate::store::connectors::Connector;
+use crate::store::sessions::{self, Turn};
+use crate::store::{agents, connectors};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +35,8 @@ use tokio::sync::mpsc;
 pub const MAX_STEPS: usize = 8;
 /// Most memory entries put into the system prompt.
 const MEMORY_ENTRIES: usize = 8;
+/// Token budget of the memory synthesized into the system prompt.
+const MEMORY_TOKENS: u32 = 1000;
 /// Most characters of a tool result kept in a memory event.
 const EVENT_RESULT_CHARS: usize = 8192;
 /// Largest answer asked of an upstream model.
@@ -49,10 +55,24 @@ pub struct InvokeInput {
 /// Who invokes, and the request's identity.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub tenant_id: String,
-    pub mode: &'static str,
+    pub principal: Principal,
     pub request_id: String,
     pub started: Instant,
+}
+
+/// What invocation needs of an agent.
+#[derive(Clone, Debug)]
+struct AgentRow {
+    id: String,
+    model: String,
+    instruction: String,
+}
+
+/// One memory event of a turn, before validation by the capture path.
+#[derive(Clone, Debug)]
+struct TurnEvent {
+    kind: &'static str,
+    payload: Value,
 }
 
 /// Everything prepared before the model is called.
@@ -68,7 +88,7 @@ struct Turnkit {
     memory: Vec<String>,
     history: Vec<Msg>,
     history_tokens: u64,
-    connectors: Vec<ConnectorRow>,
+    connectors: Vec<Connector>,
     stream: bool,
     deadline: Instant,
     timeout_secs: u64,
@@ -151,7 +171,7 @@ async fn prepare(
     agent_ref: String,
     input: InvokeInput,
 ) -> Result<Turnkit> {
-    let tenant = caller.tenant_id.clone();
+    let tenant = caller.principal.tenant_id.clone();
     let session_id = input
         .session_id
         .clone()
@@ -160,7 +180,7 @@ async fn prepare(
     let loaded = state
         .db
         .read(move |c| {
-            let Some(agent) = sessions::load_agent(c, &tenant, &agent_ref)? else {
+            let Some(agent) = agents::get(c, &tenant, &agent_ref)? else {
                 return Ok(None);
             };
             let stored = sessions::recent_messages(
@@ -171,20 +191,40 @@ async fn prepare(
                 history::MAX_HISTORY_MESSAGES,
             )?;
             let connectors = match &agent.project_id {
-                Some(p) => sessions::project_connectors(c, &tenant, p)?,
+                Some(p) => connectors::list_for_project(c, &tenant, p)?,
                 None => Vec::new(),
             };
-            let memory =
-                sessions::recent_agent_memory(c, &tenant, &agent.id, &sid, MEMORY_ENTRIES)?;
-            Ok(Some((agent, stored, connectors, memory)))
+            Ok(Some((agent, stored, connectors)))
         })
         .await?;
-    let Some((agent, stored, connectors, memory)) = loaded else {
+    let Some((agent, stored, connectors)) = loaded else {
         return Err(Error::NotFound("agent not found".into()));
     };
+    // The memory loop, first half: what this agent's memory says about the message.
+    let pack = synthesize_pack(
+        state,
+        &caller.principal.tenant_id,
+        SynthRequest {
+            query: Some(input.message.clone()),
+            agent_id: Some(agent.id.clone()),
+            max_tokens: MEMORY_TOKENS,
+            ..SynthRequest::default()
+        },
+    )
+    .await?;
+    let memory: Vec<String> = pack
+        .entries
+        .into_iter()
+        .take(MEMORY_ENTRIES)
+        .map(|e| e.content)
+        .collect();
     let rules = match &agent.script {
-        Some(s) => offline::parse_script(s)
-            .map_err(|e| Error::Upstream(format!("the agent's offline script is unusable: {e}")))?,
+        Some(rules) => {
+            let v = serde_json::to_value(rules).map_err(Error::internal)?;
+            offline::parse_script(&v).map_err(|e| {
+                Error::Upstream(format!("the agent's offline script is unusable: {e}"))
+            })?
+        }
         None => Vec::new(),
     };
     let provider = if agent.script.is_some() {
@@ -193,7 +233,14 @@ async fn prepare(
         state.runtime.provider_for(&agent.model)
     };
     let (history, history_tokens) = history::within_budget(&stored, history::HISTORY_TOKEN_BUDGET);
-    let timeout_secs = input.timeout.unwrap_or(agent.timeout_secs);
+    let timeout_secs = input
+        .timeout
+        .unwrap_or(u64::from(agent.timeout_secs).max(1));
+    let agent = AgentRow {
+        id: agent.id,
+        model: agent.model,
+        instruction: agent.instruction,
+    };
     let system = system_prompt(&agent, &memory);
     Ok(Turnkit {
         deadline: caller.started + Duration::from_secs(timeout_secs),
@@ -292,10 +339,13 @@ async fn steps(
             });
             progress.events.push(TurnEvent {
                 kind: "tool_result",
-                payload: json!({"connector": out.connector, "tool": out.tool,
-                                "result": clip(&out.output, EVENT_RESULT_CHARS),
-                                "is_error": out.is_error,
-                                "status": if out.is_error { "error" } else { "success" }}),
+                payload: if out.is_error {
+                    json!({"connector": out.connector, "tool": out.tool, "status": "error",
+                           "error": clip(&out.output, EVENT_RESULT_CHARS)})
+                } else {
+                    json!({"connector": out.connector, "tool": out.tool, "status": "success",
+                           "result": clip(&out.output, EVENT_RESULT_CHARS)})
+                },
             });
             progress.counted_tokens += count_tokens(&out.output);
             if let Some(s) = sink {
@@ -384,11 +434,40 @@ async fn finish(
             payload: json!({"role": "assistant", "content": progress.text}),
         });
     }
+    // The memory loop, second half: the turn's events go the way of any captured event.
+    let metadata = json!({
+        "agentId": kit.agent.id,
+        "source": "invoke",
+        "requestId": kit.caller.request_id,
+        "traceId": kit.trace_id,
+    });
+    let checked: Vec<_> = events
+        .into_iter()
+        .filter_map(|e| {
+            let raw = json!({"type": e.kind, "sessionId": kit.session_id,
+                             "payload": e.payload, "metadata": metadata});
+            match crate::capture::validate(raw) {
+                Ok(ev) => Some(ev),
+                Err(errs) => {
+                    tracing::warn!(?errs, "an invocation event did not validate; not captured");
+                    None
+                }
+            }
+        })
+        .collect();
+    let p = &kit.caller.principal;
+    let (checked, events_held) = match state.limits.reserve(p, Quota::Events, checked.len() as u64)
+    {
+        Ok(r) => (checked, Some(r)),
+        Err(e) => {
+            tracing::warn!(tenant = %p.tenant_id, error = %e, "event quota exhausted: the turn is not captured");
+            (Vec::new(), None)
+        }
+    };
     let turn = Turn {
         request_id: kit.caller.request_id.clone(),
-        trace_id: kit.trace_id.clone(),
-        tenant_id: kit.caller.tenant_id.clone(),
-        mode: kit.caller.mode,
+        tenant_id: p.tenant_id.clone(),
+        mode: p.mode,
         agent_id: kit.agent.id.clone(),
         session_id: kit.session_id.clone(),
         status: end.status(),
@@ -398,14 +477,21 @@ async fn finish(
         reply: progress.text.clone(),
         latency_ms,
         tokens_used,
-        events,
+        events: checked,
+        job_id: crate::ids::new("job"),
         created_at: now.clone(),
     };
-    state
+    let captured = state
         .db
-        .write(move |c| sessions::record_turn(c, &turn))
+        .write(move |c| sessions::record_turn(c, turn))
         .await?;
     reservation.commit(1);
+    if let Some(r) = events_held {
+        r.commit(captured);
+    }
+    if captured > 0 {
+        state.jobs.ring(crate::jobs::CAPTURE);
+    }
     let mut body = json!({
         "content": progress.text,
         "agent_id": kit.agent.id,

@@ -1,7 +1,7 @@
 //! invoke tests: `POST /v1/agents/{id}/invoke` against loopback model peers (OpenAI and
 //! Anthropic formats), the offline model, and a real MCP server from the pinned `mcp` package.
 
-use crate::peers::{McpPeer, ModelPeer, Wire};
+use crate::peers::{McpPeer, ModelPeer, SseReader, Wire};
 use crate::support::{json_of, send, wait_for, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -18,18 +18,8 @@ async fn server_with(openai: Option<&ModelPeer>, anthropic: Option<&ModelPeer>) 
     .await
 }
 
-async fn tenant_of(srv: &TestServer, key: &str) -> (String, String) {
-    let p = srv
-        .state()
-        .auth
-        .authenticate(Some(&format!("Bearer {key}")))
-        .await
-        .expect("key authenticates");
-    (p.tenant_id, p.developer_id)
-}
-
-/// Creates an agent row for the key's tenant (optionally in a new project whose connectors are
-/// `connectors` = [(name, mcp_url)]); returns the agent id.
+/// Deploys an agent through the API with `key` (in a new project holding `connectors` =
+/// [(name, mcp_url)] when there are any); returns its id.
 async fn agent(
     srv: &TestServer,
     key: &str,
@@ -38,53 +28,46 @@ async fn agent(
     timeout: i64,
     connectors: &[(&str, &str)],
 ) -> String {
-    let (tenant, dev) = tenant_of(srv, key).await;
-    let model = model.to_string();
-    let connectors: Vec<(String, String)> = connectors
-        .iter()
-        .map(|(n, u)| (n.to_string(), u.to_string()))
-        .collect();
-    srv.state()
-        .db
-        .write(move |c| {
-            let now = engram::time::now_rfc3339();
-            let id = engram::ids::new("ag");
-            let project = if connectors.is_empty() {
-                None
-            } else {
-                let p = engram::ids::new("proj");
-                c.execute(
-                    "INSERT INTO projects (id, tenant_id, name, created_by, created_at, updated_at)
-                     VALUES (?1, ?2, 'P', ?3, ?4, ?4)",
-                    rusqlite::params![p, tenant, dev, now],
-                )?;
-                for (name, url) in &connectors {
-                    c.execute(
-                        "INSERT INTO connectors (id, tenant_id, project_id, name, slug, mcp_url, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
-                        rusqlite::params![engram::ids::new("con"), tenant, p, name, url, now],
-                    )?;
-                }
-                Some(p)
-            };
-            c.execute(
-                "INSERT INTO agents (id, tenant_id, project_id, name, slug, model, instruction,
-                                     timeout_secs, script_json, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?1, ?1, ?4, 'You are a careful test agent.', ?5, ?6, ?7, ?7)",
-                rusqlite::params![
-                    id,
-                    tenant,
-                    project,
-                    model,
-                    timeout,
-                    script.map(|s| s.to_string()),
-                    now
-                ],
-            )?;
-            Ok(id)
-        })
-        .await
-        .expect("agent created")
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut body = json!({
+        "name": format!("test agent {n}"),
+        "instruction": "You are a careful test agent.",
+        "model": model,
+        "timeout": timeout,
+    });
+    if let Some(s) = script {
+        body["script"] = s;
+    }
+    if !connectors.is_empty() {
+        let (status, p) = send(
+            srv.req_as(key, Method::POST, "/v1/projects")
+                .json(&json!({"name": format!("project {n}")})),
+        )
+        .await;
+        assert_eq!(status, 201, "{p}");
+        let project = p["id"].as_str().unwrap().to_string();
+        for (name, url) in connectors {
+            let (status, c) = send(
+                srv.req_as(
+                    key,
+                    Method::POST,
+                    &format!("/v1/projects/{project}/connectors"),
+                )
+                .json(&json!({"name": name, "mcp_url": url})),
+            )
+            .await;
+            assert_eq!(status, 201, "{c}");
+        }
+        body["project_id"] = json!(project);
+    }
+    let (status, b) = send(
+        srv.req_as(key, Method::POST, "/v1/agents/deploy")
+            .json(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{b}");
+    b["agent_id"].as_str().unwrap().to_string()
 }
 
 async fn invoke(srv: &TestServer, agent: &str, body: Value) -> (u16, Value) {
@@ -111,45 +94,6 @@ async fn one<T: rusqlite::types::FromSql + Send + 'static>(
         .expect("query runs")
 }
 
-/// Reads SSE events `(event, data)` from a response until `stop` says enough.
-struct SseReader {
-    resp: reqwest::Response,
-    buf: String,
-}
-
-impl SseReader {
-    async fn next(&mut self) -> Option<(String, String)> {
-        loop {
-            if let Some(pos) = self.buf.find("\n\n") {
-                let raw: String = self.buf.drain(..pos + 2).collect();
-                let mut event = String::new();
-                let mut data = String::new();
-                for line in raw.lines() {
-                    if let Some(e) = line.strip_prefix("event: ") {
-                        event = e.to_string();
-                    } else if let Some(d) = line.strip_prefix("data: ") {
-                        data = d.to_string();
-                    }
-                }
-                return Some((event, data));
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
-                .await
-                .expect("the stream makes progress")
-                .expect("the stream reads")?;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    async fn rest(&mut self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        while let Some(e) = self.next().await {
-            out.push(e);
-        }
-        out
-    }
-}
-
 async fn stream(srv: &TestServer, agent: &str, body: Value) -> SseReader {
     let resp = srv
         .req(Method::POST, &format!("/v1/agents/{agent}/invoke"))
@@ -162,10 +106,22 @@ async fn stream(srv: &TestServer, agent: &str, body: Value) -> SseReader {
         resp.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
-    SseReader {
-        resp,
-        buf: String::new(),
-    }
+    SseReader::new(resp)
+}
+
+/// Waits until the agent's memory (synthesize, scoped to the agent) recalls `needle` for `query`.
+async fn wait_memory(srv: &TestServer, agent: &str, query: &str, needle: &str) {
+    wait_for(
+        "the turn to be captured into memory",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = srv
+                .post("/v1/synthesize", json!({"query": query, "agentId": agent}))
+                .await;
+            (status == 200 && body["data"]["entries"].to_string().contains(needle)).then_some(())
+        },
+    )
+    .await;
 }
 
 fn system_prompt_of(wire: Wire, req: &Value) -> String {
@@ -407,16 +363,17 @@ async fn scripted_offline_agents_answer_exactly_and_call_tools() {
         .collect();
     assert_eq!(text, "Hi! You said: hello again");
     // No rule matches: it answers from memory and says it is the offline model.
+    wait_memory(&srv, &ag, "engram", "Hello engram").await;
     let (_, body) = invoke(
         &srv,
         &ag,
-        json!({"message": "anything else?", "session_id": "s2"}),
+        json!({"message": "what did I tell engram?", "session_id": "s2"}),
     )
     .await;
     let content = body["content"].as_str().unwrap();
     assert!(content.contains("offline model"), "{content}");
     assert!(
-        content.contains("hello again"),
+        content.contains("Hello engram"),
         "memory of earlier sessions: {content}"
     );
 }
@@ -433,6 +390,7 @@ async fn memory_of_earlier_sessions_reaches_the_upstream_prompt() {
     )
     .await;
     assert_eq!(s, 200);
+    wait_memory(&srv, &ag, "colour", "teal").await;
     let other = agent(&srv, &srv.key, "gpt-test", None, 30, &[]).await;
     let (s, _) = invoke(
         &srv,
