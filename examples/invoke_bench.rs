@@ -8,7 +8,8 @@
 //!
 //! Every request goes to 127.0.0.1; each phase is bounded in requests and in time.
 //! Options (env): `BENCH_SECS` (per phase, default 10), `BENCH_CONNS` (default 32),
-//! `BENCH_UPSTREAM_MS` (peer delay, default 20).
+//! `BENCH_UPSTREAM_MS` (peer delay, default 20), `BENCH_AUTO_LEARN` (auto-learn every N events,
+//! default 0 = off).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -184,6 +185,9 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = engram::config::Config::for_data_dir(dir.path());
         cfg.limits_enabled = false;
+        // Auto-learn recompiles the tenant's memory every N captured events; it is measured by
+        // the learn benchmarks, not here (set BENCH_AUTO_LEARN=N to include it).
+        cfg.auto_learn_every = env_u64("BENCH_AUTO_LEARN", 0);
         cfg.openai_base_url = Some(format!("http://{peer}/v1"));
         cfg.model_providers = vec![("offline".into(), engram::config::ProviderKind::Offline)];
         let running = engram::start(cfg).await.expect("server");
