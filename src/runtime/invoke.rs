@@ -37,6 +37,8 @@ pub const MAX_STEPS: usize = 8;
 const MEMORY_ENTRIES: usize = 8;
 /// Token budget of the memory synthesized into the system prompt.
 const MEMORY_TOKENS: u32 = 1000;
+/// Tokens of the memory header `system_prompt` adds (and the list markers).
+const SYSTEM_HEADER_TOKENS: u64 = 32;
 /// Most characters of a tool result kept in a memory event.
 const EVENT_RESULT_CHARS: usize = 8192;
 /// Largest answer asked of an upstream model.
@@ -87,7 +89,9 @@ struct Turnkit {
     system: String,
     memory: Vec<String>,
     history: Vec<Msg>,
-    history_tokens: u64,
+    /// Tokens of everything sent on the first call (system prompt, history, message).
+    prompt_tokens: u64,
+    message_tokens: u64,
     connectors: Vec<Connector>,
     stream: bool,
     deadline: Instant,
@@ -101,7 +105,11 @@ struct Progress {
     tools_called: Vec<Value>,
     events: Vec<TurnEvent>,
     upstream_tokens: Option<u64>,
+    /// Our own count, used when the upstream does not report usage: every call's input plus
+    /// every output.
     counted_tokens: u64,
+    /// Tokens of the model's text (all steps).
+    reply_tokens: u64,
     connector_errors: Vec<ConnectorError>,
 }
 
@@ -212,6 +220,7 @@ async fn prepare(
         },
     )
     .await?;
+    let memory_tokens = pack.used;
     let memory: Vec<String> = pack
         .entries
         .into_iter()
@@ -242,6 +251,14 @@ async fn prepare(
         instruction: agent.instruction,
     };
     let system = system_prompt(&agent, &memory);
+    // Counted from parts whose counts are known (the pack's and the stored history's), so the
+    // prompt is not re-tokenized on every call.
+    let message_tokens = count_tokens(&input.message);
+    let prompt_tokens = count_tokens(&agent.instruction)
+        + SYSTEM_HEADER_TOKENS
+        + memory_tokens
+        + history_tokens
+        + message_tokens;
     Ok(Turnkit {
         deadline: caller.started + Duration::from_secs(timeout_secs),
         caller,
@@ -253,7 +270,8 @@ async fn prepare(
         system,
         memory,
         history,
-        history_tokens,
+        prompt_tokens,
+        message_tokens,
         connectors,
         stream: input.stream,
         timeout_secs,
@@ -289,8 +307,7 @@ async fn converse(
     progress.connector_errors = toolbox.errors.clone();
     let mut messages = kit.history.clone();
     messages.push(Msg::user(kit.message.clone()));
-    progress.counted_tokens = count_tokens(&kit.system) + kit.history_tokens;
-    progress.counted_tokens += count_tokens(&kit.message);
+    progress.counted_tokens = kit.prompt_tokens;
     let result = steps(rt, kit, &toolbox, &mut messages, sink, progress).await;
     toolbox.close().await;
     result
@@ -304,7 +321,12 @@ async fn steps(
     sink: Option<&DeltaSink>,
     progress: &mut Progress,
 ) -> std::result::Result<(), ProviderError> {
+    // What each call sends: the prompt, then what the turn added to the conversation.
+    let mut conversation = kit.prompt_tokens;
     for step in 0..MAX_STEPS {
+        if step > 0 {
+            progress.counted_tokens += conversation;
+        }
         // The last step offers no tools, so the model has to answer in words.
         let tools = if step + 1 == MAX_STEPS {
             Vec::new()
@@ -315,7 +337,10 @@ async fn steps(
         if let Some(t) = reply.tokens {
             *progress.upstream_tokens.get_or_insert(0) += t;
         }
-        progress.counted_tokens += count_tokens(&reply.text);
+        let t = count_tokens(&reply.text);
+        progress.counted_tokens += t;
+        progress.reply_tokens += t;
+        conversation += t;
         progress.text.push_str(&reply.text);
         if reply.tool_calls.is_empty() {
             return Ok(());
@@ -347,7 +372,7 @@ async fn steps(
                            "result": clip(&out.output, EVENT_RESULT_CHARS)})
                 },
             });
-            progress.counted_tokens += count_tokens(&out.output);
+            conversation += count_tokens(&out.output) + count_tokens(&call.arguments.to_string());
             if let Some(s) = sink {
                 let _ = s.send(Note::Tool(item.clone()));
             }
@@ -471,9 +496,12 @@ async fn finish(
         agent_id: kit.agent.id.clone(),
         session_id: kit.session_id.clone(),
         status: end.status(),
-        user_tokens: count_tokens(&kit.message),
+        user_tokens: kit.message_tokens,
         user_message: kit.message.clone(),
-        reply_tokens: count_tokens(&progress.text),
+        reply_tokens: match end {
+            End::Completed => progress.reply_tokens,
+            _ => count_tokens(&progress.text),
+        },
         reply: progress.text.clone(),
         latency_ms,
         tokens_used,
