@@ -1,135 +1,15 @@
 //! invoke tests: `POST /v1/agents/{id}/invoke` against loopback model peers (OpenAI and
 //! Anthropic formats), the offline model, and a real MCP server from the pinned `mcp` package.
 
-use crate::peers::{McpPeer, ModelPeer, SseReader, Wire};
+mod helpers;
+mod peers;
+
 use crate::support::{json_of, send, wait_for, TestServer};
+use helpers::{agent, invoke, one, server_with, stream, system_prompt_of, wait_memory};
+use peers::{McpPeer, ModelPeer, Wire};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// A server whose OpenAI-compatible and Anthropic upstreams are the given peers.
-async fn server_with(openai: Option<&ModelPeer>, anthropic: Option<&ModelPeer>) -> TestServer {
-    let o = openai.map(|p| p.base_url());
-    let a = anthropic.map(|p| p.base_url());
-    TestServer::start_with(move |cfg| {
-        cfg.openai_base_url = o;
-        cfg.anthropic_base_url = a;
-    })
-    .await
-}
-
-/// Deploys an agent through the API with `key` (in a new project holding `connectors` =
-/// [(name, mcp_url)] when there are any); returns its id.
-async fn agent(
-    srv: &TestServer,
-    key: &str,
-    model: &str,
-    script: Option<Value>,
-    timeout: i64,
-    connectors: &[(&str, &str)],
-) -> String {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut body = json!({
-        "name": format!("test agent {n}"),
-        "instruction": "You are a careful test agent.",
-        "model": model,
-        "timeout": timeout,
-    });
-    if let Some(s) = script {
-        body["script"] = s;
-    }
-    if !connectors.is_empty() {
-        let (status, p) = send(
-            srv.req_as(key, Method::POST, "/v1/projects")
-                .json(&json!({"name": format!("project {n}")})),
-        )
-        .await;
-        assert_eq!(status, 201, "{p}");
-        let project = p["id"].as_str().unwrap().to_string();
-        for (name, url) in connectors {
-            let (status, c) = send(
-                srv.req_as(
-                    key,
-                    Method::POST,
-                    &format!("/v1/projects/{project}/connectors"),
-                )
-                .json(&json!({"name": name, "mcp_url": url})),
-            )
-            .await;
-            assert_eq!(status, 201, "{c}");
-        }
-        body["project_id"] = json!(project);
-    }
-    let (status, b) = send(
-        srv.req_as(key, Method::POST, "/v1/agents/deploy")
-            .json(&body),
-    )
-    .await;
-    assert_eq!(status, 201, "{b}");
-    b["agent_id"].as_str().unwrap().to_string()
-}
-
-async fn invoke(srv: &TestServer, agent: &str, body: Value) -> (u16, Value) {
-    send(
-        srv.req(Method::POST, &format!("/v1/agents/{agent}/invoke"))
-            .json(&body),
-    )
-    .await
-}
-
-/// A single-row query on the server's database.
-async fn one<T: rusqlite::types::FromSql + Send + 'static>(
-    srv: &TestServer,
-    sql: &'static str,
-    arg: String,
-) -> Option<T> {
-    srv.state()
-        .db
-        .read(move |c| {
-            use rusqlite::OptionalExtension;
-            Ok(c.query_row(sql, [arg], |r| r.get::<_, T>(0)).optional()?)
-        })
-        .await
-        .expect("query runs")
-}
-
-async fn stream(srv: &TestServer, agent: &str, body: Value) -> SseReader {
-    let resp = srv
-        .req(Method::POST, &format!("/v1/agents/{agent}/invoke"))
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["content-type"].to_str().unwrap(),
-        "text/event-stream"
-    );
-    SseReader::new(resp)
-}
-
-/// Waits until the agent's memory (synthesize, scoped to the agent) recalls `needle` for `query`.
-async fn wait_memory(srv: &TestServer, agent: &str, query: &str, needle: &str) {
-    wait_for(
-        "the turn to be captured into memory",
-        Duration::from_secs(30),
-        || async {
-            let (status, body) = srv
-                .post("/v1/synthesize", json!({"query": query, "agentId": agent}))
-                .await;
-            (status == 200 && body["data"]["entries"].to_string().contains(needle)).then_some(())
-        },
-    )
-    .await;
-}
-
-fn system_prompt_of(wire: Wire, req: &Value) -> String {
-    match wire {
-        Wire::OpenAi => req["messages"][0]["content"].as_str().unwrap().to_string(),
-        Wire::Anthropic => req["system"].as_str().unwrap().to_string(),
-    }
-}
 
 #[tokio::test]
 async fn plain_answers_from_both_upstreams_are_recorded() {
@@ -314,6 +194,34 @@ async fn tool_calls_round_trip_through_an_mcp_server() {
         body["content"].as_str().unwrap().starts_with("tool said: "),
         "{body}"
     );
+
+    // The other two paths: OpenAI streamed (tool-call fragments) and Anthropic not streamed.
+    for (model, stream_it) in [("gpt-test", true), ("claude-test", false)] {
+        let ag = agent(&srv, &srv.key, model, None, 60, &[("demo-tools", &mcp.url)]).await;
+        let msg = r#"[tool:demo-tools__add {"a":40,"b":2}]"#;
+        let done = if stream_it {
+            let events = stream(&srv, &ag, json!({"message": msg, "stream": true}))
+                .await
+                .rest()
+                .await;
+            let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+            assert_eq!(names.first(), Some(&"tool"), "{events:?}");
+            let done = events.iter().find(|(e, _)| e == "done").expect("done");
+            serde_json::from_str::<Value>(&done.1).unwrap()
+        } else {
+            let (status, body) = invoke(&srv, &ag, json!({"message": msg})).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        };
+        assert_eq!(done["content"], "tool said: 42", "{model}");
+        assert_eq!(
+            done["tools_called"][0]["arguments"],
+            json!({"a": 40, "b": 2})
+        );
+    }
+    // Every invocation counted in the month's usage.
+    let (_, usage) = srv.get("/v1/usage").await;
+    assert_eq!(usage["invocations_used"], 5, "{usage}");
 }
 
 #[tokio::test]
