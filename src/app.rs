@@ -21,6 +21,8 @@ pub struct AppState {
     pub started: Instant,
     /// The address the server is bound to.
     pub bound: std::net::SocketAddr,
+    /// Requests being handled right now (routed and not yet answered).
+    pub inflight: std::sync::atomic::AtomicUsize,
 }
 
 impl AppState {

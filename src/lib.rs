@@ -127,6 +127,7 @@ pub async fn start(config: Config) -> Result<Running> {
         search,
         started: Instant::now(),
         bound: addr,
+        inflight: Default::default(),
     });
 
     {

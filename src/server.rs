@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -79,6 +80,15 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut stop: watch:
     }
 }
 
+/// Counts a request out of `AppState::inflight` however its handling ends.
+struct InflightGuard(Arc<AppState>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn request_id(req: &Request<Incoming>) -> String {
     req.headers()
         .get(&X_REQUEST_ID)
@@ -123,6 +133,8 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) 
         latency_ms = tracing::field::Empty,
         tenant = tracing::field::Empty,
     );
+    state.inflight.fetch_add(1, Ordering::SeqCst);
+    let _inflight = InflightGuard(state.clone());
     async move {
         let mut tenant: Option<String> = None;
         let mut rate = None;

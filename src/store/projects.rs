@@ -10,6 +10,9 @@
 //!   and a tenant-wide role of at most DEVELOPER: an invitation to one project never grants
 //!   tenant-wide administration (API keys, inviting), and never more than the inviter holds.
 //! - A project keeps at least one OWNER: removing its last OWNER is a conflict.
+//! - Tenant-wide OWNERs and ADMINs act in every project of the tenant with at least their tenant
+//!   role; other developers only see projects they are members of. Listings ("my projects")
+//!   show memberships only.
 
 use crate::auth::Role;
 use crate::error::{Error, Result};
@@ -139,18 +142,28 @@ pub fn member_role(
     Ok(role.map(|r| r.parse().unwrap_or(Role::Viewer)))
 }
 
-/// A project as seen by a member; `None` when there is no such project in the tenant or the
-/// developer is not a member of it (both answer 404 to the caller).
+/// The role a developer acts with in a project: the higher of their membership role and, for
+/// tenant-wide OWNERs and ADMINs, their tenant role (they administer every project of the
+/// tenant). `None` for a DEVELOPER or VIEWER who is not a member.
+pub fn effective_role(membership: Option<Role>, tenant_role: Role) -> Option<Role> {
+    let tenant_wide = (tenant_role >= Role::Admin).then_some(tenant_role);
+    membership.max(tenant_wide)
+}
+
+/// A project as seen by a developer; `None` when there is no such project in the tenant or the
+/// developer has no role in it (`effective_role`): both answer 404 to the caller.
 pub fn view(
     conn: &Connection,
     tenant_id: &str,
     project_id: &str,
     developer_id: &str,
+    tenant_role: Role,
 ) -> Result<Option<ProjectView>> {
-    let Some(role) = member_role(conn, tenant_id, project_id, developer_id)? else {
+    let Some(project) = get(conn, tenant_id, project_id)? else {
         return Ok(None);
     };
-    let Some(project) = get(conn, tenant_id, project_id)? else {
+    let membership = member_role(conn, tenant_id, project_id, developer_id)?;
+    let Some(role) = effective_role(membership, tenant_role) else {
         return Ok(None);
     };
     let member_count = member_count(conn, tenant_id, project_id)?;
@@ -336,4 +349,21 @@ fn touch(conn: &Connection, tenant_id: &str, project_id: &str, now: &str) -> Res
         params![tenant_id, project_id, now],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_role;
+    use crate::auth::Role::*;
+
+    #[test]
+    fn tenant_admins_act_in_every_project() {
+        assert_eq!(effective_role(None, Owner), Some(Owner));
+        assert_eq!(effective_role(None, Admin), Some(Admin));
+        assert_eq!(effective_role(None, Developer), None);
+        assert_eq!(effective_role(None, Viewer), None);
+        assert_eq!(effective_role(Some(Viewer), Admin), Some(Admin));
+        assert_eq!(effective_role(Some(Owner), Admin), Some(Owner));
+        assert_eq!(effective_role(Some(Viewer), Developer), Some(Viewer));
+    }
 }

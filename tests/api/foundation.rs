@@ -283,11 +283,11 @@ async fn graceful_shutdown_finishes_an_in_flight_request() {
         .send();
     let pending = tokio::spawn(request);
     tx.send(Ok(b"{\"name\": ".to_vec())).await.unwrap();
-    // The server has the request (its headers and part of the body) in hand.
-    let state_db = srv.state().db.clone();
-    wait_for("the request to arrive", Duration::from_secs(10), || async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        Some(())
+    // Wait until the server has the request (headers and part of the body) in hand.
+    let state = srv.running.as_ref().unwrap().state.clone();
+    wait_for("the request to arrive", Duration::from_secs(10), || {
+        let n = state.inflight.load(std::sync::atomic::Ordering::SeqCst);
+        async move { (n >= 1).then_some(()) }
     })
     .await;
     let running = {
@@ -309,7 +309,6 @@ async fn graceful_shutdown_finishes_an_in_flight_request() {
         .await
         .expect("shutdown completes")
         .unwrap();
-    drop(state_db);
 }
 
 #[tokio::test]

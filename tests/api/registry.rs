@@ -286,7 +286,8 @@ async fn invite_rules_follow_the_project_role() {
     let (s, _) = srv.delete(&format!("{path}/{o2}")).await;
     assert_eq!(s, 200);
 
-    // A tenant ADMIN who is only a DEVELOPER of this project may not manage its members.
+    // A tenant ADMIN who is not a member administers the project as an ADMIN: it reads it and
+    // invites (not an OWNER), though the project is not among its listed memberships.
     let (_, lead) = developer(
         &srv,
         &tenant,
@@ -295,16 +296,21 @@ async fn invite_rules_follow_the_project_role() {
         Scopes::EMPTY,
     )
     .await;
-    invite(&srv, &srv.key, &project, "lead@example.org", "DEVELOPER").await;
     let (s, b) = call(
         &srv,
         &lead,
-        Method::POST,
-        &path,
-        Some(json!({"email": "x@example.org", "role": "VIEWER"})),
+        Method::GET,
+        &format!("/v1/projects/{project}"),
+        None,
     )
     .await;
-    assert_eq!(s, 403, "{b}");
+    assert_eq!((s, b["role"].as_str()), (200, Some("ADMIN")), "{b}");
+    invite(&srv, &lead, &project, "x@example.org", "VIEWER").await;
+    let owner_invite = json!({"email": "y2@example.org", "role": "OWNER"});
+    let (s, _) = call(&srv, &lead, Method::POST, &path, Some(owner_invite)).await;
+    assert_eq!(s, 403);
+    let (_, b) = call(&srv, &lead, Method::GET, "/v1/projects", None).await;
+    assert_eq!(b["projects"], json!([]));
     // A DEVELOPER (tenant role) lacks members:invite altogether.
     let (_, dev) = developer(
         &srv,
@@ -346,9 +352,15 @@ async fn invite_rules_follow_the_project_role() {
     let (s, b) = srv.delete(&format!("{path}/{dev_id}")).await;
     assert_eq!((s, b["id"].as_str()), (200, peer["id"].as_str()), "{b}");
 
-    // Not a member: the project does not exist for them (404), and it is not listed.
-    let (_, outsider) =
-        developer(&srv, &tenant, Role::Admin, "out@example.org", Scopes::EMPTY).await;
+    // A DEVELOPER who is not a member: the project does not exist for them (404), unlisted.
+    let (_, outsider) = developer(
+        &srv,
+        &tenant,
+        Role::Developer,
+        "out@example.org",
+        Scopes::EMPTY,
+    )
+    .await;
     for p in [
         format!("/v1/projects/{project}"),
         path.clone(),
@@ -365,8 +377,8 @@ async fn invite_rules_follow_the_project_role() {
         &srv,
         &outsider,
         Method::POST,
-        &path,
-        Some(json!({"email": "z@example.org", "role": "VIEWER"})),
+        &format!("/v1/projects/{project}/connectors"),
+        Some(json!({"name": "z", "mcp_url": "https://z.example.org/"})),
     )
     .await;
     assert_eq!(s, 404, "{b}");

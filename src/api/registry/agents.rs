@@ -266,7 +266,7 @@ pub async fn deploy(ctx: Ctx) -> Result<Reply> {
                     Err(Error::NotFound(_)) => {
                         return Err(Error::validation(
                             "project_id",
-                            "no such project among the projects you are a member of",
+                            "no such project, or you have no role in it",
                         ))
                     }
                     Err(e) => return Err(e),

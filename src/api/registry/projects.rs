@@ -1,16 +1,17 @@
 //! Projects and members (API.md §3).
 //!
 //! Permissions are checked twice: the key must carry the route's scope (its effective scopes,
-//! bounded by the developer's tenant-wide role), and for a given project the developer must be a
-//! member of it — the membership role then decides member management:
+//! bounded by the developer's tenant-wide role), and the developer must have a role in the
+//! project — their membership role, raised to their tenant role for tenant-wide OWNERs and
+//! ADMINs (who administer every project of the tenant). That project role then decides:
 //! - reading a project, its members or its connectors: any member (`projects:read`);
 //! - inviting and removing members: project OWNER or ADMIN (`members:invite`); only an OWNER may
 //!   invite or remove an OWNER; the last OWNER cannot be removed (409);
 //! - creating a project: a builder permission (`agents:deploy` or `connectors:manage`, i.e. the
 //!   OWNER, ADMIN and DEVELOPER roles); the creator becomes its OWNER.
 //!
-//! A project of another tenant and a project the developer is not a member of both answer 404, so
-//! ids reveal nothing. Membership checks and the writes they guard run in one transaction.
+//! A project of another tenant and a project a DEVELOPER or VIEWER is not a member of both answer
+//! 404, so ids reveal nothing. `GET /v1/projects` lists the caller's memberships (API.md §3). Membership checks and the writes they guard run in one transaction.
 
 use super::fields::{self, Fields};
 use crate::app::AppState;
@@ -49,13 +50,13 @@ fn member_json(m: &Member) -> Value {
 }
 
 /// The project as seen by the caller, or 404 when it does not exist in the caller's tenant or
-/// the caller is not a member (the two are indistinguishable on purpose).
+/// the caller has no role in it (the two are indistinguishable on purpose).
 pub(crate) fn member_view(
     conn: &Connection,
     p: &Principal,
     project_id: &str,
 ) -> Result<ProjectView> {
-    projects::view(conn, &p.tenant_id, project_id, &p.developer_id)?
+    projects::view(conn, &p.tenant_id, project_id, &p.developer_id, p.role)?
         .ok_or_else(|| Error::not_found("project"))
 }
 

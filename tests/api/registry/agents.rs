@@ -11,7 +11,7 @@ async fn deploy_stores_every_field_and_get_returns_the_full_agent() {
     let body = json!({
         "name": "Sentiment Analyzer",
         "instruction": "Analyze sentiment of text. Return positive, negative, or neutral.",
-        "model": "claude-3-sonnet",
+        "model": "sentiment-model-v1",
         "description": "Analyzes text sentiment",
         "category": "NLP",
         "tags": ["sentiment", "text", "sentiment"],
@@ -40,7 +40,7 @@ async fn deploy_stores_every_field_and_get_returns_the_full_agent() {
         let (s, a) = srv.get(&format!("/v1/agents/{key}")).await;
         assert_eq!(s, 200, "{a}");
         assert_eq!(a["id"], id.as_str());
-        assert_eq!(a["model"], "claude-3-sonnet");
+        assert_eq!(a["model"], "sentiment-model-v1");
         assert_eq!(
             a["instruction"],
             "Analyze sentiment of text. Return positive, negative, or neutral."
@@ -63,6 +63,44 @@ async fn deploy_stores_every_field_and_get_returns_the_full_agent() {
             assert!(engram::time::parse(a[t].as_str().unwrap()).is_some(), "{t}");
         }
     }
+    // Invocations recorded by the store show in the agent and in the list.
+    let tenant = tenant_of(&srv).await;
+    let (t, a) = (tenant.clone(), id.clone());
+    let counted = srv
+        .state()
+        .db
+        .write(move |c| {
+            engram::store::agents::record_invocation(c, &t, &a)?;
+            engram::store::agents::record_invocation(c, &t, &a)?;
+            engram::store::agents::record_invocation(c, &t, "ag_missing")
+        })
+        .await
+        .unwrap();
+    assert!(!counted, "an unknown agent is not counted");
+    let (_, a) = srv.get("/v1/agents/sentiment-analyzer").await;
+    assert_eq!(a["invocation_count"], 2);
+    let (_, l) = srv.get("/v1/agents").await;
+    assert_eq!(l["agents"][0]["invocation_count"], 2);
+    // The store hands the invocation runtime the agent with its parsed script.
+    let (t, a) = (tenant.clone(), id.clone());
+    let agent = srv
+        .state()
+        .db
+        .read(move |c| engram::store::agents::get(c, &t, &a))
+        .await
+        .unwrap()
+        .expect("agent");
+    let script = agent.script.expect("script");
+    assert_eq!(
+        (script.len(), script[1].pattern.as_str()),
+        (2, "weather in (\\w+)")
+    );
+    assert_eq!(
+        script[1].tool.as_ref().map(|t| t.name.as_str()),
+        Some("forecast")
+    );
+    assert_eq!(agent.timeout_secs, 45);
+
     // Defaults, and the endpoint from the listen address when no public URL is configured.
     let plain = TestServer::start().await;
     let (s, b) = plain.post("/v1/agents/deploy", agent_body("x")).await;
