@@ -18,6 +18,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Model providers and the MCP client for agent invocation.
     pub runtime: Runtime,
+    /// Combines concurrent capture writes (`capture::combiner`).
+    pub capture: crate::capture::combiner::Combiner,
     pub started: Instant,
     /// The address the server is bound to.
     pub bound: std::net::SocketAddr,

@@ -122,6 +122,7 @@ pub async fn start(config: Config) -> Result<Running> {
         jobs: jobs::Jobs::new(db.clone(), &[jobs::CAPTURE, jobs::LEARN], &[jobs::LEARN]),
         limits: limits::Limits::new(config.limits_enabled, db.clone()),
         runtime: runtime::Runtime::new(&config),
+        capture: capture::combiner::Combiner::new(db.clone()),
         config,
         db,
         search,

@@ -1,15 +1,21 @@
-//! The `capture` job kind: turns the events one capture request stored into episodic memories.
+//! The `capture` job kind: turns the events capture requests stored into episodic memories.
 //!
-//! A job's input is the `seq` range of its events (`{"firstSeq", "lastSeq", "count"}`). The job
-//! reads the range's unprocessed events, renders their memory text off the writer thread, then in
-//! ONE write: marks each event processed (skipping events forgotten meanwhile), inserts its memory,
-//! counts `events_processed`, enqueues auto-learn when due, and hands the new memories to the
-//! indexer.
+//! A job's input is the `seq` range of the events one request stored (`{"firstSeq", "lastSeq",
+//! "count"}`). A worker that claims a job also takes over up to `COALESCE_JOBS` more small queued
+//! capture jobs of the same tenant (oldest first, up to `COALESCE_EVENTS` events): under a stream
+//! of single-event captures this turns thousands of tiny jobs into a few bulk ones. It reads the
+//! events, renders their memory text off the writer thread, then writes in chunks of at most
+//! `CHUNK_EVENTS` events (short writes keep capture latency low while jobs run). Each chunk's
+//! write takes over its extra jobs (only those still queued — another worker may have claimed
+//! one) and marks them completed, marks each event processed (skipping events forgotten
+//! meanwhile), inserts its memory, counts `events_processed`, enqueues auto-learn when due, and
+//! hands the new memories to the indexer.
 //!
 //! Invariants:
 //! - Exactly once: an event gets a memory only in the write that flips its `processed_at` from
 //!   NULL, and the memory id is derived from the event id (`INSERT OR IGNORE`), so a re-run after a
-//!   crash creates nothing twice.
+//!   crash creates nothing twice. A coalesced job is completed in the same transaction that
+//!   processed its events.
 //! - Index operations are submitted from inside the writer closure, so they reach the indexer in
 //!   the same order as the writes (a forgotten session's delete can never be overtaken by an upsert
 //!   of one of its memories).
@@ -19,10 +25,21 @@
 use super::{Job, JobHandler, KindSpec, Outcome};
 use crate::app::AppState;
 use crate::capture::{autolearn, render};
+use crate::error::Result as DbResult;
 use crate::search::IndexOp;
 use crate::store::{events, memories, usage};
-use serde_json::json;
+use rusqlite::{params, Connection};
+use serde_json::{json, Value};
 use std::sync::{Arc, Weak};
+
+/// Most extra queued jobs one run takes over.
+const COALESCE_JOBS: i64 = 256;
+/// Stop taking extra jobs past this many events.
+const COALESCE_EVENTS: i64 = 2_000;
+/// Only jobs this small are taken over (a big batch job is worth a worker of its own).
+const COALESCE_MAX_JOB: i64 = 64;
+/// Most events one processing write handles.
+const CHUNK_EVENTS: usize = 256;
 
 struct Handler {
     // Weak: the handler lives in worker threads owned by the state itself.
@@ -35,105 +52,249 @@ struct Prepared {
     memory: memories::NewEpisodic,
 }
 
+/// A job's event range.
+struct Range {
+    job_id: String,
+    first: i64,
+    last: i64,
+    count: i64,
+}
+
+fn range_of(job_id: &str, input: &Value) -> Result<Range, String> {
+    let get = |k: &str| {
+        input
+            .get(k)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| format!("capture job input lacks {k}"))
+    };
+    let (first, last) = (get("firstSeq")?, get("lastSeq")?);
+    Ok(Range {
+        job_id: job_id.to_string(),
+        first,
+        last,
+        count: get("count").unwrap_or(last - first + 1),
+    })
+}
+
+/// Other queued capture jobs of the tenant, oldest first, within the coalescing bounds.
+fn queued_siblings(conn: &Connection, tenant: &str, budget: i64) -> DbResult<Vec<Range>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, input FROM jobs WHERE kind = ?1 AND status = 'queued' AND tenant_id = ?2
+         ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![super::CAPTURE, tenant, COALESCE_JOBS], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    let mut events = 0;
+    for row in rows {
+        let (id, input) = row?;
+        let Ok(range) = range_of(&id, &serde_json::from_str(&input).unwrap_or(Value::Null)) else {
+            continue; // a malformed job fails on its own when a worker claims it
+        };
+        if range.count > COALESCE_MAX_JOB {
+            continue;
+        }
+        if events + range.count > budget {
+            break;
+        }
+        events += range.count;
+        out.push(range);
+    }
+    Ok(out)
+}
+
+fn prepare(rows: Vec<events::EventRow>) -> Vec<Prepared> {
+    rows.into_iter()
+        .map(|e| Prepared {
+            seq: e.seq,
+            memory: memories::NewEpisodic {
+                id: memories::episodic_id(&e.id),
+                content: render::memory_text(&e.event_type, &e.payload_json()),
+                agent_id: e.agent_id,
+                session_id: e.session_id,
+                event_id: e.id,
+                event_type: e.event_type,
+                salience: e.salience,
+                created_at: e.created_at,
+            },
+            mode: e.mode,
+        })
+        .collect()
+}
+
+/// Takes over a queued job: `true` when it was still queued (it is now completed).
+fn take_over(conn: &Connection, job_id: &str, by: &str, at: &str) -> DbResult<bool> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE jobs SET status = 'completed', attempts = attempts + 1, started_at = ?3,
+                         finished_at = ?3, result = ?2
+         WHERE id = ?1 AND status = 'queued'",
+    )?;
+    let result = json!({"processedBy": by}).to_string();
+    Ok(stmt.execute(params![job_id, result, at])? == 1)
+}
+
 impl JobHandler for Handler {
     fn run(&self, job: &Job) -> Result<Outcome, String> {
         let state = self
             .state
             .upgrade()
             .ok_or_else(|| "the server is shutting down".to_string())?;
-        let range = |k: &str| {
-            job.input
-                .get(k)
-                .and_then(serde_json::Value::as_i64)
-                .ok_or_else(|| format!("capture job input lacks {k}"))
-        };
-        let (first, last) = (range("firstSeq")?, range("lastSeq")?);
+        let own = range_of(&job.id, &job.input)?;
+        let (first, last) = (own.first, own.last);
         let tenant = job.tenant_id.clone();
-        let rows = {
+        // Read this job's events and those of queued siblings (rendered here, off the writer).
+        let (own_rows, siblings) = {
             let tenant = tenant.clone();
+            let budget = COALESCE_EVENTS - own.count;
             state
                 .db
-                .read_blocking(|c| events::unprocessed_in_range(c, &tenant, first, last))
+                .read_blocking(|c| {
+                    let own_rows = events::unprocessed_in_range(c, &tenant, first, last)?;
+                    let mut siblings = Vec::new();
+                    for r in queued_siblings(c, &tenant, budget)? {
+                        let rows = events::unprocessed_in_range(c, &tenant, r.first, r.last)?;
+                        siblings.push((r.job_id, rows));
+                    }
+                    Ok((own_rows, siblings))
+                })
                 .map_err(|e| e.to_string())?
         };
-        let prepared: Vec<Prepared> = rows
-            .iter()
-            .map(|e| Prepared {
-                seq: e.seq,
-                mode: e.mode.clone(),
-                memory: memories::NewEpisodic {
-                    id: memories::episodic_id(&e.id),
-                    agent_id: e.agent_id.clone(),
-                    session_id: e.session_id.clone(),
-                    event_id: e.id.clone(),
-                    event_type: e.event_type.clone(),
-                    content: render::memory_text(&e.event_type, &e.payload_json()),
-                    salience: e.salience,
-                    created_at: e.created_at.clone(),
-                },
-            })
-            .collect();
-        drop(rows);
+        // Chunks: this job's events split by size; the taken-over jobs whole, packed together.
+        let mut chunks: Vec<Chunk> = Vec::new();
+        let mut own_prepared = prepare(own_rows);
+        while !own_prepared.is_empty() {
+            let rest = own_prepared.split_off(own_prepared.len().min(CHUNK_EVENTS));
+            chunks.push(Chunk {
+                jobs: Vec::new(),
+                events: std::mem::replace(&mut own_prepared, rest),
+            });
+        }
+        for (id, rows) in siblings {
+            let fits = chunks
+                .last()
+                .is_some_and(|c| !c.jobs.is_empty() && c.events.len() + rows.len() <= CHUNK_EVENTS);
+            if !fits {
+                chunks.push(Chunk {
+                    jobs: Vec::new(),
+                    events: Vec::new(),
+                });
+            }
+            let chunk = chunks.last_mut().expect("a chunk");
+            chunk.jobs.push((id, rows.len()));
+            chunk.events.extend(prepare(rows));
+        }
         let rerun = job.attempts > 1;
-        let every = state.config.auto_learn_every;
-        let search = state.search.clone();
-        let (processed, learn_job) = state
-            .db
-            .write_blocking(move |c| {
-                let now = crate::time::now();
-                let at = crate::time::rfc3339(now);
-                let mut per_mode: Vec<(String, i64)> = Vec::new();
-                let mut done: Vec<&str> = Vec::new();
-                for p in &prepared {
-                    if !events::mark_processed(c, p.seq, &at)? {
-                        continue;
+        let mut processed = 0;
+        let mut taken = 0;
+        let mut learn_jobs = Vec::new();
+        for (n, chunk) in chunks.into_iter().enumerate() {
+            let every = state.config.auto_learn_every;
+            let search = state.search.clone();
+            let (job_id, tenant) = (job.id.clone(), tenant.clone());
+            let reindex = rerun && n == 0;
+            let (p, t, learn) = state
+                .db
+                .write_blocking(move |c| {
+                    let r = write_chunk(c, &tenant, &job_id, &chunk, every, &search)?;
+                    if reindex {
+                        reindex_range(c, &tenant, first, last, &search)?;
                     }
-                    if memories::insert_episodic(c, &tenant, &p.memory)? {
-                        search.submit(IndexOp::Upsert(Box::new(p.memory.search_doc(&tenant))));
-                    }
-                    match per_mode.iter_mut().find(|(m, _)| *m == p.mode) {
-                        Some((_, n)) => *n += 1,
-                        None => per_mode.push((p.mode.clone(), 1)),
-                    }
-                    done.push(p.memory.id.as_str());
-                }
-                if rerun {
-                    // Memories this job stored before the crash may have missed the index.
-                    let existing: Vec<String> = c
-                        .prepare_cached(
-                            "SELECT m.id FROM events e JOIN memories m
-                               ON m.tenant_id = e.tenant_id AND m.event_id = e.id
-                             WHERE e.seq BETWEEN ?1 AND ?2 AND e.tenant_id = ?3",
-                        )?
-                        .query_map(rusqlite::params![first, last, tenant], |r| r.get(0))?
-                        .collect::<rusqlite::Result<_>>()?;
-                    for id in existing.iter().filter(|id| !done.contains(&id.as_str())) {
-                        if let Some(m) = memories::get(c, &tenant, id)? {
-                            search.submit(IndexOp::Upsert(Box::new(m.search_doc())));
-                        }
-                    }
-                }
-                let processed: i64 = per_mode.iter().map(|(_, n)| n).sum();
-                let before = autolearn::processed_total(c, &tenant)?;
-                for (mode, n) in &per_mode {
-                    usage::incr(c, &tenant, mode, usage::EVENTS_PROCESSED, *n, now)?;
-                }
-                let learn = autolearn::on_processed(c, &tenant, before, processed, every)?;
-                Ok((processed, learn))
-            })
-            .map_err(|e| e.to_string())?;
-        if learn_job.is_some() {
+                    Ok(r)
+                })
+                .map_err(|e| e.to_string())?;
+            processed += p;
+            taken += t;
+            learn_jobs.extend(learn);
+        }
+        if !learn_jobs.is_empty() {
             state.jobs.ring(super::LEARN);
         }
         Ok(Outcome {
             status: "completed",
             result: json!({
                 "eventsProcessed": processed,
-                "memoriesCreated": processed,
-                "learnJobId": learn_job,
+                "jobsCoalesced": taken,
+                "learnJobIds": learn_jobs,
             }),
         })
     }
+}
+
+/// Events processed in one write, with the extra jobs (id, event count) they belong to.
+struct Chunk {
+    jobs: Vec<(String, usize)>,
+    events: Vec<Prepared>,
+}
+
+/// One processing write (see the module docs). Returns (events processed, jobs taken over, the
+/// auto-learn job enqueued).
+fn write_chunk(
+    c: &Connection,
+    tenant: &str,
+    job_id: &str,
+    chunk: &Chunk,
+    every: u64,
+    search: &crate::search::Search,
+) -> DbResult<(i64, i64, Option<String>)> {
+    let now = crate::time::now();
+    let at = crate::time::rfc3339(now);
+    // Events of jobs another worker claimed meanwhile are left to it.
+    let own = chunk.events.len() - chunk.jobs.iter().map(|(_, n)| n).sum::<usize>();
+    let mut batch: Vec<&Prepared> = chunk.events[..own].iter().collect();
+    let mut offset = own;
+    let mut taken = 0;
+    for (id, n) in &chunk.jobs {
+        if take_over(c, id, job_id, &at)? {
+            taken += 1;
+            batch.extend(chunk.events[offset..offset + n].iter());
+        }
+        offset += n;
+    }
+    let mut per_mode: Vec<(&str, i64)> = Vec::new();
+    for p in batch {
+        if !events::mark_processed(c, p.seq, &at)? {
+            continue;
+        }
+        if memories::insert_episodic(c, tenant, &p.memory)? {
+            search.submit(IndexOp::Upsert(Box::new(p.memory.search_doc(tenant))));
+        }
+        match per_mode.iter_mut().find(|(m, _)| *m == p.mode) {
+            Some((_, n)) => *n += 1,
+            None => per_mode.push((&p.mode, 1)),
+        }
+    }
+    let processed: i64 = per_mode.iter().map(|(_, n)| n).sum();
+    let before = autolearn::processed_total(c, tenant)?;
+    for (mode, n) in &per_mode {
+        usage::incr(c, tenant, mode, usage::EVENTS_PROCESSED, *n, now)?;
+    }
+    let learn = autolearn::on_processed(c, tenant, before, processed, every)?;
+    Ok((processed, taken, learn))
+}
+
+/// Re-submits the memories of a range's events to the index (after a crash; upserts replace).
+fn reindex_range(
+    c: &Connection,
+    tenant: &str,
+    first: i64,
+    last: i64,
+    search: &crate::search::Search,
+) -> DbResult<()> {
+    let ids: Vec<String> = c
+        .prepare_cached(
+            "SELECT m.id FROM events e JOIN memories m
+               ON m.tenant_id = e.tenant_id AND m.event_id = e.id
+             WHERE e.seq BETWEEN ?1 AND ?2 AND e.tenant_id = ?3",
+        )?
+        .query_map(params![first, last, tenant], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in ids {
+        if let Some(m) = memories::get(c, tenant, &id)? {
+            search.submit(IndexOp::Upsert(Box::new(m.search_doc())));
+        }
+    }
+    Ok(())
 }
 
 /// How `capture` jobs run on this server.

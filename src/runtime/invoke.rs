@@ -506,7 +506,6 @@ async fn finish(
         latency_ms,
         tokens_used,
         events: checked,
-        job_id: crate::ids::new("job"),
         created_at: now.clone(),
     };
     let captured = state

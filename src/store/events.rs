@@ -16,6 +16,7 @@ use crate::store::usage;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// A validated event about to be stored.
 #[derive(Clone, Debug)]
@@ -45,35 +46,124 @@ pub struct Stored {
     pub job_id: Option<String>,
 }
 
-/// The result of `insert_batch`.
+/// The result of storing one request's events.
 #[derive(Clone, Debug, Default)]
 pub struct BatchWrite {
     pub stored: Vec<Stored>,
     pub ingested: u64,
     pub duplicates: u64,
-    /// `seq` range of the newly stored events (when `ingested > 0`).
-    pub first_seq: i64,
-    pub last_seq: i64,
+    /// The capture job of the newly stored events (when `ingested > 0`).
+    pub job_id: Option<String>,
 }
 
-/// Stores `events` (skipping idempotent repeats), enqueues their capture job `job_id` when any is
-/// new, and counts ingested/duplicate/invalid events in the usage counters of `mode`.
+/// One request's validated events, to be stored by `insert_group`.
+#[derive(Clone, Debug)]
+pub struct GroupItem {
+    pub tenant_id: String,
+    pub mode: &'static str,
+    pub events: Vec<NewEvent>,
+    /// Events of the request that failed validation (counted as errors).
+    pub invalid: u64,
+}
+
+/// Stores one request's events; see `insert_group`.
 pub fn insert_batch(
     conn: &Connection,
     tenant_id: &str,
-    mode: &str,
-    job_id: &str,
+    mode: &'static str,
     events: Vec<NewEvent>,
     invalid: u64,
     now: DateTime<Utc>,
 ) -> Result<BatchWrite> {
-    let created_at = crate::time::rfc3339(now);
-    let mut out = BatchWrite {
-        stored: Vec::with_capacity(events.len()),
-        ..Default::default()
+    let item = GroupItem {
+        tenant_id: tenant_id.to_string(),
+        mode,
+        events,
+        invalid,
     };
-    let mut by_type: Vec<(&'static str, i64)> = Vec::new();
-    {
+    Ok(insert_group(conn, vec![item], now)?.remove(0))
+}
+
+/// Stores the events of several requests in the caller's transaction and returns one
+/// `BatchWrite` per item, in item order. Idempotent repeats (also within and across the items)
+/// store nothing and return the original. Each tenant's new events get one capture job (their
+/// `seq` range is contiguous: items are stored tenant by tenant), and the usage counters are
+/// bumped once per tenant and mode.
+pub fn insert_group(
+    conn: &Connection,
+    items: Vec<GroupItem>,
+    now: DateTime<Utc>,
+) -> Result<Vec<BatchWrite>> {
+    let created_at = crate::time::rfc3339(now);
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|a, b| items[*a].tenant_id.cmp(&items[*b].tenant_id));
+    let mut results: Vec<BatchWrite> = vec![BatchWrite::default(); items.len()];
+    let mut items: Vec<Option<GroupItem>> = items.into_iter().map(Some).collect();
+    let tenant_of = |items: &[Option<GroupItem>], i: usize| {
+        items[i]
+            .as_ref()
+            .map(|it| it.tenant_id.clone())
+            .unwrap_or_default()
+    };
+    let mut i = 0;
+    while i < order.len() {
+        let tenant = tenant_of(&items, order[i]);
+        let mut j = i;
+        while j < order.len() && tenant_of(&items, order[j]) == tenant {
+            j += 1;
+        }
+        let job_id = ids::new("job");
+        let mut t = TenantWrite::default();
+        for &idx in &order[i..j] {
+            if let Some(item) = items[idx].take() {
+                results[idx] = t.insert(conn, &tenant, &job_id, item, &created_at)?;
+            }
+        }
+        t.finish(conn, &tenant, &job_id, now)?;
+        i = j;
+    }
+    Ok(results)
+}
+
+/// What one tenant's part of a group write has done so far.
+#[derive(Default)]
+struct TenantWrite {
+    /// signature -> (count so far, repeats within this write not yet in the table)
+    sig_counts: HashMap<i64, (i64, i64)>,
+    first_seq: i64,
+    last_seq: i64,
+    ingested: u64,
+    /// (mode, metric, amount)
+    counters: Vec<(&'static str, String, i64)>,
+}
+
+impl TenantWrite {
+    fn count(&mut self, mode: &'static str, metric: &str, n: i64) {
+        if n == 0 {
+            return;
+        }
+        match self
+            .counters
+            .iter_mut()
+            .find(|(m, name, _)| *m == mode && name == metric)
+        {
+            Some((_, _, v)) => *v += n,
+            None => self.counters.push((mode, metric.to_string(), n)),
+        }
+    }
+
+    fn insert(
+        &mut self,
+        conn: &Connection,
+        tenant_id: &str,
+        job_id: &str,
+        item: GroupItem,
+        created_at: &str,
+    ) -> Result<BatchWrite> {
+        let mut out = BatchWrite {
+            stored: Vec::with_capacity(item.events.len()),
+            ..Default::default()
+        };
         let mut find_idem = conn.prepare_cached(
             "SELECT id, salience, trace_id, job_id FROM events
              WHERE tenant_id = ?1 AND idempotency_key = ?2",
@@ -88,7 +178,7 @@ pub fn insert_batch(
                                 idempotency_key, salience, trace_id, job_id, mode, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
-        for e in events {
+        for e in item.events {
             if let Some(key) = &e.idempotency_key {
                 let original = find_idem
                     .query_row(params![tenant_id, key], |r| {
@@ -107,7 +197,21 @@ pub fn insert_batch(
                     continue;
                 }
             }
-            let count: i64 = seen.query_row(params![tenant_id, e.signature], |r| r.get(0))?;
+            // The first event of a signature in this write counts in the table (and learns the
+            // tenant's count); repeats count in memory and are added in `finish`.
+            let count = match self.sig_counts.get_mut(&e.signature) {
+                Some((count, extra)) => {
+                    *count += 1;
+                    *extra += 1;
+                    *count
+                }
+                None => {
+                    let count: i64 =
+                        seen.query_row(params![tenant_id, e.signature], |r| r.get(0))?;
+                    self.sig_counts.insert(e.signature, (count, 0));
+                    count
+                }
+            };
             let salience = crate::capture::salience::with_novelty(e.base_salience, count);
             let id = ids::new("evt");
             let trace_id = ids::new("trace");
@@ -123,19 +227,17 @@ pub fn insert_batch(
                 salience,
                 trace_id,
                 job_id,
-                mode,
+                item.mode,
                 created_at,
             ])?;
             let seq = conn.last_insert_rowid();
-            if out.ingested == 0 {
-                out.first_seq = seq;
+            if self.ingested == 0 {
+                self.first_seq = seq;
             }
-            out.last_seq = seq;
+            self.last_seq = seq;
+            self.ingested += 1;
             out.ingested += 1;
-            match by_type.iter_mut().find(|(t, _)| *t == e.event_type) {
-                Some((_, n)) => *n += 1,
-                None => by_type.push((e.event_type, 1)),
-            }
+            self.count(item.mode, &usage::event_type_metric(e.event_type), 1);
             out.stored.push(Stored {
                 event_id: id,
                 duplicate: false,
@@ -144,42 +246,47 @@ pub fn insert_batch(
                 job_id: Some(job_id.to_string()),
             });
         }
+        let n = |v: u64| v as i64;
+        self.count(item.mode, usage::EVENTS, n(out.ingested));
+        self.count(item.mode, usage::EVENTS_INGESTED, n(out.ingested));
+        self.count(item.mode, usage::EVENTS_DUPLICATE, n(out.duplicates));
+        self.count(item.mode, usage::EVENTS_ERROR, n(item.invalid));
+        if out.ingested > 0 {
+            out.job_id = Some(job_id.to_string());
+        }
+        Ok(out)
     }
-    if out.ingested > 0 {
-        let input =
-            json!({"firstSeq": out.first_seq, "lastSeq": out.last_seq, "count": out.ingested});
-        crate::jobs::queue::enqueue_with_id(conn, job_id, tenant_id, crate::jobs::CAPTURE, &input)?;
-    }
-    let n = |v: u64| v as i64;
-    usage::incr(conn, tenant_id, mode, usage::EVENTS, n(out.ingested), now)?;
-    usage::incr(
-        conn,
-        tenant_id,
-        mode,
-        usage::EVENTS_INGESTED,
-        n(out.ingested),
-        now,
-    )?;
-    usage::incr(
-        conn,
-        tenant_id,
-        mode,
-        usage::EVENTS_DUPLICATE,
-        n(out.duplicates),
-        now,
-    )?;
-    usage::incr(conn, tenant_id, mode, usage::EVENTS_ERROR, n(invalid), now)?;
-    for (t, count) in by_type {
-        usage::incr(
-            conn,
-            tenant_id,
-            mode,
-            &usage::event_type_metric(t),
-            count,
-            now,
+
+    /// Signature repeats, the capture job and the usage counters of the tenant's part.
+    fn finish(
+        &self,
+        conn: &Connection,
+        tenant_id: &str,
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut add = conn.prepare_cached(
+            "UPDATE event_signatures SET seen = seen + ?3 WHERE tenant_id = ?1 AND signature = ?2",
         )?;
+        for (sig, (_, extra)) in self.sig_counts.iter().filter(|(_, (_, e))| *e > 0) {
+            add.execute(params![tenant_id, sig, extra])?;
+        }
+        if self.ingested > 0 {
+            let input = json!({"firstSeq": self.first_seq, "lastSeq": self.last_seq,
+                               "count": self.ingested});
+            crate::jobs::queue::enqueue_with_id(
+                conn,
+                job_id,
+                tenant_id,
+                crate::jobs::CAPTURE,
+                &input,
+            )?;
+        }
+        for (mode, metric, n) in &self.counters {
+            usage::incr(conn, tenant_id, mode, metric, *n, now)?;
+        }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// A stored event.

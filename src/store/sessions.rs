@@ -71,8 +71,6 @@ pub struct Turn {
     pub tokens_used: u64,
     /// The turn's memory events (validated by `capture::validate`), stored by the capture path.
     pub events: Vec<NewEvent>,
-    /// The capture job that processes `events`.
-    pub job_id: String,
     pub created_at: String,
 }
 
@@ -146,6 +144,6 @@ pub fn record_turn(conn: &Connection, t: Turn) -> Result<u64> {
     if t.events.is_empty() {
         return Ok(0);
     }
-    let written = events::insert_batch(conn, &t.tenant_id, t.mode, &t.job_id, t.events, 0, now)?;
+    let written = events::insert_batch(conn, &t.tenant_id, t.mode, t.events, 0, now)?;
     Ok(written.ingested)
 }
