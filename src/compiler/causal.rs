@@ -1,6 +1,12 @@
 //! causal_pattern: an action or observed condition that, across sessions, is followed by an
 //! outcome (an error signature, or the session failing) far more often than that outcome occurs
-//! overall.
+//! in runs of the same task.
+//!
+//! The baseline is stratified by task: within each task, runs with the cause are compared with
+//! runs of the same task without it (P(effect | task, no cause), smoothed by +0.5/+1), and the
+//! expectation is summed over tasks. Without that, anything peculiar to a failure-prone kind of
+//! task would look like a cause of failure. Tasks with fewer than `MIN_BASELINE` runs without
+//! the cause give no baseline and are left out.
 //!
 //! A session contributes a (cause, effect) pair when the cause first occurs before the effect and
 //! the cause is not the action that raised the effect itself (that pairing is what a playbook
@@ -18,14 +24,20 @@ const MIN_SUPPORT: u64 = 5;
 const MIN_CONDITIONAL: f64 = 0.6;
 const MIN_LIFT: f64 = 1.5;
 const MIN_Z: f64 = 3.0;
+const MIN_BASELINE: u64 = 3;
 const FAILS: &str = "the task fails";
 
 #[derive(Default)]
 pub struct Miner {
     sessions: u64,
-    causes: BTreeMap<String, u64>,
-    effects: BTreeMap<String, u64>,
-    pairs: BTreeMap<(String, String), Evidence>,
+    /// task → runs
+    tasks: BTreeMap<String, u64>,
+    /// cause → task → runs with the cause
+    causes: BTreeMap<String, BTreeMap<String, u64>>,
+    /// (effect, task) → runs with the effect
+    effects: BTreeMap<(String, String), u64>,
+    /// (cause, effect) → evidence, and runs with both per task
+    pairs: BTreeMap<(String, String), (Evidence, BTreeMap<String, u64>)>,
 }
 
 impl Miner {
@@ -70,11 +82,18 @@ impl Miner {
                 .collect();
             effects.insert(FAILS.to_string(), (ctx.events.len(), failed));
         }
+        let task = s.task.clone().unwrap_or_default();
+        *self.tasks.entry(task.clone()).or_default() += 1;
         for c in causes.keys() {
-            *self.causes.entry(c.clone()).or_default() += 1;
+            *self
+                .causes
+                .entry(c.clone())
+                .or_default()
+                .entry(task.clone())
+                .or_default() += 1;
         }
         for e in effects.keys() {
-            *self.effects.entry(e.clone()).or_default() += 1;
+            *self.effects.entry((e.clone(), task.clone())).or_default() += 1;
         }
         for (c, ci) in &causes {
             for (e, (ei, raisers)) in &effects {
@@ -84,11 +103,9 @@ impl Miner {
                 let ev = [ctx.event_id(*ci)]
                     .into_iter()
                     .chain((*ei < ctx.events.len()).then(|| ctx.event_id(*ei)));
-                self.pairs.entry((c.clone(), e.clone())).or_default().add(
-                    ctx.at_ms,
-                    ctx.touched,
-                    ev,
-                );
+                let pair = self.pairs.entry((c.clone(), e.clone())).or_default();
+                pair.0.add(ctx.at_ms, ctx.touched, ev);
+                *pair.1.entry(task.clone()).or_default() += 1;
             }
         }
     }
@@ -96,21 +113,37 @@ impl Miner {
     pub fn finish(&self, newest_ms: i64, tops: &[TopRecovery]) -> Vec<Draft> {
         let n = self.sessions as f64;
         let mut out = Vec::new();
-        for ((cause, effect), ev) in &self.pairs {
-            let n_ce = ev.count;
-            if n_ce < MIN_SUPPORT {
+        for ((cause, effect), (ev, with_both)) in &self.pairs {
+            let Some(by_task) = self.causes.get(cause) else {
+                continue;
+            };
+            let (mut observed, mut n_c, mut expected, mut var) = (0u64, 0u64, 0.0, 0.0);
+            for (task, n_ct) in by_task {
+                let n_t = self.tasks.get(task).copied().unwrap_or(0);
+                let without = n_t.saturating_sub(*n_ct);
+                if without < MIN_BASELINE {
+                    continue;
+                }
+                let n_et = self
+                    .effects
+                    .get(&(effect.clone(), task.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                let n_cet = with_both.get(task).copied().unwrap_or(0);
+                let p0 = (n_et.saturating_sub(n_cet) as f64 + 0.5) / (without as f64 + 1.0);
+                observed += n_cet;
+                n_c += n_ct;
+                expected += *n_ct as f64 * p0;
+                var += *n_ct as f64 * p0 * (1.0 - p0);
+            }
+            if observed < MIN_SUPPORT || n_c == 0 || var <= 0.0 {
                 continue;
             }
-            let n_c = self.causes.get(cause).copied().unwrap_or(0) as f64;
-            let n_e = self.effects.get(effect).copied().unwrap_or(0) as f64;
-            let p = n_ce as f64 / n_c;
-            let base = n_e / n;
-            if p < MIN_CONDITIONAL || base <= 0.0 || base >= 1.0 {
-                continue;
-            }
-            let lift = p / base;
-            let z = (n_ce as f64 - n_c * base) / (n_c * base * (1.0 - base)).sqrt();
-            if lift < MIN_LIFT || z < MIN_Z {
+            let n_ce = observed;
+            let p = n_ce as f64 / n_c as f64;
+            let lift = n_ce as f64 / expected;
+            let z = (n_ce as f64 - expected) / var.sqrt();
+            if p < MIN_CONDITIONAL || lift < MIN_LIFT || z < MIN_Z {
                 continue;
             }
             let mut mitigation = vec![format!("avoid or double-check: {cause}")];

@@ -11,7 +11,9 @@ const HALF_LIFE_DAYS: f64 = 30.0;
 /// `age_ms` from the pattern's newest evidence to the newest event in scope.
 pub fn score(evidence: u64, consistency: f64, age_ms: i64) -> f64 {
     let e = 1.0 - (-(evidence as f64) / EVIDENCE_SCALE).exp();
-    let days = (age_ms.max(0) as f64) / 86_400_000.0;
+    // Whole hours: evidence captured seconds apart (e.g. in one run or in several) ages alike.
+    let hours = age_ms.max(0) / 3_600_000;
+    let days = hours as f64 / 24.0;
     // Old evidence keeps half its weight: a stable old procedure is still worth knowing.
     let r = 0.5 + 0.5 * 0.5f64.powf(days / HALF_LIFE_DAYS);
     round4(e * consistency.clamp(0.0, 1.0) * r)

@@ -129,6 +129,15 @@ fn pure_noise_yields_nothing() {
     };
     let drafts = run(&spec);
     assert!(drafts.is_empty(), "noise produced {drafts:#?}");
+    // The same noise under one shared task: random steps and outcomes still yield nothing.
+    let mut sessions = generate(&spec);
+    for s in &mut sessions {
+        for e in &mut s.events {
+            e.metadata = serde_json::json!({"task": "routine chores"});
+        }
+    }
+    let drafts = compile(to_events(&sessions), Options::default()).artifacts;
+    assert!(drafts.is_empty(), "shared-task noise produced {drafts:#?}");
 }
 
 #[test]

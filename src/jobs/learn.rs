@@ -3,7 +3,8 @@
 //!
 //! Input: the POST /v1/learn body, normalised (`scope`, `agentId`, `sessionId`, `eventIds`,
 //! `options.{maxEvents, artifactTypes, minPatternStrength}`), plus `trigger` (`api` `auto`
-//! `sweep` `forget`) and `mode` (the usage counters to bump; `live` when absent).
+//! `sweep` `forget`) and `mode` (the usage counters to bump; when absent, as for auto jobs, the
+//! mode most of the selected events were captured with, else `live`).
 //!
 //! Invariants:
 //! - Learn jobs of one tenant never overlap (the queue's exclusive kind), so the read-compile-write
@@ -23,7 +24,7 @@ use crate::compiler::{self, Compiler, Event, Options};
 use crate::error::Result;
 use crate::search::{IndexOp, Search};
 use crate::store::{artifacts, semantic, usage, Db};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -40,7 +41,8 @@ pub struct LearnInput {
     pub types: Vec<String>,
     pub min_strength: f64,
     pub trigger: String,
-    pub mode: String,
+    /// `live` or `test`; `None`: decided by the events.
+    pub mode: Option<String>,
 }
 
 impl LearnInput {
@@ -82,7 +84,7 @@ impl LearnInput {
                 .and_then(Value::as_f64)
                 .unwrap_or(compiler::DEFAULT_MIN_STRENGTH),
             trigger: s("trigger").unwrap_or_else(|| "api".into()),
-            mode: s("mode").unwrap_or_else(|| "live".into()),
+            mode: s("mode").filter(|m| m == "live" || m == "test"),
         }
     }
 }
@@ -106,6 +108,7 @@ const SELECTED: &str = "tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)
      AND (?5 = 0 OR learned_at IS NULL)";
 
 struct Plan {
+    mode: String,
     cutoff: i64,
     selected: i64,
     more: bool,
@@ -152,7 +155,22 @@ fn plan(conn: &Connection, tenant: &str, i: &LearnInput) -> Result<Option<Plan>>
     } else {
         None
     };
+    let mode = match &i.mode {
+        Some(m) => m.clone(),
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT mode FROM events WHERE {SELECTED} AND seq <= ?6
+                 GROUP BY mode ORDER BY count(*) DESC, mode LIMIT 1"
+            ))?
+            .query_row(
+                params![tenant, i.agent_id, i.session_id, ids, unlearned, cutoff],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_else(|| "live".to_string()),
+    };
     Ok(Some(Plan {
+        mode,
         cutoff,
         selected,
         more,
@@ -261,6 +279,7 @@ pub fn run(
     let (t, i) = (tenant.to_string(), input.clone());
     let cutoff = plan.cutoff;
     let partial = plan.more;
+    let mode = plan.mode.clone();
     let (counts, ops) = db.write_blocking(move |c| {
         let now = crate::time::now_rfc3339();
         let agent = i.agent_id.as_deref();
@@ -298,9 +317,9 @@ pub fn run(
             ))?
             .execute(params![t, i.agent_id, i.session_id, ids, false, cutoff, now])?;
         let at = crate::time::now();
-        usage::incr(c, &t, &i.mode, usage::COMPILATIONS, 1, at)?;
-        usage::incr(c, &t, &i.mode, usage::ARTIFACTS_CREATED, n.created as i64, at)?;
-        usage::incr(c, &t, &i.mode, usage::ARTIFACTS_UPDATED, n.updated as i64, at)?;
+        usage::incr(c, &t, &mode, usage::COMPILATIONS, 1, at)?;
+        usage::incr(c, &t, &mode, usage::ARTIFACTS_CREATED, n.created as i64, at)?;
+        usage::incr(c, &t, &mode, usage::ARTIFACTS_UPDATED, n.updated as i64, at)?;
         Ok((n, ops))
     })?;
     for op in ops {

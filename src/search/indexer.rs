@@ -88,10 +88,15 @@ impl State {
             f.confidence => d.confidence.clamp(0.0, 1.0),
             f.salience => d.salience.clamp(0.0, 1.0),
             f.tokens => d.tokens,
+            f.text_hash => schema::hash64(&d.text),
             f.section_no => schema::section_no(d.section),
             f.doc_key => key,
             f.recency => schema::recency_key(d.created_ms, key),
         );
+        let (prefix, value) = schema::id_code(&d.doc_id).unwrap_or((0, 0));
+        document.add_u64(f.id_prefix, prefix);
+        document.add_u64(f.id_hi, (value >> 64) as u64);
+        document.add_u64(f.id_lo, value as u64);
         if let Some(a) = &d.agent_id {
             document.add_text(f.agent, a);
         }
@@ -127,7 +132,18 @@ impl State {
                 }
             }
             IndexOp::Delete { doc_id } => {
+                // Only indexes that hold the id (committed) or may hold it (an open writer with
+                // uncommitted adds): a term lookup per tenant, not a writer per tenant.
+                let term = Term::from_field_text(doc_id_field, &doc_id);
                 for tenant_id in self.shared.tenant_ids() {
+                    let holds = self.writers.contains_key(&tenant_id)
+                        || self
+                            .shared
+                            .tenant(&tenant_id)
+                            .is_some_and(|t| t.reader.searcher().doc_freq(&term).unwrap_or(1) > 0);
+                    if !holds {
+                        continue;
+                    }
                     if let Some(w) = self.writer(&tenant_id) {
                         w.writer
                             .delete_term(Term::from_field_text(doc_id_field, &doc_id));

@@ -38,7 +38,7 @@ use std::time::Duration;
 use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 
 const MARKER: &str = "engram-index.json";
-const LAYOUT: &str = r#"{"layout":"per-tenant","version":1}"#;
+const LAYOUT: &str = r#"{"layout":"per-tenant","version":3}"#;
 
 /// One searchable item.
 #[derive(Clone, Debug)]

@@ -7,22 +7,23 @@
 //! - Only what SQLite says is current is shown: every included entry is re-read by (tenant, id)
 //!   and dropped from the candidates when its row is gone, not `active`, or now below
 //!   `minConfidence` — so a deprecated or superseded artifact leaves packs the moment its status
-//!   changes, before the index commit catches up. The packing is then redone without it.
+//!   changes, before the index commit catches up. Its text comes from that row too; when it is
+//!   no longer the indexed text (hash differs) its tokens are counted again. The packing is then
+//!   redone with what was learned, until it is stable.
 //! - Deterministic: candidates arrive in a total order (`query`), and packing is a pure function
 //!   of that order and the budget.
 //!
-//! `source tokens` are the tokens of every candidate considered (included or dropped);
-//! `compressionRatio = source tokens / used` (0 when nothing was packed).
+//! Candidates considered: the best-ranked matches holding about 1.5 × the budget in tokens (or
+//! all matches, if fewer). `source tokens` are the tokens of every candidate considered
+//! (included or dropped); `compressionRatio = source tokens / used` (0 when nothing was packed).
 
 use super::query::{self, Candidate, Spec};
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use rusqlite::OptionalExtension;
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use tantivy::schema::Value as _;
-use tantivy::TantivyDocument;
 
 /// Re-validation rounds before the pack is settled with only validated entries.
 const MAX_ROUNDS: usize = 4;
@@ -147,26 +148,50 @@ impl Pack {
     }
 }
 
-/// How many candidates a budget needs considered (entries are rarely under ~8 tokens).
-fn candidate_limit(max_tokens: u32) -> usize {
-    (max_tokens as usize / 8).clamp(64, 5_000)
+/// Candidates a budget starts with (entries are rarely under ~24 tokens) and at most gathers.
+fn first_limit(max_tokens: u32) -> usize {
+    (max_tokens as usize / 24).clamp(16, MAX_CANDIDATES)
+}
+const MAX_CANDIDATES: usize = 5_000;
+
+/// Ranked candidates holding at least 1.5 × the budget in tokens (or every match): a few rounds
+/// of a growing top-K, so a small budget does not pay for collecting thousands of hits.
+fn gather(
+    searcher: &tantivy::Searcher,
+    index: &tantivy::Index,
+    fields: &super::schema::Fields,
+    spec: &Spec,
+    max_tokens: u32,
+) -> tantivy::Result<Vec<Candidate>> {
+    let want = max_tokens as u64 * 3 / 2;
+    let mut k = first_limit(max_tokens);
+    for _ in 0..4 {
+        let (cands, more) = query::search(searcher, index, fields, spec, k)?;
+        let sum: u64 = cands.iter().map(|c| c.tokens).sum();
+        if !more || sum >= want || k >= MAX_CANDIDATES {
+            return Ok(cands);
+        }
+        let factor = (want as f64 / sum.max(1) as f64).ceil().clamp(2.0, 64.0);
+        k = ((k as f64 * factor) as usize).min(MAX_CANDIDATES);
+    }
+    query::search(searcher, index, fields, spec, k).map(|(c, _)| c)
 }
 
-/// Greedy packing of `cands` (in rank order) minus `excluded`: (included indexes, dropped count,
-/// source tokens, used tokens).
+/// Greedy packing of the candidates (in rank order, with token counts `tokens`) minus
+/// `excluded`: (included indexes, dropped count, source tokens, used tokens).
 fn pack_indexes(
-    cands: &[Candidate],
+    tokens: &[u64],
     limit: u64,
     excluded: &HashSet<usize>,
 ) -> (Vec<usize>, usize, u64, u64) {
     let (mut included, mut dropped, mut source, mut used) = (Vec::new(), 0usize, 0u64, 0u64);
-    for (i, c) in cands.iter().enumerate() {
-        if excluded.contains(&i) || c.tokens == 0 {
+    for (i, &t) in tokens.iter().enumerate() {
+        if excluded.contains(&i) || t == 0 {
             continue;
         }
-        source += c.tokens;
-        if used + c.tokens <= limit {
-            used += c.tokens;
+        source += t;
+        if used + t <= limit {
+            used += t;
             included.push(i);
         } else {
             dropped += 1;
@@ -175,53 +200,69 @@ fn pack_indexes(
     (included, dropped, source, used)
 }
 
-/// A hit as SQLite has it now: confidence, artifact type or memory kind, evidence count, event
-/// and session of a memory.
-type CurrentRow = (f64, String, i64, Option<String>, Option<String>);
+/// A hit as SQLite has it now.
+struct Current {
+    confidence: f64,
+    /// Artifact type or memory kind.
+    detail_type: String,
+    evidence_count: i64,
+    event_id: Option<String>,
+    session_id: Option<String>,
+    /// The text shown: a memory's content, an artifact's readable rendering.
+    content: String,
+}
 
 /// What SQLite says of a hit now (`None`: gone, inactive or below the confidence floor).
-fn current_row(
+fn current(
     conn: &rusqlite::Connection,
     tenant_id: &str,
     doc_id: &str,
     min_confidence: f64,
-) -> Result<Option<CurrentRow>> {
+) -> Result<Option<Current>> {
     let row = if doc_id.starts_with("art_") {
         conn.prepare_cached(
-            "SELECT status, confidence, type, evidence_count FROM artifacts
+            "SELECT status, confidence, type, evidence_count, title, content_json FROM artifacts
              WHERE tenant_id = ?1 AND id = ?2",
         )?
         .query_row([tenant_id, doc_id], |r| {
+            let (kind, title, json): (String, String, String) = (r.get(2)?, r.get(4)?, r.get(5)?);
+            let content = serde_json::from_str(&json).unwrap_or(Value::Null);
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, f64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                None,
-                None,
+                Current {
+                    confidence: r.get(1)?,
+                    content: super::docs::render_artifact(&kind, &title, &content),
+                    detail_type: kind,
+                    evidence_count: r.get(3)?,
+                    event_id: None,
+                    session_id: None,
+                },
             ))
         })
         .optional()?
     } else {
         conn.prepare_cached(
             "SELECT status, confidence, kind, json_array_length(source_events_json), event_id,
-                    session_id
+                    session_id, content
              FROM memories WHERE tenant_id = ?1 AND id = ?2",
         )?
         .query_row([tenant_id, doc_id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, f64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<i64>>(3)?.unwrap_or(0).max(1),
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
+                Current {
+                    confidence: r.get(1)?,
+                    detail_type: r.get(2)?,
+                    evidence_count: r.get::<_, Option<i64>>(3)?.unwrap_or(0).max(1),
+                    event_id: r.get(4)?,
+                    session_id: r.get(5)?,
+                    content: r.get(6)?,
+                },
             ))
         })
         .optional()?
     };
-    Ok(row.and_then(|(status, conf, t, ev, event, session)| {
-        (status == "active" && conf >= min_confidence).then_some((conf, t, ev, event, session))
+    Ok(row.and_then(|(status, c)| {
+        (status == "active" && c.confidence >= min_confidence).then_some(c)
     }))
 }
 
@@ -250,96 +291,79 @@ pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest
     let Some((searcher, tenant_index)) = state.search.searcher(tenant_id) else {
         return Ok(pack);
     };
-    let fields = &state.search.fields;
-    let cands = query::search(
+    let cands = gather(
         &searcher,
         &tenant_index.index,
-        fields,
+        &state.search.fields,
         &spec,
-        candidate_limit(req.max_tokens),
+        req.max_tokens,
     )
     .map_err(|e| Error::Internal(format!("search failed: {e}")))?;
 
+    // Token counts as indexed; replaced by a fresh count when SQLite's text has changed since.
+    let mut tokens: Vec<u64> = cands.iter().map(|c| c.tokens).collect();
     let mut excluded: HashSet<usize> = HashSet::new();
-    let mut settled: std::collections::HashMap<usize, PackEntry> = Default::default();
+    let mut settled: HashMap<usize, PackEntry> = HashMap::new();
     let limit = req.max_tokens as u64;
-    let tenant = tenant_id.to_string();
     for round in 0..=MAX_ROUNDS {
-        let (included, dropped, source, used) = pack_indexes(&cands, limit, &excluded);
+        let (included, dropped, source, _) = pack_indexes(&tokens, limit, &excluded);
         let fresh: Vec<usize> = included
             .iter()
             .copied()
             .filter(|i| !settled.contains_key(i))
             .collect();
         if fresh.is_empty() || round == MAX_ROUNDS {
-            // Last round: keep only what was validated (never more than the budget: a subset).
-            let mut used_final = 0u64;
+            // Keep what was validated (on the last round a subset of a pack within the budget).
             for i in &included {
                 if let Some(e) = settled.remove(i) {
-                    used_final += e.tokens;
+                    pack.used += e.tokens;
                     pack.entries.push(e);
                 }
             }
-            pack.used = used_final;
             pack.dropped = dropped;
             pack.source_tokens = source;
-            debug_assert!(fresh.is_empty() || used_final <= used);
             break;
         }
-        // Load the new entries' text from the index and their current state from SQLite.
-        let mut docs = Vec::with_capacity(fresh.len());
-        for &i in &fresh {
-            let d: TantivyDocument = searcher
-                .doc(cands[i].addr)
-                .map_err(|e| Error::Internal(format!("stored document: {e}")))?;
-            let text = |f| {
-                d.get_first(f)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            docs.push((i, text(fields.doc_id), text(fields.text)));
-        }
-        let min_conf = req.min_confidence;
-        let t = tenant.clone();
-        let ids: Vec<String> = docs.iter().map(|(_, id, _)| id.clone()).collect();
+        let (t, min_conf) = (tenant_id.to_string(), req.min_confidence);
+        let ids: Vec<String> = fresh.iter().map(|&i| cands[i].doc_id.clone()).collect();
         let rows = state.db.read_blocking(move |c| {
             ids.iter()
-                .map(|id| current_row(c, &t, id, min_conf))
+                .map(|id| current(c, &t, id, min_conf))
                 .collect::<Result<Vec<_>>>()
         })?;
-        for ((i, doc_id, content), row) in docs.into_iter().zip(rows) {
-            match row {
-                None => {
-                    excluded.insert(i);
-                }
-                Some((confidence, detail_type, evidence_count, event_id, session_id)) => {
-                    let c = &cands[i];
-                    let section = super::schema::SECTIONS
-                        .get(c.section_no as usize)
-                        .copied()
-                        .unwrap_or("context");
-                    settled.insert(
-                        i,
-                        PackEntry {
-                            section,
-                            source_type: if doc_id.starts_with("art_") {
-                                "artifact"
-                            } else {
-                                "memory"
-                            },
-                            source_id: doc_id,
-                            content,
-                            confidence: (confidence * 1000.0).round() / 1000.0,
-                            tokens: c.tokens,
-                            detail_type,
-                            evidence_count,
-                            event_id,
-                            session_id,
-                        },
-                    );
-                }
+        for (i, row) in fresh.into_iter().zip(rows) {
+            let Some(cur) = row else {
+                excluded.insert(i);
+                continue;
+            };
+            let c = &cands[i];
+            if super::schema::hash64(&cur.content) != c.text_hash {
+                // Changed since it was indexed (the update is on its way to the index).
+                tokens[i] = super::docs::count_tokens(&cur.content);
             }
+            let section = super::schema::SECTIONS
+                .get(c.section_no as usize)
+                .copied()
+                .unwrap_or("context");
+            settled.insert(
+                i,
+                PackEntry {
+                    section,
+                    source_type: if c.doc_id.starts_with("art_") {
+                        "artifact"
+                    } else {
+                        "memory"
+                    },
+                    source_id: c.doc_id.clone(),
+                    content: cur.content,
+                    confidence: (cur.confidence * 1000.0).round() / 1000.0,
+                    tokens: tokens[i],
+                    detail_type: cur.detail_type,
+                    evidence_count: cur.evidence_count,
+                    event_id: cur.event_id,
+                    session_id: cur.session_id,
+                },
+            );
         }
     }
     Ok(pack)

@@ -24,7 +24,7 @@ use tantivy::collector::TopDocs;
 use tantivy::query::{
     AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
 };
-use tantivy::schema::IndexRecordOption;
+use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::{DocAddress, Index, Order, Searcher, Term};
 
 /// At most this much query text is analyzed…
@@ -53,9 +53,12 @@ pub struct Spec {
 #[derive(Clone, Debug)]
 pub struct Candidate {
     pub addr: DocAddress,
+    pub doc_id: String,
     pub score: f64,
     pub doc_key: u64,
     pub tokens: u64,
+    /// `schema::hash64` of the indexed text.
+    pub text_hash: u64,
     pub confidence: f64,
     pub section_no: u64,
 }
@@ -153,7 +156,8 @@ fn filters(spec: &Spec, f: &Fields, with_confidence: bool) -> Vec<(Occur, Box<dy
     out
 }
 
-fn text_query(terms: Vec<Term>) -> Box<dyn Query> {
+/// The OR of term queries (a pure term union: block-WAND applies).
+pub fn text_query(terms: Vec<Term>) -> Box<dyn Query> {
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms
         .into_iter()
         .map(|t| {
@@ -168,6 +172,10 @@ fn text_query(terms: Vec<Term>) -> Box<dyn Query> {
 }
 
 struct Columns {
+    id_prefix: tantivy::columnar::Column<u64>,
+    id_hi: tantivy::columnar::Column<u64>,
+    id_lo: tantivy::columnar::Column<u64>,
+    text_hash: tantivy::columnar::Column<u64>,
     doc_key: tantivy::columnar::Column<u64>,
     tokens: tantivy::columnar::Column<u64>,
     section_no: tantivy::columnar::Column<u64>,
@@ -179,6 +187,10 @@ struct Columns {
 fn columns(searcher: &Searcher, segment: u32) -> tantivy::Result<Columns> {
     let ff = searcher.segment_reader(segment).fast_fields();
     Ok(Columns {
+        id_prefix: ff.u64("id_prefix")?,
+        id_hi: ff.u64("id_hi")?,
+        id_lo: ff.u64("id_lo")?,
+        text_hash: ff.u64("text_hash")?,
         doc_key: ff.u64("doc_key")?,
         tokens: ff.u64("tokens")?,
         section_no: ff.u64("section_no")?,
@@ -191,6 +203,7 @@ fn columns(searcher: &Searcher, segment: u32) -> tantivy::Result<Columns> {
 /// Turns hits into candidates with their fast fields; `score` is the fused log score (or 0).
 fn candidates(
     searcher: &Searcher,
+    fields: &Fields,
     hits: &[(Option<f32>, DocAddress)],
     min_confidence: f64,
 ) -> tantivy::Result<Vec<Candidate>> {
@@ -219,8 +232,25 @@ fn candidates(
             }
             None => 0.0,
         };
+        let doc_id = match c.id_prefix.first(d).unwrap_or(0) {
+            0 => {
+                // Not an `ids::new` id: read it from the stored document.
+                let stored: tantivy::TantivyDocument = searcher.doc(*addr)?;
+                match stored.get_first(fields.doc_id).and_then(|v| v.as_str()) {
+                    Some(id) => id.to_string(),
+                    None => continue,
+                }
+            }
+            prefix => {
+                let hi = c.id_hi.first(d).unwrap_or(0) as u128;
+                let lo = c.id_lo.first(d).unwrap_or(0) as u128;
+                schema::id_from_code(prefix, (hi << 64) | lo)
+            }
+        };
         out.push(Candidate {
             addr: *addr,
+            doc_id,
+            text_hash: c.text_hash.first(d).unwrap_or(0),
             score,
             doc_key: c.doc_key.first(d).unwrap_or(0),
             tokens: c.tokens.first(d).unwrap_or(0),
@@ -231,16 +261,17 @@ fn candidates(
     Ok(out)
 }
 
-/// The best `limit` candidates of `spec` in rank order (fewer when fewer match).
+/// The best `limit` candidates of `spec` in rank order (fewer when fewer match), and whether more
+/// documents matched than were collected.
 pub fn search(
     searcher: &Searcher,
     index: &Index,
     fields: &Fields,
     spec: &Spec,
     limit: usize,
-) -> tantivy::Result<Vec<Candidate>> {
+) -> tantivy::Result<(Vec<Candidate>, bool)> {
     if !spec.include_memories && !spec.include_artifacts {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
     let limit = limit.max(1);
     let terms = spec
@@ -251,7 +282,7 @@ pub fn search(
     if terms.is_empty() {
         if spec.text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
             // Text without a single word (only punctuation): nothing can match it.
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         return most_recent(searcher, fields, spec, limit);
     }
@@ -269,10 +300,10 @@ pub fn search(
         let exhausted = hits.len() < limit;
         let hits: Vec<(Option<f32>, DocAddress)> =
             hits.into_iter().map(|(s, a)| (Some(s), a)).collect();
-        let mut out = candidates(searcher, &hits, spec.min_confidence)?;
+        let mut out = candidates(searcher, fields, &hits, spec.min_confidence)?;
         if with_confidence || exhausted || spec.min_confidence <= 0.0 || out.len() * 2 >= limit {
             out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc_key.cmp(&b.doc_key)));
-            return Ok(out);
+            return Ok((out, !exhausted));
         }
     }
     unreachable!("the second pass always returns")
@@ -283,7 +314,7 @@ fn most_recent(
     fields: &Fields,
     spec: &Spec,
     limit: usize,
-) -> tantivy::Result<Vec<Candidate>> {
+) -> tantivy::Result<(Vec<Candidate>, bool)> {
     let clauses = filters(spec, fields, true);
     let query: Box<dyn Query> = if clauses.is_empty() {
         Box::new(AllQuery)
@@ -294,7 +325,11 @@ fn most_recent(
         query.as_ref(),
         &TopDocs::with_limit(limit).order_by_fast_field::<u64>("recency", Order::Desc),
     )?;
+    let more = hits.len() >= limit;
     let hits: Vec<(Option<f32>, DocAddress)> = hits.into_iter().map(|(_, a)| (None, a)).collect();
     // Already in recency order (the key is unique up to a 2^-20 collision within a millisecond).
-    candidates(searcher, &hits, spec.min_confidence)
+    Ok((
+        candidates(searcher, fields, &hits, spec.min_confidence)?,
+        more,
+    ))
 }

@@ -222,10 +222,9 @@ async fn budget_is_never_exceeded_and_smaller_entries_still_fit() {
         let huge_tokens = docs::count_tokens(&huge);
         let n = p["entries"].as_array().unwrap().len();
         let dropped = p["budget"]["entriesDropped"].as_u64().unwrap();
-        assert_eq!(
-            n as u64 + dropped,
-            41,
-            "budget {budget}: every match is packed or dropped"
+        assert!(
+            n as u64 + dropped <= 41,
+            "budget {budget}: only matches are considered"
         );
         if budget < huge_tokens {
             assert!(dropped >= 1);
@@ -242,7 +241,13 @@ async fn budget_is_never_exceeded_and_smaller_entries_still_fit() {
             );
         }
         let used = p["budget"]["used"].as_u64().unwrap();
+        let ratio = p["budget"]["compressionRatio"].as_f64().unwrap();
         if used > 0 {
+            assert!(ratio >= 1.0, "{ratio}");
+        }
+        if budget == 128000 {
+            // Everything matching was considered: the ratio is all source tokens / used.
+            assert_eq!(n as u64 + dropped, 41);
             let source = huge_tokens
                 + (0..40)
                     .map(|i| {
@@ -252,7 +257,6 @@ async fn budget_is_never_exceeded_and_smaller_entries_still_fit() {
                         ))
                     })
                     .sum::<u64>();
-            let ratio = p["budget"]["compressionRatio"].as_f64().unwrap();
             assert!(
                 (ratio - source as f64 / used as f64).abs() < 0.01,
                 "{ratio}"
@@ -552,12 +556,10 @@ async fn superseded_and_deprecated_artifacts_leave_at_once() {
 async fn hostile_queries_answer_200() {
     let srv = TestServer::start().await;
     let t = tenant_of(&srv, &srv.key).await;
-    insert_memory(
-        &srv,
-        &t,
-        mem("episodic", "title:foo AND bar \"quoted\" héllo 日本語", 1),
-    )
-    .await;
+    // An id not made by `ids::new` (read back from the stored document, not fast fields).
+    let mut m = mem("episodic", "title:foo AND bar \"quoted\" héllo 日本語", 1);
+    m.id = "mem_hand-written.1".to_string();
+    insert_memory(&srv, &t, m).await;
     srv.state().search.flush().await;
     let big = "lorem ipsum dolor ".repeat(6000);
     let hostile = [
@@ -580,7 +582,7 @@ async fn hostile_queries_answer_200() {
     let p = synth(&srv, &srv.key, json!({"query": "TITLE:FOO \"quoted"})).await;
     assert_eq!(ids(&p).len(), 1);
     let p = synth(&srv, &srv.key, json!({"query": "日本語"})).await;
-    assert_eq!(ids(&p).len(), 1);
+    assert_eq!(ids(&p), vec!["mem_hand-written.1".to_string()]);
     srv.shutdown().await;
 }
 
@@ -699,5 +701,41 @@ async fn syntheses_are_counted() {
     assert_eq!(n, 2);
     assert_eq!(tokens, used);
     assert_eq!(milli, 1000);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn text_changed_after_indexing_is_shown_and_recounted() {
+    let srv = TestServer::start().await;
+    let t = tenant_of(&srv, &srv.key).await;
+    let id = insert_memory(&srv, &t, mem("semantic", "nginx reload is safe", 1)).await;
+    srv.state().search.flush().await;
+    // SQLite changes first (as a merge of facts would); the index still has the old text.
+    let longer = "nginx reload is safe, but a config test with nginx -t comes first, always, \
+                  on every host of the fleet, including canaries";
+    let (i, l) = (id.clone(), longer.to_string());
+    srv.state()
+        .db
+        .write(move |c| {
+            c.execute("UPDATE memories SET content = ?1 WHERE id = ?2", [l, i])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let tokens = docs::count_tokens(longer);
+    for budget in [tokens - 1, tokens] {
+        let p = synth(
+            &srv,
+            &srv.key,
+            json!({"query": "nginx reload", "maxTokens": budget}),
+        )
+        .await;
+        check_pack(&p);
+        if budget < tokens {
+            assert!(ids(&p).is_empty(), "the new text no longer fits: {p}");
+        } else {
+            assert_eq!(p["entries"][0]["content"], longer);
+        }
+    }
     srv.shutdown().await;
 }

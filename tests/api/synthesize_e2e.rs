@@ -120,3 +120,27 @@ async fn a_captured_event_becomes_searchable() {
     assert!(ids(&p).is_empty(), "{p}");
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn official_sdk_end_to_end() {
+    let srv = TestServer::start().await;
+    let base = format!("{}/v1", srv.base);
+    let key = srv.key.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run_python(
+            "sdk_e2e.py",
+            &[
+                ("HIPPOCORTEX_BASE_URL", &base),
+                ("HIPPOCORTEX_API_KEY", &key),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("sdk e2e ok"), "{out}");
+    assert!(
+        out.contains("sync: learn") && out.contains("async: "),
+        "{out}"
+    );
+    srv.shutdown().await;
+}
