@@ -105,6 +105,16 @@ fn recovers_the_planted_knowledge() {
         Value::from("blue-green")
     );
 
+    // The implicit fork (no decision recorded): the GitHub tool beats the raw API call.
+    let fork = policies
+        .iter()
+        .find(|d| d.signature.contains("github create release"))
+        .expect("implicit release fork");
+    assert_eq!(
+        fork.content["recommendation"],
+        Value::from("github create release")
+    );
+
     let causal = of_type(&drafts, "causal_pattern");
     assert!(
         causal
