@@ -145,7 +145,13 @@ impl RateLimiters {
         if let Some(wait) = reading.wait {
             let mut blocked = lock(&self.blocked);
             if blocked.len() >= MAX_KEYS {
-                blocked.retain(|_, until| *until > Instant::now());
+                let now = Instant::now();
+                blocked.retain(|_, until| *until > now);
+                if blocked.len() >= MAX_KEYS {
+                    // A flood from more addresses than we keep: forget them all rather than
+                    // grow without bound (their buckets still refuse them after one request).
+                    blocked.clear();
+                }
             }
             blocked.insert(ip, Instant::now() + wait);
             self.blocked_len.store(blocked.len(), Ordering::Relaxed);

@@ -465,3 +465,4 @@ async fn idle_buckets_are_forgotten() {
 
 mod http_quotas;
 mod quotas;
+mod registry_quotas;
