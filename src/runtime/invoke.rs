@@ -1,5 +1,5 @@
 //! One invocation of an agent: the memory loop around the model call, the tool steps, the
-//! timeout, streaming, and recording the turn.
+//! timeout, and recording the turn (streaming is in `streaming.rs`).
 //!
 //! Order of a turn: recall the agent's memory and put it in the system prompt with the agent's
 //! instruction → load the session history within its budget → connect the project's MCP
@@ -15,7 +15,7 @@
 use super::history::{self, count_tokens};
 use super::mcp::{ConnectorError, Toolbox};
 use super::providers::{anthropic, offline, openai};
-use super::{sse, DeltaSink, ModelReply, ModelRequest, Msg, Note, ProviderError, Runtime, ToolDef};
+use super::{DeltaSink, ModelReply, ModelRequest, Msg, Note, ProviderError, Runtime, ToolDef};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::config::ProviderKind;
@@ -29,7 +29,6 @@ use crate::store::{agents, connectors};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// Most model calls in one turn (each tool round costs one).
 pub const MAX_STEPS: usize = 8;
@@ -78,7 +77,7 @@ struct TurnEvent {
 }
 
 /// Everything prepared before the model is called.
-struct Turnkit {
+pub(super) struct Turnkit {
     caller: Caller,
     agent: AgentRow,
     rules: Vec<offline::Rule>,
@@ -94,14 +93,14 @@ struct Turnkit {
     message_tokens: u64,
     connectors: Vec<Connector>,
     stream: bool,
-    deadline: Instant,
-    timeout_secs: u64,
+    pub(super) deadline: Instant,
+    pub(super) timeout_secs: u64,
 }
 
 /// What the turn produced so far (kept when it is cut short).
 #[derive(Default)]
-struct Progress {
-    text: String,
+pub(super) struct Progress {
+    pub(super) text: String,
     tools_called: Vec<Value>,
     events: Vec<TurnEvent>,
     upstream_tokens: Option<u64>,
@@ -114,7 +113,7 @@ struct Progress {
 }
 
 /// How a turn ended.
-enum End {
+pub(super) enum End {
     Completed,
     Failed(ProviderError),
     TimedOut,
@@ -142,7 +141,7 @@ pub async fn invoke(
 ) -> Result<Reply> {
     let kit = prepare(&state, caller, agent_ref, input).await?;
     if kit.stream {
-        return Ok(stream(state, kit, reservation));
+        return Ok(super::streaming::stream(state, kit, reservation));
     }
     // On its own task: a client that hangs up does not stop the turn from being recorded.
     let task = tokio::spawn(async move {
@@ -167,7 +166,7 @@ pub async fn invoke(
     }
 }
 
-fn timeout_error(secs: u64) -> Error {
+pub(super) fn timeout_error(secs: u64) -> Error {
     Error::Timeout(format!(
         "the agent did not answer within its timeout of {secs} s"
     ))
@@ -297,7 +296,7 @@ fn system_prompt(agent: &AgentRow, memory: &[String]) -> String {
 }
 
 /// The model/tool loop. Partial results land in `progress` as they happen.
-async fn converse(
+pub(super) async fn converse(
     rt: &Runtime,
     kit: &Turnkit,
     sink: Option<&DeltaSink>,
@@ -437,7 +436,7 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// Records the turn and builds the response object.
-async fn finish(
+pub(super) async fn finish(
     state: &Arc<AppState>,
     kit: &Turnkit,
     progress: &Progress,
@@ -540,97 +539,4 @@ async fn finish(
             .collect();
     }
     Ok(body)
-}
-
-/// Starts the turn on its own task and answers with its SSE stream.
-fn stream(state: Arc<AppState>, kit: Turnkit, reservation: Reservation) -> Reply {
-    let (out, body) = sse::channel_body(64);
-    tokio::spawn(async move {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Note>();
-        let mut progress = Progress::default();
-        let mut client_gone = false;
-        // Every delta seen, so a turn cut short records what the client was shown.
-        let mut streamed = String::new();
-        let end = {
-            let mut work = Box::pin(converse(&state.runtime, &kit, Some(&tx), &mut progress));
-            let deadline = tokio::time::sleep_until(kit.deadline.into());
-            tokio::pin!(deadline);
-            let end = loop {
-                tokio::select! {
-                    biased;
-                    Some(note) = rx.recv() => {
-                        if forward(&out, note, &mut streamed).await.is_err() {
-                            client_gone = true;
-                            break End::Cancelled;
-                        }
-                    }
-                    r = &mut work => break match r {
-                        Ok(()) => End::Completed,
-                        Err(e) => End::Failed(e),
-                    },
-                    _ = out.closed() => {
-                        client_gone = true;
-                        break End::Cancelled;
-                    }
-                    _ = &mut deadline => break End::TimedOut,
-                }
-            };
-            // Dropping the work cancels the upstream request and any tool call in flight.
-            drop(work);
-            end
-        };
-        // Deltas that were produced but not yet forwarded.
-        while let Ok(note) = rx.try_recv() {
-            if client_gone {
-                if let Note::Delta(d) = note {
-                    streamed.push_str(&d);
-                }
-            } else if forward(&out, note, &mut streamed).await.is_err() {
-                client_gone = true;
-            }
-        }
-        if !matches!(end, End::Completed) && streamed.len() > progress.text.len() {
-            progress.text = streamed;
-        }
-        let body = finish(&state, &kit, &progress, &end, reservation).await;
-        if client_gone {
-            return;
-        }
-        let frame = match (&end, body) {
-            (_, Err(e)) => sse::frame("error", &error_json(&e)),
-            (End::Completed | End::Cancelled, Ok(b)) => sse::frame("done", &b),
-            (End::Failed(e), Ok(_)) => {
-                sse::frame("error", &error_json(&Error::Upstream(e.to_string())))
-            }
-            (End::TimedOut, Ok(_)) => {
-                sse::frame("error", &error_json(&timeout_error(kit.timeout_secs)))
-            }
-        };
-        if out.send(frame).await.is_ok() {
-            let _ = out.send(sse::done_marker()).await;
-        }
-    });
-    Reply::stream(body, "text/event-stream").header(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-cache"),
-    )
-}
-
-async fn forward(
-    out: &mpsc::Sender<bytes::Bytes>,
-    note: Note,
-    streamed: &mut String,
-) -> std::result::Result<(), mpsc::error::SendError<bytes::Bytes>> {
-    let frame = match note {
-        Note::Delta(d) => {
-            streamed.push_str(&d);
-            sse::frame("chunk", &json!({"delta": d}))
-        }
-        Note::Tool(item) => sse::frame("tool", &item),
-    };
-    out.send(frame).await
-}
-
-fn error_json(e: &Error) -> Value {
-    e.registry_body()
 }
