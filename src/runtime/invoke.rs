@@ -184,41 +184,48 @@ async fn prepare(
         .clone()
         .unwrap_or_else(|| crate::ids::new("sess"));
     let sid = session_id.clone();
-    let loaded = state
-        .db
-        .read(move |c| {
-            let Some(agent) = agents::get(c, &tenant, &agent_ref)? else {
-                return Ok(None);
-            };
-            let stored = sessions::recent_messages(
-                c,
-                &tenant,
-                &agent.id,
-                &sid,
-                history::MAX_HISTORY_MESSAGES,
-            )?;
-            let connectors = match &agent.project_id {
-                Some(p) => connectors::list_for_project(c, &tenant, p)?,
-                None => Vec::new(),
-            };
-            Ok(Some((agent, stored, connectors)))
-        })
-        .await?;
+    let recall = |agent_id: String| {
+        synthesize_pack(
+            state,
+            &caller.principal.tenant_id,
+            SynthRequest {
+                query: Some(input.message.clone()),
+                agent_id: Some(agent_id),
+                max_tokens: MEMORY_TOKENS,
+                ..SynthRequest::default()
+            },
+        )
+    };
+    // An `ag_…` id is known before the agent is loaded: recall its memory meanwhile (the search
+    // is tenant-scoped, so an id of another tenant finds nothing and is answered 404 below).
+    let early = agent_ref.starts_with("ag_").then(|| agent_ref.clone());
+    let load = state.db.read(move |c| {
+        let Some(agent) = agents::get(c, &tenant, &agent_ref)? else {
+            return Ok(None);
+        };
+        let stored =
+            sessions::recent_messages(c, &tenant, &agent.id, &sid, history::MAX_HISTORY_MESSAGES)?;
+        let connectors = match &agent.project_id {
+            Some(p) => connectors::list_for_project(c, &tenant, p)?,
+            None => Vec::new(),
+        };
+        Ok(Some((agent, stored, connectors)))
+    });
+    let (loaded, early_pack) = match early {
+        Some(id) => {
+            let (l, p) = tokio::join!(load, recall(id));
+            (l?, Some(p))
+        }
+        None => (load.await?, None),
+    };
     let Some((agent, stored, connectors)) = loaded else {
         return Err(Error::NotFound("agent not found".into()));
     };
     // The memory loop, first half: what this agent's memory says about the message.
-    let pack = synthesize_pack(
-        state,
-        &caller.principal.tenant_id,
-        SynthRequest {
-            query: Some(input.message.clone()),
-            agent_id: Some(agent.id.clone()),
-            max_tokens: MEMORY_TOKENS,
-            ..SynthRequest::default()
-        },
-    )
-    .await?;
+    let pack = match early_pack {
+        Some(p) => p?,
+        None => recall(agent.id.clone()).await?,
+    };
     let memory_tokens = pack.used;
     let memory: Vec<String> = pack
         .entries
