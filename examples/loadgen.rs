@@ -421,6 +421,7 @@ async fn drain(addr: SocketAddr, key: &str, total: u64, connections: usize) {
             .unwrap_or(0)
     });
     let started = Instant::now();
+    let cpu_before = thread_cpu();
     let build: fn(usize, u64) -> (Method, String, Option<Value>) = |conn, i| {
         let events: Vec<Value> = (0..1000).map(|j| capture_event(conn, i, j)).collect();
         (
@@ -476,6 +477,7 @@ async fn drain(addr: SocketAddr, key: &str, total: u64, connections: usize) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let total_secs = started.elapsed().as_secs_f64();
+    print_cpu_delta(&cpu_before, f.requests, acked);
     println!(
         "drain: all {acked} events processed and searchable {total_secs:.1} s after the first request \
          ({:.1} s after the last acknowledgement) = {:.0} events/s end to end; peak RSS {:.0} MB",

@@ -1,14 +1,15 @@
-//! Captured events: storing a request's events with idempotency, reading them back, forgetting a
+//! Captured events: storing requests' events with idempotency, reading them back, forgetting a
 //! session.
 //!
 //! Invariants:
-//! - `insert_batch` runs inside one writer closure: the idempotency check-then-insert is race free
-//!   because every write goes through the single writer thread, and a key repeated within one batch
-//!   finds the row inserted a moment earlier in the same transaction.
+//! - `insert_group` runs inside one writer closure: the idempotency check-then-insert is race free
+//!   because every write goes through the single writer thread, and a key repeated within one
+//!   request or group finds the row inserted a moment earlier in the same transaction.
 //! - Event ids are generated on the writer thread in insertion order, so id order is `seq` order and
 //!   a cursor can be an event id.
-//! - The events one request stores get consecutive `seq` values (nothing else writes in between):
-//!   the capture job addresses them as a `seq` range.
+//! - A tenant's events stored by one group write get consecutive `seq` values (the group is
+//!   stored tenant by tenant and nothing else writes in between): their capture job addresses them
+//!   as a `seq` range.
 
 use crate::error::{Error, Result};
 use crate::ids;
@@ -392,12 +393,22 @@ pub fn unprocessed_in_range(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Marks one event processed; `false` if it is gone (forgotten) or was processed already.
-pub fn mark_processed(conn: &Connection, seq: i64, at: &str) -> Result<bool> {
+/// Marks a tenant's unprocessed events in `first..=last` processed; returns their `seq`s (events
+/// forgotten or processed meanwhile are not among them).
+pub fn mark_processed(
+    conn: &Connection,
+    tenant_id: &str,
+    first: i64,
+    last: i64,
+    at: &str,
+) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE events SET processed_at = ?2 WHERE seq = ?1 AND processed_at IS NULL",
+        "UPDATE events SET processed_at = ?4
+         WHERE seq BETWEEN ?1 AND ?2 AND tenant_id = ?3 AND processed_at IS NULL
+         RETURNING seq",
     )?;
-    Ok(stmt.execute(params![seq, at])? == 1)
+    let rows = stmt.query_map(params![first, last, tenant_id, at], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Listing order.

@@ -280,6 +280,26 @@ async fn batch_stores_valid_events_and_reports_invalid_ones() {
     );
     assert_eq!(events[0]["payload"]["content"], "first");
     wait_processed(&srv, &srv.key, 2).await;
+
+    // One event may hold at most 1 MiB even inside a (16 MiB) batch.
+    let big = "z".repeat(1024 * 1024 + 10);
+    let (s, b) = srv
+        .post(
+            "/v1/capture/batch",
+            json!({"events": [ev("b-2", &big), ev("b-2", "small")]}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["data"]["results"][0]["status"], "error");
+    assert_eq!(
+        b["data"]["results"][0]["error"]["details"][0]["field"],
+        "payload"
+    );
+    assert_eq!(b["data"]["results"][1]["status"], "ingested");
+    // A single capture over 1 MiB is refused before it is read.
+    let (s, b) = srv.post("/v1/capture", ev("b-2", &big)).await;
+    assert_eq!(s, 413, "{b}");
+    assert_eq!(all_events(&srv, &srv.key, "").await.len(), 3);
 }
 
 #[tokio::test]
