@@ -306,6 +306,46 @@ async fn http_run(
     (Lat(all), started.elapsed())
 }
 
+/// The synthesize engine without HTTP (search, rank, validate, pack), `threads` at once.
+fn engine_run(
+    state: &engram::app::AppState,
+    tenant: &str,
+    qs: &[String],
+    n: usize,
+    threads: usize,
+    max_tokens: u32,
+) -> (Lat, Duration) {
+    let started = Instant::now();
+    let all = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|w| {
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut i = w;
+                    while i < n && started.elapsed() < TIME_CAP {
+                        let req = engram::search::pack::SynthRequest {
+                            query: Some(qs[i % qs.len()].clone()),
+                            max_tokens,
+                            ..Default::default()
+                        };
+                        let t = Instant::now();
+                        let pack = engram::search::pack::synthesize_blocking(state, tenant, &req)
+                            .expect("pack");
+                        std::hint::black_box(pack.to_json(true).to_string());
+                        lat.push(t.elapsed());
+                        i += threads;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .flat_map(|h| h.join().expect("engine thread"))
+            .collect::<Vec<_>>()
+    });
+    (Lat(all), started.elapsed())
+}
+
 /// Raw tantivy: the same queries on the tenant's searcher (top 10 by BM25), `threads` at once.
 fn raw_run(
     state: &engram::app::AppState,
@@ -356,7 +396,12 @@ async fn measure(
     a: &Args,
 ) -> (f64, f64) {
     println!("{label}");
-    let warm = (a.requests / 10).max(50);
+    let engine_only = std::env::var_os("SYNTH_BENCH_ENGINE_ONLY").is_some();
+    let warm = if engine_only {
+        1
+    } else {
+        (a.requests / 10).max(50)
+    };
     let _ = http_run(&srv.base_url(), key, qs, warm, a.max_tokens).await;
     let (mut h, wall) = http_run(&srv.base_url(), key, qs, a.requests, a.max_tokens).await;
     h.row(
@@ -369,6 +414,16 @@ async fn measure(
     let (tenant, qv, n) = (tenant.to_string(), qs.to_vec(), a.requests);
     let raws = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
+        for max_tokens in [1000, 4000] {
+            let (mut l, wall) = engine_run(&state, &tenant, &qv, n, 2, max_tokens);
+            l.row(
+                &format!("engine only (maxTokens {max_tokens}), 2 threads"),
+                wall,
+            );
+        }
+        if std::env::var_os("SYNTH_BENCH_ENGINE_ONLY").is_some() {
+            return vec![1.0];
+        }
         for (threads, limit) in [(CONCURRENCY, 10), (2, 10), (1, 10), (2, 125)] {
             let (mut l, wall) = raw_run(&state, &tenant, &qv, n, threads, limit);
             let name = format!("raw tantivy top-{limit}, {threads} threads");

@@ -13,7 +13,7 @@
 //! - Deterministic: candidates arrive in a total order (`query`), and packing is a pure function
 //!   of that order and the budget.
 //!
-//! Candidates considered: the best-ranked matches holding about 1.5 × the budget in tokens (or
+//! Candidates considered: the best-ranked matches holding about 1.25 × the budget in tokens (or
 //! all matches, if fewer). `source tokens` are the tokens of every candidate considered
 //! (included or dropped); `compressionRatio = source tokens / used` (0 when nothing was packed).
 
@@ -148,13 +148,15 @@ impl Pack {
     }
 }
 
-/// Candidates a budget starts with (entries are rarely under ~24 tokens) and at most gathers.
+/// Candidates a budget starts with (about what fills it with ~40-token entries; `gather` grows
+/// it when they hold too few tokens) and at most gathers. Top-K cost grows with K (block-WAND
+/// prunes less), so it starts small.
 fn first_limit(max_tokens: u32) -> usize {
-    (max_tokens as usize / 24).clamp(16, MAX_CANDIDATES)
+    (max_tokens as usize / 40).clamp(10, MAX_CANDIDATES)
 }
 const MAX_CANDIDATES: usize = 5_000;
 
-/// Ranked candidates holding at least 1.5 × the budget in tokens (or every match): a few rounds
+/// Ranked candidates holding at least 1.25 × the budget in tokens (or every match): a few rounds
 /// of a growing top-K, so a small budget does not pay for collecting thousands of hits.
 fn gather(
     searcher: &tantivy::Searcher,
@@ -163,7 +165,7 @@ fn gather(
     spec: &Spec,
     max_tokens: u32,
 ) -> tantivy::Result<Vec<Candidate>> {
-    let want = max_tokens as u64 * 3 / 2;
+    let want = max_tokens as u64 * 5 / 4;
     let mut k = first_limit(max_tokens);
     for _ in 0..4 {
         let (cands, more) = query::search(searcher, index, fields, spec, k)?;

@@ -144,3 +144,55 @@ async fn official_sdk_end_to_end() {
     );
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_waited_learn_is_searchable_when_it_answers() {
+    let srv = TestServer::start_with(|c| c.auto_learn_every = 0).await;
+    let key = srv.key.clone();
+    let mut events = Vec::new();
+    for s in 0..4 {
+        let sid = format!("ship-{s}");
+        for (kind, payload) in [
+            (
+                "message",
+                json!({"role": "user", "content": "Ship the invoice renderer"}),
+            ),
+            (
+                "command_exec",
+                json!({"command": "make render-invoices", "exitCode": 0}),
+            ),
+            (
+                "command_exec",
+                json!({"command": "rsync out/ invoices-host:", "exitCode": 0}),
+            ),
+            ("outcome", json!({"status": "success"})),
+        ] {
+            events.push(json!({"type": kind, "sessionId": sid, "payload": payload,
+                               "metadata": {"task": "Ship the invoice renderer"}}));
+        }
+    }
+    let (s, b) = srv
+        .post("/v1/capture/batch", json!({ "events": events }))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let (s, b) = srv
+        .post("/v1/learn?wait=true", json!({"scope": "full"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["status"], "completed", "{b}");
+    // No waiting here: the artifacts must already be in the index.
+    let p = synth(
+        &srv,
+        &key,
+        json!({"query": "ship invoice renderer", "options": {"sections": ["procedures"]}}),
+    )
+    .await;
+    check_pack(&p);
+    let e = &p["entries"][0];
+    assert_eq!(e["provenance"][0]["artifactType"], "task_schema", "{p}");
+    assert!(
+        e["content"].as_str().unwrap().contains("render-invoices"),
+        "{p}"
+    );
+    srv.shutdown().await;
+}
