@@ -172,7 +172,7 @@ fn migrate(rng: &mut StdRng) -> Vec<GenEvent> {
     let mut b = B::new(MIGRATE_TASK, rng);
     b.cmd("pg_dump orders > backup.sql", true, None);
     b.cmd("sqlx migrate info", true, None);
-    let skip = rng.gen_bool(0.35);
+    let skip = rng.gen_bool(0.4);
     if skip {
         b.push("observation", json!({"condition": "dry run skipped"}));
     } else {

@@ -53,11 +53,11 @@ pub struct Admission {
     pub result: Result<()>,
 }
 
-/// A monthly quota.
+/// A monthly quota. The discriminants index `Quota::ALL` and the ledger's loaded figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Quota {
-    Events,
-    Invocations,
+    Events = 0,
+    Invocations = 1,
 }
 
 /// Units of a quota held for one request: `commit` records what was used; dropping it unused

@@ -63,6 +63,7 @@ type Figures = HashMap<String, Vec<Figure>>;
 struct Inner {
     db: Db,
     figures: Mutex<Figures>,
+    refresh_after: Duration,
 }
 
 #[derive(Clone)]
@@ -131,10 +132,15 @@ impl Drop for Hold {
 
 impl Ledger {
     pub fn new(db: Db) -> Ledger {
+        Self::with_refresh(db, REFRESH_AFTER)
+    }
+
+    fn with_refresh(db: Db, refresh_after: Duration) -> Ledger {
         Ledger {
             inner: Arc::new(Inner {
                 db,
                 figures: Mutex::new(HashMap::new()),
+                refresh_after,
             }),
         }
     }
@@ -144,6 +150,7 @@ impl Ledger {
     pub async fn prepare(&self, tenant: &str, mode: &'static str) -> Result<()> {
         let month = month_index(crate::time::now());
         let mut stale = Vec::new();
+        let refresh_after = self.inner.refresh_after;
         let missing = {
             let mut figures = lock(&self.inner.figures);
             let mut missing = false;
@@ -151,7 +158,7 @@ impl Ledger {
                 match find(&mut figures, tenant, mode, quota, month) {
                     None => missing = true,
                     Some(f) => {
-                        if !f.refreshing && f.held == 0 && f.loaded_at.elapsed() > REFRESH_AFTER {
+                        if !f.refreshing && f.held == 0 && f.loaded_at.elapsed() >= refresh_after {
                             f.refreshing = true;
                             stale.push((quota, f.generation));
                         }
@@ -385,4 +392,82 @@ fn exceeded(quota: Quota, limit: u64, counted: u64, n: u64, now: DateTime<Utc>) 
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plans::Plan;
+
+    async fn ledger(refresh_after: Duration) -> (tempfile::TempDir, Ledger, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("engram.db"), 2).unwrap();
+        let t = db
+            .write(|c| crate::store::tenants::create(c, "t", Plan::Free))
+            .await
+            .unwrap();
+        (dir, Ledger::with_refresh(db, refresh_after), t.id)
+    }
+
+    async fn count(l: &Ledger, tenant: &str, n: i64) {
+        let t = tenant.to_string();
+        l.inner
+            .db
+            .write(move |c| usage::incr(c, &t, "live", usage::EVENTS, n, crate::time::now()))
+            .await
+            .unwrap();
+    }
+
+    fn used(l: &Ledger, tenant: &str) -> u64 {
+        let month = month_index(crate::time::now());
+        find(
+            &mut lock(&l.inner.figures),
+            tenant,
+            "live",
+            Quota::Events,
+            month,
+        )
+        .map(|f| f.used)
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn figures_catch_up_with_counters_written_elsewhere() {
+        let (_dir, l, t) = ledger(Duration::ZERO).await;
+        l.prepare(&t, "live").await.unwrap();
+        assert_eq!(used(&l, &t), 0);
+        // Counted without a reservation (say, by an older binary): seen at the next refresh.
+        count(&l, &t, 3).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while used(&l, &t) != 3 {
+            assert!(Instant::now() < deadline, "the figure was never refreshed");
+            l.prepare(&t, "live").await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_never_overwrites_a_figure_with_reservations_in_flight() {
+        let (_dir, l, t) = ledger(Duration::ZERO).await;
+        l.prepare(&t, "live").await.unwrap();
+        let hold = l.reserve(&t, "live", Quota::Events, Some(10), 4).unwrap();
+        // The handler's transaction counted the 4; its commit has not reached the ledger yet.
+        count(&l, &t, 4).await;
+        for _ in 0..5 {
+            l.prepare(&t, "live").await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            used(&l, &t),
+            0,
+            "a refresh with a hold outstanding would double count"
+        );
+        hold.commit(4);
+        assert_eq!(used(&l, &t), 4);
+        let err = l
+            .reserve(&t, "live", Quota::Events, Some(10), 7)
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::QuotaExceeded { .. }));
+    }
 }

@@ -267,3 +267,55 @@ async fn max_events_session_and_agent_scopes() {
     );
     assert_eq!(scoped[0]["evidenceCount"], 3);
 }
+
+/// Enqueues a learn job as capture's auto-learn or sweep does, and waits for its result.
+async fn background_learn(srv: &TestServer, trigger: &str) -> Value {
+    // Every memory-family envelope (errors included) names the caller's tenant in `meta`.
+    let tenant = {
+        let (_, me) = srv.get("/v1/learn/none").await;
+        me["meta"]["tenantId"].as_str().unwrap().to_string()
+    };
+    let input = json!({"scope": "incremental", "trigger": trigger});
+    let id = srv
+        .state()
+        .db
+        .write(move |c| engram::jobs::queue::enqueue(c, &tenant, engram::jobs::LEARN, &input))
+        .await
+        .unwrap();
+    srv.state().jobs.ring(engram::jobs::LEARN);
+    wait_for("background learn", Duration::from_secs(30), || async {
+        let (_, b) = srv.get(&format!("/v1/learn/{id}")).await;
+        (b["data"]["status"] == "completed").then(|| b["data"].clone())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn automatic_runs_wait_for_enough_new_events_and_the_sweep_does_not() {
+    let srv = server().await;
+    capture_runs(
+        &srv,
+        "big",
+        30,
+        &["vault read", "openssl genrsa", "vault write"],
+    )
+    .await;
+    let first = background_learn(&srv, "auto").await;
+    assert!(first.get("skipped").is_none(), "{first}");
+    assert_eq!(first["stats"]["eventsProcessed"], 150, "{first}");
+    // One new run (5 events) is under 1/20 of 155: an automatic run leaves it for later…
+    capture_runs(
+        &srv,
+        "late",
+        1,
+        &["vault read", "openssl genrsa", "vault write"],
+    )
+    .await;
+    let auto = background_learn(&srv, "auto").await;
+    assert!(auto["skipped"].is_string(), "{auto}");
+    assert_eq!(auto["stats"]["eventsProcessed"], 0, "{auto}");
+    // …and the sweep compiles it.
+    let sweep = background_learn(&srv, "sweep").await;
+    assert_eq!(sweep["stats"]["eventsProcessed"], 5, "{sweep}");
+    assert_eq!(sweep["artifacts"]["updated"], 1, "{sweep}");
+}

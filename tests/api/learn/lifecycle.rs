@@ -39,12 +39,20 @@ async fn wait_poll_and_serialised_concurrent_learns() {
         "{done}"
     );
     // Prefer: wait=N waits too.
-    let (s, b) = send(
-        srv.req(Method::POST, "/v1/learn")
-            .header("Prefer", "respond-async, wait=20")
-            .json(&json!({"scope": "full"})),
-    )
-    .await;
+    let resp = srv
+        .req(Method::POST, "/v1/learn")
+        .header("Prefer", "respond-async, wait=20")
+        .json(&json!({"scope": "full"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("preference-applied")
+            .and_then(|v| v.to_str().ok()),
+        Some("wait=20")
+    );
+    let (s, b) = json_of(resp).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["data"]["status"], "completed");
     assert_eq!(b["data"]["artifacts"]["created"], 0);

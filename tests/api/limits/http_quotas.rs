@@ -142,3 +142,43 @@ async fn concurrent_batches_cannot_both_cross_the_quota() {
     assert_eq!(stored_events(&srv, &t.key).await, 8);
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_official_sdk_sees_both_refusals() {
+    let srv = TestServer::start().await;
+    let rate = tenant(
+        &srv,
+        Plan::Free,
+        Some(json!({"requestsPerMinute": 1, "burst": 2})),
+    )
+    .await;
+    let quota = tenant(&srv, Plan::Free, Some(json!({"eventsPerMonth": 1}))).await;
+    let base = format!("{}/v1", srv.base);
+    let (rk, qk) = (rate.key.clone(), quota.key.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        run_python(
+            "sdk_limits.py",
+            &[
+                ("ENGRAM_BASE_URL", base.as_str()),
+                ("ENGRAM_RATE_KEY", rk.as_str()),
+                ("ENGRAM_QUOTA_KEY", qk.as_str()),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let out: Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(out["rate_ok"], 2, "{out}");
+    assert_eq!(out["rate"]["code"], "rate_limited");
+    assert_eq!(out["rate"]["status"], 429);
+    let retry = out["rate"]["details"]["retryAfter"]
+        .as_u64()
+        .expect("retryAfter");
+    assert!((50..=60).contains(&retry), "{out}");
+    assert_eq!(out["quota_ok"], 1, "{out}");
+    assert_eq!(out["quota"]["code"], "quota_exceeded");
+    assert_eq!(out["quota"]["status"], 429);
+    assert_eq!(out["quota"]["details"]["remaining"], 0);
+    assert_eq!(out["quota"]["details"]["limit"], 1);
+    srv.shutdown().await;
+}
