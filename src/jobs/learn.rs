@@ -210,7 +210,10 @@ fn compile(
         focus: plan.focus.clone(),
     });
     let mut stmt = conn.prepare_cached(
-        "SELECT id, session_id, agent_id, type, payload, metadata, created_at FROM events
+        // The session index yields rows already in (session, seq) order: without forcing it the
+        // planner may take the seq range and sort every event in memory.
+        "SELECT id, session_id, agent_id, type, payload, metadata, created_at
+         FROM events INDEXED BY events_session
          WHERE tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2) AND seq <= ?3
          ORDER BY session_id, seq",
     )?;
