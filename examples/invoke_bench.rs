@@ -7,8 +7,10 @@
 //!    adds per call.
 //!
 //! Every request goes to 127.0.0.1; each phase is bounded in requests and in time.
-//! Options (env): `BENCH_SECS` (per phase, default 10), `BENCH_CONNS` (default 32),
-//! `BENCH_UPSTREAM_MS` (peer delay, default 20).
+//! Options (env): `BENCH_SECS` (per phase, default 10), `BENCH_CONNS` (offline phase, default 32),
+//! `BENCH_UPSTREAM_CONNS` (upstream phases, default 4),
+//! `BENCH_UPSTREAM_MS` (peer delay, default 20), `BENCH_AUTO_LEARN` (auto-learn every N events,
+//! default 0 = off).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -175,6 +177,7 @@ fn main() {
     let secs = env_u64("BENCH_SECS", 10);
     let conns = env_u64("BENCH_CONNS", 32) as usize;
     let upstream_ms = env_u64("BENCH_UPSTREAM_MS", 20);
+    let upstream_conns = env_u64("BENCH_UPSTREAM_CONNS", 4) as usize;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -184,6 +187,9 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = engram::config::Config::for_data_dir(dir.path());
         cfg.limits_enabled = false;
+        // Auto-learn recompiles the tenant's memory every N captured events; it is measured by
+        // the learn benchmarks, not here (set BENCH_AUTO_LEARN=N to include it).
+        cfg.auto_learn_every = env_u64("BENCH_AUTO_LEARN", 0);
         cfg.openai_base_url = Some(format!("http://{peer}/v1"));
         cfg.model_providers = vec![("offline".into(), engram::config::ProviderKind::Offline)];
         let running = engram::start(cfg).await.expect("server");
@@ -202,9 +208,10 @@ fn main() {
         row("offline invoke (recall + capture)", &s);
 
         let direct = load(format!("http://{peer}/v1/chat/completions"), None,
-            json!({"model": "gpt-bench", "messages": [{"role": "user", "content": "hi"}]}), conns, secs, 200_000).await;
+            json!({"model": "gpt-bench", "messages": [{"role": "user", "content": "hi"}]}), upstream_conns, secs, 200_000).await;
+        println!("| (upstream phases: {upstream_conns} connections) |");
         row("upstream called directly", &direct);
-        let via = load(format!("{base}/v1/agents/{upstream}/invoke"), Some(key.clone()), body("the upstream"), conns, secs, 200_000).await;
+        let via = load(format!("{base}/v1/agents/{upstream}/invoke"), Some(key.clone()), body("the upstream"), upstream_conns, secs, 200_000).await;
         row("invoke via engram → upstream", &via);
         println!(
             "\noverhead over the upstream's own latency: p50 {:+.2} ms, p99 {:+.2} ms",

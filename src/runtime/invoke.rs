@@ -1,5 +1,5 @@
 //! One invocation of an agent: the memory loop around the model call, the tool steps, the
-//! timeout, streaming, and recording the turn.
+//! timeout, and recording the turn (streaming is in `streaming.rs`).
 //!
 //! Order of a turn: recall the agent's memory and put it in the system prompt with the agent's
 //! instruction → load the session history within its budget → connect the project's MCP
@@ -15,22 +15,29 @@
 use super::history::{self, count_tokens};
 use super::mcp::{ConnectorError, Toolbox};
 use super::providers::{anthropic, offline, openai};
-use super::{sse, DeltaSink, ModelReply, ModelRequest, Msg, Note, ProviderError, Runtime, ToolDef};
+use super::{DeltaSink, ModelReply, ModelRequest, Msg, Note, ProviderError, Runtime, ToolDef};
 use crate::app::AppState;
+use crate::auth::Principal;
 use crate::config::ProviderKind;
 use crate::error::{Error, Result};
 use crate::http::Reply;
-use crate::limits::Reservation;
-use crate::store::sessions::{self, AgentRow, ConnectorRow, Turn, TurnEvent};
+use crate::limits::{Quota, Reservation};
+use crate::search::pack::{synthesize_pack, SynthRequest};
+use crate::store::connectors::Connector;
+use crate::store::sessions::{self, Turn};
+use crate::store::{agents, connectors};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// Most model calls in one turn (each tool round costs one).
 pub const MAX_STEPS: usize = 8;
 /// Most memory entries put into the system prompt.
 const MEMORY_ENTRIES: usize = 8;
+/// Token budget of the memory synthesized into the system prompt.
+const MEMORY_TOKENS: u32 = 1000;
+/// Tokens of the memory header `system_prompt` adds (and the list markers).
+const SYSTEM_HEADER_TOKENS: u64 = 32;
 /// Most characters of a tool result kept in a memory event.
 const EVENT_RESULT_CHARS: usize = 8192;
 /// Largest answer asked of an upstream model.
@@ -49,14 +56,28 @@ pub struct InvokeInput {
 /// Who invokes, and the request's identity.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub tenant_id: String,
-    pub mode: &'static str,
+    pub principal: Principal,
     pub request_id: String,
     pub started: Instant,
 }
 
+/// What invocation needs of an agent.
+#[derive(Clone, Debug)]
+struct AgentRow {
+    id: String,
+    model: String,
+    instruction: String,
+}
+
+/// One memory event of a turn, before validation by the capture path.
+#[derive(Clone, Debug)]
+struct TurnEvent {
+    kind: &'static str,
+    payload: Value,
+}
+
 /// Everything prepared before the model is called.
-struct Turnkit {
+pub(super) struct Turnkit {
     caller: Caller,
     agent: AgentRow,
     rules: Vec<offline::Rule>,
@@ -67,26 +88,32 @@ struct Turnkit {
     system: String,
     memory: Vec<String>,
     history: Vec<Msg>,
-    history_tokens: u64,
-    connectors: Vec<ConnectorRow>,
+    /// Tokens of everything sent on the first call (system prompt, history, message).
+    prompt_tokens: u64,
+    message_tokens: u64,
+    connectors: Vec<Connector>,
     stream: bool,
-    deadline: Instant,
-    timeout_secs: u64,
+    pub(super) deadline: Instant,
+    pub(super) timeout_secs: u64,
 }
 
 /// What the turn produced so far (kept when it is cut short).
 #[derive(Default)]
-struct Progress {
-    text: String,
+pub(super) struct Progress {
+    pub(super) text: String,
     tools_called: Vec<Value>,
     events: Vec<TurnEvent>,
     upstream_tokens: Option<u64>,
+    /// Our own count, used when the upstream does not report usage: every call's input plus
+    /// every output.
     counted_tokens: u64,
+    /// Tokens of the model's text (all steps).
+    reply_tokens: u64,
     connector_errors: Vec<ConnectorError>,
 }
 
 /// How a turn ended.
-enum End {
+pub(super) enum End {
     Completed,
     Failed(ProviderError),
     TimedOut,
@@ -114,7 +141,7 @@ pub async fn invoke(
 ) -> Result<Reply> {
     let kit = prepare(&state, caller, agent_ref, input).await?;
     if kit.stream {
-        return Ok(stream(state, kit, reservation));
+        return Ok(super::streaming::stream(state, kit, reservation));
     }
     // On its own task: a client that hangs up does not stop the turn from being recorded.
     let task = tokio::spawn(async move {
@@ -139,7 +166,7 @@ pub async fn invoke(
     }
 }
 
-fn timeout_error(secs: u64) -> Error {
+pub(super) fn timeout_error(secs: u64) -> Error {
     Error::Timeout(format!(
         "the agent did not answer within its timeout of {secs} s"
     ))
@@ -151,40 +178,68 @@ async fn prepare(
     agent_ref: String,
     input: InvokeInput,
 ) -> Result<Turnkit> {
-    let tenant = caller.tenant_id.clone();
+    let tenant = caller.principal.tenant_id.clone();
     let session_id = input
         .session_id
         .clone()
         .unwrap_or_else(|| crate::ids::new("sess"));
     let sid = session_id.clone();
-    let loaded = state
-        .db
-        .read(move |c| {
-            let Some(agent) = sessions::load_agent(c, &tenant, &agent_ref)? else {
-                return Ok(None);
-            };
-            let stored = sessions::recent_messages(
-                c,
-                &tenant,
-                &agent.id,
-                &sid,
-                history::MAX_HISTORY_MESSAGES,
-            )?;
-            let connectors = match &agent.project_id {
-                Some(p) => sessions::project_connectors(c, &tenant, p)?,
-                None => Vec::new(),
-            };
-            let memory =
-                sessions::recent_agent_memory(c, &tenant, &agent.id, &sid, MEMORY_ENTRIES)?;
-            Ok(Some((agent, stored, connectors, memory)))
-        })
-        .await?;
-    let Some((agent, stored, connectors, memory)) = loaded else {
+    let recall = |agent_id: String| {
+        synthesize_pack(
+            state,
+            &caller.principal.tenant_id,
+            SynthRequest {
+                query: Some(input.message.clone()),
+                agent_id: Some(agent_id),
+                max_tokens: MEMORY_TOKENS,
+                ..SynthRequest::default()
+            },
+        )
+    };
+    // An `ag_…` id is known before the agent is loaded: recall its memory meanwhile (the search
+    // is tenant-scoped, so an id of another tenant finds nothing and is answered 404 below).
+    let early = agent_ref.starts_with("ag_").then(|| agent_ref.clone());
+    let load = state.db.read(move |c| {
+        let Some(agent) = agents::get(c, &tenant, &agent_ref)? else {
+            return Ok(None);
+        };
+        let stored =
+            sessions::recent_messages(c, &tenant, &agent.id, &sid, history::MAX_HISTORY_MESSAGES)?;
+        let connectors = match &agent.project_id {
+            Some(p) => connectors::list_for_project(c, &tenant, p)?,
+            None => Vec::new(),
+        };
+        Ok(Some((agent, stored, connectors)))
+    });
+    let (loaded, early_pack) = match early {
+        Some(id) => {
+            let (l, p) = tokio::join!(load, recall(id));
+            (l?, Some(p))
+        }
+        None => (load.await?, None),
+    };
+    let Some((agent, stored, connectors)) = loaded else {
         return Err(Error::NotFound("agent not found".into()));
     };
+    // The memory loop, first half: what this agent's memory says about the message.
+    let pack = match early_pack {
+        Some(p) => p?,
+        None => recall(agent.id.clone()).await?,
+    };
+    let memory_tokens = pack.used;
+    let memory: Vec<String> = pack
+        .entries
+        .into_iter()
+        .take(MEMORY_ENTRIES)
+        .map(|e| e.content)
+        .collect();
     let rules = match &agent.script {
-        Some(s) => offline::parse_script(s)
-            .map_err(|e| Error::Upstream(format!("the agent's offline script is unusable: {e}")))?,
+        Some(rules) => {
+            let v = serde_json::to_value(rules).map_err(Error::internal)?;
+            offline::parse_script(&v).map_err(|e| {
+                Error::Upstream(format!("the agent's offline script is unusable: {e}"))
+            })?
+        }
         None => Vec::new(),
     };
     let provider = if agent.script.is_some() {
@@ -193,8 +248,23 @@ async fn prepare(
         state.runtime.provider_for(&agent.model)
     };
     let (history, history_tokens) = history::within_budget(&stored, history::HISTORY_TOKEN_BUDGET);
-    let timeout_secs = input.timeout.unwrap_or(agent.timeout_secs);
+    let timeout_secs = input
+        .timeout
+        .unwrap_or(u64::from(agent.timeout_secs).max(1));
+    let agent = AgentRow {
+        id: agent.id,
+        model: agent.model,
+        instruction: agent.instruction,
+    };
     let system = system_prompt(&agent, &memory);
+    // Counted from parts whose counts are known (the pack's and the stored history's), so the
+    // prompt is not re-tokenized on every call.
+    let message_tokens = count_tokens(&input.message);
+    let prompt_tokens = count_tokens(&agent.instruction)
+        + SYSTEM_HEADER_TOKENS
+        + memory_tokens
+        + history_tokens
+        + message_tokens;
     Ok(Turnkit {
         deadline: caller.started + Duration::from_secs(timeout_secs),
         caller,
@@ -206,7 +276,8 @@ async fn prepare(
         system,
         memory,
         history,
-        history_tokens,
+        prompt_tokens,
+        message_tokens,
         connectors,
         stream: input.stream,
         timeout_secs,
@@ -232,7 +303,7 @@ fn system_prompt(agent: &AgentRow, memory: &[String]) -> String {
 }
 
 /// The model/tool loop. Partial results land in `progress` as they happen.
-async fn converse(
+pub(super) async fn converse(
     rt: &Runtime,
     kit: &Turnkit,
     sink: Option<&DeltaSink>,
@@ -242,8 +313,7 @@ async fn converse(
     progress.connector_errors = toolbox.errors.clone();
     let mut messages = kit.history.clone();
     messages.push(Msg::user(kit.message.clone()));
-    progress.counted_tokens = count_tokens(&kit.system) + kit.history_tokens;
-    progress.counted_tokens += count_tokens(&kit.message);
+    progress.counted_tokens = kit.prompt_tokens;
     let result = steps(rt, kit, &toolbox, &mut messages, sink, progress).await;
     toolbox.close().await;
     result
@@ -257,7 +327,12 @@ async fn steps(
     sink: Option<&DeltaSink>,
     progress: &mut Progress,
 ) -> std::result::Result<(), ProviderError> {
+    // What each call sends: the prompt, then what the turn added to the conversation.
+    let mut conversation = kit.prompt_tokens;
     for step in 0..MAX_STEPS {
+        if step > 0 {
+            progress.counted_tokens += conversation;
+        }
         // The last step offers no tools, so the model has to answer in words.
         let tools = if step + 1 == MAX_STEPS {
             Vec::new()
@@ -268,7 +343,10 @@ async fn steps(
         if let Some(t) = reply.tokens {
             *progress.upstream_tokens.get_or_insert(0) += t;
         }
-        progress.counted_tokens += count_tokens(&reply.text);
+        let t = count_tokens(&reply.text);
+        progress.counted_tokens += t;
+        progress.reply_tokens += t;
+        conversation += t;
         progress.text.push_str(&reply.text);
         if reply.tool_calls.is_empty() {
             return Ok(());
@@ -292,12 +370,15 @@ async fn steps(
             });
             progress.events.push(TurnEvent {
                 kind: "tool_result",
-                payload: json!({"connector": out.connector, "tool": out.tool,
-                                "result": clip(&out.output, EVENT_RESULT_CHARS),
-                                "is_error": out.is_error,
-                                "status": if out.is_error { "error" } else { "success" }}),
+                payload: if out.is_error {
+                    json!({"connector": out.connector, "tool": out.tool, "status": "error",
+                           "error": clip(&out.output, EVENT_RESULT_CHARS)})
+                } else {
+                    json!({"connector": out.connector, "tool": out.tool, "status": "success",
+                           "result": clip(&out.output, EVENT_RESULT_CHARS)})
+                },
             });
-            progress.counted_tokens += count_tokens(&out.output);
+            conversation += count_tokens(&out.output) + count_tokens(&call.arguments.to_string());
             if let Some(s) = sink {
                 let _ = s.send(Note::Tool(item.clone()));
             }
@@ -362,7 +443,7 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// Records the turn and builds the response object.
-async fn finish(
+pub(super) async fn finish(
     state: &Arc<AppState>,
     kit: &Turnkit,
     progress: &Progress,
@@ -384,28 +465,66 @@ async fn finish(
             payload: json!({"role": "assistant", "content": progress.text}),
         });
     }
+    // The memory loop, second half: the turn's events go the way of any captured event.
+    let metadata = json!({
+        "agentId": kit.agent.id,
+        "source": "invoke",
+        "requestId": kit.caller.request_id,
+        "traceId": kit.trace_id,
+    });
+    let checked: Vec<_> = events
+        .into_iter()
+        .filter_map(|e| {
+            let raw = json!({"type": e.kind, "sessionId": kit.session_id,
+                             "payload": e.payload, "metadata": metadata});
+            match crate::capture::validate(raw) {
+                Ok(ev) => Some(ev),
+                Err(errs) => {
+                    tracing::warn!(?errs, "an invocation event did not validate; not captured");
+                    None
+                }
+            }
+        })
+        .collect();
+    let p = &kit.caller.principal;
+    let (checked, events_held) = match state.limits.reserve(p, Quota::Events, checked.len() as u64)
+    {
+        Ok(r) => (checked, Some(r)),
+        Err(e) => {
+            tracing::warn!(tenant = %p.tenant_id, error = %e, "event quota exhausted: the turn is not captured");
+            (Vec::new(), None)
+        }
+    };
     let turn = Turn {
         request_id: kit.caller.request_id.clone(),
-        trace_id: kit.trace_id.clone(),
-        tenant_id: kit.caller.tenant_id.clone(),
-        mode: kit.caller.mode,
+        tenant_id: p.tenant_id.clone(),
+        mode: p.mode,
         agent_id: kit.agent.id.clone(),
         session_id: kit.session_id.clone(),
         status: end.status(),
-        user_tokens: count_tokens(&kit.message),
+        user_tokens: kit.message_tokens,
         user_message: kit.message.clone(),
-        reply_tokens: count_tokens(&progress.text),
+        reply_tokens: match end {
+            End::Completed => progress.reply_tokens,
+            _ => count_tokens(&progress.text),
+        },
         reply: progress.text.clone(),
         latency_ms,
         tokens_used,
-        events,
+        events: checked,
         created_at: now.clone(),
     };
-    state
+    let captured = state
         .db
-        .write(move |c| sessions::record_turn(c, &turn))
+        .write(move |c| sessions::record_turn(c, turn))
         .await?;
     reservation.commit(1);
+    if let Some(r) = events_held {
+        r.commit(captured);
+    }
+    if captured > 0 {
+        state.jobs.ring(crate::jobs::CAPTURE);
+    }
     let mut body = json!({
         "content": progress.text,
         "agent_id": kit.agent.id,
@@ -427,97 +546,4 @@ async fn finish(
             .collect();
     }
     Ok(body)
-}
-
-/// Starts the turn on its own task and answers with its SSE stream.
-fn stream(state: Arc<AppState>, kit: Turnkit, reservation: Reservation) -> Reply {
-    let (out, body) = sse::channel_body(64);
-    tokio::spawn(async move {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Note>();
-        let mut progress = Progress::default();
-        let mut client_gone = false;
-        // Every delta seen, so a turn cut short records what the client was shown.
-        let mut streamed = String::new();
-        let end = {
-            let mut work = Box::pin(converse(&state.runtime, &kit, Some(&tx), &mut progress));
-            let deadline = tokio::time::sleep_until(kit.deadline.into());
-            tokio::pin!(deadline);
-            let end = loop {
-                tokio::select! {
-                    biased;
-                    Some(note) = rx.recv() => {
-                        if forward(&out, note, &mut streamed).await.is_err() {
-                            client_gone = true;
-                            break End::Cancelled;
-                        }
-                    }
-                    r = &mut work => break match r {
-                        Ok(()) => End::Completed,
-                        Err(e) => End::Failed(e),
-                    },
-                    _ = out.closed() => {
-                        client_gone = true;
-                        break End::Cancelled;
-                    }
-                    _ = &mut deadline => break End::TimedOut,
-                }
-            };
-            // Dropping the work cancels the upstream request and any tool call in flight.
-            drop(work);
-            end
-        };
-        // Deltas that were produced but not yet forwarded.
-        while let Ok(note) = rx.try_recv() {
-            if client_gone {
-                if let Note::Delta(d) = note {
-                    streamed.push_str(&d);
-                }
-            } else if forward(&out, note, &mut streamed).await.is_err() {
-                client_gone = true;
-            }
-        }
-        if !matches!(end, End::Completed) && streamed.len() > progress.text.len() {
-            progress.text = streamed;
-        }
-        let body = finish(&state, &kit, &progress, &end, reservation).await;
-        if client_gone {
-            return;
-        }
-        let frame = match (&end, body) {
-            (_, Err(e)) => sse::frame("error", &error_json(&e)),
-            (End::Completed | End::Cancelled, Ok(b)) => sse::frame("done", &b),
-            (End::Failed(e), Ok(_)) => {
-                sse::frame("error", &error_json(&Error::Upstream(e.to_string())))
-            }
-            (End::TimedOut, Ok(_)) => {
-                sse::frame("error", &error_json(&timeout_error(kit.timeout_secs)))
-            }
-        };
-        if out.send(frame).await.is_ok() {
-            let _ = out.send(sse::done_marker()).await;
-        }
-    });
-    Reply::stream(body, "text/event-stream").header(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-cache"),
-    )
-}
-
-async fn forward(
-    out: &mpsc::Sender<bytes::Bytes>,
-    note: Note,
-    streamed: &mut String,
-) -> std::result::Result<(), mpsc::error::SendError<bytes::Bytes>> {
-    let frame = match note {
-        Note::Delta(d) => {
-            streamed.push_str(&d);
-            sse::frame("chunk", &json!({"delta": d}))
-        }
-        Note::Tool(item) => sse::frame("tool", &item),
-    };
-    out.send(frame).await
-}
-
-fn error_json(e: &Error) -> Value {
-    e.registry_body()
 }

@@ -9,7 +9,7 @@
 
 use super::providers::offline::tool_name;
 use super::ToolDef;
-use crate::store::sessions::ConnectorRow;
+use crate::store::connectors::Connector;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -52,7 +52,7 @@ pub struct ToolOutcome {
 }
 
 async fn open(
-    c: &ConnectorRow,
+    c: &Connector,
 ) -> Result<(RunningService<RoleClient, ()>, Vec<rmcp::model::Tool>), String> {
     let transport = StreamableHttpClientTransport::from_uri(c.mcp_url.as_str());
     let client = ().serve(transport).await.map_err(|e| format!("MCP handshake failed: {e}"))?;
@@ -66,7 +66,7 @@ async fn open(
 impl Toolbox {
     /// Connects to every connector concurrently (each bounded by `CONNECT_TIMEOUT` and the
     /// invocation's `deadline`).
-    pub async fn connect(connectors: &[ConnectorRow], deadline: Instant) -> Toolbox {
+    pub async fn connect(connectors: &[Connector], deadline: Instant) -> Toolbox {
         let limit = CONNECT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
         let opened = futures_util::future::join_all(connectors.iter().map(|c| async move {
             let r = match tokio::time::timeout(limit, open(c)).await {

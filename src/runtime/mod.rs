@@ -15,6 +15,7 @@ pub mod invoke;
 pub mod mcp;
 pub mod providers;
 pub mod sse;
+mod streaming;
 
 use crate::config::{Config, ProviderKind};
 use serde_json::Value;

@@ -1,179 +1,15 @@
 //! invoke tests: `POST /v1/agents/{id}/invoke` against loopback model peers (OpenAI and
 //! Anthropic formats), the offline model, and a real MCP server from the pinned `mcp` package.
 
-use crate::peers::{McpPeer, ModelPeer, Wire};
+mod helpers;
+mod peers;
+
 use crate::support::{json_of, send, wait_for, TestServer};
+use helpers::{agent, invoke, one, server_with, stream, system_prompt_of, wait_memory};
+use peers::{McpPeer, ModelPeer, Wire};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// A server whose OpenAI-compatible and Anthropic upstreams are the given peers.
-async fn server_with(openai: Option<&ModelPeer>, anthropic: Option<&ModelPeer>) -> TestServer {
-    let o = openai.map(|p| p.base_url());
-    let a = anthropic.map(|p| p.base_url());
-    TestServer::start_with(move |cfg| {
-        cfg.openai_base_url = o;
-        cfg.anthropic_base_url = a;
-    })
-    .await
-}
-
-async fn tenant_of(srv: &TestServer, key: &str) -> (String, String) {
-    let p = srv
-        .state()
-        .auth
-        .authenticate(Some(&format!("Bearer {key}")))
-        .await
-        .expect("key authenticates");
-    (p.tenant_id, p.developer_id)
-}
-
-/// Creates an agent row for the key's tenant (optionally in a new project whose connectors are
-/// `connectors` = [(name, mcp_url)]); returns the agent id.
-async fn agent(
-    srv: &TestServer,
-    key: &str,
-    model: &str,
-    script: Option<Value>,
-    timeout: i64,
-    connectors: &[(&str, &str)],
-) -> String {
-    let (tenant, dev) = tenant_of(srv, key).await;
-    let model = model.to_string();
-    let connectors: Vec<(String, String)> = connectors
-        .iter()
-        .map(|(n, u)| (n.to_string(), u.to_string()))
-        .collect();
-    srv.state()
-        .db
-        .write(move |c| {
-            let now = engram::time::now_rfc3339();
-            let id = engram::ids::new("ag");
-            let project = if connectors.is_empty() {
-                None
-            } else {
-                let p = engram::ids::new("proj");
-                c.execute(
-                    "INSERT INTO projects (id, tenant_id, name, created_by, created_at, updated_at)
-                     VALUES (?1, ?2, 'P', ?3, ?4, ?4)",
-                    rusqlite::params![p, tenant, dev, now],
-                )?;
-                for (name, url) in &connectors {
-                    c.execute(
-                        "INSERT INTO connectors (id, tenant_id, project_id, name, slug, mcp_url, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
-                        rusqlite::params![engram::ids::new("con"), tenant, p, name, url, now],
-                    )?;
-                }
-                Some(p)
-            };
-            c.execute(
-                "INSERT INTO agents (id, tenant_id, project_id, name, slug, model, instruction,
-                                     timeout_secs, script_json, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?1, ?1, ?4, 'You are a careful test agent.', ?5, ?6, ?7, ?7)",
-                rusqlite::params![
-                    id,
-                    tenant,
-                    project,
-                    model,
-                    timeout,
-                    script.map(|s| s.to_string()),
-                    now
-                ],
-            )?;
-            Ok(id)
-        })
-        .await
-        .expect("agent created")
-}
-
-async fn invoke(srv: &TestServer, agent: &str, body: Value) -> (u16, Value) {
-    send(
-        srv.req(Method::POST, &format!("/v1/agents/{agent}/invoke"))
-            .json(&body),
-    )
-    .await
-}
-
-/// A single-row query on the server's database.
-async fn one<T: rusqlite::types::FromSql + Send + 'static>(
-    srv: &TestServer,
-    sql: &'static str,
-    arg: String,
-) -> Option<T> {
-    srv.state()
-        .db
-        .read(move |c| {
-            use rusqlite::OptionalExtension;
-            Ok(c.query_row(sql, [arg], |r| r.get::<_, T>(0)).optional()?)
-        })
-        .await
-        .expect("query runs")
-}
-
-/// Reads SSE events `(event, data)` from a response until `stop` says enough.
-struct SseReader {
-    resp: reqwest::Response,
-    buf: String,
-}
-
-impl SseReader {
-    async fn next(&mut self) -> Option<(String, String)> {
-        loop {
-            if let Some(pos) = self.buf.find("\n\n") {
-                let raw: String = self.buf.drain(..pos + 2).collect();
-                let mut event = String::new();
-                let mut data = String::new();
-                for line in raw.lines() {
-                    if let Some(e) = line.strip_prefix("event: ") {
-                        event = e.to_string();
-                    } else if let Some(d) = line.strip_prefix("data: ") {
-                        data = d.to_string();
-                    }
-                }
-                return Some((event, data));
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
-                .await
-                .expect("the stream makes progress")
-                .expect("the stream reads")?;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    async fn rest(&mut self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        while let Some(e) = self.next().await {
-            out.push(e);
-        }
-        out
-    }
-}
-
-async fn stream(srv: &TestServer, agent: &str, body: Value) -> SseReader {
-    let resp = srv
-        .req(Method::POST, &format!("/v1/agents/{agent}/invoke"))
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["content-type"].to_str().unwrap(),
-        "text/event-stream"
-    );
-    SseReader {
-        resp,
-        buf: String::new(),
-    }
-}
-
-fn system_prompt_of(wire: Wire, req: &Value) -> String {
-    match wire {
-        Wire::OpenAi => req["messages"][0]["content"].as_str().unwrap().to_string(),
-        Wire::Anthropic => req["system"].as_str().unwrap().to_string(),
-    }
-}
 
 #[tokio::test]
 async fn plain_answers_from_both_upstreams_are_recorded() {
@@ -358,6 +194,34 @@ async fn tool_calls_round_trip_through_an_mcp_server() {
         body["content"].as_str().unwrap().starts_with("tool said: "),
         "{body}"
     );
+
+    // The other two paths: OpenAI streamed (tool-call fragments) and Anthropic not streamed.
+    for (model, stream_it) in [("gpt-test", true), ("claude-test", false)] {
+        let ag = agent(&srv, &srv.key, model, None, 60, &[("demo-tools", &mcp.url)]).await;
+        let msg = r#"[tool:demo-tools__add {"a":40,"b":2}]"#;
+        let done = if stream_it {
+            let events = stream(&srv, &ag, json!({"message": msg, "stream": true}))
+                .await
+                .rest()
+                .await;
+            let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+            assert_eq!(names.first(), Some(&"tool"), "{events:?}");
+            let done = events.iter().find(|(e, _)| e == "done").expect("done");
+            serde_json::from_str::<Value>(&done.1).unwrap()
+        } else {
+            let (status, body) = invoke(&srv, &ag, json!({"message": msg})).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        };
+        assert_eq!(done["content"], "tool said: 42", "{model}");
+        assert_eq!(
+            done["tools_called"][0]["arguments"],
+            json!({"a": 40, "b": 2})
+        );
+    }
+    // Every invocation counted in the month's usage.
+    let (_, usage) = srv.get("/v1/usage").await;
+    assert_eq!(usage["invocations_used"], 5, "{usage}");
 }
 
 #[tokio::test]
@@ -407,16 +271,17 @@ async fn scripted_offline_agents_answer_exactly_and_call_tools() {
         .collect();
     assert_eq!(text, "Hi! You said: hello again");
     // No rule matches: it answers from memory and says it is the offline model.
+    wait_memory(&srv, &ag, "engram", "Hello engram").await;
     let (_, body) = invoke(
         &srv,
         &ag,
-        json!({"message": "anything else?", "session_id": "s2"}),
+        json!({"message": "what did I tell engram?", "session_id": "s2"}),
     )
     .await;
     let content = body["content"].as_str().unwrap();
     assert!(content.contains("offline model"), "{content}");
     assert!(
-        content.contains("hello again"),
+        content.contains("Hello engram"),
         "memory of earlier sessions: {content}"
     );
 }
@@ -433,6 +298,7 @@ async fn memory_of_earlier_sessions_reaches_the_upstream_prompt() {
     )
     .await;
     assert_eq!(s, 200);
+    wait_memory(&srv, &ag, "colour", "teal").await;
     let other = agent(&srv, &srv.key, "gpt-test", None, 30, &[]).await;
     let (s, _) = invoke(
         &srv,

@@ -7,7 +7,6 @@ mod foundation;
 mod invoke;
 mod learn;
 mod limits;
-mod peers;
 mod registry;
 mod synthesize;
 mod synthesize_e2e;

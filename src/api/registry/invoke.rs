@@ -91,8 +91,7 @@ pub async fn invoke(ctx: Ctx) -> Result<Reply> {
     let input = parse(&ctx.json_object(false)?)?;
     let reservation = ctx.state.limits.reserve(p, Quota::Invocations, 1)?;
     let caller = Caller {
-        tenant_id: p.tenant_id.clone(),
-        mode: p.mode,
+        principal: p.clone(),
         request_id: ctx.request_id.clone(),
         started: ctx.started,
     };

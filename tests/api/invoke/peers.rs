@@ -410,3 +410,51 @@ impl Drop for McpPeer {
         let _ = self.child.wait();
     }
 }
+
+/// Reads the SSE events `(event, data)` of a response, one at a time.
+pub struct SseReader {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl SseReader {
+    pub fn new(resp: reqwest::Response) -> SseReader {
+        SseReader {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event; `None` when the stream ended.
+    pub async fn next(&mut self) -> Option<(String, String)> {
+        loop {
+            if let Some(pos) = self.buf.find("\n\n") {
+                let raw: String = self.buf.drain(..pos + 2).collect();
+                let mut event = String::new();
+                let mut data = String::new();
+                for line in raw.lines() {
+                    if let Some(e) = line.strip_prefix("event: ") {
+                        event = e.to_string();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = d.to_string();
+                    }
+                }
+                return Some((event, data));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
+                .await
+                .expect("the stream makes progress")
+                .expect("the stream reads")?;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Every remaining event.
+    pub async fn rest(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next().await {
+            out.push(e);
+        }
+        out
+    }
+}
