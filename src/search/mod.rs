@@ -318,6 +318,17 @@ impl Search {
         let _ = tokio::task::spawn_blocking(move || s.flush_blocking()).await;
     }
 
+    /// Forgets that the index is complete (a rebuild begins: if it does not finish, the next
+    /// start rebuilds again).
+    pub fn mark_incomplete(&self) -> Result<()> {
+        match std::fs::remove_file(self.shared.root.join(MARKER)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Internal(format!(
+                "cannot remove the index marker: {e}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Records that the index is complete (after a rebuild): later starts trust it.
     pub fn mark_complete(&self) -> Result<()> {
         std::fs::write(self.shared.root.join(MARKER), LAYOUT)
