@@ -216,7 +216,8 @@ struct Current {
 /// What SQLite says of hits now, in the order of `doc_ids` (`None`: gone, of another tenant,
 /// inactive or below the confidence floor). Two statements (memories, artifacts) over a JSON
 /// array of ids in one read transaction: measured, one statement per id spent most of its time
-/// taking and releasing SQLite's shared lock.
+/// taking and releasing SQLite's shared lock. The ids drive the join (`CROSS JOIN` fixes the
+/// loop order, `+tenant_id` keeps the planner off the tenant index, which would scan the tenant).
 fn current_rows(
     conn: &rusqlite::Connection,
     tenant_id: &str,
@@ -231,9 +232,10 @@ fn current_rows(
         if !arts.is_empty() {
             let ids = serde_json::to_string(&arts).map_err(Error::internal)?;
             let mut stmt = conn.prepare_cached(
-                "SELECT id, status, confidence, type, evidence_count, title, content_json
-                 FROM artifacts
-                 WHERE id IN (SELECT value FROM json_each(?1)) AND tenant_id = ?2",
+                "SELECT a.id, a.status, a.confidence, a.type, a.evidence_count, a.title,
+                        a.content_json
+                 FROM json_each(?1) AS j CROSS JOIN artifacts AS a ON a.id = j.value
+                 WHERE +a.tenant_id = ?2",
             )?;
             let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
             while let Some(r) = rows.next()? {
@@ -259,10 +261,10 @@ fn current_rows(
         if !mems.is_empty() {
             let ids = serde_json::to_string(&mems).map_err(Error::internal)?;
             let mut stmt = conn.prepare_cached(
-                "SELECT id, status, confidence, kind, json_array_length(source_events_json),
-                        event_id, session_id, content
-                 FROM memories
-                 WHERE id IN (SELECT value FROM json_each(?1)) AND tenant_id = ?2",
+                "SELECT m.id, m.status, m.confidence, m.kind,
+                        json_array_length(m.source_events_json), m.event_id, m.session_id, m.content
+                 FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
+                 WHERE +m.tenant_id = ?2",
             )?;
             let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
             while let Some(r) = rows.next()? {
