@@ -3,7 +3,8 @@
 //!
 //! Events are written straight into the store (one transaction per 10,000 events) so the figure
 //! is the learn run alone, not capture. Run with `cargo run --release --example learn_bench`
-//! (optional argument: number of sessions, default 10000).
+//! (optional arguments: number of sessions, default 10000; share of noise sessions in percent,
+//! default 20).
 
 use engram::compiler::trajectories::{generate, Spec};
 use serde_json::{json, Value};
@@ -50,13 +51,20 @@ async fn main() {
         .expect("tenant");
     let tenant = created.tenant.id.clone();
 
-    // 30% deploy, 25% migrate, 25% release, 20% noise.
+    // Noise sessions in percent (default 20); the rest split 3:2.5:2.5 over deploy, migrate and
+    // release.
+    let noise_pct: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20)
+        .min(100);
+    let structured = sessions * (100 - noise_pct) / 100;
     let spec = Spec {
         seed: 42,
-        deploy: sessions * 30 / 100,
-        migrate: sessions * 25 / 100,
-        release: sessions * 25 / 100,
-        noise: sessions - sessions * 80 / 100,
+        deploy: structured * 3 / 8,
+        migrate: structured * 5 / 16,
+        release: structured - structured * 3 / 8 - structured * 5 / 16,
+        noise: sessions - structured,
         prefix: "bench".into(),
     };
     let gen = generate(&spec);

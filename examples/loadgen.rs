@@ -161,6 +161,7 @@ struct ConnResult {
     first_error: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn drive_connection(
     addr: SocketAddr,
     host: String,
@@ -329,6 +330,56 @@ async fn run_load(
     }
 }
 
+/// CPU seconds used so far by this process's threads, grouped by thread name (from /proc).
+fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        *out.entry(name.to_string()).or_default() += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
+}
+
+fn print_cpu_delta(before: &std::collections::BTreeMap<String, f64>, requests: u64, events: u64) {
+    let after = thread_cpu();
+    let mut parts: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d >= 0.01)
+        .collect();
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = parts.iter().map(|(_, d)| d).sum();
+    let per = |d: f64| d * 1e6 / requests.max(1) as f64;
+    let list: Vec<String> = parts
+        .iter()
+        .take(6)
+        .map(|(k, d)| format!("{k} {:.0}", per(*d)))
+        .collect();
+    println!(
+        "{:<10} cpu µs/request {:.0} (µs/event {:.1}): {}",
+        "",
+        per(total),
+        total * 1e6 / events.max(1) as f64,
+        list.join(", ")
+    );
+}
+
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -370,6 +421,7 @@ async fn drain(addr: SocketAddr, key: &str, total: u64, connections: usize) {
             .unwrap_or(0)
     });
     let started = Instant::now();
+    let cpu_before = thread_cpu();
     let build: fn(usize, u64) -> (Method, String, Option<Value>) = |conn, i| {
         let events: Vec<Value> = (0..1000).map(|j| capture_event(conn, i, j)).collect();
         (
@@ -425,6 +477,7 @@ async fn drain(addr: SocketAddr, key: &str, total: u64, connections: usize) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let total_secs = started.elapsed().as_secs_f64();
+    print_cpu_delta(&cpu_before, f.requests, acked);
     println!(
         "drain: all {acked} events processed and searchable {total_secs:.1} s after the first request \
          ({:.1} s after the last acknowledgement) = {:.0} events/s end to end; peak RSS {:.0} MB",
@@ -501,6 +554,15 @@ fn main() {
         } else {
             engram_addr
         };
+        let commits = |rt: &tokio::runtime::Runtime| {
+            rt.block_on(health(engram_addr)).map_or(0, |h| {
+                h["data"]["subsystems"]["sqlite"]["commits"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+        };
+        let commits_before = commits(&client_rt);
+        let cpu_before = thread_cpu();
         let f = client_rt.block_on(run_load(
             addr,
             &key,
@@ -530,6 +592,16 @@ fn main() {
         );
         if s.events > 1 {
             println!("{:<10} {:>23.0} events/s", "", f.rps() * s.events as f64);
+        }
+        print_cpu_delta(&cpu_before, f.requests, f.requests * s.events.max(1));
+        if !s.baseline {
+            let n = commits(&client_rt).saturating_sub(commits_before).max(1);
+            println!(
+                "{:<10} {:>23} commits ({:.1} requests per commit, all writes counted)",
+                "",
+                n,
+                f.requests as f64 / n as f64
+            );
         }
         if let Some(e) = f.first_error {
             println!("  first error: {e}");

@@ -15,6 +15,8 @@ pub struct AppState {
     pub search: Search,
     pub jobs: Jobs,
     pub limits: Limits,
+    /// Combines concurrent capture writes (`capture::combiner`).
+    pub capture: crate::capture::combiner::Combiner,
     pub started: Instant,
     /// The address the server is bound to.
     pub bound: std::net::SocketAddr,

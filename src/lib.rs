@@ -118,6 +118,7 @@ pub async fn start(config: Config) -> Result<Running> {
         auth: auth::Authenticator::new(db.clone()),
         jobs: jobs::Jobs::new(db.clone(), &[jobs::CAPTURE, jobs::LEARN], &[jobs::LEARN]),
         limits: limits::Limits::new(config.limits_enabled),
+        capture: capture::combiner::Combiner::new(db.clone()),
         config,
         db,
         search,

@@ -5,11 +5,12 @@
 //! - Every event is validated on its own; errors name the field (API.md §2).
 //! - The monthly event quota is reserved for the valid events before anything is written.
 //! - The valid events, their capture job and the usage counters are written by one closure on the
-//!   writer thread (one transaction, shared with concurrent requests by group commit); the function
-//!   returns only after that transaction committed, so an acknowledged event is durable.
+//!   writer thread, combined with concurrent requests (`combiner`); the function returns only after
+//!   that transaction committed, so an acknowledged event is durable.
 //! - The capture workers are woken only after the commit.
 
 pub mod autolearn;
+pub mod combiner;
 pub mod render;
 pub mod salience;
 
@@ -275,26 +276,15 @@ pub async fn capture_validated(
                 .reserve(principal, Quota::Events, valid.len() as u64)?,
         )
     };
-    let job_id = crate::ids::new("job");
-    let tenant = principal.tenant_id.clone();
-    let mode = principal.mode;
-    let written = {
-        let job_id = job_id.clone();
-        state
-            .db
-            .write(move |c| {
-                events::insert_batch(
-                    c,
-                    &tenant,
-                    mode,
-                    &job_id,
-                    valid,
-                    invalid,
-                    crate::time::now(),
-                )
-            })
-            .await?
-    };
+    let written = state
+        .capture
+        .store(events::GroupItem {
+            tenant_id: principal.tenant_id.clone(),
+            mode: principal.mode,
+            events: valid,
+            invalid,
+        })
+        .await?;
     if let Some(r) = reservation {
         r.commit(written.ingested);
     }
@@ -311,7 +301,7 @@ pub async fn capture_validated(
         .collect();
     Ok(CaptureReport {
         items,
-        job_id: (written.ingested > 0).then_some(job_id),
+        job_id: written.job_id,
         ingested: written.ingested,
         duplicates: written.duplicates,
         errors: invalid,

@@ -20,7 +20,7 @@ use super::{Draft, Evidence, SessionCtx};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
-const MIN_SUPPORT: u64 = 5;
+const MIN_SUPPORT: u64 = 4;
 const MIN_CONDITIONAL: f64 = 0.6;
 const MIN_LIFT: f64 = 1.5;
 const MIN_Z: f64 = 3.0;

@@ -6,7 +6,9 @@
 //! collected as the recovery attempt. A new failure with S closes the attempt as "did not work"
 //! and starts a new one; A succeeding (or the session ending in success) closes it as "worked";
 //! the session ending otherwise, or a failure with another signature, closes it as "did not
-//! work". An empty successful attempt is recorded as "retry A". Needs `MIN_FAILURES` failures.
+//! work". An empty successful attempt is recorded as "retry A". Needs `MIN_FAILURES` failures and
+//! a best recovery that worked `MIN_RECOVERIES` times; confidence follows how many of the
+//! failures that recovery resolved.
 
 use super::confidence::{round4, score};
 use super::{Draft, Evidence, SessionCtx};
@@ -14,6 +16,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 const MIN_FAILURES: u64 = 3;
+/// Times the best recovery must have worked.
+const MIN_RECOVERIES: u64 = 2;
 
 #[derive(Default)]
 struct Playbook {
@@ -161,7 +165,11 @@ impl Miner {
             );
             let success_rate = b.recovered.min(b.failures) as f64 / b.failures as f64;
             let top = ranked[0];
-            let top_rate = top.2 as f64 / top.1 as f64;
+            if top.2 < MIN_RECOVERIES {
+                continue;
+            }
+            // How often the best recovery resolved this failure: one lucky fix is no playbook.
+            let consistency = top.2 as f64 / b.failures as f64;
             let content = json!({
                 "errorSignature": sig,
                 "symptoms": std::iter::once(sig.clone()).chain(b.examples.iter().cloned()).collect::<Vec<_>>(),
@@ -179,7 +187,7 @@ impl Miner {
                 signature: sig.clone(),
                 title: format!("Recovering from: {sig}"),
                 content,
-                confidence: score(b.failures, top_rate, newest_ms - b.evidence.last_ms),
+                confidence: score(b.failures, consistency, newest_ms - b.evidence.last_ms),
                 evidence_count: b.failures,
                 source_events: b.evidence.sources(),
                 touched: b.evidence.touched,

@@ -9,7 +9,9 @@
 //!   "dry run skipped") `migrate up` usually fails with a missing-column error: the planted
 //!   cause → effect pair. Rolling back and running the dry run recovers.
 //! - release: bump → changelog → publish → tag → release. `cargo publish` sometimes fails with an
-//!   expired token; `cargo login` fixes it, a plain retry does not.
+//!   expired token; `cargo login` fixes it, a plain retry does not. The release itself is made
+//!   either with the GitHub tool (always works) or a raw API call (fails ~45%): an implicit fork
+//!   with no recorded decision.
 //! - noise: random tasks, actions, errors and outcomes with no structure.
 //!
 //! Everything is seeded: the same `Spec` always yields the same sessions.
@@ -170,7 +172,7 @@ fn migrate(rng: &mut StdRng) -> Vec<GenEvent> {
     let mut b = B::new(MIGRATE_TASK, rng);
     b.cmd("pg_dump orders > backup.sql", true, None);
     b.cmd("sqlx migrate info", true, None);
-    let skip = rng.gen_bool(0.35);
+    let skip = rng.gen_bool(0.4);
     if skip {
         b.push("observation", json!({"condition": "dry run skipped"}));
     } else {
@@ -236,11 +238,21 @@ fn release(rng: &mut StdRng) -> Vec<GenEvent> {
     }
     if ok {
         b.cmd("git tag v1.2.3", true, None);
-        b.push(
-            "tool_call",
-            json!({"tool": "github", "action": "create release"}),
-        );
-        b.push("tool_result", json!({"status": "success"}));
+        // An implicit fork: the GitHub tool (reliable) or a raw API call (often rejected).
+        if rng.gen_bool(0.6) {
+            b.push(
+                "tool_call",
+                json!({"tool": "github", "action": "create release"}),
+            );
+            b.push("tool_result", json!({"status": "success"}));
+        } else {
+            ok = rng.gen_bool(0.55);
+            b.cmd(
+                "curl -X POST https://api.github.com/repos/acme/cli/releases",
+                ok,
+                (!ok).then(|| "HTTP 422: validation failed".to_string()),
+            );
+        }
     }
     b.outcome(ok);
     b.events

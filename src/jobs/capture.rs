@@ -40,6 +40,10 @@ const COALESCE_EVENTS: i64 = 2_000;
 const COALESCE_MAX_JOB: i64 = 64;
 /// Most events one processing write handles.
 const CHUNK_EVENTS: usize = 256;
+/// A small job waits this long before reading, so the jobs of captures arriving meanwhile can be
+/// taken over: under load, far fewer (and larger) processing writes and commits; when idle, a
+/// memory is at most this much later.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 
 struct Handler {
     // Weak: the handler lives in worker threads owned by the state itself.
@@ -49,7 +53,7 @@ struct Handler {
 struct Prepared {
     seq: i64,
     mode: String,
-    memory: memories::NewEpisodic,
+    memory: memories::PreparedEpisodic,
 }
 
 /// A job's event range.
@@ -104,7 +108,7 @@ fn queued_siblings(conn: &Connection, tenant: &str, budget: i64) -> DbResult<Vec
     Ok(out)
 }
 
-fn prepare(rows: Vec<events::EventRow>) -> Vec<Prepared> {
+fn prepare(tenant: &str, rows: Vec<events::EventRow>) -> Vec<Prepared> {
     rows.into_iter()
         .map(|e| Prepared {
             seq: e.seq,
@@ -117,7 +121,8 @@ fn prepare(rows: Vec<events::EventRow>) -> Vec<Prepared> {
                 event_type: e.event_type,
                 salience: e.salience,
                 created_at: e.created_at,
-            },
+            }
+            .prepare(tenant),
             mode: e.mode,
         })
         .collect()
@@ -142,6 +147,9 @@ impl JobHandler for Handler {
             .ok_or_else(|| "the server is shutting down".to_string())?;
         let own = range_of(&job.id, &job.input)?;
         let (first, last) = (own.first, own.last);
+        if own.count <= COALESCE_MAX_JOB {
+            std::thread::sleep(LINGER);
+        }
         let tenant = job.tenant_id.clone();
         // Read this job's events and those of queued siblings (rendered here, off the writer).
         let (own_rows, siblings) = {
@@ -162,7 +170,7 @@ impl JobHandler for Handler {
         };
         // Chunks: this job's events split by size; the taken-over jobs whole, packed together.
         let mut chunks: Vec<Chunk> = Vec::new();
-        let mut own_prepared = prepare(own_rows);
+        let mut own_prepared = prepare(&tenant, own_rows);
         while !own_prepared.is_empty() {
             let rest = own_prepared.split_off(own_prepared.len().min(CHUNK_EVENTS));
             chunks.push(Chunk {
@@ -182,7 +190,7 @@ impl JobHandler for Handler {
             }
             let chunk = chunks.last_mut().expect("a chunk");
             chunk.jobs.push((id, rows.len()));
-            chunk.events.extend(prepare(rows));
+            chunk.events.extend(prepare(&tenant, rows));
         }
         let rerun = job.attempts > 1;
         let mut processed = 0;
@@ -196,7 +204,7 @@ impl JobHandler for Handler {
             let (p, t, learn) = state
                 .db
                 .write_blocking(move |c| {
-                    let r = write_chunk(c, &tenant, &job_id, &chunk, every, &search)?;
+                    let r = write_chunk(c, &tenant, &job_id, chunk, every, &search)?;
                     if reindex {
                         reindex_range(c, &tenant, first, last, &search)?;
                     }
@@ -233,7 +241,7 @@ fn write_chunk(
     c: &Connection,
     tenant: &str,
     job_id: &str,
-    chunk: &Chunk,
+    mut chunk: Chunk,
     every: u64,
     search: &crate::search::Search,
 ) -> DbResult<(i64, i64, Option<String>)> {
@@ -241,28 +249,45 @@ fn write_chunk(
     let at = crate::time::rfc3339(now);
     // Events of jobs another worker claimed meanwhile are left to it.
     let own = chunk.events.len() - chunk.jobs.iter().map(|(_, n)| n).sum::<usize>();
-    let mut batch: Vec<&Prepared> = chunk.events[..own].iter().collect();
+    let mut batch: Vec<usize> = (0..own).collect();
     let mut offset = own;
     let mut taken = 0;
     for (id, n) in &chunk.jobs {
         if take_over(c, id, job_id, &at)? {
             taken += 1;
-            batch.extend(chunk.events[offset..offset + n].iter());
+            batch.extend(offset..offset + n);
         }
         offset += n;
     }
-    let mut per_mode: Vec<(&str, i64)> = Vec::new();
-    for p in batch {
-        if !events::mark_processed(c, p.seq, &at)? {
-            continue;
+    // Mark runs of consecutive events with one statement each; only the events it really
+    // flipped (not forgotten or processed meanwhile) get a memory.
+    let events_of = &mut chunk.events;
+    batch.sort_by_key(|i| events_of[*i].seq);
+    let mut per_mode: Vec<(String, i64)> = Vec::new();
+    let mut start = 0;
+    while start < batch.len() {
+        let mut end = start + 1;
+        while end < batch.len() && events_of[batch[end]].seq == events_of[batch[end - 1]].seq + 1 {
+            end += 1;
         }
-        if memories::insert_episodic(c, tenant, &p.memory)? {
-            search.submit(IndexOp::Upsert(Box::new(p.memory.search_doc(tenant))));
+        let run = &batch[start..end];
+        let (first, last) = (events_of[run[0]].seq, events_of[run[run.len() - 1]].seq);
+        for seq in events::mark_processed(c, tenant, first, last, &at)? {
+            let Ok(k) = run.binary_search_by_key(&seq, |i| events_of[*i].seq) else {
+                continue;
+            };
+            let p = &mut events_of[run[k]];
+            if memories::insert_episodic(c, tenant, &p.memory)? {
+                if let Some(doc) = p.memory.doc.take() {
+                    search.submit(IndexOp::Upsert(Box::new(doc)));
+                }
+            }
+            match per_mode.iter_mut().find(|(m, _)| *m == p.mode) {
+                Some((_, n)) => *n += 1,
+                None => per_mode.push((p.mode.clone(), 1)),
+            }
         }
-        match per_mode.iter_mut().find(|(m, _)| *m == p.mode) {
-            Some((_, n)) => *n += 1,
-            None => per_mode.push((&p.mode, 1)),
-        }
+        start = end;
     }
     let processed: i64 = per_mode.iter().map(|(_, n)| n).sum();
     let before = autolearn::processed_total(c, tenant)?;

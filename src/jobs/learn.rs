@@ -15,6 +15,11 @@
 //!   anything to do at all. So any sequence of incremental runs ends with the same artifacts as
 //!   one full run over the same events.
 //! - Events are streamed ordered by session: memory is bounded by the compiler's aggregates.
+//! - Cost control for automatic runs: a compile costs time proportional to all events in scope,
+//!   so an `auto` run (enqueued every few captured events) compiles only when the new events
+//!   are at least 1/`AUTO_MIN_SHARE` of the scope; otherwise it completes as `skipped` and
+//!   leaves them unlearned for the periodic sweep or a later run. Total auto-learn work thus
+//!   grows like N log N, not N². API, sweep and forget runs always compile.
 //! - A run is idempotent: re-running it after a crash changes nothing twice (unchanged artifacts
 //!   stay unchanged).
 
@@ -107,8 +112,16 @@ const SELECTED: &str = "tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)
      AND (?4 IS NULL OR id IN (SELECT value FROM json_each(?4)))
      AND (?5 = 0 OR learned_at IS NULL)";
 
+/// Events marked learned per transaction.
+const MARK_CHUNK: usize = 5_000;
+
+/// An `auto` run compiles only when at least 1/20 of the events in scope are new.
+const AUTO_MIN_SHARE: i64 = 20;
+
 struct Plan {
     mode: String,
+    /// Events in scope (learned or not).
+    total: i64,
     cutoff: i64,
     selected: i64,
     more: bool,
@@ -155,6 +168,11 @@ fn plan(conn: &Connection, tenant: &str, i: &LearnInput) -> Result<Option<Plan>>
     } else {
         None
     };
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM events WHERE tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)",
+        )?
+        .query_row(params![tenant, i.agent_id], |r| r.get(0))?;
     let mode = match &i.mode {
         Some(m) => m.clone(),
         None => conn
@@ -171,6 +189,7 @@ fn plan(conn: &Connection, tenant: &str, i: &LearnInput) -> Result<Option<Plan>>
     };
     Ok(Some(Plan {
         mode,
+        total,
         cutoff,
         selected,
         more,
@@ -191,7 +210,10 @@ fn compile(
         focus: plan.focus.clone(),
     });
     let mut stmt = conn.prepare_cached(
-        "SELECT id, session_id, agent_id, type, payload, metadata, created_at FROM events
+        // The session index yields rows already in (session, seq) order: without forcing it the
+        // planner may take the seq range and sort every event in memory.
+        "SELECT id, session_id, agent_id, type, payload, metadata, created_at
+         FROM events INDEXED BY events_session
          WHERE tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2) AND seq <= ?3
          ORDER BY session_id, seq",
     )?;
@@ -231,7 +253,6 @@ struct Counts {
     unchanged: u64,
     by_type: BTreeMap<&'static str, u64>,
     memories: u64,
-    marked: usize,
 }
 
 fn scoped(agent: Option<&str>, sig: &str) -> String {
@@ -275,6 +296,14 @@ pub fn run(
         }
         return Ok((empty_result(job_id, "completed"), false));
     };
+    if input.trigger == "auto" && plan.selected * AUTO_MIN_SHARE < plan.total {
+        let mut r = empty_result(job_id, "completed");
+        r["skipped"] = json!(format!(
+            "{} new of {} events: an automatic run waits for more, or for the sweep",
+            plan.selected, plan.total
+        ));
+        return Ok((r, false));
+    }
     let out = db.read_blocking(|c| compile(c, tenant, input, &plan))?;
     let (t, i) = (tenant.to_string(), input.clone());
     let cutoff = plan.cutoff;
@@ -291,7 +320,15 @@ pub fn run(
             if !d.touched {
                 continue;
             }
-            match artifacts::apply(c, &t, agent, &scoped(agent, &d.signature), d, &now, &mut ops)? {
+            match artifacts::apply(
+                c,
+                &t,
+                agent,
+                &scoped(agent, &d.signature),
+                d,
+                &now,
+                &mut ops,
+            )? {
                 artifacts::Applied::Created | artifacts::Applied::Superseded => {
                     n.created += 1;
                     *n.by_type.entry(d.artifact_type).or_default() += 1;
@@ -310,12 +347,6 @@ pub fn run(
             semantic::apply(c, &t, agent, &scoped(agent, &f.key), f, &now, &mut ops)?;
             n.memories += 1;
         }
-        let ids = (!i.event_ids.is_empty()).then(|| json!(i.event_ids).to_string());
-        n.marked = c
-            .prepare_cached(&format!(
-                "UPDATE events SET learned_at = ?7 WHERE {SELECTED} AND learned_at IS NULL AND seq <= ?6"
-            ))?
-            .execute(params![t, i.agent_id, i.session_id, ids, false, cutoff, now])?;
         let at = crate::time::now();
         usage::incr(c, &t, &mode, usage::COMPILATIONS, 1, at)?;
         usage::incr(c, &t, &mode, usage::ARTIFACTS_CREATED, n.created as i64, at)?;
@@ -325,10 +356,40 @@ pub fn run(
     for op in ops {
         search.submit(op);
     }
+    // Events are marked learned after the artifacts are stored, in chunks of their own
+    // transactions: one statement over every event would hold each touched page in the
+    // savepoint journal at once. A crash in between leaves events unlearned; the next run
+    // recompiles (idempotently) and marks them.
+    let mut marked = 0usize;
+    loop {
+        let (t, i) = (tenant.to_string(), input.clone());
+        let n = db.write_blocking(move |c| {
+            let ids = (!i.event_ids.is_empty()).then(|| json!(i.event_ids).to_string());
+            let now = crate::time::now_rfc3339();
+            Ok(c.prepare_cached(&format!(
+                "UPDATE events SET learned_at = ?7 WHERE seq IN (
+                     SELECT seq FROM events WHERE {SELECTED} AND learned_at IS NULL AND seq <= ?6
+                     ORDER BY seq LIMIT {MARK_CHUNK})"
+            ))?
+            .execute(params![
+                t,
+                i.agent_id,
+                i.session_id,
+                ids,
+                false,
+                cutoff,
+                now
+            ])?)
+        })?;
+        marked += n;
+        if n < MARK_CHUNK {
+            break;
+        }
+    }
     let processed = if input.full {
         out_events(&plan)
     } else {
-        counts.marked as i64
+        marked as i64
     };
     let by_type: Map<String, Value> = counts
         .by_type

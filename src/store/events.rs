@@ -1,14 +1,15 @@
-//! Captured events: storing a request's events with idempotency, reading them back, forgetting a
+//! Captured events: storing requests' events with idempotency, reading them back, forgetting a
 //! session.
 //!
 //! Invariants:
-//! - `insert_batch` runs inside one writer closure: the idempotency check-then-insert is race free
-//!   because every write goes through the single writer thread, and a key repeated within one batch
-//!   finds the row inserted a moment earlier in the same transaction.
+//! - `insert_group` runs inside one writer closure: the idempotency check-then-insert is race free
+//!   because every write goes through the single writer thread, and a key repeated within one
+//!   request or group finds the row inserted a moment earlier in the same transaction.
 //! - Event ids are generated on the writer thread in insertion order, so id order is `seq` order and
 //!   a cursor can be an event id.
-//! - The events one request stores get consecutive `seq` values (nothing else writes in between):
-//!   the capture job addresses them as a `seq` range.
+//! - A tenant's events stored by one group write get consecutive `seq` values (the group is
+//!   stored tenant by tenant and nothing else writes in between): their capture job addresses them
+//!   as a `seq` range.
 
 use crate::error::{Error, Result};
 use crate::ids;
@@ -46,37 +47,124 @@ pub struct Stored {
     pub job_id: Option<String>,
 }
 
-/// The result of `insert_batch`.
+/// The result of storing one request's events.
 #[derive(Clone, Debug, Default)]
 pub struct BatchWrite {
     pub stored: Vec<Stored>,
     pub ingested: u64,
     pub duplicates: u64,
-    /// `seq` range of the newly stored events (when `ingested > 0`).
-    pub first_seq: i64,
-    pub last_seq: i64,
+    /// The capture job of the newly stored events (when `ingested > 0`).
+    pub job_id: Option<String>,
 }
 
-/// Stores `events` (skipping idempotent repeats), enqueues their capture job `job_id` when any is
-/// new, and counts ingested/duplicate/invalid events in the usage counters of `mode`.
+/// One request's validated events, to be stored by `insert_group`.
+#[derive(Clone, Debug)]
+pub struct GroupItem {
+    pub tenant_id: String,
+    pub mode: &'static str,
+    pub events: Vec<NewEvent>,
+    /// Events of the request that failed validation (counted as errors).
+    pub invalid: u64,
+}
+
+/// Stores one request's events; see `insert_group`.
 pub fn insert_batch(
     conn: &Connection,
     tenant_id: &str,
-    mode: &str,
-    job_id: &str,
+    mode: &'static str,
     events: Vec<NewEvent>,
     invalid: u64,
     now: DateTime<Utc>,
 ) -> Result<BatchWrite> {
-    let created_at = crate::time::rfc3339(now);
-    let mut out = BatchWrite {
-        stored: Vec::with_capacity(events.len()),
-        ..Default::default()
+    let item = GroupItem {
+        tenant_id: tenant_id.to_string(),
+        mode,
+        events,
+        invalid,
     };
-    let mut by_type: Vec<(&'static str, i64)> = Vec::new();
-    // signature -> (count so far, repeats within this batch not yet in the table)
-    let mut sig_counts: HashMap<i64, (i64, i64)> = HashMap::new();
-    {
+    Ok(insert_group(conn, vec![item], now)?.remove(0))
+}
+
+/// Stores the events of several requests in the caller's transaction and returns one
+/// `BatchWrite` per item, in item order. Idempotent repeats (also within and across the items)
+/// store nothing and return the original. Each tenant's new events get one capture job (their
+/// `seq` range is contiguous: items are stored tenant by tenant), and the usage counters are
+/// bumped once per tenant and mode.
+pub fn insert_group(
+    conn: &Connection,
+    items: Vec<GroupItem>,
+    now: DateTime<Utc>,
+) -> Result<Vec<BatchWrite>> {
+    let created_at = crate::time::rfc3339(now);
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|a, b| items[*a].tenant_id.cmp(&items[*b].tenant_id));
+    let mut results: Vec<BatchWrite> = vec![BatchWrite::default(); items.len()];
+    let mut items: Vec<Option<GroupItem>> = items.into_iter().map(Some).collect();
+    let tenant_of = |items: &[Option<GroupItem>], i: usize| {
+        items[i]
+            .as_ref()
+            .map(|it| it.tenant_id.clone())
+            .unwrap_or_default()
+    };
+    let mut i = 0;
+    while i < order.len() {
+        let tenant = tenant_of(&items, order[i]);
+        let mut j = i;
+        while j < order.len() && tenant_of(&items, order[j]) == tenant {
+            j += 1;
+        }
+        let job_id = ids::new("job");
+        let mut t = TenantWrite::default();
+        for &idx in &order[i..j] {
+            if let Some(item) = items[idx].take() {
+                results[idx] = t.insert(conn, &tenant, &job_id, item, &created_at)?;
+            }
+        }
+        t.finish(conn, &tenant, &job_id, now)?;
+        i = j;
+    }
+    Ok(results)
+}
+
+/// What one tenant's part of a group write has done so far.
+#[derive(Default)]
+struct TenantWrite {
+    /// signature -> (count so far, repeats within this write not yet in the table)
+    sig_counts: HashMap<i64, (i64, i64)>,
+    first_seq: i64,
+    last_seq: i64,
+    ingested: u64,
+    /// (mode, metric, amount)
+    counters: Vec<(&'static str, String, i64)>,
+}
+
+impl TenantWrite {
+    fn count(&mut self, mode: &'static str, metric: &str, n: i64) {
+        if n == 0 {
+            return;
+        }
+        match self
+            .counters
+            .iter_mut()
+            .find(|(m, name, _)| *m == mode && name == metric)
+        {
+            Some((_, _, v)) => *v += n,
+            None => self.counters.push((mode, metric.to_string(), n)),
+        }
+    }
+
+    fn insert(
+        &mut self,
+        conn: &Connection,
+        tenant_id: &str,
+        job_id: &str,
+        item: GroupItem,
+        created_at: &str,
+    ) -> Result<BatchWrite> {
+        let mut out = BatchWrite {
+            stored: Vec::with_capacity(item.events.len()),
+            ..Default::default()
+        };
         let mut find_idem = conn.prepare_cached(
             "SELECT id, salience, trace_id, job_id FROM events
              WHERE tenant_id = ?1 AND idempotency_key = ?2",
@@ -91,7 +179,7 @@ pub fn insert_batch(
                                 idempotency_key, salience, trace_id, job_id, mode, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
-        for e in events {
+        for e in item.events {
             if let Some(key) = &e.idempotency_key {
                 let original = find_idem
                     .query_row(params![tenant_id, key], |r| {
@@ -110,9 +198,9 @@ pub fn insert_batch(
                     continue;
                 }
             }
-            // The first event of a signature in this batch counts in the table (and learns the
-            // tenant's count); repeats within the batch count in memory and are added at the end.
-            let count = match sig_counts.get_mut(&e.signature) {
+            // The first event of a signature in this write counts in the table (and learns the
+            // tenant's count); repeats count in memory and are added in `finish`.
+            let count = match self.sig_counts.get_mut(&e.signature) {
                 Some((count, extra)) => {
                     *count += 1;
                     *extra += 1;
@@ -121,7 +209,7 @@ pub fn insert_batch(
                 None => {
                     let count: i64 =
                         seen.query_row(params![tenant_id, e.signature], |r| r.get(0))?;
-                    sig_counts.insert(e.signature, (count, 0));
+                    self.sig_counts.insert(e.signature, (count, 0));
                     count
                 }
             };
@@ -140,19 +228,17 @@ pub fn insert_batch(
                 salience,
                 trace_id,
                 job_id,
-                mode,
+                item.mode,
                 created_at,
             ])?;
             let seq = conn.last_insert_rowid();
-            if out.ingested == 0 {
-                out.first_seq = seq;
+            if self.ingested == 0 {
+                self.first_seq = seq;
             }
-            out.last_seq = seq;
+            self.last_seq = seq;
+            self.ingested += 1;
             out.ingested += 1;
-            match by_type.iter_mut().find(|(t, _)| *t == e.event_type) {
-                Some((_, n)) => *n += 1,
-                None => by_type.push((e.event_type, 1)),
-            }
+            self.count(item.mode, &usage::event_type_metric(e.event_type), 1);
             out.stored.push(Stored {
                 event_id: id,
                 duplicate: false,
@@ -161,50 +247,47 @@ pub fn insert_batch(
                 job_id: Some(job_id.to_string()),
             });
         }
+        let n = |v: u64| v as i64;
+        self.count(item.mode, usage::EVENTS, n(out.ingested));
+        self.count(item.mode, usage::EVENTS_INGESTED, n(out.ingested));
+        self.count(item.mode, usage::EVENTS_DUPLICATE, n(out.duplicates));
+        self.count(item.mode, usage::EVENTS_ERROR, n(item.invalid));
+        if out.ingested > 0 {
+            out.job_id = Some(job_id.to_string());
+        }
+        Ok(out)
     }
-    {
+
+    /// Signature repeats, the capture job and the usage counters of the tenant's part.
+    fn finish(
+        &self,
+        conn: &Connection,
+        tenant_id: &str,
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let mut add = conn.prepare_cached(
             "UPDATE event_signatures SET seen = seen + ?3 WHERE tenant_id = ?1 AND signature = ?2",
         )?;
-        for (sig, (_, extra)) in sig_counts.iter().filter(|(_, (_, extra))| *extra > 0) {
+        for (sig, (_, extra)) in self.sig_counts.iter().filter(|(_, (_, e))| *e > 0) {
             add.execute(params![tenant_id, sig, extra])?;
         }
+        if self.ingested > 0 {
+            let input = json!({"firstSeq": self.first_seq, "lastSeq": self.last_seq,
+                               "count": self.ingested});
+            crate::jobs::queue::enqueue_with_id(
+                conn,
+                job_id,
+                tenant_id,
+                crate::jobs::CAPTURE,
+                &input,
+            )?;
+        }
+        for (mode, metric, n) in &self.counters {
+            usage::incr(conn, tenant_id, mode, metric, *n, now)?;
+        }
+        Ok(())
     }
-    if out.ingested > 0 {
-        let input =
-            json!({"firstSeq": out.first_seq, "lastSeq": out.last_seq, "count": out.ingested});
-        crate::jobs::queue::enqueue_with_id(conn, job_id, tenant_id, crate::jobs::CAPTURE, &input)?;
-    }
-    let n = |v: u64| v as i64;
-    usage::incr(conn, tenant_id, mode, usage::EVENTS, n(out.ingested), now)?;
-    usage::incr(
-        conn,
-        tenant_id,
-        mode,
-        usage::EVENTS_INGESTED,
-        n(out.ingested),
-        now,
-    )?;
-    usage::incr(
-        conn,
-        tenant_id,
-        mode,
-        usage::EVENTS_DUPLICATE,
-        n(out.duplicates),
-        now,
-    )?;
-    usage::incr(conn, tenant_id, mode, usage::EVENTS_ERROR, n(invalid), now)?;
-    for (t, count) in by_type {
-        usage::incr(
-            conn,
-            tenant_id,
-            mode,
-            &usage::event_type_metric(t),
-            count,
-            now,
-        )?;
-    }
-    Ok(out)
 }
 
 /// A stored event.
@@ -310,12 +393,22 @@ pub fn unprocessed_in_range(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Marks one event processed; `false` if it is gone (forgotten) or was processed already.
-pub fn mark_processed(conn: &Connection, seq: i64, at: &str) -> Result<bool> {
+/// Marks a tenant's unprocessed events in `first..=last` processed; returns their `seq`s (events
+/// forgotten or processed meanwhile are not among them).
+pub fn mark_processed(
+    conn: &Connection,
+    tenant_id: &str,
+    first: i64,
+    last: i64,
+    at: &str,
+) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE events SET processed_at = ?2 WHERE seq = ?1 AND processed_at IS NULL",
+        "UPDATE events SET processed_at = ?4
+         WHERE seq BETWEEN ?1 AND ?2 AND tenant_id = ?3 AND processed_at IS NULL
+         RETURNING seq",
     )?;
-    Ok(stmt.execute(params![seq, at])? == 1)
+    let rows = stmt.query_map(params![first, last, tenant_id, at], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Listing order.

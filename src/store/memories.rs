@@ -30,10 +30,25 @@ pub struct NewEpisodic {
     pub created_at: String,
 }
 
+/// Confidence of an episodic memory: it records what was observed, not an inference.
+pub const EPISODIC_CONFIDENCE: f64 = 1.0;
+
+/// An episodic memory with its columns and search document built, ready for `insert_episodic`
+/// (built off the writer thread so the writer only binds and executes).
+#[derive(Clone, Debug)]
+pub struct PreparedEpisodic {
+    pub memory: NewEpisodic,
+    tags: String,
+    metadata: String,
+    sources: String,
+    /// Its search document: the same one `MemoryRow::search_doc` gives for the stored row
+    /// (an `Option` so the writer can move it to the indexer instead of copying it).
+    pub doc: Option<crate::search::SearchDoc>,
+}
+
 impl NewEpisodic {
-    /// Its search document: the same one `MemoryRow::search_doc` gives for the stored row.
-    pub fn search_doc(&self, tenant_id: &str) -> crate::search::SearchDoc {
-        crate::search::docs::memory_doc(
+    pub fn prepare(self, tenant_id: &str) -> PreparedEpisodic {
+        let doc = crate::search::docs::memory_doc(
             tenant_id,
             &self.id,
             "episodic",
@@ -44,24 +59,26 @@ impl NewEpisodic {
             &self.created_at,
             EPISODIC_CONFIDENCE,
             self.salience,
-        )
+        );
+        PreparedEpisodic {
+            tags: json!([self.event_type]).to_string(),
+            metadata: json!({"eventType": self.event_type}).to_string(),
+            sources: json!([self.event_id]).to_string(),
+            memory: self,
+            doc: Some(doc),
+        }
     }
 }
 
-/// Confidence of an episodic memory: it records what was observed, not an inference.
-pub const EPISODIC_CONFIDENCE: f64 = 1.0;
-
 /// Stores an episodic memory; `false` when it exists already.
-pub fn insert_episodic(conn: &Connection, tenant_id: &str, m: &NewEpisodic) -> Result<bool> {
+pub fn insert_episodic(conn: &Connection, tenant_id: &str, p: &PreparedEpisodic) -> Result<bool> {
     let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO memories(id, tenant_id, kind, agent_id, session_id, event_id, content,
                                         tags_json, confidence, salience, metadata,
                                         source_events_json, created_at, updated_at)
          VALUES (?1, ?2, 'episodic', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
     )?;
-    let tags = json!([m.event_type]).to_string();
-    let metadata = json!({"eventType": m.event_type}).to_string();
-    let sources = json!([m.event_id]).to_string();
+    let m = &p.memory;
     Ok(stmt.execute(params![
         m.id,
         tenant_id,
@@ -69,11 +86,11 @@ pub fn insert_episodic(conn: &Connection, tenant_id: &str, m: &NewEpisodic) -> R
         m.session_id,
         m.event_id,
         m.content,
-        tags,
+        p.tags,
         EPISODIC_CONFIDENCE,
         m.salience,
-        metadata,
-        sources,
+        p.metadata,
+        p.sources,
         m.created_at,
     ])? == 1)
 }

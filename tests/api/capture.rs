@@ -1,6 +1,7 @@
 //! Capture pipeline tests: validation, idempotency, batches, processing into memories, reads,
 //! forgetting sessions, metrics, tenant isolation, crash safety and the official SDK.
 
+mod autolearn;
 mod crash;
 mod isolation;
 mod metrics;
@@ -280,6 +281,26 @@ async fn batch_stores_valid_events_and_reports_invalid_ones() {
     );
     assert_eq!(events[0]["payload"]["content"], "first");
     wait_processed(&srv, &srv.key, 2).await;
+
+    // One event may hold at most 1 MiB even inside a (16 MiB) batch.
+    let big = "z".repeat(1024 * 1024 + 10);
+    let (s, b) = srv
+        .post(
+            "/v1/capture/batch",
+            json!({"events": [ev("b-2", &big), ev("b-2", "small")]}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["data"]["results"][0]["status"], "error");
+    assert_eq!(
+        b["data"]["results"][0]["error"]["details"][0]["field"],
+        "payload"
+    );
+    assert_eq!(b["data"]["results"][1]["status"], "ingested");
+    // A single capture over 1 MiB is refused before it is read.
+    let (s, b) = srv.post("/v1/capture", ev("b-2", &big)).await;
+    assert_eq!(s, 413, "{b}");
+    assert_eq!(all_events(&srv, &srv.key, "").await.len(), 3);
 }
 
 #[tokio::test]
@@ -539,70 +560,4 @@ async fn scopes_are_enforced() {
     }
     let (s, _) = send(srv.http.post(srv.url("/v1/capture")).json(&ev("s", "x"))).await;
     assert_eq!(s, 401);
-}
-
-#[tokio::test]
-async fn auto_learn_is_enqueued_every_n_events_and_by_the_sweep() {
-    let srv = TestServer::start_with(|c| {
-        c.auto_learn_every = 5;
-        c.auto_learn_sweep = Duration::ZERO;
-    })
-    .await;
-    let learn_jobs = |srv: &TestServer| {
-        let db = srv.state().db.clone();
-        async move {
-            db.read(|c| {
-                let mut stmt =
-                    c.prepare("SELECT input FROM jobs WHERE kind = 'learn' ORDER BY seq")?;
-                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-            })
-            .await
-            .unwrap()
-        }
-    };
-    for i in 0..4 {
-        let (s, _) = srv.post("/v1/capture", ev("auto", &format!("e{i}"))).await;
-        assert_eq!(s, 202);
-    }
-    wait_processed(&srv, &srv.key, 4).await;
-    assert!(learn_jobs(&srv).await.is_empty());
-    let (s, _) = srv.post("/v1/capture", ev("auto", "e4")).await;
-    assert_eq!(s, 202);
-    wait_processed(&srv, &srv.key, 5).await;
-    let jobs = learn_jobs(&srv).await;
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    let input: Value = serde_json::from_str(&jobs[0]).unwrap();
-    assert_eq!(input, json!({"scope": "incremental", "trigger": "auto"}));
-    srv.shutdown().await;
-
-    // The sweep: no per-N trigger, a short period.
-    let srv = TestServer::start_with(|c| {
-        c.auto_learn_every = 0;
-        c.auto_learn_sweep = Duration::from_millis(100);
-    })
-    .await;
-    let (s, _) = srv.post("/v1/capture", ev("sweep", "e")).await;
-    assert_eq!(s, 202);
-    let jobs = wait_for("a sweep learn job", Duration::from_secs(20), || async {
-        let jobs = learn_jobs(&srv).await;
-        (!jobs.is_empty()).then_some(jobs)
-    })
-    .await;
-    let input: Value = serde_json::from_str(&jobs[0]).unwrap();
-    assert_eq!(input["trigger"], "sweep");
-    assert_eq!(input["scope"], "incremental");
-}
-
-#[tokio::test]
-async fn health_reports_the_capture_queue() {
-    let srv = TestServer::start().await;
-    let (s, _) = srv.post("/v1/capture", ev("h", "x")).await;
-    assert_eq!(s, 202);
-    wait_processed(&srv, &srv.key, 1).await;
-    let (s, b) = send(srv.http.get(srv.url("/v1/health"))).await;
-    assert_eq!(s, 200, "{b}");
-    let q = &b["data"]["subsystems"]["workers"]["queues"]["capture"];
-    assert_eq!(q["waiting"], 0, "{b}");
-    assert_eq!(q["failed"], 0, "{b}");
 }

@@ -238,7 +238,15 @@ pub async fn learn(ctx: Ctx) -> Result<Reply> {
             .ok_or_else(|| Error::Internal("a learn job vanished".into()))?;
         if finished(&row.status) {
             state.search.flush().await;
-            return Ok(Reply::ok(job_json(&row)));
+            let applied = format!("wait={}", wait.as_secs());
+            let mut reply = Reply::ok(job_json(&row));
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&applied) {
+                reply = reply.header(
+                    hyper::header::HeaderName::from_static("preference-applied"),
+                    v,
+                );
+            }
+            return Ok(reply);
         }
         if Instant::now() >= deadline {
             return Ok(Reply::accepted(job_json(&row)));
