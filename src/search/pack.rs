@@ -20,7 +20,6 @@
 use super::query::{self, Candidate, Spec};
 use crate::app::AppState;
 use crate::error::{Error, Result};
-use rusqlite::OptionalExtension;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -214,58 +213,90 @@ struct Current {
     content: String,
 }
 
-/// What SQLite says of a hit now (`None`: gone, inactive or below the confidence floor).
-fn current(
+/// What SQLite says of hits now, in the order of `doc_ids` (`None`: gone, of another tenant,
+/// inactive or below the confidence floor). Two statements (memories, artifacts) over a JSON
+/// array of ids in one read transaction: measured, one statement per id spent most of its time
+/// taking and releasing SQLite's shared lock. The ids drive the join (`CROSS JOIN` fixes the
+/// loop order, `+tenant_id` keeps the planner off the tenant index, which would scan the tenant).
+fn current_rows(
     conn: &rusqlite::Connection,
     tenant_id: &str,
-    doc_id: &str,
+    doc_ids: &[String],
     min_confidence: f64,
-) -> Result<Option<Current>> {
-    let row = if doc_id.starts_with("art_") {
-        conn.prepare_cached(
-            "SELECT status, confidence, type, evidence_count, title, content_json FROM artifacts
-             WHERE tenant_id = ?1 AND id = ?2",
-        )?
-        .query_row([tenant_id, doc_id], |r| {
-            let (kind, title, json): (String, String, String) = (r.get(2)?, r.get(4)?, r.get(5)?);
-            let content = serde_json::from_str(&json).unwrap_or(Value::Null);
-            Ok((
-                r.get::<_, String>(0)?,
-                Current {
-                    confidence: r.get(1)?,
-                    content: super::docs::render_artifact(&kind, &title, &content),
-                    detail_type: kind,
-                    evidence_count: r.get(3)?,
-                    event_id: None,
-                    session_id: None,
-                },
-            ))
+) -> Result<Vec<Option<Current>>> {
+    let mut found: HashMap<String, (String, Current)> = HashMap::with_capacity(doc_ids.len());
+    let (arts, mems): (Vec<&String>, Vec<&String>) =
+        doc_ids.iter().partition(|id| id.starts_with("art_"));
+    conn.execute_batch("BEGIN")?;
+    let result = (|| -> Result<()> {
+        if !arts.is_empty() {
+            let ids = serde_json::to_string(&arts).map_err(Error::internal)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT a.id, a.status, a.confidence, a.type, a.evidence_count, a.title,
+                        a.content_json
+                 FROM json_each(?1) AS j CROSS JOIN artifacts AS a ON a.id = j.value
+                 WHERE +a.tenant_id = ?2",
+            )?;
+            let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
+            while let Some(r) = rows.next()? {
+                let (kind, title, json): (String, String, String) =
+                    (r.get(3)?, r.get(5)?, r.get(6)?);
+                let content = serde_json::from_str(&json).unwrap_or(Value::Null);
+                found.insert(
+                    r.get(0)?,
+                    (
+                        r.get(1)?,
+                        Current {
+                            confidence: r.get(2)?,
+                            content: super::docs::render_artifact(&kind, &title, &content),
+                            detail_type: kind,
+                            evidence_count: r.get(4)?,
+                            event_id: None,
+                            session_id: None,
+                        },
+                    ),
+                );
+            }
+        }
+        if !mems.is_empty() {
+            let ids = serde_json::to_string(&mems).map_err(Error::internal)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT m.id, m.status, m.confidence, m.kind,
+                        json_array_length(m.source_events_json), m.event_id, m.session_id, m.content
+                 FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
+                 WHERE +m.tenant_id = ?2",
+            )?;
+            let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
+            while let Some(r) = rows.next()? {
+                found.insert(
+                    r.get(0)?,
+                    (
+                        r.get(1)?,
+                        Current {
+                            confidence: r.get(2)?,
+                            detail_type: r.get(3)?,
+                            evidence_count: r.get::<_, Option<i64>>(4)?.unwrap_or(0).max(1),
+                            event_id: r.get(5)?,
+                            session_id: r.get(6)?,
+                            content: r.get(7)?,
+                        },
+                    ),
+                );
+            }
+        }
+        Ok(())
+    })();
+    let end = conn.execute_batch("COMMIT");
+    result?;
+    end?;
+    Ok(doc_ids
+        .iter()
+        .map(|id| {
+            found.remove(id).and_then(|(status, c)| {
+                (status == "active" && c.confidence >= min_confidence).then_some(c)
+            })
         })
-        .optional()?
-    } else {
-        conn.prepare_cached(
-            "SELECT status, confidence, kind, json_array_length(source_events_json), event_id,
-                    session_id, content
-             FROM memories WHERE tenant_id = ?1 AND id = ?2",
-        )?
-        .query_row([tenant_id, doc_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Current {
-                    confidence: r.get(1)?,
-                    detail_type: r.get(2)?,
-                    evidence_count: r.get::<_, Option<i64>>(3)?.unwrap_or(0).max(1),
-                    event_id: r.get(4)?,
-                    session_id: r.get(5)?,
-                    content: r.get(6)?,
-                },
-            ))
-        })
-        .optional()?
-    };
-    Ok(row.and_then(|(status, c)| {
-        (status == "active" && c.confidence >= min_confidence).then_some(c)
-    }))
+        .collect())
 }
 
 /// Searches, ranks and packs (blocking: SQLite and tantivy calls).
@@ -328,11 +359,9 @@ pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest
         }
         let (t, min_conf) = (tenant_id.to_string(), req.min_confidence);
         let ids: Vec<String> = fresh.iter().map(|&i| cands[i].doc_id.clone()).collect();
-        let rows = state.db.read_blocking(move |c| {
-            ids.iter()
-                .map(|id| current(c, &t, id, min_conf))
-                .collect::<Result<Vec<_>>>()
-        })?;
+        let rows = state
+            .db
+            .read_blocking(move |c| current_rows(c, &t, &ids, min_conf))?;
         for (i, row) in fresh.into_iter().zip(rows) {
             let Some(cur) = row else {
                 excluded.insert(i);

@@ -14,6 +14,7 @@ const PAGE: i64 = 5_000;
 /// Clears the index and re-adds every active memory and artifact; returns the document count.
 /// Blocking: call from a plain thread or `spawn_blocking`.
 pub fn rebuild(db: &Db, search: &Search) -> Result<u64> {
+    search.mark_incomplete()?;
     search.submit(IndexOp::DeleteAll);
     let mut total = 0u64;
     let mut after = 0i64;
