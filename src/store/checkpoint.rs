@@ -1,0 +1,83 @@
+//! WAL checkpoints off the writer thread.
+//!
+//! With SQLite's default auto-checkpoint, the commit that pushes the WAL past 1000 pages copies
+//! the WAL into the database file and fsyncs it — on the single writer thread, so every caller
+//! queued behind that commit waits for the copy and the fsync. The writer connection therefore
+//! runs with `wal_autocheckpoint = 0`, and this thread, on its own connection, checkpoints instead.
+//!
+//! Invariants:
+//! - Durability is unchanged: a commit is durable once its frames are in the WAL
+//!   (`synchronous = NORMAL`); checkpointing only moves committed frames into the main file.
+//! - The periodic checkpoint is PASSIVE: it never takes the write lock and never waits on readers,
+//!   so it cannot stall the writer. Once it has copied every frame, the writer's next transaction
+//!   starts the WAL over from the beginning (and `journal_size_limit` trims the file).
+//! - The WAL stays bounded: when readers keep PASSIVE from finishing and the file grows past
+//!   `TRUNCATE_AT_BYTES`, one TRUNCATE checkpoint (which briefly holds the write lock) resets it.
+//! - The thread ends when its stop channel is dropped or signalled (`Db::close`, or the `Db` going
+//!   away).
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How often the checkpointer looks at the WAL.
+const PERIOD: Duration = Duration::from_millis(100);
+/// Longest a checkpoint waits for a lock.
+const BUSY_WAIT: Duration = Duration::from_millis(50);
+/// WAL file size past which a TRUNCATE checkpoint is forced.
+const TRUNCATE_AT_BYTES: u64 = 256 * 1024 * 1024;
+/// Size the WAL file is trimmed to when it starts over (`PRAGMA journal_size_limit`).
+pub const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Pragmas of the writer connection: no checkpoints of its own, a bounded WAL file.
+pub fn writer_pragmas(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT};"
+    ))
+}
+
+/// Runs checkpoints for the database at `path` until `stop` is signalled or dropped.
+pub fn run(conn: Connection, path: PathBuf, stop: Receiver<()>) {
+    let wal = wal_path(&path);
+    // A TRUNCATE checkpoint holds the write lock while it waits for readers: keep that wait short
+    // so the writer is never stalled for long (a busy attempt is simply retried later).
+    if let Err(e) = conn.busy_timeout(BUSY_WAIT) {
+        tracing::warn!(error = %e, "cannot set the checkpointer's busy timeout");
+    }
+    loop {
+        match stop.recv_timeout(PERIOD) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let mode = if wal_bytes > TRUNCATE_AT_BYTES {
+            "TRUNCATE"
+        } else {
+            "PASSIVE"
+        };
+        if let Err(e) = checkpoint(&conn, mode) {
+            tracing::warn!(error = %e, mode, "WAL checkpoint failed");
+        }
+    }
+}
+
+/// One checkpoint. A PASSIVE one with no new frames returns without syncing anything, so the
+/// periodic call costs next to nothing while the database is idle.
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        let busy: i64 = r.get(0)?;
+        let log: i64 = r.get(1)?;
+        let done: i64 = r.get(2)?;
+        if busy != 0 || done < log {
+            tracing::debug!(mode, busy, log, done, "WAL checkpoint incomplete");
+        }
+        Ok(())
+    })
+}
+
+pub fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.to_path_buf().into_os_string();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
