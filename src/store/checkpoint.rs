@@ -81,3 +81,51 @@ pub fn wal_path(db: &Path) -> PathBuf {
     wal.push("-wal");
     PathBuf::from(wal)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{meta_get, meta_set, Db};
+    use std::time::{Duration, Instant};
+
+    /// The writer never checkpoints, so the main file only grows when the checkpointer copies
+    /// the WAL into it; what was written stays readable, and `close` leaves no WAL behind.
+    #[test]
+    fn checkpointer_moves_committed_pages_into_the_main_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("engram.db");
+        let db = Db::open(&path, 1).expect("open");
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        let big = "x".repeat(400_000);
+        db.write_blocking(move |c| meta_set(c, "bulk", &big))
+            .expect("write");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while size() < before + 400_000 {
+            assert!(
+                Instant::now() < deadline,
+                "the checkpointer did not copy the WAL into the main file"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let read = db
+            .read_blocking(|c| meta_get(c, "bulk"))
+            .expect("read")
+            .expect("value");
+        assert_eq!(read.len(), 400_000);
+        db.close();
+        let wal = std::fs::metadata(super::wal_path(&path)).map(|m| m.len());
+        assert_eq!(wal.unwrap_or(0), 0, "a clean close truncates the WAL");
+    }
+
+    /// The writer connection does not checkpoint on its own.
+    #[test]
+    fn writer_connection_has_auto_checkpoint_off() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(&dir.path().join("engram.db"), 1).expect("open");
+        let pages: i64 = db
+            .write_blocking(|c| Ok(c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?))
+            .expect("pragma");
+        assert_eq!(pages, 0);
+        db.close();
+    }
+}
