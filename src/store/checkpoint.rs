@@ -12,7 +12,9 @@
 //!   so it cannot stall the writer. Once it has copied every frame, the writer's next transaction
 //!   starts the WAL over from the beginning (and `journal_size_limit` trims the file).
 //! - The WAL stays bounded: when readers keep PASSIVE from finishing and the file grows past
-//!   `TRUNCATE_AT_BYTES`, one TRUNCATE checkpoint (which briefly holds the write lock) resets it.
+//!   `RESTART_AT_BYTES`, a RESTART checkpoint (which holds the write lock, at most `BUSY_WAIT`
+//!   waiting for readers) follows the PASSIVE one, so the writer starts the WAL over and
+//!   `journal_size_limit` trims the file.
 //! - The thread ends when its stop channel is dropped or signalled (`Db::close`, or the `Db` going
 //!   away).
 
@@ -25,8 +27,8 @@ use std::time::Duration;
 const PERIOD: Duration = Duration::from_millis(100);
 /// Longest a checkpoint waits for a lock.
 const BUSY_WAIT: Duration = Duration::from_millis(50);
-/// WAL file size past which a TRUNCATE checkpoint is forced.
-const TRUNCATE_AT_BYTES: u64 = 256 * 1024 * 1024;
+/// WAL file size past which a RESTART checkpoint is forced.
+const RESTART_AT_BYTES: u64 = 256 * 1024 * 1024;
 /// Size the WAL file is trimmed to when it starts over (`PRAGMA journal_size_limit`).
 pub const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
@@ -40,7 +42,7 @@ pub fn writer_pragmas(conn: &Connection) -> rusqlite::Result<()> {
 /// Runs checkpoints for the database at `path` until `stop` is signalled or dropped.
 pub fn run(conn: Connection, path: PathBuf, stop: Receiver<()>) {
     let wal = wal_path(&path);
-    // A TRUNCATE checkpoint holds the write lock while it waits for readers: keep that wait short
+    // A RESTART checkpoint holds the write lock while it waits for readers: keep that wait short
     // so the writer is never stalled for long (a busy attempt is simply retried later).
     if let Err(e) = conn.busy_timeout(BUSY_WAIT) {
         tracing::warn!(error = %e, "cannot set the checkpointer's busy timeout");
@@ -51,13 +53,16 @@ pub fn run(conn: Connection, path: PathBuf, stop: Receiver<()>) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
         let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        let mode = if wal_bytes > TRUNCATE_AT_BYTES {
-            "TRUNCATE"
-        } else {
-            "PASSIVE"
-        };
-        if let Err(e) = checkpoint(&conn, mode) {
-            tracing::warn!(error = %e, mode, "WAL checkpoint failed");
+        // PASSIVE first in every case: it copies without the write lock, so a RESTART that
+        // follows (and holds the write lock) has little left to copy and only waits for readers.
+        let mut modes = vec!["PASSIVE"];
+        if wal_bytes > RESTART_AT_BYTES {
+            modes.push("RESTART");
+        }
+        for mode in modes {
+            if let Err(e) = checkpoint(&conn, mode) {
+                tracing::warn!(error = %e, mode, "WAL checkpoint failed");
+            }
         }
     }
 }
