@@ -9,11 +9,14 @@
 //!   got `Ok` knows its rows are committed.
 //! - No SQLite call runs on a tokio worker thread: async callers hand work to the writer thread or
 //!   to `spawn_blocking` with a pooled reader.
+//! - WAL checkpoints never run on the writer thread (`checkpoint`): the writer connection has
+//!   auto-checkpoint off and a checkpointer thread with its own connection keeps the WAL bounded.
 //! - The schema version lives in `PRAGMA user_version`; older databases are migrated in order and
 //!   a database written by a newer binary is refused.
 
 pub mod agents;
 pub mod artifacts;
+pub mod checkpoint;
 pub mod connectors;
 pub mod events;
 pub mod keys;
@@ -189,6 +192,9 @@ struct Inner {
     writer_tx: Mutex<Option<Sender<Box<dyn PendingWrite>>>>,
     writer_rx_len: Receiver<Box<dyn PendingWrite>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Dropping or signalling this stops the checkpointer thread.
+    checkpoint_stop: Mutex<Option<Sender<()>>>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
     read_waiting: AtomicUsize,
     commits: Arc<AtomicU64>,
 }
@@ -204,6 +210,16 @@ impl Db {
     pub fn open(path: &Path, read_pool_size: u32) -> Result<Db> {
         let mut conn = open_connection(path)?;
         migrate(&mut conn)?;
+        checkpoint::writer_pragmas(&conn)?;
+        let (checkpoint_stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let checkpointer = {
+            let cconn = open_connection(path)?;
+            let path = path.to_path_buf();
+            std::thread::Builder::new()
+                .name("engram-checkpoint".into())
+                .spawn(move || checkpoint::run(cconn, path, stop_rx))
+                .map_err(Error::internal)?
+        };
         let manager = SqliteConnectionManager::file(path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(|c| {
@@ -232,6 +248,8 @@ impl Db {
                 writer_tx: Mutex::new(Some(tx)),
                 writer_rx_len: rx,
                 writer: Mutex::new(Some(writer)),
+                checkpoint_stop: Mutex::new(Some(checkpoint_stop)),
+                checkpointer: Mutex::new(Some(checkpointer)),
                 read_waiting: AtomicUsize::new(0),
                 commits,
             }),
@@ -340,6 +358,21 @@ impl Db {
 
     /// Stops the writer after the queued writes are done. Later writes fail with 503.
     pub fn close(&self) {
+        // The checkpointer stops first: the writer's final TRUNCATE checkpoint then runs alone.
+        self.inner
+            .checkpoint_stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let checkpointer = self
+            .inner
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = checkpointer {
+            let _ = h.join();
+        }
         self.inner
             .writer_tx
             .lock()

@@ -1,0 +1,136 @@
+//! WAL checkpoints off the writer thread.
+//!
+//! With SQLite's default auto-checkpoint, the commit that pushes the WAL past 1000 pages copies
+//! the WAL into the database file and fsyncs it — on the single writer thread, so every caller
+//! queued behind that commit waits for the copy and the fsync. The writer connection therefore
+//! runs with `wal_autocheckpoint = 0`, and this thread, on its own connection, checkpoints instead.
+//!
+//! Invariants:
+//! - Durability is unchanged: a commit is durable once its frames are in the WAL
+//!   (`synchronous = NORMAL`); checkpointing only moves committed frames into the main file.
+//! - The periodic checkpoint is PASSIVE: it never takes the write lock and never waits on readers,
+//!   so it cannot stall the writer. Once it has copied every frame, the writer's next transaction
+//!   starts the WAL over from the beginning (and `journal_size_limit` trims the file).
+//! - The WAL stays bounded: when readers keep PASSIVE from finishing and the file grows past
+//!   `RESTART_AT_BYTES`, a RESTART checkpoint (which holds the write lock, at most `BUSY_WAIT`
+//!   waiting for readers) follows the PASSIVE one, so the writer starts the WAL over and
+//!   `journal_size_limit` trims the file.
+//! - The thread ends when its stop channel is dropped or signalled (`Db::close`, or the `Db` going
+//!   away).
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How often the checkpointer looks at the WAL.
+const PERIOD: Duration = Duration::from_millis(100);
+/// Longest a checkpoint waits for a lock.
+const BUSY_WAIT: Duration = Duration::from_millis(50);
+/// WAL file size past which a RESTART checkpoint is forced.
+const RESTART_AT_BYTES: u64 = 256 * 1024 * 1024;
+/// Size the WAL file is trimmed to when it starts over (`PRAGMA journal_size_limit`).
+pub const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Pragmas of the writer connection: no checkpoints of its own, a bounded WAL file.
+pub fn writer_pragmas(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT};"
+    ))
+}
+
+/// Runs checkpoints for the database at `path` until `stop` is signalled or dropped.
+pub fn run(conn: Connection, path: PathBuf, stop: Receiver<()>) {
+    let wal = wal_path(&path);
+    // A RESTART checkpoint holds the write lock while it waits for readers: keep that wait short
+    // so the writer is never stalled for long (a busy attempt is simply retried later).
+    if let Err(e) = conn.busy_timeout(BUSY_WAIT) {
+        tracing::warn!(error = %e, "cannot set the checkpointer's busy timeout");
+    }
+    loop {
+        match stop.recv_timeout(PERIOD) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        // PASSIVE first in every case: it copies without the write lock, so a RESTART that
+        // follows (and holds the write lock) has little left to copy and only waits for readers.
+        let mut modes = vec!["PASSIVE"];
+        if wal_bytes > RESTART_AT_BYTES {
+            modes.push("RESTART");
+        }
+        for mode in modes {
+            if let Err(e) = checkpoint(&conn, mode) {
+                tracing::warn!(error = %e, mode, "WAL checkpoint failed");
+            }
+        }
+    }
+}
+
+/// One checkpoint. A PASSIVE one with no new frames returns without syncing anything, so the
+/// periodic call costs next to nothing while the database is idle.
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        let busy: i64 = r.get(0)?;
+        let log: i64 = r.get(1)?;
+        let done: i64 = r.get(2)?;
+        if busy != 0 || done < log {
+            tracing::debug!(mode, busy, log, done, "WAL checkpoint incomplete");
+        }
+        Ok(())
+    })
+}
+
+pub fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.to_path_buf().into_os_string();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{meta_get, meta_set, Db};
+    use std::time::{Duration, Instant};
+
+    /// The writer never checkpoints, so the main file only grows when the checkpointer copies
+    /// the WAL into it; what was written stays readable, and `close` leaves no WAL behind.
+    #[test]
+    fn checkpointer_moves_committed_pages_into_the_main_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("engram.db");
+        let db = Db::open(&path, 1).expect("open");
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        let big = "x".repeat(400_000);
+        db.write_blocking(move |c| meta_set(c, "bulk", &big))
+            .expect("write");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while size() < before + 400_000 {
+            assert!(
+                Instant::now() < deadline,
+                "the checkpointer did not copy the WAL into the main file"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let read = db
+            .read_blocking(|c| meta_get(c, "bulk"))
+            .expect("read")
+            .expect("value");
+        assert_eq!(read.len(), 400_000);
+        db.close();
+        let wal = std::fs::metadata(super::wal_path(&path)).map(|m| m.len());
+        assert_eq!(wal.unwrap_or(0), 0, "a clean close truncates the WAL");
+    }
+
+    /// The writer connection does not checkpoint on its own.
+    #[test]
+    fn writer_connection_has_auto_checkpoint_off() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(&dir.path().join("engram.db"), 1).expect("open");
+        let pages: i64 = db
+            .write_blocking(|c| Ok(c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?))
+            .expect("pragma");
+        assert_eq!(pages, 0);
+        db.close();
+    }
+}
