@@ -487,34 +487,55 @@ pub(crate) fn page_condition(
 
 /// A page of a tenant's events and whether more follow.
 pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<EventRow>, bool)> {
-    let Some(page) = page_condition(conn, "events", tenant_id, f.cursor.as_deref(), f.order)?
-    else {
+    list_page(
+        conn,
+        "events",
+        COLUMNS,
+        tenant_id,
+        &[
+            ("session_id", f.session_id.as_deref()),
+            ("agent_id", f.agent_id.as_deref()),
+            ("type", f.event_type.as_deref()),
+        ],
+        (f.cursor.as_deref(), f.order, f.limit),
+        from_row,
+    )
+}
+
+/// A keyset page (by `seq`) of a tenant's rows of `table`, filtered by column equality, and
+/// whether more rows follow. Shared by the event and memory listings.
+pub(crate) fn list_page<T>(
+    conn: &Connection,
+    table: &str,
+    columns: &str,
+    tenant_id: &str,
+    filters: &[(&str, Option<&str>)],
+    (cursor, order, limit): (Option<&str>, Order, usize),
+    from_row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<(Vec<T>, bool)> {
+    let Some(page) = page_condition(conn, table, tenant_id, cursor, order)? else {
         return Ok((Vec::new(), false));
     };
-    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE tenant_id = ?1");
+    let mut sql = format!("SELECT {columns} FROM {table} WHERE tenant_id = ?1");
     let mut args: Vec<&str> = vec![tenant_id];
-    for (column, value) in [
-        ("session_id", &f.session_id),
-        ("agent_id", &f.agent_id),
-        ("type", &f.event_type),
-    ] {
+    for (column, value) in filters {
         if let Some(v) = value {
             args.push(v);
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));
         }
     }
     sql.push_str(&page);
-    sql.push_str(match f.order {
+    sql.push_str(match order {
         Order::Desc => " ORDER BY seq DESC",
         Order::Asc => " ORDER BY seq ASC",
     });
-    sql.push_str(&format!(" LIMIT {}", f.limit + 1));
+    sql.push_str(&format!(" LIMIT {}", limit + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<EventRow> = stmt
+    let mut rows: Vec<T> = stmt
         .query_map(rusqlite::params_from_iter(args), from_row)?
         .collect::<rusqlite::Result<_>>()?;
-    let more = rows.len() > f.limit;
-    rows.truncate(f.limit);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
     Ok((rows, more))
 }
 

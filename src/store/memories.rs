@@ -8,7 +8,7 @@
 //! - Every read is scoped by tenant.
 
 use crate::error::Result;
-use crate::store::events::{page_condition, Order};
+use crate::store::events::{list_page, Order};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
 
@@ -209,35 +209,19 @@ pub struct Filter {
 
 /// A page of a tenant's memories and whether more follow.
 pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<MemoryRow>, bool)> {
-    let Some(page) = page_condition(conn, "memories", tenant_id, f.cursor.as_deref(), f.order)?
-    else {
-        return Ok((Vec::new(), false));
-    };
-    let mut sql = format!("SELECT {COLUMNS} FROM memories WHERE tenant_id = ?1");
-    let mut args: Vec<&str> = vec![tenant_id];
-    for (column, value) in [
-        ("kind", &f.kind),
-        ("agent_id", &f.agent_id),
-        ("session_id", &f.session_id),
-    ] {
-        if let Some(v) = value {
-            args.push(v);
-            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
-        }
-    }
-    sql.push_str(&page);
-    sql.push_str(match f.order {
-        Order::Desc => " ORDER BY seq DESC",
-        Order::Asc => " ORDER BY seq ASC",
-    });
-    sql.push_str(&format!(" LIMIT {}", f.limit + 1));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<MemoryRow> = stmt
-        .query_map(rusqlite::params_from_iter(args), from_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    let more = rows.len() > f.limit;
-    rows.truncate(f.limit);
-    Ok((rows, more))
+    list_page(
+        conn,
+        "memories",
+        COLUMNS,
+        tenant_id,
+        &[
+            ("kind", f.kind.as_deref()),
+            ("agent_id", f.agent_id.as_deref()),
+            ("session_id", f.session_id.as_deref()),
+        ],
+        (f.cursor.as_deref(), f.order, f.limit),
+        from_row,
+    )
 }
 
 /// Deletes a tenant's session's memories; returns how many.
