@@ -68,6 +68,18 @@ impl SseParser {
         out
     }
 
+    /// Reads the next chunk of an upstream body: the events it completes, and whether the body
+    /// ended (then an unterminated last event is included).
+    pub async fn next_events(
+        &mut self,
+        resp: &mut reqwest::Response,
+    ) -> Result<(Vec<(String, String)>, bool), reqwest::Error> {
+        Ok(match resp.chunk().await? {
+            Some(c) => (self.push(&c), false),
+            None => (self.finish().into_iter().collect(), true),
+        })
+    }
+
     /// An event left unterminated when the stream ended.
     pub fn finish(&mut self) -> Option<(String, String)> {
         let rest = std::mem::take(&mut self.buf);

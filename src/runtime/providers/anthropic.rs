@@ -175,17 +175,11 @@ async fn read_stream(
     let (mut input_tokens, mut output_tokens) = (None::<u64>, None::<u64>);
     let mut finished = false;
     while !finished {
-        let chunk = resp
-            .chunk()
+        let (events, ended) = parser
+            .next_events(&mut resp)
             .await
             .map_err(|e| ProviderError::Upstream(format!("the {NAME} model stream broke: {e}")))?;
-        let events = match chunk {
-            Some(c) => parser.push(&c),
-            None => {
-                finished = true;
-                parser.finish().into_iter().collect()
-            }
-        };
+        finished |= ended;
         for (event, data) in events {
             let v: Value = match serde_json::from_str(&data) {
                 Ok(v) => v,

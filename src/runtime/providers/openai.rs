@@ -169,17 +169,11 @@ async fn read_stream(
     let mut calls: Vec<PartialCall> = Vec::new();
     let mut finished = false;
     while !finished {
-        let chunk = resp
-            .chunk()
+        let (events, ended) = parser
+            .next_events(&mut resp)
             .await
             .map_err(|e| ProviderError::Upstream(format!("the {NAME} model stream broke: {e}")))?;
-        let events = match chunk {
-            Some(c) => parser.push(&c),
-            None => {
-                finished = true;
-                parser.finish().into_iter().collect()
-            }
-        };
+        finished |= ended;
         for (_, data) in events {
             if data.trim() == "[DONE]" {
                 finished = true;
