@@ -50,16 +50,26 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        // Jobs in hand get the same grace period as requests; an unfinished one is `running` in
+        // the queue and runs again at the next start.
+        let grace = self.state.config.shutdown_grace;
+        let state = self.state.clone();
+        let jobs = tokio::task::spawn_blocking(move || state.jobs.shutdown());
+        if tokio::time::timeout(grace, jobs).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "background jobs did not finish within the shutdown grace period; they resume at the next start"
+            );
+        }
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            state.jobs.shutdown();
             state.search.close();
             state.db.close();
         })
         .await;
     }
 
-    /// Resolves when the server task ends (it only ends after `shutdown`).
+    /// The server's base URL, e.g. `http://127.0.0.1:8080`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
