@@ -57,7 +57,7 @@ enum Command {
         #[command(flatten)]
         data: DataDirArg,
         /// Where to write the copy (must not exist).
-        #[arg(long)]
+        #[arg(long, env = "ENGRAM_BACKUP_TO")]
         to: PathBuf,
     },
 }
@@ -142,36 +142,36 @@ enum KeysCommand {
         #[command(flatten)]
         data: DataDirArg,
         /// Tenant id (default: the tenant created at first start).
-        #[arg(long)]
+        #[arg(long, env = "ENGRAM_TENANT")]
         tenant: Option<String>,
         /// A name to recognise the key by.
-        #[arg(long, default_value = "cli")]
+        #[arg(long, env = "ENGRAM_KEY_NAME", default_value = "cli")]
         name: String,
         /// Comma-separated scopes (default: the owner's role permissions).
-        #[arg(long, default_value = "")]
+        #[arg(long, env = "ENGRAM_KEY_SCOPES", default_value = "")]
         scopes: String,
         /// live or test (test keys count against separate usage counters).
-        #[arg(long, default_value = "live")]
+        #[arg(long, env = "ENGRAM_KEY_MODE", default_value = "live")]
         mode: String,
         /// hk (registry style) or hx (memory style).
-        #[arg(long, default_value = "hk")]
+        #[arg(long, env = "ENGRAM_KEY_STYLE", default_value = "hk")]
         style: String,
         /// Expiry time, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
-        #[arg(long)]
+        #[arg(long, env = "ENGRAM_KEY_EXPIRES_AT")]
         expires_at: Option<String>,
     },
     /// List a tenant's keys (never the secrets).
     List {
         #[command(flatten)]
         data: DataDirArg,
-        #[arg(long)]
+        #[arg(long, env = "ENGRAM_TENANT")]
         tenant: Option<String>,
     },
     /// Revoke a key by id (effective on the server within seconds).
     Revoke {
         #[command(flatten)]
         data: DataDirArg,
-        #[arg(long)]
+        #[arg(long, env = "ENGRAM_TENANT")]
         tenant: Option<String>,
         /// The key id (key_…).
         id: String,
@@ -184,12 +184,12 @@ enum TenantsCommand {
     Create {
         #[command(flatten)]
         data: DataDirArg,
-        #[arg(long)]
+        #[arg(long, env = "ENGRAM_TENANT_NAME")]
         name: String,
-        #[arg(long, default_value = "free")]
+        #[arg(long, env = "ENGRAM_TENANT_PLAN", default_value = "free")]
         plan: Plan,
         /// The owner's email.
-        #[arg(long, default_value = "owner@localhost")]
+        #[arg(long, env = "ENGRAM_TENANT_EMAIL", default_value = "owner@localhost")]
         email: String,
     },
     /// List tenants.
@@ -223,19 +223,19 @@ enum ConnectorsCommand {
         #[command(flatten)]
         data: DataDirArg,
         /// Display name, e.g. "Epic FHIR".
-        #[arg(long)]
+        #[arg(long, env = "ENGRAM_CONNECTOR_NAME")]
         name: String,
         /// MCP endpoint: an absolute http(s) URL.
-        #[arg(long)]
+        #[arg(long, env = "ENGRAM_CONNECTOR_URL")]
         url: String,
         /// Category, e.g. EHR, Data, Payments.
-        #[arg(long)]
+        #[arg(long, env = "ENGRAM_CONNECTOR_CATEGORY")]
         category: String,
         /// Status shown to clients, e.g. Verified, Community, Beta.
-        #[arg(long, default_value = "Verified")]
+        #[arg(long, env = "ENGRAM_CONNECTOR_STATUS", default_value = "Verified")]
         status: String,
         /// Catalogue slug (default: derived from the name).
-        #[arg(long)]
+        #[arg(long, env = "ENGRAM_CONNECTOR_SLUG")]
         slug: Option<String>,
     },
     /// List the catalogue (shipped and operator entries).
