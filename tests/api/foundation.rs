@@ -110,7 +110,7 @@ async fn unauthorized_keys_get_401_in_both_families() {
     assert_eq!(s, 404);
 
     // Expired: valid a moment, then past its expiry.
-    let expires = engram::time::rfc3339(engram::time::now() + chrono::Duration::milliseconds(1500));
+    let expires = engram::time::rfc3339(engram::time::now() + chrono::Duration::milliseconds(3000));
     let (s, b) = srv
         .post(
             "/v1/api-keys",
@@ -295,7 +295,12 @@ async fn graceful_shutdown_finishes_an_in_flight_request() {
         srv.running.take().unwrap()
     };
     let shutdown = tokio::spawn(running.shutdown());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shutdown has begun once the listener is closed; it must still wait for the request.
+    wait_for("the listener to close", Duration::from_secs(10), || async {
+        let closed = tokio::net::TcpStream::connect(state.bound).await.is_err();
+        closed.then_some(())
+    })
+    .await;
     assert!(
         !shutdown.is_finished(),
         "shutdown must wait for the in-flight request"
