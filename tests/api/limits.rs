@@ -74,7 +74,11 @@ struct Seen {
 }
 
 async fn call(srv: &TestServer, key: &str, method: Method, path: &str) -> Seen {
-    let resp = srv.req_as(key, method, path).send().await.expect("sent");
+    seen(srv.req_as(key, method, path).send().await.expect("sent")).await
+}
+
+/// The status, rate-limit headers and body of a response.
+async fn seen(resp: reqwest::Response) -> Seen {
     let h = |name: &str| {
         resp.headers()
             .get(name)
@@ -209,27 +213,7 @@ async fn send_raw(srv: &TestServer, key: Option<&str>) -> Seen {
     if let Some(k) = key {
         rb = rb.bearer_auth(k);
     }
-    let resp = rb.send().await.expect("sent");
-    let h = |name: &str| {
-        resp.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().parse::<u64>().unwrap())
-    };
-    let (limit, remaining, reset, retry_after) = (
-        h("x-ratelimit-limit"),
-        h("x-ratelimit-remaining"),
-        h("x-ratelimit-reset"),
-        h("retry-after"),
-    );
-    let (status, body) = json_of(resp).await;
-    Seen {
-        status,
-        limit,
-        remaining,
-        reset,
-        retry_after,
-        body,
-    }
+    seen(rb.send().await.expect("sent")).await
 }
 
 #[tokio::test]

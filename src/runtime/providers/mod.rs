@@ -24,7 +24,7 @@ pub(crate) fn quote(body: &str) -> String {
 }
 
 /// Maps a non-success upstream answer to an error.
-pub(crate) async fn status_error(provider: &str, resp: reqwest::Response) -> ProviderError {
+async fn status_error(provider: &str, resp: reqwest::Response) -> ProviderError {
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     let detail = serde_json::from_str::<serde_json::Value>(&body)
@@ -47,7 +47,7 @@ pub(crate) async fn status_error(provider: &str, resp: reqwest::Response) -> Pro
     ))
 }
 
-pub(crate) fn send_error(provider: &str, e: reqwest::Error) -> ProviderError {
+fn send_error(provider: &str, e: reqwest::Error) -> ProviderError {
     let what = if e.is_connect() {
         "could not connect to"
     } else if e.is_timeout() {
@@ -56,4 +56,29 @@ pub(crate) fn send_error(provider: &str, e: reqwest::Error) -> ProviderError {
         "failed talking to"
     };
     ProviderError::Upstream(format!("engram {what} the {provider} model API: {e}"))
+}
+
+/// Sends a request to a model API: a transport failure or a non-success status becomes an
+/// `Upstream` error naming the provider.
+pub(crate) async fn send(
+    provider: &str,
+    rb: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ProviderError> {
+    let resp = rb.send().await.map_err(|e| send_error(provider, e))?;
+    if !resp.status().is_success() {
+        return Err(status_error(provider, resp).await);
+    }
+    Ok(resp)
+}
+
+/// The JSON body of a non-streamed model answer.
+pub(crate) async fn json_body(
+    provider: &str,
+    resp: reqwest::Response,
+) -> Result<serde_json::Value, ProviderError> {
+    resp.json().await.map_err(|e| {
+        ProviderError::Upstream(format!(
+            "the {provider} model API sent an unreadable answer: {e}"
+        ))
+    })
 }

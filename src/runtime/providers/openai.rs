@@ -5,7 +5,7 @@
 //! arrive in the first fragment, arguments across many); arguments that are not valid JSON are
 //! passed on as a string rather than dropped.
 
-use super::{send_error, status_error};
+use super::{json_body, send};
 use crate::runtime::sse::SseParser;
 use crate::runtime::{DeltaSink, ModelReply, ModelRequest, ProviderError, Role, ToolCall};
 use serde_json::{json, Value};
@@ -92,19 +92,11 @@ pub async fn complete(
     if let Some(k) = key {
         rb = rb.bearer_auth(k);
     }
-    let resp = rb.send().await.map_err(|e| send_error(NAME, e))?;
-    if !resp.status().is_success() {
-        return Err(status_error(NAME, resp).await);
-    }
+    let resp = send(NAME, rb).await?;
     if req.stream {
         read_stream(resp, sink).await
     } else {
-        let v: Value = resp.json().await.map_err(|e| {
-            ProviderError::Upstream(format!(
-                "the {NAME} model API sent an unreadable answer: {e}"
-            ))
-        })?;
-        parse_completion(&v)
+        parse_completion(&json_body(NAME, resp).await?)
     }
 }
 
