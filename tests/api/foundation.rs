@@ -432,3 +432,30 @@ async fn http2_prior_knowledge_is_served() {
     assert_eq!(resp.status(), 200);
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn slow_headers_are_cut_off_by_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TestServer::start_with(|c| c.header_read_timeout = Duration::from_secs(1)).await;
+    let mut stream = tokio::net::TcpStream::connect(srv.running.as_ref().unwrap().addr)
+        .await
+        .unwrap();
+    // Headers started but never finished.
+    stream
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut buf)).await;
+    let read = read.expect("the server closes a connection whose headers never finish");
+    // Closed (possibly after a 408), never answered as a request.
+    assert!(
+        read.is_err() || buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    // The server still serves others.
+    let (s, _) = send(srv.http.get(srv.url("/v1/health"))).await;
+    assert_eq!(s, 200);
+    srv.shutdown().await;
+}
