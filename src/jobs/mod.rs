@@ -116,7 +116,10 @@ impl Jobs {
                 let kind = spec.kind;
                 let handle = std::thread::Builder::new()
                     .name(format!("engram-{kind}-{n}"))
-                    .spawn(move || worker_loop(db, kind, state, handler, stop))
+                    .spawn(move || {
+                        lower_priority();
+                        worker_loop(db, kind, state, handler, stop)
+                    })
                     .map_err(crate::error::Error::internal)?;
                 threads.push(handle);
             }
@@ -213,5 +216,27 @@ fn worker_loop(
         if exclusive {
             let _ = state.bell.try_send(());
         }
+    }
+}
+
+/// How much nicer than the request path background threads run (added to the process's nice
+/// value, capped at 19).
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority by `BACKGROUND_NICE`.
+///
+/// Job workers and the indexer call this when they start: under a load that saturates the CPU,
+/// acknowledging requests (HTTP handling and the writer thread, which keep normal priority) wins
+/// over processing what was acknowledged. Nothing is lost by that — jobs are durable rows — and
+/// the backlog drains as soon as the request rate leaves CPU to spare; at ordinary rates the
+/// priority makes no difference because the CPU is not contended. Threads a background thread
+/// starts (tantivy's indexing and merge threads) inherit its priority. Failing to change the
+/// priority is harmless and only logged.
+pub fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    let current = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+    let nice = (current + BACKGROUND_NICE).min(19);
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+        tracing::debug!(error = %e, "could not lower a background thread's priority");
     }
 }

@@ -264,7 +264,10 @@ impl Search {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("engram-indexer".into())
-                .spawn(move || indexer::run(shared, rx))
+                .spawn(move || {
+                    crate::jobs::lower_priority();
+                    indexer::run(shared, rx)
+                })
                 .map_err(Error::internal)?
         };
         Ok(Search {
