@@ -31,6 +31,7 @@ pub mod search;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod tokens;
 
 use app::AppState;
 use config::Config;
@@ -101,6 +102,7 @@ pub async fn start(config: Config) -> Result<Running> {
             ))
         })?;
         let db = store::Db::open(&cfg.db_path(), cfg.read_pool_size)?;
+        tokens::warm_up();
         let plan = cfg.default_plan;
         let key = cfg.bootstrap_key.clone();
         let bootstrap =

@@ -44,7 +44,7 @@ fn millis(rfc3339: &str) -> u64 {
 
 /// The number of cl100k_base tokens of `text` (the budget unit of context packs).
 pub fn count_tokens(text: &str) -> u64 {
-    tiktoken_rs::cl100k_base_singleton().count_ordinary(text) as u64
+    crate::tokens::count(text)
 }
 
 /// A memory row as a document.
