@@ -229,7 +229,6 @@ CREATE TABLE memories (
 CREATE UNIQUE INDEX memories_id ON memories(id);
 CREATE INDEX memories_tenant ON memories(tenant_id, kind, seq);
 CREATE INDEX memories_session ON memories(tenant_id, session_id);
-CREATE INDEX memories_event ON memories(tenant_id, event_id);
 -- Only semantic memories have a signature; episodic rows stay out of this index.
 CREATE INDEX memories_signature ON memories(tenant_id, kind, signature) WHERE signature IS NOT NULL;
 CREATE INDEX memories_agent ON memories(tenant_id, agent_id, seq);
@@ -283,4 +282,4 @@ CREATE TABLE usage_counters (
     PRIMARY KEY (tenant_id, mode, metric, bucket)
 ) WITHOUT ROWID;
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;

@@ -307,12 +307,9 @@ fn reindex_range(
     search: &crate::search::Search,
 ) -> DbResult<()> {
     let ids: Vec<String> = c
-        .prepare_cached(
-            "SELECT m.id FROM events e JOIN memories m
-               ON m.tenant_id = e.tenant_id AND m.event_id = e.id
-             WHERE e.seq BETWEEN ?1 AND ?2 AND e.tenant_id = ?3",
-        )?
-        .query_map(params![first, last, tenant], |r| r.get(0))?
+        .prepare_cached("SELECT id FROM events WHERE seq BETWEEN ?1 AND ?2 AND tenant_id = ?3")?
+        .query_map(params![first, last, tenant], |r| r.get::<_, String>(0))?
+        .map(|id| id.map(|id| memories::episodic_id(&id)))
         .collect::<rusqlite::Result<_>>()?;
     for id in ids {
         if let Some(m) = memories::get(c, tenant, &id)? {

@@ -188,12 +188,9 @@ pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Memory
     Ok(stmt.query_row([id, tenant_id], from_row).optional()?)
 }
 
-/// The episodic memory of an event, if it has one.
+/// The episodic memory of an event, if it has one (found by its derived id).
 pub fn by_event(conn: &Connection, tenant_id: &str, event_id: &str) -> Result<Option<MemoryRow>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM memories WHERE tenant_id = ?1 AND event_id = ?2 LIMIT 1"
-    ))?;
-    Ok(stmt.query_row([tenant_id, event_id], from_row).optional()?)
+    get(conn, tenant_id, &episodic_id(event_id))
 }
 
 /// Filters of `GET /v1/memories`.

@@ -39,10 +39,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA: &str = include_str!("../../schema.sql");
-/// Upgrades from version `n - 1` to `n`, in order. Version 1 is `schema.sql` itself.
-const MIGRATIONS: &[(u32, &str)] = &[];
+/// Upgrades from version `n - 1` to `n`, in order. `schema.sql` is the latest version whole.
+const MIGRATIONS: &[(u32, &str)] = &[
+    // 2: an episodic memory's id is derived from its event's id (`memories::episodic_id`), so
+    // finding it by event needs no index of its own; dropping it saves an index write per event.
+    (2, "DROP INDEX IF EXISTS memories_event;"),
+];
 /// Most write operations one group commit takes.
 const MAX_GROUP: usize = 512;
 
@@ -457,4 +461,47 @@ pub fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
         [key, value],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_1_database_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engram.db");
+        {
+            // A version 1 database: the current schema plus what version 2 removed.
+            let mut conn = open_connection(&path).unwrap();
+            migrate(&mut conn).unwrap();
+            conn.execute_batch(
+                "CREATE INDEX memories_event ON memories(tenant_id, event_id);
+                 INSERT INTO tenants(id, name, plan, created_at, updated_at)
+                 VALUES ('ten_old', 'old', 'pro', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let mut conn = open_connection(&path).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'memories_event'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 0, "version 2 drops memories_event");
+        let tenant: String = conn
+            .query_row("SELECT name FROM tenants WHERE id = 'ten_old'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(tenant, "old");
+    }
 }
