@@ -83,6 +83,33 @@ pub fn count(text: &str) -> u64 {
     total
 }
 
+/// cl100k_base's special tokens (each one token when specials are recognised).
+const SPECIALS: [&str; 5] = [
+    "<|endoftext|>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|endofprompt|>",
+];
+
+/// Like `count`, but a special token written in the text counts as the one token it is
+/// (tiktoken's `encode_with_special_tokens`): the text between specials is counted on its own.
+pub fn count_with_special(text: &str) -> u64 {
+    let mut total = 0;
+    let mut rest = text;
+    loop {
+        let next = SPECIALS
+            .iter()
+            .filter_map(|s| rest.find(s).map(|at| (at, s.len())))
+            .min();
+        let Some((at, len)) = next else {
+            return total + count(rest);
+        };
+        total += count(&rest[..at]) + 1;
+        rest = &rest[at + len..];
+    }
+}
+
 /// A whitespace-only piece that the plain `\s+` alternative produced (the earlier whitespace
 /// alternatives end at the end of the text or at a line break).
 fn is_bare_space_run(piece: &str) -> bool {
@@ -172,6 +199,21 @@ mod tests {
         ];
         for c in cases {
             assert_eq!(count(c), reference(c), "token count of {c:?}");
+        }
+    }
+
+    #[test]
+    fn specials_count_as_one_token_when_recognised() {
+        let bpe = tiktoken_rs::cl100k_base_singleton();
+        for text in [
+            "<|endoftext|>",
+            "a<|endoftext|>b",
+            "hello  <|fim_prefix|>  \n<|fim_suffix|><|endofprompt|>x ",
+            "no specials here",
+            "<|endoftext|<|endoftext|>>",
+        ] {
+            let expected = bpe.encode_with_special_tokens(text).len() as u64;
+            assert_eq!(super::count_with_special(text), expected, "{text:?}");
         }
     }
 
