@@ -159,7 +159,7 @@ const MAX_CANDIDATES: usize = 5_000;
 /// of a growing top-K, so a small budget does not pay for collecting thousands of hits.
 fn gather(
     searcher: &tantivy::Searcher,
-    index: &tantivy::Index,
+    tenant: &super::TenantIndex,
     fields: &super::schema::Fields,
     spec: &Spec,
     max_tokens: u32,
@@ -167,7 +167,7 @@ fn gather(
     let want = max_tokens as u64 * 5 / 4;
     let mut k = first_limit(max_tokens);
     for _ in 0..4 {
-        let (cands, more) = query::search(searcher, index, fields, spec, k)?;
+        let (cands, more) = query::search(searcher, tenant, fields, spec, k)?;
         let sum: u64 = cands.iter().map(|c| c.tokens).sum();
         if !more || sum >= want || k >= MAX_CANDIDATES {
             return Ok(cands);
@@ -175,7 +175,7 @@ fn gather(
         let factor = (want as f64 / sum.max(1) as f64).ceil().clamp(2.0, 64.0);
         k = ((k as f64 * factor) as usize).min(MAX_CANDIDATES);
     }
-    query::search(searcher, index, fields, spec, k).map(|(c, _)| c)
+    query::search(searcher, tenant, fields, spec, k).map(|(c, _)| c)
 }
 
 /// Greedy packing of the candidates (in rank order, with token counts `tokens`) minus
@@ -326,7 +326,7 @@ pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest
     };
     let cands = gather(
         &searcher,
-        &tenant_index.index,
+        &tenant_index,
         &state.search.fields,
         &spec,
         req.max_tokens,
