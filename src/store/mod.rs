@@ -229,7 +229,10 @@ impl Db {
             .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(|c| {
                 apply_pragmas(c)?;
-                c.execute_batch("PRAGMA query_only = ON;")
+                // Readers map the file: point lookups (a pack re-reads its rows by id) then
+                // read pages in place instead of copying them through `pread` into each
+                // connection's own cache.
+                c.execute_batch("PRAGMA query_only = ON; PRAGMA mmap_size = 1073741824;")
             });
         let readers = r2d2::Pool::builder()
             .max_size(read_pool_size.max(1))
