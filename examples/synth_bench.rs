@@ -9,6 +9,10 @@
 //! grows with the others' data. `--layout` also builds raw tantivy indexes to compare one shared
 //! index (`tenant AND …`) with a per-tenant index on the same documents.
 //!
+//! HTTP and engine rows also show the whole process's CPU time per request during the run (server,
+//! client and every thread, from `/proc/self/stat`): on a shared machine it is steadier than the
+//! wall-clock percentiles.
+//!
 //! Run: `cargo run --release --example synth_bench -- [--docs N] [--tenants T] [--requests R]
 //! [--max-tokens M] [--layout]`. Every loop is bounded in count and time and talks only to
 //! 127.0.0.1.
