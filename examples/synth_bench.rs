@@ -9,6 +9,10 @@
 //! grows with the others' data. `--layout` also builds raw tantivy indexes to compare one shared
 //! index (`tenant AND …`) with a per-tenant index on the same documents.
 //!
+//! HTTP and engine rows also show the whole process's CPU time per request during the run (server,
+//! client and every thread, from `/proc/self/stat`): on a shared machine it is steadier than the
+//! wall-clock percentiles.
+//!
 //! Run: `cargo run --release --example synth_bench -- [--docs N] [--tenants T] [--requests R]
 //! [--max-tokens M] [--layout]`. Every loop is bounded in count and time and talks only to
 //! 127.0.0.1.
@@ -241,6 +245,17 @@ fn queries(z: &Zipf, n: usize) -> Vec<String> {
     (0..n).map(|_| z.text(&mut rng, 2, 4)).collect()
 }
 
+/// CPU time used so far by this whole process (server, client and all threads), from
+/// `/proc/self/stat` (clock ticks, 100 per second on Linux): steadier than wall time on a shared
+/// machine. `None` where it cannot be read.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 struct Lat(Vec<Duration>);
 
 impl Lat {
@@ -254,9 +269,22 @@ impl Lat {
     }
 
     fn row(&mut self, name: &str, wall: Duration) {
+        self.row_cpu(name, wall, None);
+    }
+
+    /// A row with the process CPU time spent per request during the run, when known.
+    fn row_cpu(&mut self, name: &str, wall: Duration, cpu: Option<Duration>) {
         let n = self.0.len();
+        let cpu = cpu
+            .map(|c| {
+                format!(
+                    "  {:>6.0} µs CPU/req",
+                    c.as_secs_f64() * 1e6 / n.max(1) as f64
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "  {name:<44} n={n:<6} p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>7.3} ms  {:>7.0} req/s",
+            "  {name:<44} n={n:<6} p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>7.3} ms  {:>7.0} req/s{cpu}",
             self.pct(0.50),
             self.pct(0.99),
             self.pct(1.0),
@@ -403,22 +431,32 @@ async fn measure(
         (a.requests / 10).max(50)
     };
     let _ = http_run(&srv.base_url(), key, qs, warm, a.max_tokens).await;
+    let cpu0 = process_cpu();
     let (mut h, wall) = http_run(&srv.base_url(), key, qs, a.requests, a.max_tokens).await;
-    h.row(
+    let cpu1 = process_cpu();
+    h.row_cpu(
         &format!("synthesize over HTTP (maxTokens {})", a.max_tokens),
         wall,
+        cpu1.zip(cpu0).map(|(b, a)| b.saturating_sub(a)),
     );
     let (mut h4, wall4) = http_run(&srv.base_url(), key, qs, a.requests / 2, 4000).await;
-    h4.row("synthesize over HTTP (maxTokens 4000)", wall4);
+    let cpu2 = process_cpu();
+    h4.row_cpu(
+        "synthesize over HTTP (maxTokens 4000)",
+        wall4,
+        cpu2.zip(cpu1).map(|(b, a)| b.saturating_sub(a)),
+    );
     let state = srv.state.clone();
     let (tenant, qv, n) = (tenant.to_string(), qs.to_vec(), a.requests);
     let raws = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for max_tokens in [1000, 4000] {
+            let cpu0 = process_cpu();
             let (mut l, wall) = engine_run(&state, &tenant, &qv, n, 2, max_tokens);
-            l.row(
+            l.row_cpu(
                 &format!("engine only (maxTokens {max_tokens}), 2 threads"),
                 wall,
+                process_cpu().zip(cpu0).map(|(b, a)| b.saturating_sub(a)),
             );
         }
         if std::env::var_os("SYNTH_BENCH_ENGINE_ONLY").is_some() {

@@ -95,6 +95,8 @@ pub struct SearchStats {
 pub struct TenantIndex {
     pub index: Index,
     pub reader: IndexReader,
+    /// Opened fast-field columns of its segments.
+    pub columns: query::ColumnCache,
 }
 
 pub(crate) struct Shared {
@@ -178,7 +180,14 @@ fn open_all(root: &Path) -> std::result::Result<HashMap<String, Arc<TenantIndex>
         }
         schema::register_tokenizers(&index);
         let reader = open_reader(&index).map_err(|e| format!("{name}: {e}"))?;
-        out.insert(tenant, Arc::new(TenantIndex { index, reader }));
+        out.insert(
+            tenant,
+            Arc::new(TenantIndex {
+                index,
+                reader,
+                columns: Default::default(),
+            }),
+        );
     }
     Ok(out)
 }
@@ -216,7 +225,11 @@ impl Shared {
         let index = Index::open_or_create(d, schema::build()).map_err(Error::internal)?;
         schema::register_tokenizers(&index);
         let reader = open_reader(&index).map_err(Error::internal)?;
-        let t = Arc::new(TenantIndex { index, reader });
+        let t = Arc::new(TenantIndex {
+            index,
+            reader,
+            columns: Default::default(),
+        });
         self.tenants
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -20,7 +20,7 @@
 use super::query::{self, Candidate, Spec};
 use crate::app::AppState;
 use crate::error::{Error, Result};
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -96,62 +96,95 @@ impl Pack {
     }
 
     /// The memory-family `data` object (API.md §2, the superset of documented and SDK fields).
+    /// Built map by map (no `json!` temporaries, no lookups by key): it is a large share of a
+    /// small pack's cost.
     pub fn to_json(&self, include_provenance: bool) -> Value {
-        let entries: Vec<Value> = self
-            .entries
-            .iter()
-            .map(|e| {
-                let provenance = if include_provenance {
-                    let mut p = json!({"sourceType": e.source_type, "sourceId": e.source_id,
-                                       "evidenceCount": e.evidence_count});
-                    let key = if e.source_type == "artifact" {
-                        "artifactType"
-                    } else {
-                        "memoryType"
-                    };
-                    p[key] = json!(e.detail_type);
-                    if let Some(ev) = &e.event_id {
-                        p["eventId"] = json!(ev);
-                    }
-                    if let Some(s) = &e.session_id {
-                        p["sessionId"] = json!(s);
-                    }
-                    vec![p]
+        fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+            let mut m = Map::new();
+            for (k, v) in pairs {
+                m.insert(k.to_string(), v);
+            }
+            Value::Object(m)
+        }
+        let mut entries = Vec::with_capacity(self.entries.len());
+        let mut sections = Vec::with_capacity(self.entries.len());
+        for e in &self.entries {
+            let provenance = if include_provenance {
+                let mut p = Map::new();
+                p.insert("sourceType".into(), Value::from(e.source_type));
+                p.insert("sourceId".into(), Value::from(e.source_id.as_str()));
+                p.insert("evidenceCount".into(), Value::from(e.evidence_count));
+                let key = if e.source_type == "artifact" {
+                    "artifactType"
                 } else {
-                    Vec::new()
+                    "memoryType"
                 };
-                json!({"section": e.section, "content": e.content, "confidence": e.confidence,
-                       "tokens": e.tokens, "provenance": provenance})
-            })
-            .collect();
-        let sections: Vec<Value> = self
-            .entries
-            .iter()
-            .map(|e| {
-                json!({"type": e.source_type, "content": e.content, "source": e.source_id,
-                       "confidence": e.confidence, "section": e.section, "tokens": e.tokens})
-            })
-            .collect();
-        json!({
-            "packId": self.pack_id,
-            "query": self.query,
-            "entries": entries,
-            "sections": sections,
-            "budget": {"limit": self.limit, "used": self.used,
-                       "compressionRatio": self.compression_ratio(),
-                       "entriesIncluded": self.entries.len(), "entriesDropped": self.dropped},
-            "totalTokens": self.used,
-            "contextPack": {"entries": self.entries.len(), "estimatedTokens": self.used,
-                            "maxTokens": self.limit},
-        })
+                p.insert(key.into(), Value::from(e.detail_type.as_str()));
+                if let Some(ev) = &e.event_id {
+                    p.insert("eventId".into(), Value::from(ev.as_str()));
+                }
+                if let Some(s) = &e.session_id {
+                    p.insert("sessionId".into(), Value::from(s.as_str()));
+                }
+                vec![Value::Object(p)]
+            } else {
+                Vec::new()
+            };
+            entries.push(obj([
+                ("section", Value::from(e.section)),
+                ("content", Value::from(e.content.as_str())),
+                ("confidence", Value::from(e.confidence)),
+                ("tokens", Value::from(e.tokens)),
+                ("provenance", Value::Array(provenance)),
+            ]));
+            sections.push(obj([
+                ("type", Value::from(e.source_type)),
+                ("content", Value::from(e.content.as_str())),
+                ("source", Value::from(e.source_id.as_str())),
+                ("confidence", Value::from(e.confidence)),
+                ("section", Value::from(e.section)),
+                ("tokens", Value::from(e.tokens)),
+            ]));
+        }
+        let n = self.entries.len();
+        obj([
+            ("packId", Value::from(self.pack_id.as_str())),
+            (
+                "query",
+                self.query.as_deref().map_or(Value::Null, Value::from),
+            ),
+            ("entries", Value::Array(entries)),
+            ("sections", Value::Array(sections)),
+            (
+                "budget",
+                obj([
+                    ("limit", Value::from(self.limit)),
+                    ("used", Value::from(self.used)),
+                    ("compressionRatio", Value::from(self.compression_ratio())),
+                    ("entriesIncluded", Value::from(n)),
+                    ("entriesDropped", Value::from(self.dropped)),
+                ]),
+            ),
+            ("totalTokens", Value::from(self.used)),
+            (
+                "contextPack",
+                obj([
+                    ("entries", Value::from(n)),
+                    ("estimatedTokens", Value::from(self.used)),
+                    ("maxTokens", Value::from(self.limit)),
+                ]),
+            ),
+        ])
     }
 }
 
-/// Candidates a budget starts with (about what fills it with ~40-token entries; `gather` grows
-/// it when they hold too few tokens) and at most gathers. Top-K cost grows with K (block-WAND
-/// prunes less), so it starts small.
+/// Candidates a budget starts with (about what holds 1.25 × the budget in ~30-token entries;
+/// `gather` grows it when they hold too few tokens) and at most gathers. Top-K cost grows with K
+/// (block-WAND prunes less), but a second search costs more than a larger first one: measured on
+/// the benchmark corpus (short memories), a start of budget / 40 needed a second round for most
+/// requests.
 fn first_limit(max_tokens: u32) -> usize {
-    (max_tokens as usize / 40).clamp(10, MAX_CANDIDATES)
+    (max_tokens as usize / 25).clamp(10, MAX_CANDIDATES)
 }
 const MAX_CANDIDATES: usize = 5_000;
 
@@ -159,7 +192,7 @@ const MAX_CANDIDATES: usize = 5_000;
 /// of a growing top-K, so a small budget does not pay for collecting thousands of hits.
 fn gather(
     searcher: &tantivy::Searcher,
-    index: &tantivy::Index,
+    tenant: &super::TenantIndex,
     fields: &super::schema::Fields,
     spec: &Spec,
     max_tokens: u32,
@@ -167,7 +200,7 @@ fn gather(
     let want = max_tokens as u64 * 5 / 4;
     let mut k = first_limit(max_tokens);
     for _ in 0..4 {
-        let (cands, more) = query::search(searcher, index, fields, spec, k)?;
+        let (cands, more) = query::search(searcher, tenant, fields, spec, k)?;
         let sum: u64 = cands.iter().map(|c| c.tokens).sum();
         if !more || sum >= want || k >= MAX_CANDIDATES {
             return Ok(cands);
@@ -175,7 +208,7 @@ fn gather(
         let factor = (want as f64 / sum.max(1) as f64).ceil().clamp(2.0, 64.0);
         k = ((k as f64 * factor) as usize).min(MAX_CANDIDATES);
     }
-    query::search(searcher, index, fields, spec, k).map(|(c, _)| c)
+    query::search(searcher, tenant, fields, spec, k).map(|(c, _)| c)
 }
 
 /// Greedy packing of the candidates (in rank order, with token counts `tokens`) minus
@@ -215,7 +248,7 @@ struct Current {
 
 /// What SQLite says of hits now, in the order of `doc_ids` (`None`: gone, of another tenant,
 /// inactive or below the confidence floor). Two statements (memories, artifacts) over a JSON
-/// array of ids in one read transaction: measured, one statement per id spent most of its time
+/// array of ids, in one read transaction when both run: measured, one statement per id spent most of its time
 /// taking and releasing SQLite's shared lock. The ids drive the join (`CROSS JOIN` fixes the
 /// loop order, `+tenant_id` keeps the planner off the tenant index, which would scan the tenant).
 fn current_rows(
@@ -227,7 +260,11 @@ fn current_rows(
     let mut found: HashMap<String, (String, Current)> = HashMap::with_capacity(doc_ids.len());
     let (arts, mems): (Vec<&String>, Vec<&String>) =
         doc_ids.iter().partition(|id| id.starts_with("art_"));
-    conn.execute_batch("BEGIN")?;
+    // One transaction (one snapshot) when both statements run; a lone statement is its own.
+    let both = !arts.is_empty() && !mems.is_empty();
+    if both {
+        conn.execute_batch("BEGIN")?;
+    }
     let result = (|| -> Result<()> {
         if !arts.is_empty() {
             let ids = serde_json::to_string(&arts).map_err(Error::internal)?;
@@ -286,7 +323,11 @@ fn current_rows(
         }
         Ok(())
     })();
-    let end = conn.execute_batch("COMMIT");
+    let end = if both {
+        conn.execute_batch("COMMIT")
+    } else {
+        Ok(())
+    };
     result?;
     end?;
     Ok(doc_ids
@@ -326,7 +367,7 @@ pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest
     };
     let cands = gather(
         &searcher,
-        &tenant_index.index,
+        &tenant_index,
         &state.search.fields,
         &spec,
         req.max_tokens,

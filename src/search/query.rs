@@ -21,6 +21,8 @@
 //! documents (`recency` key, descending), in that order.
 
 use super::schema::{self, Fields};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use tantivy::collector::TopDocs;
 use tantivy::query::{
     AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
@@ -201,7 +203,7 @@ pub fn text_query(terms: Vec<Term>) -> Box<dyn Query> {
     Box::new(BooleanQuery::new(clauses))
 }
 
-struct Columns {
+pub struct Columns {
     id_prefix: tantivy::columnar::Column<u64>,
     id_hi: tantivy::columnar::Column<u64>,
     id_lo: tantivy::columnar::Column<u64>,
@@ -214,8 +216,8 @@ struct Columns {
     salience: tantivy::columnar::Column<f64>,
 }
 
-fn columns(searcher: &Searcher, segment: u32) -> tantivy::Result<Columns> {
-    let ff = searcher.segment_reader(segment).fast_fields();
+fn columns(reader: &tantivy::SegmentReader) -> tantivy::Result<Columns> {
+    let ff = reader.fast_fields();
     Ok(Columns {
         id_prefix: ff.u64("id_prefix")?,
         id_hi: ff.u64("id_hi")?,
@@ -230,20 +232,52 @@ fn columns(searcher: &Searcher, segment: u32) -> tantivy::Result<Columns> {
     })
 }
 
+/// The opened fast-field columns of a tenant's segments, by segment id. Opening the ten columns
+/// of a segment (headers, block metadata) cost about as much as ranking the hits; a segment's
+/// columns never change (deletes live apart, in its alive bitset), so they are opened once per
+/// segment. Entries of segments gone from the current searcher are dropped when a new one comes.
+#[derive(Default)]
+pub struct ColumnCache(std::sync::Mutex<HashMap<tantivy::index::SegmentId, Arc<Columns>>>);
+
+impl ColumnCache {
+    fn get(&self, searcher: &Searcher, segment: u32) -> tantivy::Result<Arc<Columns>> {
+        let reader = searcher.segment_reader(segment);
+        let id = reader.segment_id();
+        if let Some(c) = self.lock().get(&id) {
+            return Ok(c.clone());
+        }
+        let cols = Arc::new(columns(reader)?);
+        let mut map = self.lock();
+        let live: HashSet<tantivy::index::SegmentId> = searcher
+            .segment_readers()
+            .iter()
+            .map(|r| r.segment_id())
+            .collect();
+        map.retain(|k, _| live.contains(k));
+        map.insert(id, cols.clone());
+        Ok(cols)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<tantivy::index::SegmentId, Arc<Columns>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Turns hits into candidates with their fast fields; `score` is the fused log score (or 0).
 fn candidates(
     searcher: &Searcher,
+    cache: &ColumnCache,
     fields: &Fields,
     hits: &[(Option<f32>, DocAddress)],
     min_confidence: f64,
 ) -> tantivy::Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(hits.len());
-    let mut cols: Vec<Option<Columns>> = Vec::new();
+    let mut cols: Vec<Option<Arc<Columns>>> = Vec::new();
     cols.resize_with(searcher.segment_readers().len(), || None);
     for (bm25, addr) in hits {
         let slot = &mut cols[addr.segment_ord as usize];
         if slot.is_none() {
-            *slot = Some(columns(searcher, addr.segment_ord)?);
+            *slot = Some(cache.get(searcher, addr.segment_ord)?);
         }
         let c = slot.as_ref().expect("columns loaded");
         let d = addr.doc_id;
@@ -295,7 +329,7 @@ fn candidates(
 /// documents matched than were collected.
 pub fn search(
     searcher: &Searcher,
-    index: &Index,
+    tenant: &super::TenantIndex,
     fields: &Fields,
     spec: &Spec,
     limit: usize,
@@ -307,14 +341,14 @@ pub fn search(
     let terms = spec
         .text
         .as_deref()
-        .map(|t| informative(searcher, terms(index, fields, t)))
+        .map(|t| informative(searcher, terms(&tenant.index, fields, t)))
         .unwrap_or_default();
     if terms.is_empty() {
         if spec.text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
             // Text without a single word (only punctuation): nothing can match it.
             return Ok((Vec::new(), false));
         }
-        return most_recent(searcher, fields, spec, limit);
+        return most_recent(searcher, tenant, fields, spec, limit);
     }
     // First try: unfiltered by confidence (block-WAND when no other filter), confidence applied
     // to the collected hits. If that leaves too few while more hits exist, filter in the query.
@@ -330,7 +364,13 @@ pub fn search(
         let exhausted = hits.len() < limit;
         let hits: Vec<(Option<f32>, DocAddress)> =
             hits.into_iter().map(|(s, a)| (Some(s), a)).collect();
-        let mut out = candidates(searcher, fields, &hits, spec.min_confidence)?;
+        let mut out = candidates(
+            searcher,
+            &tenant.columns,
+            fields,
+            &hits,
+            spec.min_confidence,
+        )?;
         if with_confidence || exhausted || spec.min_confidence <= 0.0 || out.len() * 2 >= limit {
             out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc_key.cmp(&b.doc_key)));
             return Ok((out, !exhausted));
@@ -341,6 +381,7 @@ pub fn search(
 
 fn most_recent(
     searcher: &Searcher,
+    tenant: &super::TenantIndex,
     fields: &Fields,
     spec: &Spec,
     limit: usize,
@@ -359,7 +400,13 @@ fn most_recent(
     let hits: Vec<(Option<f32>, DocAddress)> = hits.into_iter().map(|(_, a)| (None, a)).collect();
     // Already in recency order (the key is unique up to a 2^-20 collision within a millisecond).
     Ok((
-        candidates(searcher, fields, &hits, spec.min_confidence)?,
+        candidates(
+            searcher,
+            &tenant.columns,
+            fields,
+            &hits,
+            spec.min_confidence,
+        )?,
         more,
     ))
 }

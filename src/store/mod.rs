@@ -26,6 +26,7 @@ pub mod semantic;
 pub mod sessions;
 pub mod tenants;
 pub mod usage;
+pub mod usage_buffer;
 
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, Sender};
@@ -201,6 +202,10 @@ struct Inner {
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     read_waiting: AtomicUsize,
     commits: Arc<AtomicU64>,
+    /// Usage counts waiting to be written (`usage_buffer`), and its flusher thread.
+    usage: usage_buffer::UsageBuffer,
+    usage_stop: Mutex<Option<Sender<()>>>,
+    usage_flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The database handle shared by the server (cheap to clone).
@@ -228,7 +233,10 @@ impl Db {
             .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(|c| {
                 apply_pragmas(c)?;
-                c.execute_batch("PRAGMA query_only = ON;")
+                // Readers map the file: point lookups (a pack re-reads its rows by id) then
+                // read pages in place instead of copying them through `pread` into each
+                // connection's own cache.
+                c.execute_batch("PRAGMA query_only = ON; PRAGMA mmap_size = 1073741824;")
             });
         let readers = r2d2::Pool::builder()
             .max_size(read_pool_size.max(1))
@@ -245,7 +253,7 @@ impl Db {
                 .spawn(move || writer_loop(conn, rx, commits))
                 .map_err(Error::internal)?
         };
-        Ok(Db {
+        let db = Db {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 readers,
@@ -256,8 +264,26 @@ impl Db {
                 checkpointer: Mutex::new(Some(checkpointer)),
                 read_waiting: AtomicUsize::new(0),
                 commits,
+                usage: Default::default(),
+                usage_stop: Mutex::new(None),
+                usage_flusher: Mutex::new(None),
             }),
-        })
+        };
+        let (usage_stop, usage_rx) = crossbeam_channel::bounded::<()>(1);
+        let weak = Arc::downgrade(&db.inner);
+        let flusher = std::thread::Builder::new()
+            .name("engram-usage".into())
+            .spawn(move || usage_buffer::run_flusher(weak, usage_rx))
+            .map_err(Error::internal)?;
+        *db.inner
+            .usage_stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(usage_stop);
+        *db.inner
+            .usage_flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(flusher);
+        Ok(db)
     }
 
     fn sender(&self) -> Result<Sender<Box<dyn PendingWrite>>> {
@@ -362,6 +388,24 @@ impl Db {
 
     /// Stops the writer after the queued writes are done. Later writes fail with 503.
     pub fn close(&self) {
+        // Pending usage counts are written while the writer still runs.
+        self.inner
+            .usage_stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let flusher = self
+            .inner
+            .usage_flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = flusher {
+            let _ = h.join();
+        }
+        if let Err(e) = self.flush_usage_blocking() {
+            tracing::error!(error = %e, "usage counters could not be written at shutdown");
+        }
         // The checkpointer stops first: the writer's final TRUNCATE checkpoint then runs alone.
         self.inner
             .checkpoint_stop

@@ -505,6 +505,13 @@ async fn syntheses_are_counted() {
     let p = synth(&srv, &srv.key, json!({"query": "redis eviction"})).await;
     let used = p["budget"]["used"].as_i64().unwrap();
     assert!(used > 0);
+    // The usage route sees both at once, though they are counted in memory first.
+    let (s, b) = srv.get("/v1/usage-metrics").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["usage"]["syntheses"]["total"], 2, "{b}");
+    // Synthesize counts in memory (`store::usage_buffer`); a direct counter read flushes first,
+    // as the usage routes do.
+    srv.state().db.flush_usage().await.unwrap();
     let t2 = t.clone();
     let (n, tokens, milli) = srv
         .state()

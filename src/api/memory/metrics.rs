@@ -114,6 +114,8 @@ pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
     let (tenant, mode) = (p.tenant_id.clone(), p.mode);
     let (from, to) = (names[0].clone(), names[names.len() - 1].clone());
     let prefix = from.chars().next().unwrap_or('H');
+    // Counts still in memory are written first, so every request answered before this one is in.
+    ctx.state.db.flush_usage().await?;
     let (rows, month, today, all_time, memories, artifacts) = ctx
         .state
         .db

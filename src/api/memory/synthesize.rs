@@ -199,22 +199,20 @@ pub async fn synthesize(ctx: Ctx) -> Result<Reply> {
     let body = ctx.json_object(true)?;
     let (req, include_provenance) = parse_request(&body)?;
     let pack = synthesize_pack(&ctx.state, &tenant, req).await?;
-    let (used, ratio_milli) = (pack.used as i64, (pack.compression_ratio() * 1000.0) as i64);
-    ctx.state
-        .db
-        .write(move |c| {
-            let now = crate::time::now();
-            usage::incr(c, &tenant, mode, usage::SYNTHESES, 1, now)?;
-            usage::incr(c, &tenant, mode, usage::SYNTHESIS_TOKENS, used, now)?;
-            usage::incr(
-                c,
-                &tenant,
-                mode,
+    // Counted in memory and written within `usage_buffer::FLUSH_INTERVAL` (or before any usage
+    // read): a read-only request does not wait for the single writer.
+    ctx.state.db.usage().add_many(
+        &tenant,
+        mode,
+        crate::time::now(),
+        &[
+            (usage::SYNTHESES, 1),
+            (usage::SYNTHESIS_TOKENS, pack.used as i64),
+            (
                 usage::SYNTHESIS_COMPRESSION_MILLI,
-                ratio_milli,
-                now,
-            )
-        })
-        .await?;
+                (pack.compression_ratio() * 1000.0) as i64,
+            ),
+        ],
+    );
     Ok(Reply::ok(pack.to_json(include_provenance)))
 }

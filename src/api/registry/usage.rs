@@ -20,6 +20,8 @@ pub async fn usage(ctx: Ctx) -> Result<Reply> {
     let (start, next) = crate::time::month_bounds(now);
     let limits = p.plan.limits().with_overrides(p.limits_override.as_ref());
     let (tenant_id, mode) = (p.tenant_id.clone(), p.mode);
+    // Counts still in memory are written first, so every request answered before this one is in.
+    ctx.state.db.flush_usage().await?;
     let (invocations, agents_used) = ctx
         .state
         .db
