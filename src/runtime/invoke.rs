@@ -10,7 +10,8 @@
 //! - The work runs on its own task, so a turn is recorded whatever happens to the client:
 //!   completed, timed out (504), failed upstream (502) or cancelled by a disconnect mid-stream
 //!   (what was produced so far is what gets recorded).
-//! - Everything written for a turn commits in one transaction (`store::sessions::record_turn`).
+//! - Everything written for a turn commits in one transaction, shared with the turns finishing
+//!   at the same time (`recorder`, `store::sessions::record_turns`); the reply is sent after it.
 
 use super::history::{self, count_tokens};
 use super::mcp::{ConnectorError, Toolbox};
@@ -203,8 +204,14 @@ async fn prepare(
         let Some(agent) = agents::get(c, &tenant, &agent_ref)? else {
             return Ok(None);
         };
-        let stored =
-            sessions::recent_messages(c, &tenant, &agent.id, &sid, history::MAX_HISTORY_MESSAGES)?;
+        let stored = sessions::recent_messages(
+            c,
+            &tenant,
+            &agent.id,
+            &sid,
+            history::MAX_HISTORY_MESSAGES,
+            history::HISTORY_TOKEN_BUDGET,
+        )?;
         let connectors = match &agent.project_id {
             Some(p) => connectors::list_for_project(c, &tenant, p)?,
             None => Vec::new(),
@@ -514,10 +521,7 @@ pub(super) async fn finish(
         events: checked,
         created_at: now.clone(),
     };
-    let captured = state
-        .db
-        .write(move |c| sessions::record_turn(c, turn))
-        .await?;
+    let captured = state.runtime.recorder(&state.db).record(turn).await?;
     reservation.commit(1);
     if let Some(r) = events_held {
         r.commit(captured);
