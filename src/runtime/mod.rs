@@ -15,6 +15,7 @@ pub mod invoke;
 pub mod mcp;
 pub mod providers;
 pub mod recorder;
+pub mod session_cache;
 pub mod sse;
 mod streaming;
 
@@ -162,6 +163,8 @@ pub struct Runtime {
     /// Writes finished turns in groups; started on the first invocation (it needs the database
     /// and a tokio runtime, neither of which exists when the runtime is configured).
     recorder: OnceLock<recorder::Recorder>,
+    /// Recent messages of active sessions (the history of the next turn).
+    pub sessions: session_cache::SessionCache,
 }
 
 impl Runtime {
@@ -186,6 +189,7 @@ impl Runtime {
             anthropic_api_key: config.anthropic_api_key.clone().filter(|k| !k.is_empty()),
             model_providers: config.model_providers.clone(),
             recorder: OnceLock::new(),
+            sessions: session_cache::SessionCache::default(),
         }
     }
 

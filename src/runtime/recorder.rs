@@ -16,7 +16,7 @@
 //! - A failed group write fails every turn of the group; nothing of it is stored.
 
 use crate::error::{Error, Result};
-use crate::store::sessions::{self, Turn};
+use crate::store::sessions::{self, Turn, TurnWritten};
 use crate::store::Db;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -28,7 +28,7 @@ const MAX_GROUP_TURNS: usize = 256;
 
 struct Pending {
     turn: Turn,
-    reply: oneshot::Sender<Result<u64>>,
+    reply: oneshot::Sender<Result<TurnWritten>>,
 }
 
 /// Hands finished turns to combined writes (cheap to share).
@@ -45,9 +45,8 @@ impl Recorder {
         Recorder { tx }
     }
 
-    /// Records one turn; resolves after its transaction committed with how many of its events
-    /// were stored.
-    pub async fn record(&self, turn: Turn) -> Result<u64> {
+    /// Records one turn; resolves after its transaction committed with what was written.
+    pub async fn record(&self, turn: Turn) -> Result<TurnWritten> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Pending { turn, reply })

@@ -24,7 +24,8 @@ pub struct StoredMessage {
     pub tokens: u64,
 }
 
-/// The last `limit` user/assistant messages of a session, oldest first, read newest first only
+/// The last `limit` user/assistant messages of a session with their `seq`, oldest first, read
+/// newest first only
 /// until their stored token counts exceed `token_budget` (the message that crosses it is still
 /// included). A caller trimming to that budget gets the same result as from all `limit`
 /// messages, without decoding the older ones (a stored count of 0 means "not counted" and only
@@ -36,9 +37,9 @@ pub fn recent_messages(
     session_id: &str,
     limit: usize,
     token_budget: u64,
-) -> Result<Vec<StoredMessage>> {
+) -> Result<Vec<(i64, StoredMessage)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT tokens, role, content FROM agent_messages
+        "SELECT tokens, role, content, seq FROM agent_messages
           WHERE tenant_id = ?1 AND agent_id = ?2 AND session_id = ?3
             AND role IN ('user', 'assistant')
           ORDER BY seq DESC LIMIT ?4",
@@ -48,11 +49,14 @@ pub fn recent_messages(
     let mut used = 0u64;
     while let Some(r) = rows.next()? {
         let tokens = r.get::<_, i64>(0)?.max(0) as u64;
-        out.push(StoredMessage {
-            role: r.get(1)?,
-            content: r.get(2)?,
-            tokens,
-        });
+        out.push((
+            r.get(3)?,
+            StoredMessage {
+                role: r.get(1)?,
+                content: r.get(2)?,
+                tokens,
+            },
+        ));
         used += tokens;
         if used > token_budget {
             break;
@@ -84,16 +88,27 @@ pub struct Turn {
     pub created_at: String,
 }
 
-/// Writes several turns in the caller's transaction; returns, per turn and in order, how many of
-/// its events were stored. Rows shared by the turns are written once per group: a session's row
+/// What `record_turns` wrote for one turn.
+#[derive(Clone, Debug, Default)]
+pub struct TurnWritten {
+    /// How many of its memory events were stored.
+    pub events: u64,
+    /// The `seq` of its user message, and of its reply when it had one.
+    pub user_seq: i64,
+    pub reply_seq: Option<i64>,
+}
+
+/// Writes several turns in the caller's transaction; returns what was written per turn, in
+/// order. Rows shared by the turns are written once per group: a session's row
 /// once, an agent's `invocation_count` once (by the number of its turns), the usage counters once
 /// per tenant and mode, and the events of one tenant get one capture job
 /// (`events::insert_group`).
-pub fn record_turns(conn: &Connection, turns: Vec<Turn>) -> Result<Vec<u64>> {
+pub fn record_turns(conn: &Connection, turns: Vec<Turn>) -> Result<Vec<TurnWritten>> {
     let mut sessions: HashMap<(&str, &str, &str), &str> = HashMap::new();
     let mut agents: HashMap<(&str, &str), i64> = HashMap::new();
     // (tenant, mode) -> (invocations, tokens)
     let mut counters: HashMap<(&str, &'static str), (i64, i64)> = HashMap::new();
+    let mut written = vec![TurnWritten::default(); turns.len()];
     {
         let mut msg = conn.prepare_cached(
             "INSERT INTO agent_messages
@@ -106,7 +121,7 @@ pub fn record_turns(conn: &Connection, turns: Vec<Turn>) -> Result<Vec<u64>> {
                   created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
-        for t in &turns {
+        for (t, w) in turns.iter().zip(written.iter_mut()) {
             let key = (
                 t.tenant_id.as_str(),
                 t.agent_id.as_str(),
@@ -125,6 +140,7 @@ pub fn record_turns(conn: &Connection, turns: Vec<Turn>) -> Result<Vec<u64>> {
                 t.user_tokens as i64,
                 t.created_at
             ])?;
+            w.user_seq = conn.last_insert_rowid();
             if !t.reply.is_empty() {
                 msg.execute(params![
                     t.tenant_id,
@@ -135,6 +151,7 @@ pub fn record_turns(conn: &Connection, turns: Vec<Turn>) -> Result<Vec<u64>> {
                     t.reply_tokens as i64,
                     t.created_at
                 ])?;
+                w.reply_seq = Some(conn.last_insert_rowid());
             }
             inv.execute(params![
                 t.request_id,
@@ -176,7 +193,6 @@ pub fn record_turns(conn: &Connection, turns: Vec<Turn>) -> Result<Vec<u64>> {
     // The memory events, one group item per turn that has any.
     let mut with_events = Vec::new();
     let mut items = Vec::new();
-    let mut stored = vec![0u64; turns.len()];
     for (i, t) in turns.into_iter().enumerate() {
         if !t.events.is_empty() {
             with_events.push(i);
@@ -189,12 +205,12 @@ pub fn record_turns(conn: &Connection, turns: Vec<Turn>) -> Result<Vec<u64>> {
         }
     }
     if !items.is_empty() {
-        for (i, written) in with_events
+        for (i, batch) in with_events
             .into_iter()
             .zip(events::insert_group(conn, items, now)?)
         {
-            stored[i] = written.ingested;
+            written[i].events = batch.ingested;
         }
     }
-    Ok(stored)
+    Ok(written)
 }
