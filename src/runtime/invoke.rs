@@ -10,7 +10,8 @@
 //! - The work runs on its own task, so a turn is recorded whatever happens to the client:
 //!   completed, timed out (504), failed upstream (502) or cancelled by a disconnect mid-stream
 //!   (what was produced so far is what gets recorded).
-//! - Everything written for a turn commits in one transaction (`store::sessions::record_turn`).
+//! - Everything written for a turn commits in one transaction, shared with the turns finishing
+//!   at the same time (`recorder`, `store::sessions::record_turns`); the reply is sent after it.
 
 use super::history::{self, count_tokens};
 use super::mcp::{ConnectorError, Toolbox};
@@ -24,7 +25,7 @@ use crate::http::Reply;
 use crate::limits::{Quota, Reservation};
 use crate::search::pack::{synthesize_pack, SynthRequest};
 use crate::store::connectors::Connector;
-use crate::store::sessions::{self, Turn};
+use crate::store::sessions::{self, StoredMessage, Turn};
 use crate::store::{agents, connectors};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -179,11 +180,14 @@ async fn prepare(
     input: InvokeInput,
 ) -> Result<Turnkit> {
     let tenant = caller.principal.tenant_id.clone();
+    // A session id made up here is new: it has no history to read.
+    let new_session = input.session_id.is_none();
     let session_id = input
         .session_id
         .clone()
         .unwrap_or_else(|| crate::ids::new("sess"));
     let sid = session_id.clone();
+    let state2 = state.clone();
     let recall = |agent_id: String| {
         synthesize_pack(
             state,
@@ -203,8 +207,23 @@ async fn prepare(
         let Some(agent) = agents::get(c, &tenant, &agent_ref)? else {
             return Ok(None);
         };
-        let stored =
-            sessions::recent_messages(c, &tenant, &agent.id, &sid, history::MAX_HISTORY_MESSAGES)?;
+        let stored = if new_session {
+            Vec::new()
+        } else {
+            state2
+                .runtime
+                .sessions
+                .get_or_load(&tenant, &agent.id, &sid, || {
+                    sessions::recent_messages(
+                        c,
+                        &tenant,
+                        &agent.id,
+                        &sid,
+                        history::MAX_HISTORY_MESSAGES,
+                        history::HISTORY_TOKEN_BUDGET,
+                    )
+                })?
+        };
         let connectors = match &agent.project_id {
             Some(p) => connectors::list_for_project(c, &tenant, p)?,
             None => Vec::new(),
@@ -514,10 +533,33 @@ pub(super) async fn finish(
         events: checked,
         created_at: now.clone(),
     };
-    let captured = state
-        .db
-        .write(move |c| sessions::record_turn(c, turn))
-        .await?;
+    let (user_message, user_tokens) = (turn.user_message.clone(), turn.user_tokens);
+    let (reply, reply_tokens) = (turn.reply.clone(), turn.reply_tokens);
+    let written = state.runtime.recorder(&state.db).record(turn).await?;
+    // Committed: the session's next turn may now see it.
+    let mut added = vec![(
+        written.user_seq,
+        StoredMessage {
+            role: "user".into(),
+            content: user_message,
+            tokens: user_tokens,
+        },
+    )];
+    if let Some(seq) = written.reply_seq {
+        added.push((
+            seq,
+            StoredMessage {
+                role: "assistant".into(),
+                content: reply,
+                tokens: reply_tokens,
+            },
+        ));
+    }
+    state
+        .runtime
+        .sessions
+        .record(&p.tenant_id, &kit.agent.id, &kit.session_id, added);
+    let captured = written.events;
     reservation.commit(1);
     if let Some(r) = events_held {
         r.commit(captured);

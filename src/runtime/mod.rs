@@ -14,11 +14,14 @@ pub mod history;
 pub mod invoke;
 pub mod mcp;
 pub mod providers;
+pub mod recorder;
+pub mod session_cache;
 pub mod sse;
 mod streaming;
 
 use crate::config::{Config, ProviderKind};
 use serde_json::Value;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -157,6 +160,11 @@ pub struct Runtime {
     pub anthropic_base_url: Option<String>,
     pub anthropic_api_key: Option<String>,
     pub model_providers: Vec<(String, ProviderKind)>,
+    /// Writes finished turns in groups; started on the first invocation (it needs the database
+    /// and a tokio runtime, neither of which exists when the runtime is configured).
+    recorder: OnceLock<recorder::Recorder>,
+    /// Recent messages of active sessions (the history of the next turn).
+    pub sessions: session_cache::SessionCache,
 }
 
 impl Runtime {
@@ -180,7 +188,15 @@ impl Runtime {
             anthropic_base_url: clean(&config.anthropic_base_url),
             anthropic_api_key: config.anthropic_api_key.clone().filter(|k| !k.is_empty()),
             model_providers: config.model_providers.clone(),
+            recorder: OnceLock::new(),
+            sessions: session_cache::SessionCache::default(),
         }
+    }
+
+    /// The turn recorder, writing through `db`.
+    pub fn recorder(&self, db: &crate::store::Db) -> &recorder::Recorder {
+        self.recorder
+            .get_or_init(|| recorder::Recorder::new(db.clone()))
     }
 
     /// Which provider answers `model`: the configured prefix mapping first; then `claude*` goes
