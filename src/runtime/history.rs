@@ -13,9 +13,7 @@ pub fn count_tokens(text: &str) -> u64 {
     if text.is_empty() {
         return 0;
     }
-    tiktoken_rs::cl100k_base_singleton()
-        .encode_with_special_tokens(text)
-        .len() as u64
+    crate::tokens::count_with_special(text)
 }
 
 /// Most stored messages loaded for one invocation (before the token budget trims them).
