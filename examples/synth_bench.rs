@@ -520,6 +520,12 @@ async fn run(a: Args) {
     cfg.limits_enabled = false;
     cfg.auto_learn_every = 0;
     cfg.auto_learn_sweep = Duration::ZERO;
+    if let Some(n) = std::env::var("ENGRAM_SEARCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.search_concurrency = n;
+    }
     let srv = engram::start(cfg).await.expect("server starts");
     let mut tenants: Vec<(String, String)> = Vec::new();
     for t in 0..a.tenants {

@@ -115,7 +115,7 @@ struct ServeArgs {
     /// Disable rate limits and quotas (benchmarks only).
     #[arg(long, env = "ENGRAM_DISABLE_LIMITS")]
     disable_limits: bool,
-    /// Concurrent searches (default: number of cores).
+    /// Concurrent searches (default: four per core).
     #[arg(long, env = "ENGRAM_SEARCH_CONCURRENCY")]
     search_concurrency: Option<usize>,
     /// Base URL of an OpenAI-compatible API (OpenAI, vLLM, llama.cpp, Ollama…), e.g. http://127.0.0.1:11434/v1.
