@@ -15,8 +15,9 @@
 //!
 //! Run: `cargo run --release --example synth_bench -- [--docs N] [--tenants T] [--requests R]
 //! [--max-tokens M] [--layout]`. `ENGRAM_SEARCH_CONCURRENCY=N` overrides the server's search
-//! permits (default four per core); `SYNTH_BENCH_ENGINE_ONLY` (set to anything) skips the HTTP warm-up and the raw tantivy rows. Every
-//! loop is bounded in count and time and talks only to 127.0.0.1.
+//! permits (default four per core); `SYNTH_BENCH_ENGINE_ONLY` (set to anything) skips the HTTP
+//! warm-up and the raw tantivy rows. Every loop is bounded in count and time and talks only to
+//! 127.0.0.1.
 
 use engram::config::Config;
 use engram::search::{docs, query, IndexOp};
