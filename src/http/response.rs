@@ -18,6 +18,8 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 enum Payload {
     /// Wrapped in the memory envelope, or sent bare for the registry family.
     Json(Value),
+    /// The same, already serialised (a JSON value's text): large replies skip building a `Value`.
+    JsonText(String),
     /// Sent as is (already complete bytes with their content type, or a stream).
     Body(Body, &'static str),
 }
@@ -40,6 +42,15 @@ impl Reply {
 
     pub fn ok(value: Value) -> Reply {
         Reply::json(200, value)
+    }
+
+    /// 200 with `text`, which must be the serialisation of one JSON value (it is embedded as is).
+    pub fn ok_json_text(text: String) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            payload: Payload::JsonText(text),
+            headers: Vec::new(),
+        }
     }
 
     pub fn created(value: Value) -> Reply {
@@ -97,6 +108,26 @@ pub fn render(reply: Reply, family: Family, meta: &Meta<'_>) -> Response<Body> {
                 Family::Registry => value,
             };
             json_response(reply.status, &body)
+        }
+        Payload::JsonText(text) => {
+            let bytes = match family {
+                Family::Memory => {
+                    let meta = meta_json(meta).to_string();
+                    let mut out = String::with_capacity(text.len() + meta.len() + 32);
+                    out.push_str("{\"ok\":true,\"data\":");
+                    out.push_str(&text);
+                    out.push_str(",\"meta\":");
+                    out.push_str(&meta);
+                    out.push('}');
+                    out
+                }
+                Family::Registry => text,
+            };
+            let mut resp = Response::new(full(bytes));
+            *resp.status_mut() = reply.status;
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
         }
         Payload::Body(body, content_type) => {
             let mut resp = Response::new(body);

@@ -23,6 +23,7 @@
 pub mod docs;
 mod indexer;
 pub mod pack;
+pub mod pack_text;
 pub mod query;
 pub mod rebuild;
 pub mod schema;

@@ -214,5 +214,8 @@ pub async fn synthesize(ctx: Ctx) -> Result<Reply> {
             ),
         ],
     );
-    Ok(Reply::ok(pack.to_json(include_provenance)))
+    Ok(Reply::ok_json_text(crate::search::pack_text::to_json_text(
+        &pack,
+        include_provenance,
+    )))
 }
