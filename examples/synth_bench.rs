@@ -386,7 +386,7 @@ fn engine_run(
                         let t = Instant::now();
                         let pack = engram::search::pack::synthesize_blocking(state, tenant, &req)
                             .expect("pack");
-                        std::hint::black_box(pack.to_json(true).to_string());
+                        std::hint::black_box(engram::search::pack_text::to_json_text(&pack, true));
                         lat.push(t.elapsed());
                         i += threads;
                     }

@@ -92,7 +92,13 @@ fn meta_json(meta: &Meta<'_>) -> Value {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    json_bytes_response(
+        status,
+        serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()),
+    )
+}
+
+fn json_bytes_response(status: StatusCode, bytes: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(full(bytes));
     *resp.status_mut() = status;
     resp.headers_mut()
@@ -123,11 +129,7 @@ pub fn render(reply: Reply, family: Family, meta: &Meta<'_>) -> Response<Body> {
                 }
                 Family::Registry => text,
             };
-            let mut resp = Response::new(full(bytes));
-            *resp.status_mut() = reply.status;
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
+            json_bytes_response(reply.status, bytes)
         }
         Payload::Body(body, content_type) => {
             let mut resp = Response::new(body);

@@ -20,7 +20,7 @@
 use super::query::{self, Candidate, Spec};
 use crate::app::AppState;
 use crate::error::{Error, Result};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -93,88 +93,6 @@ impl Pack {
             return 0.0;
         }
         (self.source_tokens as f64 / self.used as f64 * 100.0).round() / 100.0
-    }
-
-    /// The memory-family `data` object (API.md §2, the superset of documented and SDK fields).
-    /// Built map by map (no `json!` temporaries, no lookups by key): it is a large share of a
-    /// small pack's cost.
-    pub fn to_json(&self, include_provenance: bool) -> Value {
-        fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-            let mut m = Map::new();
-            for (k, v) in pairs {
-                m.insert(k.to_string(), v);
-            }
-            Value::Object(m)
-        }
-        let mut entries = Vec::with_capacity(self.entries.len());
-        let mut sections = Vec::with_capacity(self.entries.len());
-        for e in &self.entries {
-            let provenance = if include_provenance {
-                let mut p = Map::new();
-                p.insert("sourceType".into(), Value::from(e.source_type));
-                p.insert("sourceId".into(), Value::from(e.source_id.as_str()));
-                p.insert("evidenceCount".into(), Value::from(e.evidence_count));
-                let key = if e.source_type == "artifact" {
-                    "artifactType"
-                } else {
-                    "memoryType"
-                };
-                p.insert(key.into(), Value::from(e.detail_type.as_str()));
-                if let Some(ev) = &e.event_id {
-                    p.insert("eventId".into(), Value::from(ev.as_str()));
-                }
-                if let Some(s) = &e.session_id {
-                    p.insert("sessionId".into(), Value::from(s.as_str()));
-                }
-                vec![Value::Object(p)]
-            } else {
-                Vec::new()
-            };
-            entries.push(obj([
-                ("section", Value::from(e.section)),
-                ("content", Value::from(e.content.as_str())),
-                ("confidence", Value::from(e.confidence)),
-                ("tokens", Value::from(e.tokens)),
-                ("provenance", Value::Array(provenance)),
-            ]));
-            sections.push(obj([
-                ("type", Value::from(e.source_type)),
-                ("content", Value::from(e.content.as_str())),
-                ("source", Value::from(e.source_id.as_str())),
-                ("confidence", Value::from(e.confidence)),
-                ("section", Value::from(e.section)),
-                ("tokens", Value::from(e.tokens)),
-            ]));
-        }
-        let n = self.entries.len();
-        obj([
-            ("packId", Value::from(self.pack_id.as_str())),
-            (
-                "query",
-                self.query.as_deref().map_or(Value::Null, Value::from),
-            ),
-            ("entries", Value::Array(entries)),
-            ("sections", Value::Array(sections)),
-            (
-                "budget",
-                obj([
-                    ("limit", Value::from(self.limit)),
-                    ("used", Value::from(self.used)),
-                    ("compressionRatio", Value::from(self.compression_ratio())),
-                    ("entriesIncluded", Value::from(n)),
-                    ("entriesDropped", Value::from(self.dropped)),
-                ]),
-            ),
-            ("totalTokens", Value::from(self.used)),
-            (
-                "contextPack",
-                obj([
-                    ("entries", Value::from(n)),
-                    ("estimatedTokens", Value::from(self.used)),
-                    ("maxTokens", Value::from(self.limit)),
-                ]),
-            ),
-        ])
     }
 }
 

@@ -1,10 +1,9 @@
-//! A context pack serialised straight to JSON text.
+//! A context pack as the memory-family `data` object of `POST /v1/synthesize` (API.md §2, the
+//! superset of documented and SDK fields), serialised straight to JSON text.
 //!
-//! `Pack::to_json` builds the memory-family `data` object as a `serde_json::Value`; the synthesize
-//! reply only needs its text, and building the tree first (a map and a key string per field, a
-//! copy of every entry's content, twice) was a measurable part of a small pack's cost. This writes
-//! the same object through borrowed `Serialize` views instead. Invariant: `to_json_text(p)` parses
-//! to exactly `to_json(p)` (unit-tested), so the reply is the same whichever is used.
+//! The reply only needs the text: building a `serde_json::Value` tree first (a map and a key
+//! string per field, a copy of every entry's content, twice) was a measurable part of a small
+//! pack's cost, so the object is written through borrowed `Serialize` views instead.
 
 use super::pack::{Pack, PackEntry};
 use serde::Serialize;
@@ -90,7 +89,7 @@ fn provenance(e: &PackEntry) -> Provenance<'_> {
     }
 }
 
-/// The text of `pack.to_json(include_provenance)`.
+/// The `data` object of a synthesize reply, as JSON text.
 pub fn to_json_text(pack: &Pack, include_provenance: bool) -> String {
     let n = pack.entries.len();
     let data = Data {
@@ -144,7 +143,7 @@ pub fn to_json_text(pack: &Pack, include_provenance: bool) -> String {
 mod tests {
     use super::to_json_text;
     use crate::search::pack::{Pack, PackEntry};
-    use serde_json::Value;
+    use serde_json::{json, Value};
 
     fn entry(source_type: &'static str, id: &str, event: Option<&str>) -> PackEntry {
         PackEntry {
@@ -170,36 +169,62 @@ mod tests {
     }
 
     #[test]
-    fn text_is_the_json_value() {
-        let packs = [
-            Pack {
-                pack_id: "pack_1".into(),
-                query: Some("deploy the service".into()),
-                entries: vec![
-                    entry("memory", "mem_1", Some("evt_1")),
-                    entry("artifact", "art_1", None),
-                    entry("memory", "mem_2", None),
+    fn text_is_the_data_object() {
+        let pack = Pack {
+            pack_id: "pack_1".into(),
+            query: Some("deploy the service".into()),
+            entries: vec![
+                entry("memory", "mem_1", Some("evt_1")),
+                entry("artifact", "art_1", None),
+            ],
+            limit: 1000,
+            used: 34,
+            source_tokens: 140,
+            dropped: 4,
+        };
+        let content =
+            |id: &str| format!("content of {id} with \"quotes\", unicode é and a\nnewline");
+        let text: Value = serde_json::from_str(&to_json_text(&pack, true)).unwrap();
+        assert_eq!(
+            text,
+            json!({
+                "packId": "pack_1",
+                "query": "deploy the service",
+                "entries": [
+                    {"section": "context", "content": content("mem_1"), "confidence": 0.73,
+                     "tokens": 17, "provenance": [{"sourceType": "memory", "sourceId": "mem_1",
+                     "evidenceCount": 3, "memoryType": "episodic", "eventId": "evt_1",
+                     "sessionId": "sess-1"}]},
+                    {"section": "procedures", "content": content("art_1"), "confidence": 0.73,
+                     "tokens": 17, "provenance": [{"sourceType": "artifact", "sourceId": "art_1",
+                     "evidenceCount": 3, "artifactType": "task_schema"}]},
                 ],
-                limit: 1000,
-                used: 51,
-                source_tokens: 140,
-                dropped: 4,
-            },
-            Pack {
-                pack_id: "pack_2".into(),
-                query: None,
-                entries: Vec::new(),
-                limit: 10,
-                used: 0,
-                source_tokens: 0,
-                dropped: 0,
-            },
-        ];
-        for p in &packs {
-            for provenance in [true, false] {
-                let text: Value = serde_json::from_str(&to_json_text(p, provenance)).unwrap();
-                assert_eq!(text, p.to_json(provenance), "provenance {provenance}");
-            }
-        }
+                "sections": [
+                    {"type": "memory", "content": content("mem_1"), "source": "mem_1",
+                     "confidence": 0.73, "section": "context", "tokens": 17},
+                    {"type": "artifact", "content": content("art_1"), "source": "art_1",
+                     "confidence": 0.73, "section": "procedures", "tokens": 17},
+                ],
+                "budget": {"limit": 1000, "used": 34, "compressionRatio": 4.12,
+                           "entriesIncluded": 2, "entriesDropped": 4},
+                "totalTokens": 34,
+                "contextPack": {"entries": 2, "estimatedTokens": 34, "maxTokens": 1000},
+            })
+        );
+        let bare: Value = serde_json::from_str(&to_json_text(&pack, false)).unwrap();
+        assert_eq!(bare["entries"][0]["provenance"], json!([]));
+        let empty = Pack {
+            pack_id: "pack_2".into(),
+            query: None,
+            entries: Vec::new(),
+            limit: 10,
+            used: 0,
+            source_tokens: 0,
+            dropped: 0,
+        };
+        let text: Value = serde_json::from_str(&to_json_text(&empty, true)).unwrap();
+        assert_eq!(text["query"], Value::Null);
+        assert_eq!(text["budget"]["compressionRatio"], json!(0.0));
+        assert_eq!(text["entries"], json!([]));
     }
 }
