@@ -17,6 +17,7 @@
 pub mod agents;
 pub mod artifacts;
 pub mod checkpoint;
+pub mod combine;
 pub mod connectors;
 pub mod events;
 pub mod keys;
