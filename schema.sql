@@ -1,4 +1,4 @@
--- engram: the schema of a fresh database (schema version 1).
+-- engram: the schema of a fresh database (schema version 3).
 -- Every row belongs to exactly one tenant: every table has tenant_id (the tenants table is the tenant
 -- itself; connector_catalog is the global public catalogue) and every index starts with it.
 -- Times are RFC 3339 UTC text with milliseconds, so text order is time order.
@@ -175,12 +175,16 @@ CREATE TABLE events (
 CREATE UNIQUE INDEX events_id ON events(id);
 CREATE UNIQUE INDEX events_idem ON events(tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX events_tenant ON events(tenant_id, seq);
-CREATE INDEX events_session ON events(tenant_id, session_id, seq);
+-- An event enters the session index once processed (keeps a random leaf write off the capture
+-- path); until then it is in events_pending. Session queries read both.
+CREATE INDEX events_session ON events(tenant_id, session_id, seq) WHERE processed_at IS NOT NULL;
+CREATE INDEX events_pending ON events(tenant_id, seq) WHERE processed_at IS NULL;
 CREATE INDEX events_agent ON events(tenant_id, agent_id, seq);
 CREATE INDEX events_unlearned ON events(tenant_id, seq) WHERE learned_at IS NULL;
 
--- Novelty for salience: how many events of each signature (a 64-bit hash of the event type and
--- its normalised key content) a tenant has captured. Only hashes are kept, never content.
+-- Novelty for salience: how many processed events of each signature (a 64-bit hash of the event
+-- type and its normalised key content) a tenant has captured; the writer keeps the unprocessed
+-- ones in memory (store/novelty.rs). Only hashes are kept, never content.
 CREATE TABLE event_signatures (
     tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     signature INTEGER NOT NULL,
@@ -282,4 +286,4 @@ CREATE TABLE usage_counters (
     PRIMARY KEY (tenant_id, mode, metric, bucket)
 ) WITHOUT ROWID;
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;

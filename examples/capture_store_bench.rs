@@ -29,6 +29,8 @@ fn cpu_secs() -> f64 {
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let conn = engram::store::open_direct(dir.path()).expect("database");
+    // This connection plays the writer: it keeps the novelty counts of unprocessed events.
+    engram::store::novelty::rebuild_pending(&conn).expect("novelty counts");
     let t =
         engram::store::tenants::create(&conn, "bench", engram::plans::Plan::Pro).expect("tenant");
     let event = |i: u64, j: u64| {

@@ -24,10 +24,10 @@
 
 use super::{Job, JobHandler, KindSpec, Outcome};
 use crate::app::AppState;
-use crate::capture::{autolearn, render};
+use crate::capture::{autolearn, render, salience};
 use crate::error::Result as DbResult;
 use crate::search::IndexOp;
-use crate::store::{events, memories, usage};
+use crate::store::{events, memories, novelty, usage};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 use std::sync::{Arc, Weak};
@@ -53,6 +53,8 @@ struct Handler {
 struct Prepared {
     seq: i64,
     mode: String,
+    /// Novelty signature (`capture::salience::signature`).
+    signature: i64,
     memory: memories::PreparedEpisodic,
 }
 
@@ -110,20 +112,28 @@ fn queued_siblings(conn: &Connection, tenant: &str, budget: i64) -> DbResult<Vec
 
 fn prepare(tenant: &str, rows: Vec<events::EventRow>) -> Vec<Prepared> {
     rows.into_iter()
-        .map(|e| Prepared {
-            seq: e.seq,
-            memory: memories::NewEpisodic {
-                id: memories::episodic_id(&e.id),
-                content: render::memory_text(&e.event_type, &e.payload_json()),
-                agent_id: e.agent_id,
-                session_id: e.session_id,
-                event_id: e.id,
-                event_type: e.event_type,
-                salience: e.salience,
-                created_at: e.created_at,
+        .map(|e| {
+            let payload = e.payload_json();
+            let signature = match &payload {
+                Value::Object(m) => salience::signature(&e.event_type, m),
+                _ => salience::signature(&e.event_type, &serde_json::Map::new()),
+            };
+            Prepared {
+                seq: e.seq,
+                signature,
+                memory: memories::NewEpisodic {
+                    id: memories::episodic_id(&e.id),
+                    content: render::memory_text(&e.event_type, &payload),
+                    agent_id: e.agent_id,
+                    session_id: e.session_id,
+                    event_id: e.id,
+                    event_type: e.event_type,
+                    salience: e.salience,
+                    created_at: e.created_at,
+                }
+                .prepare(tenant),
+                mode: e.mode,
             }
-            .prepare(tenant),
-            mode: e.mode,
         })
         .collect()
 }
@@ -203,7 +213,7 @@ impl JobHandler for Handler {
             let reindex = rerun && n == 0;
             let (p, t, learn) = state
                 .db
-                .write_blocking(move |c| {
+                .write_background(move |c| {
                     let r = write_chunk(c, &tenant, &job_id, chunk, every, &search)?;
                     if reindex {
                         reindex_range(c, &tenant, first, last, &search)?;
@@ -264,6 +274,7 @@ fn write_chunk(
     let events_of = &mut chunk.events;
     batch.sort_by_key(|i| events_of[*i].seq);
     let mut per_mode: Vec<(String, i64)> = Vec::new();
+    let mut signatures: Vec<i64> = Vec::with_capacity(batch.len());
     let mut start = 0;
     while start < batch.len() {
         let mut end = start + 1;
@@ -277,6 +288,7 @@ fn write_chunk(
                 continue;
             };
             let p = &mut events_of[run[k]];
+            signatures.push(p.signature);
             if memories::insert_episodic(c, tenant, &p.memory)? {
                 if let Some(doc) = p.memory.doc.take() {
                     search.submit(IndexOp::Upsert(Box::new(doc)));
@@ -289,6 +301,7 @@ fn write_chunk(
         }
         start = end;
     }
+    novelty::settle_all(c, tenant, &signatures)?;
     let processed: i64 = per_mode.iter().map(|(_, n)| n).sum();
     let before = autolearn::processed_total(c, tenant)?;
     for (mode, n) in &per_mode {

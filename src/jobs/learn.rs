@@ -197,6 +197,25 @@ fn plan(conn: &Connection, tenant: &str, i: &LearnInput) -> Result<Option<Plan>>
     }))
 }
 
+/// The columns `event_of` reads.
+const EVENT_COLUMNS: &str = "id, session_id, agent_id, type, payload, metadata, created_at, seq";
+
+fn event_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let payload: String = r.get(4)?;
+    let metadata: Option<String> = r.get(5)?;
+    Ok(Event {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        agent_id: r.get(2)?,
+        kind: r.get(3)?,
+        payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+        metadata: metadata
+            .and_then(|m| serde_json::from_str(&m).ok())
+            .unwrap_or(Value::Null),
+        created_at: r.get(6)?,
+    })
+}
+
 /// Streams the events in scope (ordered by session, then sequence) through the compiler.
 fn compile(
     conn: &Connection,
@@ -209,35 +228,55 @@ fn compile(
         min_strength: i.min_strength,
         focus: plan.focus.clone(),
     });
-    let mut stmt = conn.prepare_cached(
-        // The session index yields rows already in (session, seq) order: without forcing it the
-        // planner may take the seq range and sort every event in memory.
-        "SELECT id, session_id, agent_id, type, payload, metadata, created_at
-         FROM events INDEXED BY events_session
-         WHERE tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2) AND seq <= ?3
-         ORDER BY session_id, seq",
-    )?;
+    // Processed events come from the session index, already in (session, seq) order (without
+    // forcing it the planner may take the seq range and sort every event in memory). Events still
+    // waiting for processing are not in that index: their (session, seq) keys are sorted here
+    // and merged in, each row read when its turn comes.
+    let mut pending: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT session_id, seq FROM events INDEXED BY events_pending
+             WHERE tenant_id = ?1 AND processed_at IS NULL AND (?2 IS NULL OR agent_id = ?2)
+               AND seq <= ?3",
+        )?
+        .query_map(params![tenant, i.agent_id, plan.cutoff], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    pending.sort_unstable();
+    let mut one = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"
+    ))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_session
+         WHERE tenant_id = ?1 AND processed_at IS NOT NULL AND (?2 IS NULL OR agent_id = ?2)
+           AND seq <= ?3
+         ORDER BY session_id, seq"
+    ))?;
     let mut rows = stmt.query(params![tenant, i.agent_id, plan.cutoff])?;
     let mut current: Vec<Event> = Vec::new();
-    while let Some(r) = rows.next()? {
-        let session_id: String = r.get(1)?;
-        if current.first().is_some_and(|f| f.session_id != session_id) {
+    let mut add = |e: Event| {
+        if current
+            .first()
+            .is_some_and(|f| f.session_id != e.session_id)
+        {
             c.add_session(&current[0].session_id.clone(), &current);
             current.clear();
         }
-        let payload: String = r.get(4)?;
-        let metadata: Option<String> = r.get(5)?;
-        current.push(Event {
-            id: r.get(0)?,
-            session_id,
-            agent_id: r.get(2)?,
-            kind: r.get(3)?,
-            payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-            metadata: metadata
-                .and_then(|m| serde_json::from_str(&m).ok())
-                .unwrap_or(Value::Null),
-            created_at: r.get(6)?,
-        });
+        current.push(e);
+    };
+    let mut next_pending = pending.into_iter().peekable();
+    while let Some(r) = rows.next()? {
+        let e = event_of(r)?;
+        let seq: i64 = r.get(7)?;
+        while let Some((_, p)) =
+            next_pending.next_if(|(s, q)| (s.as_str(), *q) < (e.session_id.as_str(), seq))
+        {
+            add(one.query_row([p], event_of)?);
+        }
+        add(e);
+    }
+    for (_, p) in next_pending {
+        add(one.query_row([p], event_of)?);
     }
     if let Some(f) = current.first() {
         let id = f.session_id.clone();
@@ -279,7 +318,7 @@ pub fn run(
         if forget {
             // Nothing left in scope: every compiled artifact lost its evidence.
             let (t, agent) = (tenant.to_string(), input.agent_id.clone());
-            let ops = db.write_blocking(move |c| {
+            let ops = db.write_background(move |c| {
                 let mut ops = Vec::new();
                 let now = crate::time::now_rfc3339();
                 artifacts::deprecate_unsupported(
@@ -309,7 +348,7 @@ pub fn run(
     let cutoff = plan.cutoff;
     let partial = plan.more;
     let mode = plan.mode.clone();
-    let (counts, ops) = db.write_blocking(move |c| {
+    let (counts, ops) = db.write_background(move |c| {
         let now = crate::time::now_rfc3339();
         let agent = i.agent_id.as_deref();
         let mut ops: Vec<IndexOp> = Vec::new();
@@ -363,7 +402,7 @@ pub fn run(
     let mut marked = 0usize;
     loop {
         let (t, i) = (tenant.to_string(), input.clone());
-        let n = db.write_blocking(move |c| {
+        let n = db.write_background(move |c| {
             let ids = (!i.event_ids.is_empty()).then(|| json!(i.event_ids).to_string());
             let now = crate::time::now_rfc3339();
             Ok(c.prepare_cached(&format!(

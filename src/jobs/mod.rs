@@ -181,7 +181,7 @@ fn worker_loop(
 ) {
     while !stop.load(Ordering::SeqCst) {
         let exclusive = state.exclusive;
-        let claimed = db.write_blocking(move |c| queue::claim(c, kind, exclusive));
+        let claimed = db.write_background(move |c| queue::claim(c, kind, exclusive));
         let job = match claimed {
             Ok(Some(job)) => job,
             Ok(None) => {
@@ -203,10 +203,10 @@ fn worker_loop(
         state.active.fetch_sub(1, Ordering::Relaxed);
         let id = job.id.clone();
         let finished = match outcome {
-            Ok(o) => db.write_blocking(move |c| queue::complete(c, &id, o.status, &o.result)),
+            Ok(o) => db.write_background(move |c| queue::complete(c, &id, o.status, &o.result)),
             Err(msg) => {
                 tracing::warn!(job = %job.id, kind, error = %msg, "job failed");
-                db.write_blocking(move |c| queue::fail(c, &id, &msg))
+                db.write_background(move |c| queue::fail(c, &id, &msg))
             }
         };
         if let Err(e) = finished {

@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::ids;
-use crate::store::usage;
+use crate::store::{novelty, usage};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
@@ -129,7 +129,7 @@ pub fn insert_group(
 /// What one tenant's part of a group write has done so far.
 #[derive(Default)]
 struct TenantWrite {
-    /// signature -> (count so far, repeats within this write not yet in the table)
+    /// signature -> (the tenant's count so far, new events of it in this write)
     sig_counts: HashMap<i64, (i64, i64)>,
     first_seq: i64,
     last_seq: i64,
@@ -169,11 +169,6 @@ impl TenantWrite {
             "SELECT id, salience, trace_id, job_id FROM events
              WHERE tenant_id = ?1 AND idempotency_key = ?2",
         )?;
-        let mut seen = conn.prepare_cached(
-            "INSERT INTO event_signatures(tenant_id, signature, seen) VALUES (?1, ?2, 1)
-             ON CONFLICT(tenant_id, signature) DO UPDATE SET seen = seen + 1
-             RETURNING seen",
-        )?;
         let mut insert = conn.prepare_cached(
             "INSERT INTO events(id, tenant_id, session_id, agent_id, type, payload, metadata,
                                 idempotency_key, salience, trace_id, job_id, mode, created_at)
@@ -198,18 +193,17 @@ impl TenantWrite {
                     continue;
                 }
             }
-            // The first event of a signature in this write counts in the table (and learns the
-            // tenant's count); repeats count in memory and are added in `finish`.
+            // The first event of a signature in this write learns the tenant's count; the new
+            // events are counted in memory and added to the pending counts in `finish`.
             let count = match self.sig_counts.get_mut(&e.signature) {
-                Some((count, extra)) => {
+                Some((count, new)) => {
                     *count += 1;
-                    *extra += 1;
+                    *new += 1;
                     *count
                 }
                 None => {
-                    let count: i64 =
-                        seen.query_row(params![tenant_id, e.signature], |r| r.get(0))?;
-                    self.sig_counts.insert(e.signature, (count, 0));
+                    let count = novelty::seen(conn, tenant_id, e.signature)? + 1;
+                    self.sig_counts.insert(e.signature, (count, 1));
                     count
                 }
             };
@@ -258,7 +252,7 @@ impl TenantWrite {
         Ok(out)
     }
 
-    /// Signature repeats, the capture job and the usage counters of the tenant's part.
+    /// Novelty counts, the capture job and the usage counters of the tenant's part.
     fn finish(
         &self,
         conn: &Connection,
@@ -266,11 +260,8 @@ impl TenantWrite {
         job_id: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut add = conn.prepare_cached(
-            "UPDATE event_signatures SET seen = seen + ?3 WHERE tenant_id = ?1 AND signature = ?2",
-        )?;
-        for (sig, (_, extra)) in self.sig_counts.iter().filter(|(_, (_, e))| *e > 0) {
-            add.execute(params![tenant_id, sig, extra])?;
+        for (sig, (_, new)) in &self.sig_counts {
+            novelty::add_pending(conn, tenant_id, *sig, *new)?;
         }
         if self.ingested > 0 {
             let input = json!({"firstSeq": self.first_seq, "lastSeq": self.last_seq,
@@ -487,6 +478,9 @@ pub(crate) fn page_condition(
 
 /// A page of a tenant's events and whether more follow.
 pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<EventRow>, bool)> {
+    if let Some(session) = f.session_id.as_deref() {
+        return list_session(conn, tenant_id, session, f);
+    }
     list_page(
         conn,
         "events",
@@ -539,12 +533,81 @@ pub(crate) fn list_page<T>(
     Ok((rows, more))
 }
 
-/// Deletes a tenant's session's events; returns how many.
+/// `list` of one session: its processed events come from the session index, its unprocessed
+/// ones from `events_pending` (see `schema.sql`); each part yields at most a page, in order, and
+/// the page is the first of their union.
+fn list_session(
+    conn: &Connection,
+    tenant_id: &str,
+    session_id: &str,
+    f: &Filter,
+) -> Result<(Vec<EventRow>, bool)> {
+    let Some(page) = page_condition(conn, "events", tenant_id, f.cursor.as_deref(), f.order)?
+    else {
+        return Ok((Vec::new(), false));
+    };
+    let mut args: Vec<&str> = vec![tenant_id, session_id];
+    let mut filters = String::new();
+    for (column, value) in [
+        ("agent_id", f.agent_id.as_deref()),
+        ("type", f.event_type.as_deref()),
+    ] {
+        if let Some(v) = value {
+            args.push(v);
+            filters.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    let dir = match f.order {
+        Order::Desc => "DESC",
+        Order::Asc => "ASC",
+    };
+    let n = f.limit + 1;
+    let sql = format!(
+        "SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY events_session
+                        WHERE tenant_id = ?1 AND session_id = ?2 AND processed_at IS NOT NULL
+                        {filters}{page} ORDER BY seq {dir} LIMIT {n})
+         UNION ALL
+         SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY events_pending
+                        WHERE tenant_id = ?1 AND processed_at IS NULL AND session_id = ?2
+                        {filters}{page} ORDER BY seq {dir} LIMIT {n})
+         ORDER BY seq {dir} LIMIT {n}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<EventRow> = stmt
+        .query_map(rusqlite::params_from_iter(args), from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = rows.len() > f.limit;
+    rows.truncate(f.limit);
+    Ok((rows, more))
+}
+
+/// Deletes a tenant's session's events; returns how many. The novelty counts of its unprocessed
+/// events are settled first: forgetting a session never lowers a count (`novelty`).
 pub fn delete_session(conn: &Connection, tenant_id: &str, session_id: &str) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM events WHERE tenant_id = ?1 AND session_id = ?2",
+    let unprocessed: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT type, payload FROM events INDEXED BY events_pending
+             WHERE tenant_id = ?1 AND processed_at IS NULL AND session_id = ?2",
+        )?
+        .query_map([tenant_id, session_id], |r| {
+            Ok(novelty::signature_of(
+                &r.get::<_, String>(0)?,
+                &r.get::<_, String>(1)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    novelty::settle_all(conn, tenant_id, &unprocessed)?;
+    let processed = conn.execute(
+        "DELETE FROM events INDEXED BY events_session
+         WHERE tenant_id = ?1 AND session_id = ?2 AND processed_at IS NOT NULL",
         [tenant_id, session_id],
-    )?)
+    )?;
+    let pending = conn.execute(
+        "DELETE FROM events INDEXED BY events_pending
+         WHERE tenant_id = ?1 AND processed_at IS NULL AND session_id = ?2",
+        [tenant_id, session_id],
+    )?;
+    Ok(processed + pending)
 }
 
 /// Validates a cursor's form before it reaches SQL (`evt_…`).

@@ -7,6 +7,11 @@
 //!   operations are queued, runs each in its own SAVEPOINT inside one `BEGIN IMMEDIATE`
 //!   transaction, commits once, and only then answers every caller (group commit): a caller that
 //!   got `Ok` knows its rows are committed.
+//! - Writes come in two lanes. Requests use the foreground lane; job workers use the background
+//!   lane (`write_background`). A group takes every queued foreground write and adds a background
+//!   write only when no foreground write is waiting, or when the oldest background write has
+//!   waited `BACKGROUND_MAX_WAIT`: under a load that keeps the writer busy, answering requests wins
+//!   over processing (whose work is durable and catches up), yet background work never stops.
 //! - No SQLite call runs on a tokio worker thread: async callers hand work to the writer thread or
 //!   to `spawn_blocking` with a pooled reader.
 //! - WAL checkpoints never run on the writer thread (`checkpoint`): the writer connection has
@@ -22,6 +27,7 @@ pub mod connectors;
 pub mod events;
 pub mod keys;
 pub mod memories;
+pub mod novelty;
 pub mod projects;
 pub mod semantic;
 pub mod sessions;
@@ -41,16 +47,31 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 const SCHEMA: &str = include_str!("../../schema.sql");
 /// Upgrades from version `n - 1` to `n`, in order. `schema.sql` is the latest version whole.
 const MIGRATIONS: &[(u32, &str)] = &[
     // 2: an episodic memory's id is derived from its event's id (`memories::episodic_id`), so
     // finding it by event needs no index of its own; dropping it saves an index write per event.
     (2, "DROP INDEX IF EXISTS memories_event;"),
+    // 3: an event enters the session index when it is processed, not when it is captured (a
+    // random leaf write per event moves off the acknowledgement path); events waiting for
+    // processing have their own small index. Novelty counts of unprocessed events move out of
+    // `event_signatures` (`novelty::migrate_to_pending`, run after this SQL).
+    (
+        3,
+        "DROP INDEX IF EXISTS events_session;
+         CREATE INDEX events_session ON events(tenant_id, session_id, seq)
+             WHERE processed_at IS NOT NULL;
+         CREATE INDEX events_pending ON events(tenant_id, seq) WHERE processed_at IS NULL;",
+    ),
 ];
 /// Most write operations one group commit takes.
 const MAX_GROUP: usize = 512;
+/// Longest a background write waits while foreground writes keep the writer busy.
+const BACKGROUND_MAX_WAIT: Duration = Duration::from_millis(25);
+/// Foreground writes count as flowing until none came for this long.
+const FOREGROUND_QUIET: Duration = Duration::from_millis(2);
 
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
 
@@ -104,6 +125,9 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     } else {
         for (target, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
             tx.execute_batch(sql)?;
+            if *target == 3 {
+                novelty::migrate_to_pending(&tx)?;
+            }
             tx.execute_batch(&format!("PRAGMA user_version = {target}"))?;
         }
     }
@@ -195,8 +219,9 @@ pub struct DbStats {
 struct Inner {
     path: PathBuf,
     readers: ReadPool,
-    writer_tx: Mutex<Option<Sender<Box<dyn PendingWrite>>>>,
-    writer_rx_len: Receiver<Box<dyn PendingWrite>>,
+    /// The foreground and background lanes to the writer thread.
+    writer_tx: Mutex<Option<Lanes<Sender<Box<dyn PendingWrite>>>>>,
+    writer_rx_len: Lanes<Receiver<Box<dyn PendingWrite>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Dropping or signalling this stops the checkpointer thread.
     checkpoint_stop: Mutex<Option<Sender<()>>>,
@@ -221,6 +246,7 @@ impl Db {
         let mut conn = open_connection(path)?;
         migrate(&mut conn)?;
         checkpoint::writer_pragmas(&conn)?;
+        novelty::rebuild_pending(&conn)?;
         let (checkpoint_stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
         let checkpointer = {
             let cconn = open_connection(path)?;
@@ -244,7 +270,18 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        let (tx, rx) = crossbeam_channel::unbounded::<Box<dyn PendingWrite>>();
+        let (fg_tx, fg_rx) = crossbeam_channel::unbounded::<Box<dyn PendingWrite>>();
+        let (bg_tx, bg_rx) = crossbeam_channel::unbounded::<Box<dyn PendingWrite>>();
+        let (tx, rx) = (
+            Lanes {
+                fg: fg_tx,
+                bg: bg_tx,
+            },
+            Lanes {
+                fg: fg_rx,
+                bg: bg_rx,
+            },
+        );
         let commits = Arc::new(AtomicU64::new(0));
         let writer = {
             let rx = rx.clone();
@@ -287,16 +324,20 @@ impl Db {
         Ok(db)
     }
 
-    fn sender(&self) -> Result<Sender<Box<dyn PendingWrite>>> {
+    fn sender(&self, lane: Lane) -> Result<Sender<Box<dyn PendingWrite>>> {
         self.inner
             .writer_tx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|l| match lane {
+                Lane::Foreground => l.fg.clone(),
+                Lane::Background => l.bg.clone(),
+            })
             .ok_or_else(|| Error::Unavailable("the database is shutting down".into()))
     }
 
-    fn submit<T, F>(&self, f: F) -> Result<tokio::sync::oneshot::Receiver<Result<T>>>
+    fn submit<T, F>(&self, lane: Lane, f: F) -> Result<tokio::sync::oneshot::Receiver<Result<T>>>
     where
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
@@ -307,7 +348,7 @@ impl Db {
             result: None,
             reply,
         });
-        self.sender()?
+        self.sender(lane)?
             .send(op)
             .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?;
         Ok(rx)
@@ -319,7 +360,7 @@ impl Db {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.submit(f)?
+        self.submit(Lane::Foreground, f)?
             .await
             .map_err(|_| Error::Internal("database writer dropped a write".into()))?
     }
@@ -330,7 +371,19 @@ impl Db {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.submit(f)?
+        self.submit(Lane::Foreground, f)?
+            .blocking_recv()
+            .map_err(|_| Error::Internal("database writer dropped a write".into()))?
+    }
+
+    /// `write_blocking` in the background lane (job workers): it yields to request writes while
+    /// they keep the writer busy, for at most `BACKGROUND_MAX_WAIT` at a time.
+    pub fn write_background<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(Lane::Background, f)?
             .blocking_recv()
             .map_err(|_| Error::Internal("database writer dropped a write".into()))?
     }
@@ -376,7 +429,7 @@ impl Db {
             idle: state.idle_connections,
             waiting: self.inner.read_waiting.load(Ordering::Relaxed),
             max: self.inner.readers.max_size(),
-            write_queue: self.inner.writer_rx_len.len(),
+            write_queue: self.inner.writer_rx_len.fg.len() + self.inner.writer_rx_len.bg.len(),
             commits: self.inner.commits.load(Ordering::Relaxed),
             writer_alive: self
                 .inner
@@ -439,15 +492,93 @@ impl Db {
     }
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<Box<dyn PendingWrite>>, commits: Arc<AtomicU64>) {
-    let mut group: Vec<Box<dyn PendingWrite>> = Vec::with_capacity(MAX_GROUP);
-    while let Ok(first) = rx.recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
+/// The writer's two queues (see the module docs).
+#[derive(Clone)]
+struct Lanes<T> {
+    fg: T,
+    bg: T,
+}
+
+#[derive(Clone, Copy)]
+enum Lane {
+    Foreground,
+    Background,
+}
+
+/// A background write the writer has taken off its lane but not yet run, and since when it waits.
+type Held = Option<(Box<dyn PendingWrite>, std::time::Instant)>;
+
+/// Blocks until a write is queued in either lane, then fills `group` (see the module docs).
+/// Returns false once both lanes are closed and empty.
+fn next_group(
+    rx: &Lanes<Receiver<Box<dyn PendingWrite>>>,
+    held: &mut Held,
+    last_fg: &mut std::time::Instant,
+    group: &mut Vec<Box<dyn PendingWrite>>,
+) -> bool {
+    use std::time::Instant;
+    if held.is_none() {
+        if let Ok(op) = rx.bg.try_recv() {
+            *held = Some((op, Instant::now()));
+        }
+    }
+    if held.is_some() && rx.fg.is_empty() && last_fg.elapsed() < FOREGROUND_QUIET {
+        // Foreground writes are flowing: wait for the next one, or until the held background
+        // write may run.
+        let wait = FOREGROUND_QUIET.saturating_sub(last_fg.elapsed());
+        if let Ok(op) = rx.fg.recv_timeout(wait) {
+            group.push(op);
+        }
+    } else if held.is_none() && rx.fg.is_empty() {
+        crossbeam_channel::select! {
+            recv(rx.fg) -> op => match op {
                 Ok(op) => group.push(op),
-                Err(_) => break,
-            }
+                Err(_) => match rx.bg.recv() {
+                    Ok(op) => group.push(op),
+                    Err(_) => return false,
+                },
+            },
+            recv(rx.bg) -> op => match op {
+                Ok(op) => *held = Some((op, Instant::now())),
+                Err(_) => match rx.fg.recv() {
+                    Ok(op) => group.push(op),
+                    Err(_) => return false,
+                },
+            },
+        }
+    }
+    while group.len() < MAX_GROUP {
+        match rx.fg.try_recv() {
+            Ok(op) => group.push(op),
+            Err(_) => break,
+        }
+    }
+    let due = held
+        .as_ref()
+        .is_some_and(|(_, since)| since.elapsed() >= BACKGROUND_MAX_WAIT);
+    let quiet = last_fg.elapsed() >= FOREGROUND_QUIET;
+    if !group.is_empty() {
+        *last_fg = Instant::now();
+    }
+    if (group.is_empty() && quiet) || due {
+        if let Some((op, _)) = held.take() {
+            group.push(op);
+        }
+    }
+    true
+}
+
+fn writer_loop(
+    conn: Connection,
+    rx: Lanes<Receiver<Box<dyn PendingWrite>>>,
+    commits: Arc<AtomicU64>,
+) {
+    let mut group: Vec<Box<dyn PendingWrite>> = Vec::with_capacity(MAX_GROUP + 1);
+    let mut held: Held = None;
+    let mut last_fg = std::time::Instant::now();
+    while next_group(&rx, &mut held, &mut last_fg, &mut group) {
+        if group.is_empty() {
+            continue;
         }
         let outcome = run_group(&conn, &mut group);
         if outcome.is_ok() {
@@ -516,16 +647,31 @@ mod tests {
     fn version_1_database_is_migrated_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("engram.db");
+        let payload = r#"{"role":"user","content":"deploy the payment service"}"#;
+        let sig = novelty::signature_of("message", payload);
         {
-            // A version 1 database: the current schema plus what version 2 removed.
+            // A version 1 database: the current schema, with what versions 2 and 3 changed
+            // undone, and two events of one signature (one of them processed) counted the
+            // version 1 way: both in event_signatures at capture.
             let mut conn = open_connection(&path).unwrap();
             migrate(&mut conn).unwrap();
-            conn.execute_batch(
+            conn.execute_batch(&format!(
                 "CREATE INDEX memories_event ON memories(tenant_id, event_id);
+                 DROP INDEX events_pending;
+                 DROP INDEX events_session;
+                 CREATE INDEX events_session ON events(tenant_id, session_id, seq);
                  INSERT INTO tenants(id, name, plan, created_at, updated_at)
                  VALUES ('ten_old', 'old', 'pro', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
-                 PRAGMA user_version = 1;",
-            )
+                 INSERT INTO events(id, tenant_id, session_id, type, payload, salience, trace_id,
+                                    created_at, processed_at)
+                 VALUES ('evt_1', 'ten_old', 's', 'message', '{payload}', 0.5, 't1',
+                         '2026-01-01T00:00:00Z', '2026-01-01T00:00:01Z'),
+                        ('evt_2', 'ten_old', 's', 'message', '{payload}', 0.5, 't2',
+                         '2026-01-01T00:00:00Z', NULL);
+                 INSERT INTO event_signatures(tenant_id, signature, seen)
+                 VALUES ('ten_old', {sig}, 2);
+                 PRAGMA user_version = 1;"
+            ))
             .unwrap();
         }
         let mut conn = open_connection(&path).unwrap();
@@ -534,19 +680,40 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        let index: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'memories_event'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(index, 0, "version 2 drops memories_event");
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            count("SELECT count(*) FROM sqlite_master WHERE name = 'memories_event'"),
+            0,
+            "version 2 drops memories_event"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM sqlite_master WHERE name = 'events_pending'"),
+            1,
+            "version 3 adds events_pending"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM events INDEXED BY events_session WHERE tenant_id = 'ten_old' AND session_id = 's' AND processed_at IS NOT NULL"),
+            1,
+            "the session index holds the processed event"
+        );
+        assert_eq!(
+            count("SELECT seen FROM event_signatures WHERE tenant_id = 'ten_old'"),
+            1,
+            "version 3 keeps only processed events in event_signatures"
+        );
         let tenant: String = conn
             .query_row("SELECT name FROM tenants WHERE id = 'ten_old'", [], |r| {
                 r.get(0)
             })
             .unwrap();
         assert_eq!(tenant, "old");
+        drop(conn);
+        // The writer counts the unprocessed event again in memory: both are still seen.
+        let db = Db::open(&path, 1).unwrap();
+        let seen = db
+            .write_blocking(move |c| novelty::seen(c, "ten_old", sig))
+            .unwrap();
+        assert_eq!(seen, 2);
+        db.close();
     }
 }

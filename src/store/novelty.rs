@@ -1,0 +1,147 @@
+//! Novelty counts for salience: how many events of a signature a tenant has captured.
+//!
+//! A capture's salience needs the count at once (it is in the 202), but writing the persistent
+//! counter (`event_signatures`, one random B-tree leaf per event) on the acknowledgement path
+//! would cost a page write per event. So the count has two parts:
+//! - `event_signatures` counts the events that capture processing has finished with: it is
+//!   bumped in the same transaction that flips their `processed_at` (`settle`), so exactly once;
+//! - `temp.novelty_pending` (a TEMP table of the writer connection: memory only, no WAL) counts
+//!   the events stored but not processed yet (`add_pending` at capture).
+//!
+//! Invariants:
+//! - For every (tenant, signature): `event_signatures.seen + novelty_pending.n` = events ever
+//!   captured with that signature (forgetting a session does not lower it).
+//! - Both parts change inside the writer's transactions, so a rolled-back write rolls back its
+//!   pending counts too.
+//! - The pending part is rebuilt from the unprocessed events whenever the writer connection
+//!   opens (`rebuild_pending`), so a restart or a crash loses nothing.
+//! - Only the writer connection may call these functions (the TEMP table is its own).
+
+use crate::capture::salience;
+use crate::error::Result;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+
+/// Creates the writer connection's pending table and fills it from the unprocessed events.
+pub fn rebuild_pending(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS novelty_pending (
+             tenant_id TEXT NOT NULL,
+             signature INTEGER NOT NULL,
+             n         INTEGER NOT NULL,
+             PRIMARY KEY (tenant_id, signature)
+         ) WITHOUT ROWID;
+         DELETE FROM temp.novelty_pending;",
+    )?;
+    let counts = unprocessed_counts(conn)?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO temp.novelty_pending(tenant_id, signature, n) VALUES (?1, ?2, ?3)",
+    )?;
+    for ((tenant, sig), n) in counts {
+        insert.execute(params![tenant, sig, n])?;
+    }
+    Ok(())
+}
+
+/// The signature of a stored event (its type and payload text).
+pub fn signature_of(event_type: &str, payload: &str) -> i64 {
+    let map = match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    salience::signature(event_type, &map)
+}
+
+/// (tenant, signature) → number of events not processed yet.
+fn unprocessed_counts(conn: &Connection) -> Result<HashMap<(String, i64), i64>> {
+    let mut counts: HashMap<(String, i64), i64> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT tenant_id, type, payload FROM events INDEXED BY events_pending
+         WHERE processed_at IS NULL",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let tenant: String = r.get(0)?;
+        let event_type: String = r.get(1)?;
+        let payload: String = r.get(2)?;
+        *counts
+            .entry((tenant, signature_of(&event_type, &payload)))
+            .or_default() += 1;
+    }
+    Ok(counts)
+}
+
+/// Schema version 3 moved the counts of unprocessed events out of `event_signatures` (they were
+/// counted there at capture): subtracts them, so `rebuild_pending` does not count them twice.
+pub fn migrate_to_pending(conn: &Connection) -> Result<()> {
+    let mut sub = conn.prepare(
+        "UPDATE event_signatures SET seen = max(seen - ?3, 0)
+         WHERE tenant_id = ?1 AND signature = ?2",
+    )?;
+    for ((tenant, sig), n) in unprocessed_counts(conn)? {
+        sub.execute(params![tenant, sig, n])?;
+    }
+    Ok(())
+}
+
+/// How many events of `signature` the tenant has captured so far (processed or not).
+pub fn seen(conn: &Connection, tenant_id: &str, signature: i64) -> Result<i64> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT coalesce((SELECT seen FROM event_signatures
+                          WHERE tenant_id = ?1 AND signature = ?2), 0)
+              + coalesce((SELECT n FROM temp.novelty_pending
+                          WHERE tenant_id = ?1 AND signature = ?2), 0)",
+    )?;
+    Ok(stmt.query_row(params![tenant_id, signature], |r| r.get(0))?)
+}
+
+/// Counts `n` newly stored (unprocessed) events of `signature`.
+pub fn add_pending(conn: &Connection, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO temp.novelty_pending(tenant_id, signature, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT(tenant_id, signature) DO UPDATE SET n = n + excluded.n",
+    )?
+    .execute(params![tenant_id, signature, n])?;
+    Ok(())
+}
+
+/// Moves `n` events of `signature` from the pending count to the persistent one (they were just
+/// processed, or their session is being forgotten before they were).
+pub fn settle(conn: &Connection, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO event_signatures(tenant_id, signature, seen) VALUES (?1, ?2, ?3)
+         ON CONFLICT(tenant_id, signature) DO UPDATE SET seen = seen + excluded.seen",
+    )?
+    .execute(params![tenant_id, signature, n])?;
+    let left: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE temp.novelty_pending SET n = n - ?3 WHERE tenant_id = ?1 AND signature = ?2
+             RETURNING n",
+        )?
+        .query_row(params![tenant_id, signature, n], |r| r.get(0))
+        .optional()?;
+    if left.is_some_and(|n| n <= 0) {
+        conn.prepare_cached(
+            "DELETE FROM temp.novelty_pending WHERE tenant_id = ?1 AND signature = ?2",
+        )?
+        .execute(params![tenant_id, signature])?;
+    }
+    Ok(())
+}
+
+/// `settle` for many events: `sigs` lists one signature per event.
+pub fn settle_all(conn: &Connection, tenant_id: &str, sigs: &[i64]) -> Result<()> {
+    let mut counts: Vec<(i64, i64)> = Vec::new();
+    let mut sorted = sigs.to_vec();
+    sorted.sort_unstable();
+    for s in sorted {
+        match counts.last_mut() {
+            Some((last, n)) if *last == s => *n += 1,
+            _ => counts.push((s, 1)),
+        }
+    }
+    for (sig, n) in counts {
+        settle(conn, tenant_id, sig, n)?;
+    }
+    Ok(())
+}
