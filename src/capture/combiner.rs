@@ -19,7 +19,6 @@ const MAX_GROUP_EVENTS: usize = 4_000;
 pub struct Combiner(WriteCombiner<GroupItem, BatchWrite>);
 
 impl Combiner {
-    /// Starts the combining task on the current tokio runtime.
     pub fn new(db: Db) -> Combiner {
         Combiner(WriteCombiner::new(
             db,

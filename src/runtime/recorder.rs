@@ -22,7 +22,7 @@ const MAX_GROUP_TURNS: usize = 256;
 pub struct Recorder(WriteCombiner<Turn, TurnWritten>);
 
 impl Recorder {
-    /// Starts the recording task on the current tokio runtime.
+    /// Records turns through combined writes.
     pub fn new(db: Db) -> Recorder {
         Recorder(WriteCombiner::new(
             db,

@@ -2,31 +2,25 @@
 //!
 //! The database writer already shares one COMMIT among concurrent writes, but each write still
 //! pays its own savepoint and whatever rows it keeps per write (a job row, usage counters, a
-//! session row…). A `WriteCombiner` queues items and hands everything queued to ONE call of its
-//! group-write function, which can share those rows among the items. Capture requests
+//! session row…). A `WriteCombiner` queues each item as a write of its own in the writer's
+//! foreground lane; when the writer forms a group, a combined write takes over the writes of the
+//! same combiner queued right behind it (`PendingWrite::absorb`) and hands all their items to ONE
+//! call of the group-write function, which can share those rows among the items. Capture requests
 //! (`capture::combiner`) and invocation turns (`runtime::recorder`) use it.
 //!
 //! Invariants:
 //! - A caller is answered only after the write holding its item committed.
-//! - At most `IN_FLIGHT` group writes are outstanding; items arriving meanwhile form the next
-//!   group, so a group grows with the load and an idle server adds no delay.
-//! - A group weighs at most `max_weight` (the first item always goes), so one write stays short.
+//! - Only writes queued back to back are combined, so the order of writes is kept.
+//! - A combined write weighs at most `max_weight` (the first item always goes), so one write
+//!   stays short.
 //! - The group-write function returns one result per item, in item order. A failed group write
 //!   fails every item of the group; nothing of it is stored.
 
 use crate::error::{Error, Result};
-use crate::store::Db;
+use crate::store::{Db, PendingWrite, QueuedWrite};
 use rusqlite::Connection;
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Semaphore};
-
-/// Group writes outstanding at once (one being written, one ready behind it).
-const IN_FLIGHT: usize = 2;
-
-struct Pending<I, R> {
-    item: I,
-    reply: oneshot::Sender<Result<R>>,
-}
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use tokio::sync::oneshot;
 
 /// How a combiner groups and writes its items.
 pub struct GroupWrite<I, R> {
@@ -39,32 +33,22 @@ pub struct GroupWrite<I, R> {
     pub write: fn(&Connection, Vec<I>) -> Result<Vec<R>>,
 }
 
+impl<I, R> Clone for GroupWrite<I, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<I, R> Copy for GroupWrite<I, R> {}
+
 /// Hands items to combined writes (cheap to share).
 pub struct WriteCombiner<I, R> {
-    tx: mpsc::UnboundedSender<Pending<I, R>>,
+    db: Db,
+    how: GroupWrite<I, R>,
 }
 
 fn shutting_down() -> Error {
     Error::Unavailable("the server is shutting down".into())
-}
-
-impl<I: Send + 'static, R: Send + 'static> WriteCombiner<I, R> {
-    /// Starts the combining task on the current tokio runtime. It ends when the combiner is
-    /// dropped.
-    pub fn new(db: Db, how: GroupWrite<I, R>) -> WriteCombiner<I, R> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(db, how, rx));
-        WriteCombiner { tx }
-    }
-
-    /// Stores one item; resolves after its transaction committed.
-    pub async fn submit(&self, item: I) -> Result<R> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Pending { item, reply })
-            .map_err(|_| shutting_down())?;
-        rx.await.map_err(|_| shutting_down())?
-    }
 }
 
 fn copy_error(e: &Error) -> Error {
@@ -74,49 +58,110 @@ fn copy_error(e: &Error) -> Error {
     }
 }
 
-async fn run<I: Send + 'static, R: Send + 'static>(
-    db: Db,
+impl<I: Send + 'static, R: Send + 'static> WriteCombiner<I, R> {
+    /// A combiner of writes described by `how`; its `what` names it (writes of combiners with
+    /// the same item types and name are combined).
+    pub fn new(db: Db, how: GroupWrite<I, R>) -> WriteCombiner<I, R> {
+        WriteCombiner { db, how }
+    }
+
+    /// Stores one item; resolves after its transaction committed.
+    pub async fn submit(&self, item: I) -> Result<R> {
+        let (reply, rx) = oneshot::channel();
+        let weight = (self.how.weight)(&item);
+        self.db.submit_write(Box::new(Combined {
+            how: self.how,
+            weight,
+            items: vec![item],
+            replies: vec![reply],
+            results: None,
+        }))?;
+        rx.await.map_err(|_| shutting_down())?
+    }
+}
+
+/// Items of one combiner written by one call of its group-write function.
+struct Combined<I, R> {
     how: GroupWrite<I, R>,
-    mut rx: mpsc::UnboundedReceiver<Pending<I, R>>,
-) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else {
-            return;
-        };
-        let mut weight = (how.weight)(&first.item);
-        let mut group = vec![first];
-        while weight < how.max_weight {
-            match rx.try_recv() {
-                Ok(p) => {
-                    weight += (how.weight)(&p.item);
-                    group.push(p);
+    weight: usize,
+    items: Vec<I>,
+    replies: Vec<oneshot::Sender<Result<R>>>,
+    results: Option<Result<Vec<R>>>,
+}
+
+impl<I: Send + 'static, R: Send + 'static> PendingWrite for Combined<I, R> {
+    fn apply(&mut self, conn: &Connection) -> bool {
+        let items = std::mem::take(&mut self.items);
+        let n = items.len();
+        let write = self.how.write;
+        let r = catch_unwind(AssertUnwindSafe(|| write(conn, items)))
+            .unwrap_or_else(|p| {
+                Err(Error::Internal(format!(
+                    "panic in write: {}",
+                    crate::store::panic_text(&p)
+                )))
+            })
+            .and_then(|results| {
+                if results.len() == n {
+                    Ok(results)
+                } else {
+                    Err(Error::Internal(format!(
+                        "{} group write returned {} results for {n} items",
+                        self.how.what,
+                        results.len()
+                    )))
                 }
-                Err(_) => break,
+            });
+        let ok = r.is_ok();
+        self.results = Some(r);
+        ok
+    }
+
+    fn complete(self: Box<Self>, commit: std::result::Result<(), String>) {
+        let what = self.how.what;
+        match (commit, self.results) {
+            (Ok(()), Some(Ok(results))) => {
+                for (reply, r) in self.replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            (commit, results) => {
+                let e = match (commit, results) {
+                    (_, Some(Err(e))) => e,
+                    (Err(e), _) => Error::Internal(format!("commit failed: {e}")),
+                    _ => Error::Internal("write was not applied".into()),
+                };
+                if !self.replies.is_empty() {
+                    tracing::error!(error = %e, items = self.replies.len(), what, "group write failed");
+                }
+                for reply in self.replies {
+                    let _ = reply.send(Err(copy_error(&e)));
+                }
             }
         }
-        let (items, replies): (Vec<I>, Vec<_>) =
-            group.into_iter().map(|p| (p.item, p.reply)).unzip();
-        let (db, write, what) = (db.clone(), how.write, how.what);
-        tokio::spawn(async move {
-            let written = db.write(move |c| write(c, items)).await;
-            drop(permit);
-            match written {
-                Ok(results) => {
-                    for (reply, r) in replies.into_iter().zip(results) {
-                        let _ = reply.send(Ok(r));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, items = replies.len(), what, "group write failed");
-                    for reply in replies {
-                        let _ = reply.send(Err(copy_error(&e)));
-                    }
-                }
-            }
-        });
+    }
+
+    fn absorb(&mut self, next: &mut QueuedWrite) -> bool {
+        let Some(other) = next.as_any().downcast_mut::<Combined<I, R>>() else {
+            return false;
+        };
+        if other.how.what != self.how.what
+            || self.weight + other.weight > self.how.max_weight
+            || other.items.is_empty()
+        {
+            return false;
+        }
+        self.weight += other.weight;
+        self.items.append(&mut other.items);
+        self.replies.append(&mut other.replies);
+        true
+    }
+
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn absorbed(&self) -> bool {
+        self.replies.is_empty()
     }
 }

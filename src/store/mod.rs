@@ -148,12 +148,26 @@ pub fn open_direct(data_dir: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// A write waiting in one of the writer's lanes.
+pub(crate) type QueuedWrite = Box<dyn PendingWrite>;
+
 /// One queued write: runs inside a savepoint, answers after the commit.
-trait PendingWrite: Send {
+pub(crate) trait PendingWrite: Send {
     /// Runs the operation; `false` if it failed (its savepoint is then rolled back).
     fn apply(&mut self, conn: &Connection) -> bool;
     /// Delivers the result once the group's commit is known.
     fn complete(self: Box<Self>, commit: std::result::Result<(), String>);
+    /// Takes over `next`, the write queued right behind this one, so that one call of `apply`
+    /// does both (`combine`); `next` is then left with nothing to do. The default takes nothing.
+    fn absorb(&mut self, _next: &mut QueuedWrite) -> bool {
+        false
+    }
+    /// For `absorb`: the concrete write behind the box.
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
+    /// True once another write absorbed this one: it is not run on its own.
+    fn absorbed(&self) -> bool {
+        false
+    }
 }
 
 struct Op<F, T> {
@@ -164,8 +178,8 @@ struct Op<F, T> {
 
 impl<F, T> PendingWrite for Op<F, T>
 where
-    F: FnOnce(&Connection) -> Result<T> + Send,
-    T: Send,
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    T: Send + 'static,
 {
     fn apply(&mut self, conn: &Connection) -> bool {
         let f = self.f.take().expect("applied once");
@@ -178,6 +192,10 @@ where
         let ok = r.is_ok();
         self.result = Some(r);
         ok
+    }
+
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 
     fn complete(self: Box<Self>, commit: std::result::Result<(), String>) {
@@ -220,8 +238,8 @@ struct Inner {
     path: PathBuf,
     readers: ReadPool,
     /// The foreground and background lanes to the writer thread.
-    writer_tx: Mutex<Option<Lanes<Sender<Box<dyn PendingWrite>>>>>,
-    writer_rx_len: Lanes<Receiver<Box<dyn PendingWrite>>>,
+    writer_tx: Mutex<Option<Lanes<Sender<QueuedWrite>>>>,
+    writer_rx_len: Lanes<Receiver<QueuedWrite>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Dropping or signalling this stops the checkpointer thread.
     checkpoint_stop: Mutex<Option<Sender<()>>>,
@@ -270,8 +288,8 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        let (fg_tx, fg_rx) = crossbeam_channel::unbounded::<Box<dyn PendingWrite>>();
-        let (bg_tx, bg_rx) = crossbeam_channel::unbounded::<Box<dyn PendingWrite>>();
+        let (fg_tx, fg_rx) = crossbeam_channel::unbounded::<QueuedWrite>();
+        let (bg_tx, bg_rx) = crossbeam_channel::unbounded::<QueuedWrite>();
         let (tx, rx) = (
             Lanes {
                 fg: fg_tx,
@@ -324,7 +342,7 @@ impl Db {
         Ok(db)
     }
 
-    fn sender(&self, lane: Lane) -> Result<Sender<Box<dyn PendingWrite>>> {
+    fn sender(&self, lane: Lane) -> Result<Sender<QueuedWrite>> {
         self.inner
             .writer_tx
             .lock()
@@ -337,13 +355,20 @@ impl Db {
             .ok_or_else(|| Error::Unavailable("the database is shutting down".into()))
     }
 
+    /// Queues a prepared write in the foreground lane (`combine`).
+    pub(crate) fn submit_write(&self, op: QueuedWrite) -> Result<()> {
+        self.sender(Lane::Foreground)?
+            .send(op)
+            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))
+    }
+
     fn submit<T, F>(&self, lane: Lane, f: F) -> Result<tokio::sync::oneshot::Receiver<Result<T>>>
     where
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let op: Box<dyn PendingWrite> = Box::new(Op {
+        let op: QueuedWrite = Box::new(Op {
             f: Some(f),
             result: None,
             reply,
@@ -506,15 +531,15 @@ enum Lane {
 }
 
 /// A background write the writer has taken off its lane but not yet run, and since when it waits.
-type Held = Option<(Box<dyn PendingWrite>, std::time::Instant)>;
+type Held = Option<(QueuedWrite, std::time::Instant)>;
 
 /// Blocks until a write is queued in either lane, then fills `group` (see the module docs).
 /// Returns false once both lanes are closed and empty.
 fn next_group(
-    rx: &Lanes<Receiver<Box<dyn PendingWrite>>>,
+    rx: &Lanes<Receiver<QueuedWrite>>,
     held: &mut Held,
     last_fg: &mut std::time::Instant,
-    group: &mut Vec<Box<dyn PendingWrite>>,
+    group: &mut Vec<QueuedWrite>,
 ) -> bool {
     use std::time::Instant;
     if held.is_none() {
@@ -568,12 +593,8 @@ fn next_group(
     true
 }
 
-fn writer_loop(
-    conn: Connection,
-    rx: Lanes<Receiver<Box<dyn PendingWrite>>>,
-    commits: Arc<AtomicU64>,
-) {
-    let mut group: Vec<Box<dyn PendingWrite>> = Vec::with_capacity(MAX_GROUP + 1);
+fn writer_loop(conn: Connection, rx: Lanes<Receiver<QueuedWrite>>, commits: Arc<AtomicU64>) {
+    let mut group: Vec<QueuedWrite> = Vec::with_capacity(MAX_GROUP + 1);
     let mut held: Held = None;
     let mut last_fg = std::time::Instant::now();
     while next_group(&rx, &mut held, &mut last_fg, &mut group) {
@@ -594,13 +615,23 @@ fn writer_loop(
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
 }
 
-fn run_group(
-    conn: &Connection,
-    group: &mut [Box<dyn PendingWrite>],
-) -> std::result::Result<(), String> {
+fn run_group(conn: &Connection, group: &mut [QueuedWrite]) -> std::result::Result<(), String> {
+    // Writes that combine take over the ones queued right behind them (`combine`).
+    let mut i = 0;
+    while i < group.len() {
+        let (head, tail) = group.split_at_mut(i + 1);
+        let mut taken = 0;
+        for next in tail.iter_mut() {
+            if !head[i].absorb(next) {
+                break;
+            }
+            taken += 1;
+        }
+        i += 1 + taken;
+    }
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| e.to_string())?;
-    for op in group.iter_mut() {
+    for op in group.iter_mut().filter(|op| !op.absorbed()) {
         if let Err(e) = conn.execute_batch("SAVEPOINT op") {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e.to_string());
