@@ -175,11 +175,11 @@ CREATE TABLE events (
 CREATE UNIQUE INDEX events_id ON events(id);
 CREATE UNIQUE INDEX events_idem ON events(tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX events_tenant ON events(tenant_id, seq);
--- An event enters the session index once processed (keeps a random leaf write off the capture
--- path); until then it is in events_pending. Session queries read both.
+-- An event enters the session and agent indexes once processed (keeps their leaf writes off the
+-- capture path); until then it is in events_pending. Session and agent queries read both.
 CREATE INDEX events_session ON events(tenant_id, session_id, seq) WHERE processed_at IS NOT NULL;
 CREATE INDEX events_pending ON events(tenant_id, seq) WHERE processed_at IS NULL;
-CREATE INDEX events_agent ON events(tenant_id, agent_id, seq);
+CREATE INDEX events_agent ON events(tenant_id, agent_id, seq) WHERE processed_at IS NOT NULL;
 CREATE INDEX events_unlearned ON events(tenant_id, seq) WHERE learned_at IS NULL;
 
 -- Novelty for salience: how many processed events of each signature (a 64-bit hash of the event

@@ -46,8 +46,13 @@ impl Reply {
 
     /// 200 with `text`, which must be the serialisation of one JSON value (it is embedded as is).
     pub fn ok_json_text(text: String) -> Reply {
+        Reply::json_text(StatusCode::OK, text)
+    }
+
+    /// `ok_json_text` with another status.
+    pub fn json_text(status: StatusCode, text: String) -> Reply {
         Reply {
-            status: StatusCode::OK,
+            status,
             payload: Payload::JsonText(text),
             headers: Vec::new(),
         }

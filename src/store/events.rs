@@ -479,7 +479,10 @@ pub(crate) fn page_condition(
 /// A page of a tenant's events and whether more follow.
 pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<EventRow>, bool)> {
     if let Some(session) = f.session_id.as_deref() {
-        return list_session(conn, tenant_id, session, f);
+        return list_split(conn, tenant_id, Split::Session(session), f);
+    }
+    if let Some(agent) = f.agent_id.as_deref() {
+        return list_split(conn, tenant_id, Split::Agent(agent), f);
     }
     list_page(
         conn,
@@ -533,25 +536,45 @@ pub(crate) fn list_page<T>(
     Ok((rows, more))
 }
 
-/// `list` of one session: its processed events come from the session index, its unprocessed
-/// ones from `events_pending` (see `schema.sql`); each part yields at most a page, in order, and
-/// the page is the first of their union.
-fn list_session(
+/// A listing by an index that holds processed events only (see `schema.sql`).
+enum Split<'a> {
+    Session(&'a str),
+    Agent(&'a str),
+}
+
+/// `list` of one session or agent: its processed events come from the session or agent index,
+/// its unprocessed ones from `events_pending`; each part yields at most a page, in order, and the
+/// page is the first of their union.
+fn list_split(
     conn: &Connection,
     tenant_id: &str,
-    session_id: &str,
+    split: Split<'_>,
     f: &Filter,
 ) -> Result<(Vec<EventRow>, bool)> {
     let Some(page) = page_condition(conn, "events", tenant_id, f.cursor.as_deref(), f.order)?
     else {
         return Ok((Vec::new(), false));
     };
-    let mut args: Vec<&str> = vec![tenant_id, session_id];
+    let (index, column, value, rest) = match split {
+        Split::Session(v) => (
+            "events_session",
+            "session_id",
+            v,
+            [
+                ("agent_id", f.agent_id.as_deref()),
+                ("type", f.event_type.as_deref()),
+            ],
+        ),
+        Split::Agent(v) => (
+            "events_agent",
+            "agent_id",
+            v,
+            [("type", f.event_type.as_deref()), ("session_id", None)],
+        ),
+    };
+    let mut args: Vec<&str> = vec![tenant_id, value];
     let mut filters = String::new();
-    for (column, value) in [
-        ("agent_id", f.agent_id.as_deref()),
-        ("type", f.event_type.as_deref()),
-    ] {
+    for (column, value) in rest {
         if let Some(v) = value {
             args.push(v);
             filters.push_str(&format!(" AND {column} = ?{}", args.len()));
@@ -563,12 +586,12 @@ fn list_session(
     };
     let n = f.limit + 1;
     let sql = format!(
-        "SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY events_session
-                        WHERE tenant_id = ?1 AND session_id = ?2 AND processed_at IS NOT NULL
+        "SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY {index}
+                        WHERE tenant_id = ?1 AND {column} = ?2 AND processed_at IS NOT NULL
                         {filters}{page} ORDER BY seq {dir} LIMIT {n})
          UNION ALL
          SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY events_pending
-                        WHERE tenant_id = ?1 AND processed_at IS NULL AND session_id = ?2
+                        WHERE tenant_id = ?1 AND processed_at IS NULL AND {column} = ?2
                         {filters}{page} ORDER BY seq {dir} LIMIT {n})
          ORDER BY seq {dir} LIMIT {n}"
     );

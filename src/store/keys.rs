@@ -40,10 +40,12 @@ pub fn parse_format(key: &str) -> Option<(&'static str, &'static str)> {
 }
 
 pub fn hash(key: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(key.as_bytes());
     let mut s = String::with_capacity(64);
     for b in digest {
-        s.push_str(&format!("{b:02x}"));
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
     }
     s
 }
@@ -222,4 +224,16 @@ pub fn touch(conn: &Connection, id: &str, at: &str) -> Result<()> {
         params![id, at],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The stored form of a key is the lowercase hex SHA-256 of the whole key.
+    #[test]
+    fn hash_is_lowercase_hex_sha256() {
+        assert_eq!(
+            super::hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }

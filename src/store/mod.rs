@@ -54,14 +54,17 @@ const MIGRATIONS: &[(u32, &str)] = &[
     // 2: an episodic memory's id is derived from its event's id (`memories::episodic_id`), so
     // finding it by event needs no index of its own; dropping it saves an index write per event.
     (2, "DROP INDEX IF EXISTS memories_event;"),
-    // 3: an event enters the session index when it is processed, not when it is captured (a
-    // random leaf write per event moves off the acknowledgement path); events waiting for
+    // 3: an event enters the session and agent indexes when it is processed, not when it is
+    // captured (their leaf writes move off the acknowledgement path); events waiting for
     // processing have their own small index. Novelty counts of unprocessed events move out of
     // `event_signatures` (`novelty::migrate_to_pending`, run after this SQL).
     (
         3,
         "DROP INDEX IF EXISTS events_session;
          CREATE INDEX events_session ON events(tenant_id, session_id, seq)
+             WHERE processed_at IS NOT NULL;
+         DROP INDEX IF EXISTS events_agent;
+         CREATE INDEX events_agent ON events(tenant_id, agent_id, seq)
              WHERE processed_at IS NOT NULL;
          CREATE INDEX events_pending ON events(tenant_id, seq) WHERE processed_at IS NULL;",
     ),
@@ -691,6 +694,8 @@ mod tests {
                  DROP INDEX events_pending;
                  DROP INDEX events_session;
                  CREATE INDEX events_session ON events(tenant_id, session_id, seq);
+                 DROP INDEX events_agent;
+                 CREATE INDEX events_agent ON events(tenant_id, agent_id, seq);
                  INSERT INTO tenants(id, name, plan, created_at, updated_at)
                  VALUES ('ten_old', 'old', 'pro', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
                  INSERT INTO events(id, tenant_id, session_id, type, payload, salience, trace_id,

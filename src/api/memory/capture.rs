@@ -32,6 +32,20 @@ fn duplicate_reason(s: &Stored) -> Value {
     }
 }
 
+/// The data of a single capture's 202, serialised straight to text (the hot path of capture).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SingleReply<'a> {
+    event_id: &'a str,
+    idempotency_key: Option<&'a str>,
+    job_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    salience_score: f64,
+    status: &'static str,
+    trace_id: &'a str,
+}
+
 pub async fn capture(ctx: Ctx) -> Result<Reply> {
     let principal = ctx.principal()?;
     principal.require(Scope::Write)?;
@@ -48,12 +62,17 @@ pub async fn capture(ctx: Ctx) -> Result<Reply> {
     let Some(ItemOutcome::Stored(s)) = report.items.first() else {
         return Err(Error::Internal("capture stored no result".into()));
     };
-    let mut data = stored_json(s);
-    data["idempotencyKey"] = json!(key);
-    if s.duplicate {
-        data["reason"] = duplicate_reason(s);
-    }
-    Ok(Reply::accepted(data))
+    let reply = SingleReply {
+        event_id: &s.event_id,
+        idempotency_key: key.as_deref(),
+        job_id: s.job_id.as_deref(),
+        reason: duplicate_reason(s).as_str().map(str::to_string),
+        salience_score: s.salience,
+        status: if s.duplicate { "duplicate" } else { "ingested" },
+        trace_id: &s.trace_id,
+    };
+    let text = serde_json::to_string(&reply).map_err(Error::internal)?;
+    Ok(Reply::json_text(hyper::StatusCode::ACCEPTED, text))
 }
 
 pub async fn capture_batch(ctx: Ctx) -> Result<Reply> {
