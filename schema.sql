@@ -207,7 +207,6 @@ CREATE TABLE jobs (
     finished_at TEXT
 );
 CREATE UNIQUE INDEX jobs_id ON jobs(id);
-CREATE INDEX jobs_tenant ON jobs(tenant_id, kind, seq);
 -- The queue: workers claim the oldest queued job of a kind.
 CREATE INDEX jobs_queue ON jobs(kind, status, seq);
 

@@ -243,7 +243,6 @@ impl TenantWrite {
         }
         let n = |v: u64| v as i64;
         self.count(item.mode, usage::EVENTS, n(out.ingested));
-        self.count(item.mode, usage::EVENTS_INGESTED, n(out.ingested));
         self.count(item.mode, usage::EVENTS_DUPLICATE, n(out.duplicates));
         self.count(item.mode, usage::EVENTS_ERROR, n(item.invalid));
         if out.ingested > 0 {

@@ -56,7 +56,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, "DROP INDEX IF EXISTS memories_event;"),
     // 3: an event enters the session and agent indexes when it is processed, not when it is
     // captured (their leaf writes move off the acknowledgement path); events waiting for
-    // processing have their own small index. Novelty counts of unprocessed events move out of
+    // processing have their own small index. Jobs lose their tenant index (every job query
+    // goes through the queue index or the id). Novelty counts of unprocessed events move out of
     // `event_signatures` (`novelty::migrate_to_pending`, run after this SQL).
     (
         3,
@@ -66,7 +67,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
          DROP INDEX IF EXISTS events_agent;
          CREATE INDEX events_agent ON events(tenant_id, agent_id, seq)
              WHERE processed_at IS NOT NULL;
-         CREATE INDEX events_pending ON events(tenant_id, seq) WHERE processed_at IS NULL;",
+         CREATE INDEX events_pending ON events(tenant_id, seq) WHERE processed_at IS NULL;
+         DROP INDEX IF EXISTS jobs_tenant;",
     ),
 ];
 /// Most write operations one group commit takes.

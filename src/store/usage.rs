@@ -10,8 +10,8 @@ use crate::error::Result;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+/// Events ingested (stored new; not duplicates or invalid ones). Also the monthly quota's count.
 pub const EVENTS: &str = "events";
-pub const EVENTS_INGESTED: &str = "events_ingested";
 pub const EVENTS_DUPLICATE: &str = "events_duplicate";
 pub const EVENTS_ERROR: &str = "events_error";
 pub const EVENTS_PROCESSED: &str = "events_processed";

@@ -18,9 +18,8 @@ use std::collections::HashMap;
 /// Most series buckets one request may ask for.
 const MAX_BUCKETS: i64 = 1500;
 
-const SERIES_METRICS: [&str; 10] = [
+const SERIES_METRICS: [&str; 9] = [
     usage::EVENTS,
-    usage::EVENTS_INGESTED,
     usage::EVENTS_DUPLICATE,
     usage::EVENTS_ERROR,
     usage::SYNTHESES,
@@ -174,7 +173,7 @@ pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
             json!({
                 "start": crate::time::rfc3339(*start),
                 "end": crate::time::rfc3339(*start + step),
-                "events": v(usage::EVENTS_INGESTED),
+                "events": v(usage::EVENTS),
                 "duplicates": v(usage::EVENTS_DUPLICATE),
                 "errors": v(usage::EVENTS_ERROR),
                 "syntheses": v(usage::SYNTHESES),
@@ -210,8 +209,8 @@ pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
             "compilationsToday": today.1,
             "requestsThisMinute": ctx.state.limits.requests_this_minute(&p.tenant_id),
             "events": {
-                "total": sum(usage::EVENTS_INGESTED) + sum(usage::EVENTS_DUPLICATE) + sum(usage::EVENTS_ERROR),
-                "ingested": sum(usage::EVENTS_INGESTED),
+                "total": sum(usage::EVENTS) + sum(usage::EVENTS_DUPLICATE) + sum(usage::EVENTS_ERROR),
+                "ingested": sum(usage::EVENTS),
                 "duplicates": sum(usage::EVENTS_DUPLICATE),
                 "errors": sum(usage::EVENTS_ERROR),
                 "byType": by_type,
