@@ -228,17 +228,37 @@ fn compile(
         min_strength: i.min_strength,
         focus: plan.focus.clone(),
     });
-    // Processed events come from the session index, already in (session, seq) order (without
-    // forcing it the planner may take the seq range and sort every event in memory). Events still
-    // waiting for processing are not in that index: their (session, seq) keys are sorted here
-    // and merged in, each row read when its turn comes.
+    for_each_session(
+        conn,
+        tenant,
+        i.agent_id.as_deref(),
+        plan.cutoff,
+        |session, events| c.add_session(session, events),
+    )?;
+    Ok(c.finish())
+}
+
+/// Calls `f` once per session of the tenant's events up to `cutoff` (of one agent, if given),
+/// in session order, with the session's events in `seq` order.
+///
+/// Processed events come from the session index, already in (session, seq) order (without
+/// forcing it the planner may take the seq range and sort every event in memory). Events still
+/// waiting for processing are not in that index: their (session, seq) keys are sorted here and
+/// merged in, each row read when its turn comes. Only one session's events are in memory at once.
+fn for_each_session(
+    conn: &Connection,
+    tenant: &str,
+    agent: Option<&str>,
+    cutoff: i64,
+    mut f: impl FnMut(&str, &[Event]),
+) -> Result<()> {
     let mut pending: Vec<(String, i64)> = conn
         .prepare_cached(
             "SELECT session_id, seq FROM events INDEXED BY events_pending
              WHERE tenant_id = ?1 AND processed_at IS NULL AND (?2 IS NULL OR agent_id = ?2)
                AND seq <= ?3",
         )?
-        .query_map(params![tenant, i.agent_id, plan.cutoff], |r| {
+        .query_map(params![tenant, agent, cutoff], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -252,14 +272,14 @@ fn compile(
            AND seq <= ?3
          ORDER BY session_id, seq"
     ))?;
-    let mut rows = stmt.query(params![tenant, i.agent_id, plan.cutoff])?;
+    let mut rows = stmt.query(params![tenant, agent, cutoff])?;
     let mut current: Vec<Event> = Vec::new();
     let mut add = |e: Event| {
         if current
             .first()
-            .is_some_and(|f| f.session_id != e.session_id)
+            .is_some_and(|first| first.session_id != e.session_id)
         {
-            c.add_session(&current[0].session_id.clone(), &current);
+            f(&current[0].session_id.clone(), &current);
             current.clear();
         }
         current.push(e);
@@ -278,11 +298,11 @@ fn compile(
     for (_, p) in next_pending {
         add(one.query_row([p], event_of)?);
     }
-    if let Some(f) = current.first() {
-        let id = f.session_id.clone();
-        c.add_session(&id, &current);
+    if let Some(first) = current.first() {
+        let id = first.session_id.clone();
+        f(&id, &current);
     }
-    Ok(c.finish())
+    Ok(())
 }
 
 #[derive(Default)]
@@ -505,5 +525,67 @@ pub fn spec(state: &Arc<AppState>) -> KindSpec {
             db: state.db.clone(),
             search: state.search.clone(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{events, Db};
+
+    /// Learn sees every event, processed or not: each session once, its events in order.
+    #[test]
+    fn sessions_stream_processed_and_pending_events_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("engram.db"), 1).unwrap();
+        let (tenant, expected) = db
+            .write_blocking(|c| {
+                let t = crate::store::tenants::create(c, "t", crate::plans::Plan::Pro)?;
+                let sessions = ["b", "a", "c", "a", "b", "a", "c", "b"];
+                let events = sessions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        crate::capture::validate(json!({
+                            "type": "message",
+                            "sessionId": s,
+                            "payload": {"role": "user", "content": format!("step {i}")},
+                        }))
+                        .expect("valid")
+                    })
+                    .collect();
+                let w = events::insert_batch(c, &t.id, "live", events, 0, crate::time::now())?;
+                // Events 1, 2 and 6 processed; the rest still waiting.
+                let seqs: Vec<i64> = c
+                    .prepare("SELECT seq FROM events ORDER BY seq")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for k in [1, 2, 6] {
+                    events::mark_processed(c, &t.id, seqs[k], seqs[k], "2026-01-01T00:00:00.000Z")?;
+                }
+                let mut expected: Vec<(String, Vec<String>)> = Vec::new();
+                for s in ["a", "b", "c"] {
+                    let ids = sessions
+                        .iter()
+                        .zip(&w.stored)
+                        .filter(|(x, _)| **x == s)
+                        .map(|(_, st)| st.event_id.clone())
+                        .collect();
+                    expected.push((s.to_string(), ids));
+                }
+                Ok((t.id, expected))
+            })
+            .unwrap();
+        let seen = db
+            .read_blocking(move |c| {
+                let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+                for_each_session(c, &tenant, None, i64::MAX, |s, evs| {
+                    seen.push((s.to_string(), evs.iter().map(|e| e.id.clone()).collect()));
+                })?;
+                Ok(seen)
+            })
+            .unwrap();
+        assert_eq!(seen, expected);
+        db.close();
     }
 }

@@ -647,3 +647,166 @@ pub fn check_cursor(prefix: &str, cursor: &str) -> Result<()> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{novelty, Db};
+
+    fn event(session: &str, agent: &str, content: &str) -> NewEvent {
+        crate::capture::validate(json!({
+            "type": "message",
+            "sessionId": session,
+            "payload": {"role": "user", "content": content},
+            "metadata": {"agentId": agent},
+        }))
+        .expect("valid event")
+    }
+
+    fn filter(session: Option<&str>, agent: Option<&str>, limit: usize, order: Order) -> Filter {
+        Filter {
+            session_id: session.map(str::to_string),
+            agent_id: agent.map(str::to_string),
+            event_type: None,
+            limit,
+            cursor: None,
+            order,
+        }
+    }
+
+    /// Every page of a listing, following cursors.
+    fn all_pages(conn: &Connection, tenant: &str, mut f: Filter) -> Vec<String> {
+        let mut ids = Vec::new();
+        loop {
+            let (rows, more) = list(conn, tenant, &f).expect("list");
+            ids.extend(rows.iter().map(|r| r.id.clone()));
+            if !more {
+                return ids;
+            }
+            f.cursor = ids.last().cloned();
+        }
+    }
+
+    /// Session and agent listings read processed events from their partial indexes and
+    /// unprocessed ones from `events_pending`: pages interleave both in order, across cursors.
+    #[test]
+    fn session_and_agent_listings_merge_processed_and_pending_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("engram.db"), 1).unwrap();
+        let ids = db
+            .write_blocking(|c| {
+                let t = crate::store::tenants::create(c, "t", crate::plans::Plan::Pro)?;
+                let events = (0..9)
+                    .map(|i| {
+                        event(
+                            if i % 3 == 2 { "other" } else { "s" },
+                            "a",
+                            &format!("e{i}"),
+                        )
+                    })
+                    .collect();
+                let w = insert_batch(c, &t.id, "live", events, 0, crate::time::now())?;
+                // Process every second event of the first six (a capture job does this).
+                let seqs: Vec<i64> = c
+                    .prepare("SELECT seq FROM events ORDER BY seq")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for s in seqs.iter().take(6).step_by(2) {
+                    mark_processed(c, &t.id, *s, *s, "2026-01-01T00:00:00.000Z")?;
+                }
+                let ids: Vec<String> = w.stored.iter().map(|s| s.event_id.clone()).collect();
+                Ok((t.id, ids))
+            })
+            .unwrap();
+        let (tenant, ids) = ids;
+        let in_session: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 2)
+            .map(|(_, id)| id.clone())
+            .collect();
+        let mut newest_first = in_session.clone();
+        newest_first.reverse();
+        let t = tenant.clone();
+        let (asc, desc, agent_all) = db
+            .read_blocking(move |c| {
+                Ok((
+                    all_pages(c, &t, filter(Some("s"), None, 2, Order::Asc)),
+                    all_pages(c, &t, filter(Some("s"), Some("a"), 4, Order::Desc)),
+                    all_pages(c, &t, filter(None, Some("a"), 3, Order::Asc)),
+                ))
+            })
+            .unwrap();
+        assert_eq!(asc, in_session);
+        assert_eq!(desc, newest_first);
+        assert_eq!(agent_all, ids);
+        db.close();
+    }
+
+    /// Novelty counts survive a restart with unprocessed events, processing moves them to
+    /// `event_signatures` without changing them, and forgetting a session never lowers them.
+    #[test]
+    fn novelty_counts_cover_unprocessed_events_across_restarts_and_forgetting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engram.db");
+        let sig = event("s", "a", "same text").signature;
+        let seen = |db: &Db, tenant: &str| {
+            let t = tenant.to_string();
+            db.write_blocking(move |c| novelty::seen(c, &t, sig))
+                .unwrap()
+        };
+        let db = Db::open(&path, 1).unwrap();
+        let (tenant, saliences) = db
+            .write_blocking(move |c| {
+                let t = crate::store::tenants::create(c, "t", crate::plans::Plan::Pro)?;
+                let events = vec![event("s", "a", "same text"), event("s", "a", "same text")];
+                let w = insert_batch(c, &t.id, "live", events, 0, crate::time::now())?;
+                Ok((
+                    t.id,
+                    w.stored.iter().map(|s| s.salience).collect::<Vec<_>>(),
+                ))
+            })
+            .unwrap();
+        assert!(
+            saliences[0] > saliences[1],
+            "a repeat is less novel: {saliences:?}"
+        );
+        assert_eq!(seen(&db, &tenant), 2);
+        db.close();
+        // Restart: the two unprocessed events are counted again from the events table.
+        let db = Db::open(&path, 1).unwrap();
+        assert_eq!(seen(&db, &tenant), 2);
+        let t = tenant.clone();
+        db.write_blocking(move |c| {
+            let w = insert_batch(
+                c,
+                &t,
+                "live",
+                vec![event("s", "a", "same text")],
+                0,
+                crate::time::now(),
+            )?;
+            // Processing the first event settles its count.
+            let first: i64 = c.query_row("SELECT min(seq) FROM events", [], |r| r.get(0))?;
+            mark_processed(c, &t, first, first, "2026-01-01T00:00:00.000Z")?;
+            novelty::settle_all(c, &t, &[sig])?;
+            Ok(w)
+        })
+        .unwrap();
+        assert_eq!(seen(&db, &tenant), 3);
+        let t = tenant.clone();
+        let deleted = db
+            .write_blocking(move |c| delete_session(c, &t, "s"))
+            .unwrap();
+        assert_eq!(deleted, 3);
+        assert_eq!(
+            seen(&db, &tenant),
+            3,
+            "forgetting a session keeps its counts"
+        );
+        db.close();
+        let db = Db::open(&path, 1).unwrap();
+        assert_eq!(seen(&db, &tenant), 3);
+        db.close();
+    }
+}

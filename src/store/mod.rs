@@ -679,6 +679,61 @@ pub fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn noop() -> QueuedWrite {
+        let (reply, _rx) = tokio::sync::oneshot::channel::<Result<()>>();
+        Box::new(Op {
+            f: Some(|_: &Connection| Ok(())),
+            result: None,
+            reply,
+        })
+    }
+
+    /// The writer's lane policy: foreground writes go first; a background write joins a group
+    /// when no foreground write is flowing, or once it has waited `BACKGROUND_MAX_WAIT`.
+    #[test]
+    fn background_writes_yield_to_foreground_writes_for_a_bounded_time() {
+        use std::time::Instant;
+        let (fg_tx, fg) = crossbeam_channel::unbounded();
+        let (bg_tx, bg) = crossbeam_channel::unbounded();
+        let rx = Lanes { fg, bg };
+        let mut held: Held = None;
+        let mut last_fg = Instant::now();
+        let mut group = Vec::new();
+        // Both lanes have work: the group takes the foreground writes, the background one waits.
+        fg_tx.send(noop()).unwrap();
+        fg_tx.send(noop()).unwrap();
+        bg_tx.send(noop()).unwrap();
+        assert!(next_group(&rx, &mut held, &mut last_fg, &mut group));
+        assert_eq!(group.len(), 2);
+        assert!(held.is_some(), "the background write is held back");
+        group.clear();
+        // Foreground writes keep coming: a fresh background write still waits.
+        fg_tx.send(noop()).unwrap();
+        assert!(next_group(&rx, &mut held, &mut last_fg, &mut group));
+        assert_eq!(group.len(), 1);
+        assert!(held.is_some());
+        group.clear();
+        // Once it has waited long enough it joins the next group.
+        if let Some((_, since)) = held.as_mut() {
+            *since = Instant::now() - BACKGROUND_MAX_WAIT;
+        }
+        fg_tx.send(noop()).unwrap();
+        assert!(next_group(&rx, &mut held, &mut last_fg, &mut group));
+        assert_eq!(group.len(), 2);
+        assert!(held.is_none());
+        group.clear();
+        // With no foreground write for a while, a background write runs at once.
+        bg_tx.send(noop()).unwrap();
+        last_fg = Instant::now() - FOREGROUND_QUIET;
+        assert!(next_group(&rx, &mut held, &mut last_fg, &mut group));
+        assert_eq!(group.len(), 1);
+        assert!(held.is_none() && rx.bg.is_empty());
+        group.clear();
+        // Closed and empty lanes end the writer.
+        drop((fg_tx, bg_tx));
+        assert!(!next_group(&rx, &mut held, &mut last_fg, &mut group));
+    }
+
     #[test]
     fn version_1_database_is_migrated_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
