@@ -8,8 +8,9 @@
 //! `CHUNK_EVENTS` events (short writes keep capture latency low while jobs run). Each chunk's
 //! write takes over its extra jobs (only those still queued — another worker may have claimed
 //! one) and marks them completed, marks each event processed (skipping events forgotten
-//! meanwhile), inserts its memory, counts `events_processed`, enqueues auto-learn when due, and
-//! hands the new memories to the indexer.
+//! meanwhile; this puts it in the session and agent indexes), inserts its memory, settles its
+//! novelty count (`store::novelty`), counts `events_processed`, enqueues auto-learn when due, and
+//! hands the new memories to the indexer. Its writes use the writer's background lane.
 //!
 //! Invariants:
 //! - Exactly once: an event gets a memory only in the write that flips its `processed_at` from
