@@ -74,7 +74,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
 /// Most write operations one group commit takes.
 const MAX_GROUP: usize = 512;
 /// Longest a background write waits while foreground writes keep the writer busy.
-const BACKGROUND_MAX_WAIT: Duration = Duration::from_millis(25);
+const BACKGROUND_MAX_WAIT: Duration = Duration::from_millis(100);
 /// Foreground writes count as flowing until none came for this long.
 const FOREGROUND_QUIET: Duration = Duration::from_millis(2);
 
