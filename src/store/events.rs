@@ -115,15 +115,38 @@ pub fn insert_group(
         }
         let job_id = ids::new("job");
         let mut t = TenantWrite::default();
+        let mut st = Statements::new(conn)?;
         for &idx in &order[i..j] {
             if let Some(item) = items[idx].take() {
-                results[idx] = t.insert(conn, &tenant, &job_id, item, &created_at)?;
+                results[idx] = t.insert(conn, &mut st, &tenant, &job_id, item, &created_at)?;
             }
         }
         t.finish(conn, &tenant, &job_id, now)?;
         i = j;
     }
     Ok(results)
+}
+
+/// The statements `TenantWrite::insert` runs, prepared once per tenant of a group.
+struct Statements<'c> {
+    find_idem: rusqlite::CachedStatement<'c>,
+    insert: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    fn new(conn: &'c Connection) -> Result<Statements<'c>> {
+        Ok(Statements {
+            find_idem: conn.prepare_cached(
+                "SELECT id, salience, trace_id, job_id FROM events
+                 WHERE tenant_id = ?1 AND idempotency_key = ?2",
+            )?,
+            insert: conn.prepare_cached(
+                "INSERT INTO events(id, tenant_id, session_id, agent_id, type, payload, metadata,
+                                    idempotency_key, salience, trace_id, job_id, mode, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?,
+        })
+    }
 }
 
 /// What one tenant's part of a group write has done so far.
@@ -156,6 +179,7 @@ impl TenantWrite {
     fn insert(
         &mut self,
         conn: &Connection,
+        st: &mut Statements<'_>,
         tenant_id: &str,
         job_id: &str,
         item: GroupItem,
@@ -165,18 +189,10 @@ impl TenantWrite {
             stored: Vec::with_capacity(item.events.len()),
             ..Default::default()
         };
-        let mut find_idem = conn.prepare_cached(
-            "SELECT id, salience, trace_id, job_id FROM events
-             WHERE tenant_id = ?1 AND idempotency_key = ?2",
-        )?;
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO events(id, tenant_id, session_id, agent_id, type, payload, metadata,
-                                idempotency_key, salience, trace_id, job_id, mode, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
         for e in item.events {
             if let Some(key) = &e.idempotency_key {
-                let original = find_idem
+                let original = st
+                    .find_idem
                     .query_row(params![tenant_id, key], |r| {
                         Ok(Stored {
                             event_id: r.get(0)?,
@@ -210,7 +226,7 @@ impl TenantWrite {
             let salience = crate::capture::salience::with_novelty(e.base_salience, count);
             let id = ids::new("evt");
             let trace_id = ids::new("trace");
-            insert.execute(params![
+            st.insert.execute(params![
                 id,
                 tenant_id,
                 e.session_id,
@@ -273,9 +289,12 @@ impl TenantWrite {
                 &input,
             )?;
         }
-        for (mode, metric, n) in &self.counters {
-            usage::incr(conn, tenant_id, mode, metric, *n, now)?;
-        }
+        let counters: Vec<(&str, &str, i64)> = self
+            .counters
+            .iter()
+            .map(|(mode, metric, n)| (*mode, metric.as_str(), *n))
+            .collect();
+        usage::incr_all(conn, tenant_id, &counters, now)?;
         Ok(())
     }
 }

@@ -73,6 +73,36 @@ pub fn incr(
     Ok(())
 }
 
+/// `incr` for several (mode, metric, amount) counters at once: the buckets of `at` are worked
+/// out once.
+pub fn incr_all(
+    conn: &Connection,
+    tenant_id: &str,
+    counters: &[(&str, &str, i64)],
+    at: DateTime<Utc>,
+) -> Result<()> {
+    if counters.iter().all(|(_, _, n)| *n == 0) {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO usage_counters(tenant_id, mode, metric, bucket, value) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(tenant_id, mode, metric, bucket) DO UPDATE SET value = value + excluded.value",
+    )?;
+    let buckets = [
+        ALL_TIME.to_string(),
+        month_bucket(at),
+        day_bucket(at),
+        hour_bucket(at),
+        minute_bucket(at),
+    ];
+    for (mode, metric, n) in counters.iter().filter(|(_, _, n)| *n != 0) {
+        for bucket in &buckets {
+            stmt.execute(params![tenant_id, mode, metric, bucket, n])?;
+        }
+    }
+    Ok(())
+}
+
 /// One counter's value (0 when never counted).
 pub fn get(
     conn: &Connection,
