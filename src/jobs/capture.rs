@@ -25,7 +25,7 @@
 
 use super::{Job, JobHandler, KindSpec, Outcome};
 use crate::app::AppState;
-use crate::capture::{autolearn, render, salience};
+use crate::capture::{autolearn, render};
 use crate::error::Result as DbResult;
 use crate::search::IndexOp;
 use crate::store::{events, memories, novelty, usage};
@@ -115,10 +115,7 @@ fn prepare(tenant: &str, rows: Vec<events::EventRow>) -> Vec<Prepared> {
     rows.into_iter()
         .map(|e| {
             let payload = e.payload_json();
-            let signature = match &payload {
-                Value::Object(m) => salience::signature(&e.event_type, m),
-                _ => salience::signature(&e.event_type, &serde_json::Map::new()),
-            };
+            let signature = novelty::signature_of_value(&e.event_type, &payload);
             Prepared {
                 seq: e.seq,
                 signature,

@@ -725,10 +725,27 @@ mod tests {
                     })
                     .collect();
                 let w = insert_batch(c, &t.id, "live", events, 0, crate::time::now())?;
+                // Another tenant with the same session and agent names, processed and not: none
+                // of its events may show up in the first tenant's listings.
+                let other = crate::store::tenants::create(c, "other", crate::plans::Plan::Pro)?;
+                let theirs = (0..4).map(|i| event("s", "a", &format!("x{i}"))).collect();
+                insert_batch(c, &other.id, "live", theirs, 0, crate::time::now())?;
+                let their_first: i64 = c.query_row(
+                    "SELECT min(seq) FROM events WHERE tenant_id = ?1",
+                    [&other.id],
+                    |r| r.get(0),
+                )?;
+                mark_processed(
+                    c,
+                    &other.id,
+                    their_first,
+                    their_first + 1,
+                    "2026-01-01T00:00:00.000Z",
+                )?;
                 // Process every second event of the first six (a capture job does this).
                 let seqs: Vec<i64> = c
-                    .prepare("SELECT seq FROM events ORDER BY seq")?
-                    .query_map([], |r| r.get(0))?
+                    .prepare("SELECT seq FROM events WHERE tenant_id = ?1 ORDER BY seq")?
+                    .query_map([&t.id], |r| r.get(0))?
                     .collect::<rusqlite::Result<_>>()?;
                 for s in seqs.iter().take(6).step_by(2) {
                     mark_processed(c, &t.id, *s, *s, "2026-01-01T00:00:00.000Z")?;
@@ -791,6 +808,12 @@ mod tests {
             "a repeat is less novel: {saliences:?}"
         );
         assert_eq!(seen(&db, &tenant), 2);
+        let other = db
+            .write_blocking(|c| {
+                Ok(crate::store::tenants::create(c, "other", crate::plans::Plan::Pro)?.id)
+            })
+            .unwrap();
+        assert_eq!(seen(&db, &other), 0, "counts are per tenant");
         db.close();
         // Restart: the two unprocessed events are counted again from the events table.
         let db = Db::open(&path, 1).unwrap();

@@ -401,9 +401,7 @@ impl Db {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.submit(Lane::Foreground, f)?
-            .blocking_recv()
-            .map_err(|_| Error::Internal("database writer dropped a write".into()))?
+        self.write_waiting(Lane::Foreground, f)
     }
 
     /// `write_blocking` in the background lane (job workers): it yields to request writes while
@@ -413,7 +411,16 @@ impl Db {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.submit(Lane::Background, f)?
+        self.write_waiting(Lane::Background, f)
+    }
+
+    /// Queues `f` in `lane` and blocks the calling (non-tokio) thread until its commit.
+    fn write_waiting<T, F>(&self, lane: Lane, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(lane, f)?
             .blocking_recv()
             .map_err(|_| Error::Internal("database writer dropped a write".into()))?
     }
@@ -473,53 +480,28 @@ impl Db {
     /// Stops the writer after the queued writes are done. Later writes fail with 503.
     pub fn close(&self) {
         // Pending usage counts are written while the writer still runs.
-        self.inner
-            .usage_stop
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let flusher = self
-            .inner
-            .usage_flusher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = flusher {
+        take(&self.inner.usage_stop);
+        if let Some(h) = take(&self.inner.usage_flusher) {
             let _ = h.join();
         }
         if let Err(e) = self.flush_usage_blocking() {
             tracing::error!(error = %e, "usage counters could not be written at shutdown");
         }
         // The checkpointer stops first: the writer's final TRUNCATE checkpoint then runs alone.
-        self.inner
-            .checkpoint_stop
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let checkpointer = self
-            .inner
-            .checkpointer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = checkpointer {
+        take(&self.inner.checkpoint_stop);
+        if let Some(h) = take(&self.inner.checkpointer) {
             let _ = h.join();
         }
-        self.inner
-            .writer_tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let handle = self
-            .inner
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = handle {
+        take(&self.inner.writer_tx);
+        if let Some(h) = take(&self.inner.writer) {
             let _ = h.join();
         }
     }
+}
+
+/// Takes the value out of a shutdown slot (a poisoned lock still yields it).
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 /// The writer's two queues (see the module docs).

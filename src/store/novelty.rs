@@ -45,11 +45,16 @@ pub fn rebuild_pending(conn: &Connection) -> Result<()> {
 
 /// The signature of a stored event (its type and payload text).
 pub fn signature_of(event_type: &str, payload: &str) -> i64 {
-    let map = match serde_json::from_str::<serde_json::Value>(payload) {
-        Ok(serde_json::Value::Object(m)) => m,
-        _ => serde_json::Map::new(),
-    };
-    salience::signature(event_type, &map)
+    let payload = serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
+    signature_of_value(event_type, &payload)
+}
+
+/// `signature_of` for a payload already parsed (anything but an object counts as empty).
+pub fn signature_of_value(event_type: &str, payload: &serde_json::Value) -> i64 {
+    match payload {
+        serde_json::Value::Object(m) => salience::signature(event_type, m),
+        _ => salience::signature(event_type, &serde_json::Map::new()),
+    }
 }
 
 /// (tenant, signature) → number of events not processed yet.

@@ -54,23 +54,7 @@ pub fn incr(
     n: i64,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    if n == 0 {
-        return Ok(());
-    }
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO usage_counters(tenant_id, mode, metric, bucket, value) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(tenant_id, mode, metric, bucket) DO UPDATE SET value = value + excluded.value",
-    )?;
-    for bucket in [
-        ALL_TIME.to_string(),
-        month_bucket(at),
-        day_bucket(at),
-        hour_bucket(at),
-        minute_bucket(at),
-    ] {
-        stmt.execute(params![tenant_id, mode, metric, bucket, n])?;
-    }
-    Ok(())
+    incr_all(conn, tenant_id, &[(mode, metric, n)], at)
 }
 
 /// `incr` for several (mode, metric, amount) counters at once: the buckets of `at` are worked
