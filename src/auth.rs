@@ -77,7 +77,8 @@ impl FromStr for Scope {
             .find(|sc| sc.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown scope '{s}' (expected one of: {})",
+                    "unknown scope '{}' (expected one of: {})",
+                    crate::error::echo(s),
                     Scope::ALL.map(|s| s.as_str()).join(", ")
                 )
             })
@@ -175,7 +176,8 @@ impl FromStr for Role {
             "DEVELOPER" => Ok(Role::Developer),
             "VIEWER" => Ok(Role::Viewer),
             other => Err(format!(
-                "unknown role '{other}' (expected OWNER, ADMIN, DEVELOPER or VIEWER)"
+                "unknown role '{}' (expected OWNER, ADMIN, DEVELOPER or VIEWER)",
+                crate::error::echo(other)
             )),
         }
     }
@@ -237,6 +239,29 @@ impl Principal {
     }
 }
 
+/// The token of a `Bearer` credential; the scheme is case-insensitive (RFC 9110 §11.1) and
+/// any run of spaces or tabs may separate it from the token.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let header = header.trim();
+    let split = header.find([' ', '\t'])?;
+    let (scheme, rest) = header.split_at(split);
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Characters of a presented key that identify it for failed-authentication limiting: the
+/// style, the mode and the first eight characters of the secret.
+const PREFIX_CHARS: usize = 16;
+
+/// The prefix of the key an `Authorization` header presents, if it presents one.
+pub fn presented_prefix(header: Option<&str>) -> Option<String> {
+    let token = bearer_token(header?)?;
+    Some(token.chars().take(PREFIX_CHARS).collect())
+}
+
 struct Cached {
     auth: keys::KeyAuth,
     fetched: Instant,
@@ -284,13 +309,9 @@ impl Authenticator {
         let header = header.ok_or_else(|| {
             Error::Unauthorized("missing API key: send 'Authorization: Bearer <key>'".to_string())
         })?;
-        let key = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                Error::Unauthorized("the Authorization header must be 'Bearer <key>'".into())
-            })?;
+        let key = bearer_token(header).ok_or_else(|| {
+            Error::Unauthorized("the Authorization header must be 'Bearer <key>'".into())
+        })?;
         let (_, mode) = keys::parse_format(key)
             .ok_or_else(|| Error::Unauthorized("malformed API key".into()))?;
         let hash = keys::hash(key);

@@ -4,6 +4,7 @@
 //! `Config::for_data_dir`. Nothing reads the environment after this point: the config is passed
 //! down explicitly (no globals), so several servers can run in one process.
 
+use crate::outbound::{self, Cidr};
 use crate::plans::Plan;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,11 +44,25 @@ pub struct Config {
     /// Auto-learn sweep period for tenants with unlearned events (zero disables).
     pub auto_learn_sweep: Duration,
     pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// A request body must start arriving within this long, and then keep at least
+    /// `body_min_rate` bytes per second on average (408 otherwise).
+    pub body_read_timeout: Duration,
+    pub body_min_rate: u64,
+    /// A response the client stops reading is abandoned after this long without progress.
+    pub write_stall_timeout: Duration,
+    /// Open client connections at most (0 = derived from the open-file limit).
+    pub max_connections: usize,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed (reverse proxies).
+    pub trusted_proxies: Vec<Cidr>,
+    /// What a tenant can make this server call (connector URLs).
+    pub outbound: outbound::Policy,
     /// How long shutdown waits for in-flight requests and jobs.
     pub shutdown_grace: Duration,
     /// Rate limiting and quotas (disable only for benchmarks).
     pub limits_enabled: bool,
-    /// Concurrent searches; default the number of cores.
+    /// Concurrent searches; default four per core.
     pub search_concurrency: usize,
     pub openai_base_url: Option<String>,
     pub openai_api_key: Option<String>,
@@ -74,6 +89,13 @@ impl Config {
             auto_learn_every: 10,
             auto_learn_sweep: Duration::from_secs(300),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(10),
+            body_min_rate: 1024,
+            write_stall_timeout: Duration::from_secs(30),
+            max_connections: 0,
+            trusted_proxies: Vec::new(),
+            outbound: outbound::Policy::default(),
             shutdown_grace: Duration::from_secs(30),
             limits_enabled: true,
             // Searches are CPU-bound but each also waits on hand-offs (a blocking-pool thread, a

@@ -62,6 +62,8 @@ pub enum Error {
         details: Value,
     },
     Timeout(String),
+    /// The client took too long to send its request (408; the connection is closed).
+    RequestTimeout(String),
     Upstream(String),
     Unavailable(String),
     /// Details go to the log with the request id; the client sees a generic message.
@@ -120,6 +122,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => 413,
             Error::RateLimited { .. } | Error::QuotaExceeded { .. } => 429,
             Error::Timeout(_) => 504,
+            Error::RequestTimeout(_) => 408,
             Error::Upstream(_) => 502,
             Error::Unavailable(_) => 503,
             Error::Internal(_) => 500,
@@ -150,14 +153,20 @@ impl Error {
             (Error::RateLimited { .. }, Family::Registry) => "rate_limit_exceeded",
             (Error::QuotaExceeded { .. }, _) => "quota_exceeded",
             (Error::Timeout(_), _) => "timeout",
+            (Error::RequestTimeout(_), _) => "request_timeout",
             (Error::Upstream(_), _) => "upstream_error",
             (Error::Unavailable(_), _) => "unavailable",
             (Error::Internal(_), _) => "internal_error",
         }
     }
 
-    /// The message a client may see.
+    /// The message a client may see (at most `MAX_MESSAGE_CHARS`: input echoed in an error is
+    /// cut, never sent back whole).
     pub fn public_message(&self) -> String {
+        truncate_message(self.full_public_message())
+    }
+
+    fn full_public_message(&self) -> String {
         match self {
             Error::Validation { message, .. } | Error::BadRequest { message, .. } => {
                 message.clone()
@@ -167,6 +176,7 @@ impl Error {
             | Error::NotFound(m)
             | Error::Conflict(m)
             | Error::Timeout(m)
+            | Error::RequestTimeout(m)
             | Error::Upstream(m)
             | Error::Unavailable(m) => m.clone(),
             Error::RateLimited { message, .. } | Error::QuotaExceeded { message, .. } => {
@@ -197,7 +207,10 @@ impl Error {
             Error::Validation { details, .. } | Error::BadRequest { details, .. } => Some(
                 details
                     .iter()
-                    .map(|d| json!({"field": d.field, "message": d.message}))
+                    .map(|d| {
+                        json!({"field": truncate_message(d.field.clone()),
+                               "message": truncate_message(d.message.clone())})
+                    })
                     .collect(),
             ),
             Error::RateLimited { retry_after, .. } => Some(json!({"retryAfter": retry_after})),
@@ -291,3 +304,28 @@ impl From<serde_json::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The longest error message or detail sent to a client, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+/// The longest piece of client input quoted in an error, in characters.
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// Cuts a message to `MAX_MESSAGE_CHARS`, marking the cut.
+fn truncate_message(m: String) -> String {
+    if m.chars().count() <= MAX_MESSAGE_CHARS {
+        return m;
+    }
+    let mut out: String = m.chars().take(MAX_MESSAGE_CHARS - 1).collect();
+    out.push('…');
+    out
+}
+
+/// Client input as quoted in an error: at most `MAX_ECHO_CHARS` characters, the cut marked.
+pub fn echo(input: &str) -> String {
+    if input.chars().count() <= MAX_ECHO_CHARS {
+        return input.to_string();
+    }
+    let mut out: String = input.chars().take(MAX_ECHO_CHARS - 1).collect();
+    out.push('…');
+    out
+}

@@ -24,6 +24,7 @@ pub mod http;
 pub mod ids;
 pub mod jobs;
 pub mod limits;
+pub mod outbound;
 pub mod plans;
 pub mod router;
 pub mod runtime;

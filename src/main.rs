@@ -112,6 +112,33 @@ struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests and jobs.
     #[arg(long, env = "ENGRAM_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
+    /// Seconds a keep-alive connection may stay open with no request in flight.
+    #[arg(long, env = "ENGRAM_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    idle_timeout_secs: u64,
+    /// Seconds a request body may take to start arriving (then it must keep --body-min-rate).
+    #[arg(long, env = "ENGRAM_BODY_READ_TIMEOUT_SECS", default_value_t = 10)]
+    body_read_timeout_secs: u64,
+    /// Slowest average rate, in bytes per second, at which a request body may arrive.
+    #[arg(long, env = "ENGRAM_BODY_MIN_RATE", default_value_t = 1024)]
+    body_min_rate: u64,
+    /// Seconds a response may wait on a client that stopped reading it.
+    #[arg(long, env = "ENGRAM_WRITE_STALL_TIMEOUT_SECS", default_value_t = 30)]
+    write_stall_timeout_secs: u64,
+    /// Open client connections at most (default: derived from the open-file limit).
+    #[arg(long, env = "ENGRAM_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// A reverse proxy (CIDR or address) whose X-Forwarded-For / Forwarded headers name the
+    /// client; repeatable. Without it the peer address is the client.
+    #[arg(long = "trusted-proxy", env = "ENGRAM_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
+    /// Let tenants' connectors reach this otherwise refused destination: a CIDR block
+    /// (10.0.0.0/8), an address, or host[:port] (localhost:11434); repeatable.
+    #[arg(long = "allow-outbound", env = "ENGRAM_ALLOW_OUTBOUND", value_delimiter = ',')]
+    allow_outbound: Vec<String>,
+    /// Let tenants' connectors reach any address, private and loopback included (single-user
+    /// setups only).
+    #[arg(long, env = "ENGRAM_ALLOW_PRIVATE_OUTBOUND")]
+    allow_private_outbound: bool,
     /// Disable rate limits and quotas (benchmarks only).
     #[arg(long, env = "ENGRAM_DISABLE_LIMITS")]
     disable_limits: bool,
@@ -309,6 +336,23 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     config.auto_learn_sweep = Duration::from_secs(a.auto_learn_sweep_secs);
     config.header_read_timeout = Duration::from_secs(a.header_read_timeout_secs.max(1));
     config.shutdown_grace = Duration::from_secs(a.shutdown_grace_secs);
+    config.idle_timeout = Duration::from_secs(a.idle_timeout_secs.max(1));
+    config.body_read_timeout = Duration::from_secs(a.body_read_timeout_secs.max(1));
+    config.body_min_rate = a.body_min_rate;
+    config.write_stall_timeout = Duration::from_secs(a.write_stall_timeout_secs.max(1));
+    config.max_connections = a.max_connections.unwrap_or(0);
+    for p in a.trusted_proxies.iter().filter(|p| !p.trim().is_empty()) {
+        config
+            .trusted_proxies
+            .push(p.parse().map_err(|e| format!("--trusted-proxy: {e}"))?);
+    }
+    for entry in a.allow_outbound.iter().filter(|p| !p.trim().is_empty()) {
+        config
+            .outbound
+            .allow
+            .push(entry.parse().map_err(|e| format!("--allow-outbound: {e}"))?);
+    }
+    config.outbound.allow_private = a.allow_private_outbound;
     config.limits_enabled = !a.disable_limits;
     if let Some(n) = a.search_concurrency {
         config.search_concurrency = n.max(1);

@@ -90,7 +90,8 @@ impl FromStr for Plan {
             "pro" => Ok(Plan::Pro),
             "enterprise" => Ok(Plan::Enterprise),
             other => Err(format!(
-                "unknown plan '{other}' (expected free, developer, pro or enterprise)"
+                "unknown plan '{}' (expected free, developer, pro or enterprise)",
+                crate::error::echo(other)
             )),
         }
     }

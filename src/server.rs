@@ -1,13 +1,20 @@
 //! The HTTP server: accept loop, HTTP/1.1 and h2c on one port, timeouts, graceful shutdown, and
 //! the per-request pipeline (request id → route → auth → limits → body cap → handler → render).
+//!
+//! Hardening (docs/security.md): connections are capped and watched (`http::conn`), bodies are
+//! read under a size cap and a minimum rate (`http::body`), the client address comes from
+//! forwarding headers only behind a trusted proxy (`http::client_ip`), and failed
+//! authentications are limited without ever refusing a valid key (`limits::auth_failed`).
 
 use crate::app::AppState;
 use crate::error::Error;
+use crate::http::body::{self, BodyLimits};
+use crate::http::client_ip::client_ip;
+use crate::http::conn::{self, Connections, InflightGuard, Timeouts, Tracked};
 use crate::http::response::{render, render_error, Body, Meta};
 use crate::http::{Ctx, Query};
 use crate::router;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response};
@@ -25,47 +32,81 @@ use tracing::Instrument;
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Accepts connections until `stop` flips, then waits for in-flight requests up to the grace
-/// period.
+/// period. Connections are capped and watched (`http::conn`): idle ones close after the idle
+/// timeout, clients that stop reading are cut, and at the cap the longest-idle ones make room.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let cfg = &state.config;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.header_read_timeout)
+        .header_read_timeout(cfg.header_read_timeout)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    let limit = if cfg.max_connections > 0 {
+        cfg.max_connections
+    } else {
+        conn::default_limit(cfg.read_pool_size)
+    };
+    let conns = Connections::new(limit);
+    tracing::debug!(limit, "connection limit");
+    let timeouts = Timeouts {
+        idle: cfg.idle_timeout,
+        write_stall: cfg.write_stall_timeout,
+    };
     let graceful = GracefulShutdown::new();
+    let mut accept_errors = AcceptErrors::default();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors or a reset before accept: back off briefly.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(state, req, peer).await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+        let slot = tokio::select! {
+            slot = conns.reserve() => slot,
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a reset before accept: back off briefly.
+                    accept_errors.note(&e);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let track = slot.track.clone();
+        let service = {
+            let (state, track, stop) = (state.clone(), track.clone(), stop.clone());
+            hyper::service::service_fn(move |req| {
+                let (state, stop) = (state.clone(), stop.clone());
+                let inflight = track.request();
+                async move {
+                    let resp = handle(state, req, peer, stop).await;
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| Guarded {
+                        body,
+                        _inflight: inflight,
+                    }))
+                }
+            })
+        };
+        let io = TokioIo::new(Tracked::new(stream, track.clone()));
+        let conn = builder.serve_connection_with_upgrades(io, service);
+        let conn = graceful.watch(conn.into_owned());
+        let dog = conn::watchdog(track, timeouts, stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                r = conn => {
+                    if let Err(e) = r {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
-                });
+                }
+                why = dog => tracing::debug!(?why, %peer, "closing connection"),
             }
-            _ = stop.changed() => break,
-        }
+            drop(slot);
+        });
     }
     drop(listener);
     let grace = state.config.shutdown_grace;
@@ -80,10 +121,64 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut stop: watch:
     }
 }
 
-/// Counts a request out of `AppState::inflight` however its handling ends.
-struct InflightGuard(Arc<AppState>);
+/// Logs failed accepts at most once every ten seconds, with how many there were.
+#[derive(Default)]
+struct AcceptErrors {
+    last: Option<Instant>,
+    suppressed: u64,
+}
 
-impl Drop for InflightGuard {
+impl AcceptErrors {
+    fn note(&mut self, e: &std::io::Error) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            error = %e,
+            suppressed = self.suppressed,
+            "accept failed (if this says 'Too many open files', lower --max-connections or raise \
+             the open-file limit)"
+        );
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
+/// A response body that keeps its request counted as in flight on its connection until it has
+/// been written or dropped.
+struct Guarded {
+    body: Body,
+    _inflight: InflightGuard,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Counts a request out of `AppState::inflight` however its handling ends.
+struct StateInflight(Arc<AppState>);
+
+impl Drop for StateInflight {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::SeqCst);
     }
@@ -98,27 +193,19 @@ fn request_id(req: &Request<Incoming>) -> String {
         .unwrap_or_else(|| crate::ids::new("req"))
 }
 
-async fn read_body(body: Incoming, cap: usize, declared: Option<u64>) -> Result<Bytes, Error> {
-    if declared.is_some_and(|n| n > cap as u64) {
-        return Err(Error::PayloadTooLarge { limit: cap });
-    }
-    match Limited::new(body, cap).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(Error::PayloadTooLarge { limit: cap })
-        }
-        Err(e) => Err(Error::BadRequest {
-            message: format!("could not read the request body: {e}"),
-            details: vec![],
-        }),
-    }
-}
-
-async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    mut stopping: watch::Receiver<bool>,
+) -> Response<Body> {
     let started = Instant::now();
     let request_id = request_id(&req);
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let http1 = parts.version < hyper::Version::HTTP_2;
+    let client = client_ip(peer.ip(), &parts.headers, &state.config.trusted_proxies);
     let matched = router::find(&method, &path);
     let (route_name, family) = match &matched {
         Ok(m) => (m.route.pattern, m.route.family),
@@ -134,23 +221,29 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) 
         tenant = tracing::field::Empty,
     );
     state.inflight.fetch_add(1, Ordering::SeqCst);
-    let _inflight = InflightGuard(state.clone());
+    let _inflight = StateInflight(state.clone());
     async move {
         let mut tenant: Option<String> = None;
         let mut rate = None;
+        // The body until it is read: a request refused before that has it drained in the
+        // background (`body::discard`), so a client still sending it reads the answer.
+        let mut unread = Some(body);
         let result = async {
             let m = matched?;
-            let query = Query::parse(req.uri().query())?;
+            let query = Query::parse(parts.uri.query())?;
             let principal = if m.route.auth {
-                state.limits.throttled(peer.ip())?;
-                let header = req
-                    .headers()
+                let header = parts
+                    .headers
                     .get(hyper::header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok());
                 let p = match state.auth.authenticate(header).await {
                     Ok(p) => p,
                     Err(e) => {
-                        state.limits.check_anonymous(peer.ip())?;
+                        // A valid key is never refused for others' failures: only failed
+                        // authentications are counted, per address and per key prefix.
+                        state
+                            .limits
+                            .auth_failed(client, crate::auth::presented_prefix(header).as_deref())?;
                         return Err(e);
                     }
                 };
@@ -163,13 +256,24 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) 
             } else {
                 None
             };
-            let declared = req
-                .headers()
+            let declared = parts
+                .headers
                 .get(hyper::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            let (parts, body) = req.into_parts();
-            let body = read_body(body, m.route.body_cap, declared).await?;
+            let expects_continue = parts
+                .headers
+                .get(hyper::header::EXPECT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+            let limits = BodyLimits {
+                cap: m.route.body_cap,
+                timeout: state.config.body_read_timeout,
+                min_rate: state.config.body_min_rate,
+                expects_continue,
+            };
+            let incoming = unread.take().expect("the body is read once");
+            let body = body::read(incoming, declared, limits, &mut stopping).await?;
             let ctx = Ctx {
                 state: state.clone(),
                 request_id: request_id.clone(),
@@ -182,12 +286,15 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) 
                 params: m.params,
                 body,
                 principal,
-                peer: peer.ip(),
+                peer: client,
                 started,
             };
             (m.route.handler)(ctx).await
         }
         .await;
+        if let Some(b) = unread {
+            body::discard(b);
+        }
 
         let meta = Meta {
             request_id: &request_id,
@@ -203,7 +310,12 @@ async fn handle(state: Arc<AppState>, req: Request<Incoming>, peer: SocketAddr) 
                 render_error(&e, family, &meta)
             }
         };
+        let refused_body = matches!(resp.status().as_u16(), 408 | 413);
         let headers = resp.headers_mut();
+        if http1 && refused_body {
+            // The rest of the body is not wanted: the connection ends after this answer.
+            headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             headers.insert(X_REQUEST_ID.clone(), v);
         }

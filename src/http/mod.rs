@@ -1,6 +1,9 @@
 //! HTTP plumbing shared by every handler: the request context handlers receive, query-string
 //! parsing, and replies rendered in each family's format (API.md §1).
 
+pub mod body;
+pub mod client_ip;
+pub mod conn;
 pub mod query;
 pub mod response;
 

@@ -1,8 +1,9 @@
 //! Rate limits and monthly quotas (API.md §1 "Rate limits").
 //!
-//! The request pipeline calls `throttled` before authentication (an address that keeps
-//! presenting bad keys is refused without its key being looked at), `check_anonymous` when
-//! authentication failed, and `admit` (or `check`) after it: what they return becomes the
+//! The request pipeline authenticates first: a valid key is never refused for what other
+//! requests from its address did. When authentication fails it calls `auth_failed`, which counts
+//! the failure per client address and per presented key prefix and turns the 401 into a 429 once
+//! either bucket is empty. After a successful authentication it calls `admit` (or `check`): what they return becomes the
 //! `X-RateLimit-*` headers. It then calls `prepare` so the tenant's quota figures are in memory.
 //! Handlers that consume a monthly quota (capture: events; invoke: invocations) call `reserve`
 //! before storing and `Reservation::commit` with what was really used after their transaction
@@ -159,28 +160,23 @@ impl Limits {
         }
     }
 
-    /// 429 while the client address is throttled for presenting bad keys (checked before the key
-    /// is looked at, so a throttled address learns nothing about the keys it tries).
-    pub fn throttled(&self, ip: IpAddr) -> Result<()> {
-        if !self.enabled {
-            return Ok(());
-        }
-        match self.rates.blocked_for(ip) {
-            Some(wait) => Err(anonymous_error(wait)),
-            None => Ok(()),
-        }
-    }
-
-    /// Takes one request from the client address's bucket (unauthenticated requests).
-    pub fn check_anonymous(&self, ip: IpAddr) -> Result<()> {
+    /// Counts one failed authentication from `ip` presenting a key starting with `prefix` (when
+    /// the header carried one): 429 once the address's or the prefix's bucket is empty, so a
+    /// spray of bad keys is slowed without touching requests that carry a valid key.
+    pub fn auth_failed(&self, ip: IpAddr, prefix: Option<&str>) -> Result<()> {
         if !self.enabled {
             return Ok(());
         }
         self.rates.maybe_cleanup();
-        match self.rates.take_anonymous(ip).wait {
-            Some(wait) => Err(anonymous_error(wait)),
-            None => Ok(()),
+        if let Some(wait) = self.rates.take_anonymous(ip).wait {
+            return Err(anonymous_error(wait, "from this address"));
         }
+        if let Some(p) = prefix {
+            if let Some(wait) = self.rates.take_prefix(p).wait {
+                return Err(anonymous_error(wait, "presenting this key"));
+            }
+        }
+        Ok(())
     }
 
     /// Loads the tenant's quota figures for this month if they are not in memory yet (one
@@ -267,12 +263,12 @@ fn refusal(r: Reading, whose: &str) -> Admission {
     }
 }
 
-fn anonymous_error(wait: Duration) -> Error {
+fn anonymous_error(wait: Duration, whose: &str) -> Error {
     let retry_after = ceil_secs(wait);
     Error::RateLimited {
         retry_after,
         message: format!(
-            "Too many requests without a valid API key from this address. Please retry after \
+            "Too many requests without a valid API key {whose}. Please retry after \
              {retry_after} second{}.",
             if retry_after == 1 { "" } else { "s" }
         ),

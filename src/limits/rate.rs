@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -89,14 +89,11 @@ struct Sized {
 pub(super) struct RateLimiters {
     clock: DefaultClock,
     by_size: RwLock<HashMap<Size, Arc<Sized>>>,
+    /// Failed authentications per client address.
     anonymous: RwLock<Keyed<IpAddr>>,
+    /// Failed authentications per presented key prefix (a key sprayed from many addresses).
+    prefixes: RwLock<Keyed<String>>,
     anonymous_size: Size,
-    /// Addresses refused recently, until when: checked before authentication, so a throttled
-    /// address learns nothing about the keys it tries.
-    blocked: Mutex<HashMap<IpAddr, Instant>>,
-    /// `blocked.len()`, readable without the lock: the common case (nobody throttled) costs
-    /// one atomic load per request.
-    blocked_len: AtomicUsize,
     /// tenant → (minute since the epoch, requests in it).
     minutes: Mutex<HashMap<String, (u64, u64)>>,
     started: Instant,
@@ -109,11 +106,10 @@ impl RateLimiters {
         let clock = DefaultClock::default();
         RateLimiters {
             anonymous: RwLock::new(keyed(anonymous_size, &clock)),
+            prefixes: RwLock::new(keyed(anonymous_size, &clock)),
             anonymous_size,
             clock,
             by_size: RwLock::new(HashMap::new()),
-            blocked: Mutex::new(HashMap::new()),
-            blocked_len: AtomicUsize::new(0),
             minutes: Mutex::new(HashMap::new()),
             started: Instant::now(),
             next_cleanup_ms: AtomicU64::new(CLEANUP_EVERY.as_millis() as u64),
@@ -136,45 +132,19 @@ impl RateLimiters {
         self.reading(size, sized.interval, outcome)
     }
 
-    /// Takes one request from a client address's bucket (failed authentications).
+    /// Takes one failed authentication from a client address's bucket.
     pub fn take_anonymous(&self, ip: IpAddr) -> Reading {
         let ip = address_key(ip);
         let size = self.anonymous_size;
         let outcome = read(&self.anonymous).check_key(&ip);
-        let reading = self.reading(size, size.interval(), outcome);
-        if let Some(wait) = reading.wait {
-            let mut blocked = lock(&self.blocked);
-            if blocked.len() >= MAX_KEYS {
-                let now = Instant::now();
-                blocked.retain(|_, until| *until > now);
-                if blocked.len() >= MAX_KEYS {
-                    // A flood from more addresses than we keep: forget them all rather than
-                    // grow without bound (their buckets still refuse them after one request).
-                    blocked.clear();
-                }
-            }
-            blocked.insert(ip, Instant::now() + wait);
-            self.blocked_len.store(blocked.len(), Ordering::Relaxed);
-        }
-        reading
+        self.reading(size, size.interval(), outcome)
     }
 
-    /// How long `ip` is still throttled, if it is.
-    pub fn blocked_for(&self, ip: IpAddr) -> Option<Duration> {
-        if self.blocked_len.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        let ip = address_key(ip);
-        let mut blocked = lock(&self.blocked);
-        let until = *blocked.get(&ip)?;
-        let now = Instant::now();
-        if until > now {
-            Some(until - now)
-        } else {
-            blocked.remove(&ip);
-            self.blocked_len.store(blocked.len(), Ordering::Relaxed);
-            None
-        }
+    /// Takes one failed authentication from the bucket of a presented key's prefix.
+    pub fn take_prefix(&self, prefix: &str) -> Reading {
+        let size = self.anonymous_size;
+        let outcome = read(&self.prefixes).check_key(&prefix.to_string());
+        self.reading(size, size.interval(), outcome)
     }
 
     /// Counts one request of `tenant` in the current minute.
@@ -216,7 +186,7 @@ impl RateLimiters {
     }
 
     /// Forgets full buckets, drops empty limiters, resets overfull ones, and drops request
-    /// counts of past minutes and expired address blocks.
+    /// counts of past minutes.
     pub fn cleanup(&self) {
         {
             let mut by_size = write(&self.by_size);
@@ -235,32 +205,31 @@ impl RateLimiters {
                 n > 0
             });
         }
-        {
-            let mut anonymous = write(&self.anonymous);
-            anonymous.retain_recent();
-            anonymous.shrink_to_fit();
-            if anonymous.len() > MAX_KEYS {
-                tracing::warn!(
-                    buckets = anonymous.len(),
-                    "per-address rate limiter holds too many active buckets; resetting it"
-                );
-                *anonymous = keyed(self.anonymous_size, &self.clock);
-            }
-        }
-        let now = Instant::now();
-        {
-            let mut blocked = lock(&self.blocked);
-            blocked.retain(|_, until| *until > now);
-            self.blocked_len.store(blocked.len(), Ordering::Relaxed);
-        }
+        self.sweep(&self.anonymous, "per-address");
+        self.sweep(&self.prefixes, "per-key-prefix");
         let minute = epoch_secs_f64() as u64 / 60;
         lock(&self.minutes).retain(|_, (m, _)| *m == minute);
+    }
+
+    /// Forgets the full buckets of a failed-authentication limiter; resets it when it still holds
+    /// too many.
+    fn sweep<K: Hash + Eq + Clone>(&self, limiter: &RwLock<Keyed<K>>, what: &str) {
+        let mut l = write(limiter);
+        l.retain_recent();
+        l.shrink_to_fit();
+        if l.len() > MAX_KEYS {
+            tracing::warn!(
+                buckets = l.len(),
+                "{what} rate limiter holds too many active buckets; resetting it"
+            );
+            *l = keyed(self.anonymous_size, &self.clock);
+        }
     }
 
     /// Buckets currently held (all sizes, addresses included): for tests and monitoring.
     pub fn tracked(&self) -> usize {
         let sized: usize = read(&self.by_size).values().map(|s| s.limiter.len()).sum();
-        sized + read(&self.anonymous).len()
+        sized + read(&self.anonymous).len() + read(&self.prefixes).len()
     }
 
     fn sized(&self, size: Size) -> Arc<Sized> {

@@ -328,7 +328,7 @@ pub(super) async fn converse(
     sink: Option<&DeltaSink>,
     progress: &mut Progress,
 ) -> std::result::Result<(), ProviderError> {
-    let toolbox = Toolbox::connect(&kit.connectors, kit.deadline).await;
+    let toolbox = Toolbox::connect(&rt.outbound, &kit.connectors, kit.deadline).await;
     progress.connector_errors = toolbox.errors.clone();
     let mut messages = kit.history.clone();
     messages.push(Msg::user(kit.message.clone()));

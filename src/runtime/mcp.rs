@@ -4,14 +4,19 @@
 //! - Every network step is bounded by a deadline; a connector that cannot be reached or fails
 //!   the handshake is reported as a `ConnectorError` (shown in the invoke response) and its
 //!   tools are simply not offered — it never fails the invocation.
+//! - Every connector URL passes the outbound policy (`crate::outbound`) at each connection:
+//!   the request goes to the vetted addresses only, without redirects or credentials, and a
+//!   failure is described by our own short text, never by what the remote side answered.
 //! - Tools are offered as `<connector slug>__<tool name>`, so two connectors may expose tools of
 //!   the same name; `Toolbox::call` maps the name back.
 
 use super::providers::offline::tool_name;
 use super::ToolDef;
+use crate::outbound::{describe_failure, Policy};
 use crate::store::connectors::Connector;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
@@ -52,24 +57,33 @@ pub struct ToolOutcome {
 }
 
 async fn open(
+    policy: &Policy,
     c: &Connector,
 ) -> Result<(RunningService<RoleClient, ()>, Vec<rmcp::model::Tool>), String> {
-    let transport = StreamableHttpClientTransport::from_uri(c.mcp_url.as_str());
-    let client = ().serve(transport).await.map_err(|e| format!("MCP handshake failed: {e}"))?;
-    let tools = client
-        .list_all_tools()
-        .await
-        .map_err(|e| format!("listing tools failed: {e}"))?;
+    let vetted = policy.vet(&c.mcp_url).await.map_err(|r| r.to_string())?;
+    let http = vetted.client(CONNECT_TIMEOUT)?;
+    let transport = StreamableHttpClientTransport::with_client(
+        http,
+        StreamableHttpClientTransportConfig::with_uri(vetted.url.as_str()),
+    );
+    let client = ().serve(transport).await.map_err(|e| {
+        tracing::debug!(connector = %c.slug, error = %e, "MCP handshake failed");
+        format!("MCP handshake failed: {}", describe_failure(&e.to_string(), Some(&e)))
+    })?;
+    let tools = client.list_all_tools().await.map_err(|e| {
+        tracing::debug!(connector = %c.slug, error = %e, "listing MCP tools failed");
+        format!("listing tools failed: {}", describe_failure(&e.to_string(), Some(&e)))
+    })?;
     Ok((client, tools))
 }
 
 impl Toolbox {
     /// Connects to every connector concurrently (each bounded by `CONNECT_TIMEOUT` and the
     /// invocation's `deadline`).
-    pub async fn connect(connectors: &[Connector], deadline: Instant) -> Toolbox {
+    pub async fn connect(policy: &Policy, connectors: &[Connector], deadline: Instant) -> Toolbox {
         let limit = CONNECT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
         let opened = futures_util::future::join_all(connectors.iter().map(|c| async move {
-            let r = match tokio::time::timeout(limit, open(c)).await {
+            let r = match tokio::time::timeout(limit, open(policy, c)).await {
                 Ok(r) => r,
                 Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
             };
@@ -101,10 +115,7 @@ impl Toolbox {
                 }
                 Err(error) => tb.errors.push(ConnectorError {
                     connector: c.slug.clone(),
-                    error: format!(
-                        "connector '{}' ({}) is unreachable: {error}",
-                        c.slug, c.mcp_url
-                    ),
+                    error: format!("connector '{}' is unreachable: {error}", c.slug),
                 }),
             }
         }
@@ -146,7 +157,13 @@ impl Toolbox {
                 "the tool did not answer within {} ms",
                 timeout.as_millis()
             )),
-            Ok(Err(e)) => fail(format!("the tool call failed: {e}")),
+            Ok(Err(e)) => {
+                tracing::debug!(connector = %session.slug, tool = %remote, error = %e, "MCP tool call failed");
+                fail(format!(
+                    "the tool call failed: {}",
+                    describe_failure(&e.to_string(), Some(&e))
+                ))
+            }
             Ok(Ok(r)) => {
                 let v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
                 ToolOutcome {

@@ -160,6 +160,8 @@ pub struct Runtime {
     pub anthropic_base_url: Option<String>,
     pub anthropic_api_key: Option<String>,
     pub model_providers: Vec<(String, ProviderKind)>,
+    /// What tenants' connectors may reach (docs/security.md).
+    pub outbound: crate::outbound::Policy,
     /// Writes finished turns in groups; started on the first invocation (it needs the database
     /// and a tokio runtime, neither of which exists when the runtime is configured).
     recorder: OnceLock<recorder::Recorder>,
@@ -188,6 +190,7 @@ impl Runtime {
             anthropic_base_url: clean(&config.anthropic_base_url),
             anthropic_api_key: config.anthropic_api_key.clone().filter(|k| !k.is_empty()),
             model_providers: config.model_providers.clone(),
+            outbound: config.outbound.clone(),
             recorder: OnceLock::new(),
             sessions: session_cache::SessionCache::default(),
         }

@@ -5,7 +5,10 @@ mod helpers;
 mod peers;
 
 use crate::support::{json_of, send, wait_for, TestServer};
-use helpers::{agent, invoke, one, server_with, stream, system_prompt_of, wait_memory};
+use helpers::{
+    agent, allow_loopback_connectors, invoke, one, server_with, stream, system_prompt_of,
+    wait_memory,
+};
 use peers::{McpPeer, ModelPeer, Wire};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -227,7 +230,8 @@ async fn tool_calls_round_trip_through_an_mcp_server() {
 #[tokio::test]
 async fn scripted_offline_agents_answer_exactly_and_call_tools() {
     let mcp = McpPeer::start().await;
-    let srv = TestServer::start().await; // no upstream configured: the offline model
+    // No upstream configured: the offline model.
+    let srv = TestServer::start_with(allow_loopback_connectors).await;
     let script = json!([
         {"match": "(?i)^hello", "reply": "Hi! You said: {{message}}"},
         {"match": "sum", "reply": "The sum is {{tool_result}}.",

@@ -1,8 +1,8 @@
 //! `POST /v1/synthesize`: a token-budgeted context pack for a task (API.md §2).
 //!
 //! Both request forms are accepted: top-level fields (`query`, `maxTokens`, …) and the SDK's nested
-//! `options` object; a field in `options` wins over the same field at the top level. Every
-//! validation error names its field (`options.maxTokens`, `tags[2]`, …) and answers 422. The pack
+//! `options` object; a field in `options` wins over the same field at the top level, and both
+//! are validated when both are given. Every validation error names its field (`options.maxTokens`, `tags[2]`, …) and answers 422. The pack
 //! itself comes from `search::pack::synthesize_pack`; this handler validates, counts usage
 //! (`syntheses`, tokens used, compression ratio, under the key's mode) and renders.
 
@@ -17,18 +17,25 @@ use serde_json::{Map, Value};
 const MAX_TAGS: usize = 100;
 const MAX_ID_LEN: usize = 256;
 
-/// A field looked up in `options` first, then at the top level; with the name to report.
-fn pick<'a>(
-    top: &'a Map<String, Value>,
-    options: Option<&'a Map<String, Value>>,
+/// A field in every spelling given — `options.<key>`, then `<key>` — each validated by `parse`
+/// (which reports its own errors under the name it is given): an invalid value in either place
+/// is an error even when the other is valid. The value in `options` wins.
+fn pick<T>(
+    top: &Map<String, Value>,
+    options: Option<&Map<String, Value>>,
     key: &str,
-) -> Option<(String, &'a Value)> {
-    if let Some(v) = options.and_then(|o| o.get(key)).filter(|v| !v.is_null()) {
-        return Some((format!("options.{key}"), v));
-    }
-    top.get(key)
+    errs: &mut Vec<FieldError>,
+    mut parse: impl FnMut(String, &Value, &mut Vec<FieldError>) -> Option<T>,
+) -> Option<T> {
+    let nested = options
+        .and_then(|o| o.get(key))
         .filter(|v| !v.is_null())
-        .map(|v| (key.to_string(), v))
+        .and_then(|v| parse(format!("options.{key}"), v, errs));
+    let top_level = top
+        .get(key)
+        .filter(|v| !v.is_null())
+        .and_then(|v| parse(key.to_string(), v, errs));
+    nested.or(top_level)
 }
 
 fn string_field(
@@ -38,8 +45,7 @@ fn string_field(
     max_len: usize,
     errs: &mut Vec<FieldError>,
 ) -> Option<String> {
-    let (name, v) = pick(top, opts, key)?;
-    match v.as_str() {
+    pick(top, opts, key, errs, |name, v, errs| match v.as_str() {
         Some(s) if s.chars().count() > max_len => {
             errs.push(FieldError::new(
                 name,
@@ -56,7 +62,7 @@ fn string_field(
             errs.push(FieldError::new(name, "must be a string"));
             None
         }
-    }
+    })
 }
 
 fn bool_field(
@@ -66,14 +72,14 @@ fn bool_field(
     default: bool,
     errs: &mut Vec<FieldError>,
 ) -> bool {
-    match pick(top, opts, key) {
-        None => default,
-        Some((_, Value::Bool(b))) => *b,
-        Some((name, _)) => {
+    pick(top, opts, key, errs, |name, v, errs| match v {
+        Value::Bool(b) => Some(*b),
+        _ => {
             errs.push(FieldError::new(name, "must be a boolean"));
-            default
+            None
         }
-    }
+    })
+    .unwrap_or(default)
 }
 
 fn string_list(
@@ -83,43 +89,44 @@ fn string_list(
     allowed: Option<&[&str]>,
     errs: &mut Vec<FieldError>,
 ) -> Vec<String> {
-    let Some((name, v)) = pick(top, opts, key) else {
-        return Vec::new();
-    };
-    let Some(items) = v.as_array() else {
-        errs.push(FieldError::new(name, "must be an array of strings"));
-        return Vec::new();
-    };
-    if items.len() > MAX_TAGS {
-        errs.push(FieldError::new(
-            name,
-            format!("must have at most {MAX_TAGS} items"),
-        ));
-        return Vec::new();
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        match item.as_str() {
-            Some(s) if allowed.is_some_and(|a| !a.contains(&s)) => errs.push(FieldError::new(
-                format!("{name}[{i}]"),
-                format!(
-                    "must be one of {}, got '{s}'",
-                    allowed.unwrap_or_default().join(", ")
-                ),
-            )),
-            Some(s) if s.is_empty() || s.len() > MAX_ID_LEN => errs.push(FieldError::new(
-                format!("{name}[{i}]"),
-                format!("must be 1-{MAX_ID_LEN} characters"),
-            )),
-            Some(s) => {
-                if !out.iter().any(|x: &String| x == s) {
-                    out.push(s.to_string());
-                }
-            }
-            None => errs.push(FieldError::new(format!("{name}[{i}]"), "must be a string")),
+    pick(top, opts, key, errs, |name, v, errs| {
+        let Some(items) = v.as_array() else {
+            errs.push(FieldError::new(name, "must be an array of strings"));
+            return None;
+        };
+        if items.len() > MAX_TAGS {
+            errs.push(FieldError::new(
+                name,
+                format!("must have at most {MAX_TAGS} items"),
+            ));
+            return None;
         }
-    }
-    out
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match item.as_str() {
+                Some(s) if allowed.is_some_and(|a| !a.contains(&s)) => errs.push(FieldError::new(
+                    format!("{name}[{i}]"),
+                    format!(
+                        "must be one of {}, got '{}'",
+                        allowed.unwrap_or_default().join(", "),
+                        crate::error::echo(s)
+                    ),
+                )),
+                Some(s) if s.is_empty() || s.len() > MAX_ID_LEN => errs.push(FieldError::new(
+                    format!("{name}[{i}]"),
+                    format!("must be 1-{MAX_ID_LEN} characters"),
+                )),
+                Some(s) => {
+                    if !out.iter().any(|x: &String| x == s) {
+                        out.push(s.to_string());
+                    }
+                }
+                None => errs.push(FieldError::new(format!("{name}[{i}]"), "must be a string")),
+            }
+        }
+        Some(out)
+    })
+    .unwrap_or_default()
 }
 
 /// Parses and validates a synthesize body; returns the request and `includeProvenance`.
@@ -133,45 +140,45 @@ pub fn parse_request(body: &Map<String, Value>) -> Result<(SynthRequest, bool)> 
             None
         }
     };
-    let query = match pick(body, opts, "query") {
-        None => None,
-        Some((_, Value::String(s))) if s.trim().is_empty() => None,
-        Some((_, Value::String(s))) => Some(s.clone()),
-        Some((name, _)) => {
+    // A blank query means no query.
+    let query = pick(body, opts, "query", &mut errs, |name, v, errs| match v {
+        Value::String(s) => Some((!s.trim().is_empty()).then(|| s.clone())),
+        _ => {
             errs.push(FieldError::new(name, "must be a string"));
             None
         }
-    };
-    let max_tokens = match pick(body, opts, "maxTokens") {
-        None => 4000,
-        Some((name, v)) => match v.as_f64() {
-            Some(n) if n.fract() == 0.0 && (1.0..=128_000.0).contains(&n) => n as u32,
+    })
+    .flatten();
+    let max_tokens = pick(body, opts, "maxTokens", &mut errs, |name, v, errs| {
+        match v.as_f64() {
+            Some(n) if n.fract() == 0.0 && (1.0..=128_000.0).contains(&n) => Some(n as u32),
             Some(n) if n.fract() == 0.0 => {
                 errs.push(FieldError::new(
                     name,
                     format!("must be between 1 and 128000, got {n}"),
                 ));
-                4000
+                None
             }
             _ => {
                 errs.push(FieldError::new(
                     name,
                     "must be an integer between 1 and 128000",
                 ));
-                4000
+                None
             }
-        },
-    };
-    let min_confidence = match pick(body, opts, "minConfidence") {
-        None => 0.0,
-        Some((name, v)) => match v.as_f64() {
-            Some(n) if (0.0..=1.0).contains(&n) => n,
+        }
+    })
+    .unwrap_or(4000);
+    let min_confidence = pick(body, opts, "minConfidence", &mut errs, |name, v, errs| {
+        match v.as_f64() {
+            Some(n) if (0.0..=1.0).contains(&n) => Some(n),
             _ => {
                 errs.push(FieldError::new(name, "must be a number between 0 and 1"));
-                0.0
+                None
             }
-        },
-    };
+        }
+    })
+    .unwrap_or(0.0);
     let sections = string_list(body, opts, "sections", Some(&SECTIONS), &mut errs);
     let tags = string_list(body, opts, "tags", None, &mut errs);
     let req = SynthRequest {

@@ -4,7 +4,7 @@
 //! Project connectors follow the project rules of `projects.rs`: only members see them (others
 //! get 404); listing needs `projects:read` or `connectors:manage`; registering and deleting need
 //! `connectors:manage` and the DEVELOPER role or higher in the project. `mcp_url` must be an
-//! absolute http(s) URL; the slug comes from the name and is unique within the project (409).
+//! absolute http(s) URL that the outbound policy allows (docs/security.md); the slug comes from the name and is unique within the project (409).
 
 use super::fields::Fields;
 use super::projects::{member_view, read_view, require_project_role};
@@ -89,10 +89,10 @@ pub async fn create(ctx: Ctx) -> Result<Reply> {
             f.error("mcp_url", "is required (an absolute http or https URL)");
             None
         }
-        Some(Value::String(s)) => match catalog::validate_mcp_url(s) {
+        Some(Value::String(s)) => match ctx.state.config.outbound.check_registration(s).await {
             Ok(u) => Some(u),
-            Err(m) => {
-                f.error("mcp_url", m);
+            Err(refusal) => {
+                f.error("mcp_url", refusal.to_string());
                 None
             }
         },

@@ -14,8 +14,17 @@ pub async fn server_with(openai: Option<&ModelPeer>, anthropic: Option<&ModelPee
     TestServer::start_with(move |cfg| {
         cfg.openai_base_url = o;
         cfg.anthropic_base_url = a;
+        allow_loopback_connectors(cfg);
     })
     .await
+}
+
+/// The MCP peers of these tests listen on 127.0.0.1, which the outbound policy refuses unless the
+/// operator allows it (`--allow-outbound 127.0.0.1`).
+pub fn allow_loopback_connectors(cfg: &mut engram::config::Config) {
+    cfg.outbound
+        .allow
+        .push("127.0.0.1".parse().expect("an address"));
 }
 
 /// Deploys an agent through the API with `key` (in a new project holding `connectors` =

@@ -27,7 +27,7 @@ async fn project_connectors_register_list_delete() {
     let (s, b) = srv
         .post(
             &path,
-            json!({"name": "internal db", "mcp_url": "http://127.0.0.1:9/mcp"}),
+            json!({"name": "internal db", "mcp_url": "https://db.internal.org/mcp"}),
         )
         .await;
     assert_eq!((s, b["error"].as_str()), (409, Some("conflict")), "{b}");
