@@ -189,6 +189,18 @@ impl fmt::Display for Role {
     }
 }
 
+/// What a developer may do: their tenant role's permissions, plus `members:invite` when they
+/// administer a project (a project ADMIN or OWNER invites to that project; which project is
+/// checked against their membership role on every invite).
+pub fn developer_scopes(role: Role, project_admin: bool) -> Scopes {
+    let scopes = role.scopes();
+    if project_admin {
+        Scopes(scopes.0 | Scope::MembersInvite.bit())
+    } else {
+        scopes
+    }
+}
+
 /// Who is calling: resolved from the key on every authenticated request.
 #[derive(Clone, Debug)]
 pub struct Principal {
@@ -198,6 +210,9 @@ pub struct Principal {
     pub role: Role,
     /// Effective permissions of this key.
     pub scopes: Scopes,
+    /// The permissions of the key's developer (`developer_scopes`): a key without scopes has
+    /// exactly these, a key with scopes at most these.
+    pub grant: Scopes,
     /// `live` or `test`: test keys count against separate usage counters.
     pub mode: &'static str,
     pub plan: Plan,
@@ -364,10 +379,11 @@ impl Authenticator {
             }
         }
         let role: Role = auth.role.parse().unwrap_or(Role::Viewer);
+        let grant = developer_scopes(role, auth.project_admin);
         let scopes = if auth.key.scopes.is_empty() {
-            role.scopes()
+            grant
         } else {
-            auth.key.scopes.intersect(role.scopes())
+            auth.key.scopes.intersect(grant)
         };
         self.note_use(&auth.key.id);
         Ok(Principal {
@@ -376,6 +392,7 @@ impl Authenticator {
             key_id: auth.key.id.clone(),
             role,
             scopes,
+            grant,
             mode,
             plan: auth.plan.parse().unwrap_or(Plan::Free),
             limits_override: auth

@@ -83,6 +83,21 @@ impl Running {
     }
 }
 
+/// Where the first-start admin key is written when logs are JSON (never to the log itself).
+pub const BOOTSTRAP_KEY_FILE: &str = "admin-key.txt";
+
+/// Creates `path` readable by its owner only and writes `text` to it.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
 fn print_bootstrap_banner(key: &str, tenant_id: &str, addr: SocketAddr) {
     let line = "=".repeat(78);
     eprintln!(
@@ -131,9 +146,45 @@ pub async fn start(config: Config) -> Result<Running> {
 
     if let Some(b) = &bootstrap {
         if config.print_bootstrap {
-            print_bootstrap_banner(&b.key, &b.tenant.id, addr);
+            match config.log_format {
+                config::LogFormat::Text => print_bootstrap_banner(&b.key, &b.tenant.id, addr),
+                // Structured logs are shipped and stored: the key goes to a private file
+                // instead, and the log says where.
+                config::LogFormat::Json => {
+                    let path = config.data_dir.join(BOOTSTRAP_KEY_FILE);
+                    write_private(&path, &format!("{}\n", b.key)).map_err(|e| {
+                        Error::Internal(format!("cannot write {}: {e}", path.display()))
+                    })?;
+                    tracing::warn!(
+                        tenant = %b.tenant.id,
+                        path = %path.display(),
+                        "first start: the admin API key was written to this file (mode 0600), \
+                         not to the log; read it once, store it safely, then delete the file"
+                    );
+                }
+            }
         }
         tracing::info!(tenant = %b.tenant.id, "first start: default tenant and admin key created");
+    } else if let Some(key) = config.bootstrap_key.clone() {
+        // The data dir was set up before: the key is only meaningful if it is one of its keys.
+        let hash = store::keys::hash(&key);
+        let known = db
+            .read(move |c| store::keys::lookup(c, &hash))
+            .await?
+            .filter(|k| k.key.revoked_at.is_none());
+        match known {
+            Some(k) => tracing::info!(
+                tenant = %k.key.tenant_id,
+                key = %k.key.id,
+                "ENGRAM_BOOTSTRAP_KEY is an existing key of this data dir; it is accepted as is"
+            ),
+            None => tracing::warn!(
+                "ENGRAM_BOOTSTRAP_KEY was IGNORED: this data dir was initialised earlier and \
+                 the key is not one of its (unrevoked) keys, so requests with it get 401. \
+                 Start on an empty data dir to bootstrap with it, or create a key with \
+                 `engram keys create`."
+            ),
+        }
     }
 
     let state = Arc::new(AppState {

@@ -171,6 +171,10 @@ enum KeysCommand {
         /// Tenant id (default: the tenant created at first start).
         #[arg(long, env = "ENGRAM_TENANT")]
         tenant: Option<String>,
+        /// The developer the key belongs to, dev_… (default: the tenant's first OWNER). The
+        /// key never has more than that developer's permissions.
+        #[arg(long, env = "ENGRAM_KEY_DEVELOPER")]
+        developer: Option<String>,
         /// A name to recognise the key by.
         #[arg(long, env = "ENGRAM_KEY_NAME", default_value = "cli")]
         name: String,
@@ -436,6 +440,7 @@ fn keys_command(cmd: KeysCommand) -> Result<(), String> {
         KeysCommand::Create {
             data,
             tenant,
+            developer,
             name,
             scopes,
             mode,
@@ -459,13 +464,36 @@ fn keys_command(cmd: KeysCommand) -> Result<(), String> {
             let (key, row) = in_tx(&mut conn, |c| {
                 let tenant_id =
                     resolve_tenant(c, tenant).map_err(engram::error::Error::NotFound)?;
-                let owner = tenants::first_owner(c, &tenant_id)?
-                    .ok_or_else(|| engram::error::Error::not_found("tenant owner"))?;
+                let developer_id = match &developer {
+                    None => {
+                        tenants::first_owner(c, &tenant_id)?
+                            .ok_or_else(|| engram::error::Error::not_found("tenant owner"))?
+                            .id
+                    }
+                    Some(d) => {
+                        let (role, project_admin) = keys::developer_grant(c, &tenant_id, d)?
+                            .ok_or_else(|| {
+                                engram::error::Error::NotFound(format!(
+                                    "developer {d} not found in tenant {tenant_id}"
+                                ))
+                            })?;
+                        let role: engram::auth::Role =
+                            role.parse().map_err(engram::error::Error::Internal)?;
+                        let theirs = engram::auth::developer_scopes(role, project_admin);
+                        if !scopes.is_subset_of(theirs) {
+                            return Err(engram::error::Error::Forbidden(format!(
+                                "--scopes exceed what developer {d} ({role}) may do: {}",
+                                theirs.to_list().join(",")
+                            )));
+                        }
+                        d.clone()
+                    }
+                };
                 let key = keys::generate(&style, &mode);
                 let row = keys::insert(
                     c,
                     &tenant_id,
-                    &owner.id,
+                    &developer_id,
                     &name,
                     scopes,
                     &key,
@@ -475,12 +503,14 @@ fn keys_command(cmd: KeysCommand) -> Result<(), String> {
             })?;
             println!("{key}");
             eprintln!(
-                "created {} ({}) for tenant {}; scopes: {}. The key is shown only once.",
+                "created {} ({}) for developer {} of tenant {}; scopes: {}. The key is shown \
+                 only once.",
                 row.id,
                 row.name,
+                row.developer_id,
                 row.tenant_id,
                 if row.scopes.is_empty() {
-                    "owner role".to_string()
+                    "the developer's role".to_string()
                 } else {
                     row.scopes.to_list().join(",")
                 }

@@ -10,9 +10,11 @@
 //! - A body must start arriving within the read timeout and then arrive at `min_rate` bytes a
 //!   second on average: by `t` seconds after reading began at least `min_rate × (t − timeout)`
 //!   bytes must be in. A slower body is answered 408 and its connection closed.
-//! - Once shutdown begins, a body still being read is abandoned (503) instead of holding it.
+//! - Once shutdown begins, a body still arriving may finish, but one that makes no progress for
+//!   `SHUTDOWN_STALL` is abandoned (503) instead of holding shutdown for the whole grace period.
 
 use crate::error::Error;
+use crate::http::conn::SHUTDOWN_STALL;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
@@ -56,11 +58,23 @@ pub async fn read(
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
     let mut total: u64 = 0;
+    // Once shutdown has begun: when the body last made progress (or when shutdown began).
+    let mut shutdown_progress: Option<Instant> = None;
     loop {
-        let deadline = started + allowed_time(total, limits);
+        let mut deadline = started + allowed_time(total, limits);
+        if let Some(t) = shutdown_progress {
+            deadline = deadline.min(t + SHUTDOWN_STALL);
+        }
         let frame = tokio::select! {
             f = tokio::time::timeout_at(deadline.into(), body.frame()) => match f {
                 Ok(f) => f,
+                Err(_) if shutdown_progress.is_some() => {
+                    return Err(Error::Unavailable(
+                        "the server is shutting down and the request body stalled; send the \
+                         request again"
+                            .into(),
+                    ))
+                }
                 Err(_) => {
                     return Err(Error::RequestTimeout(format!(
                         "the request body arrived too slowly ({total} bytes in {} ms; this server \
@@ -71,12 +85,16 @@ pub async fn read(
                     )))
                 }
             },
-            _ = stopping.changed() => {
-                return Err(Error::Unavailable(
-                    "the server is shutting down; send the request again".into(),
-                ))
+            changed = stopping.changed(), if shutdown_progress.is_none() => {
+                // A body still arriving may finish; one that stalls no longer holds shutdown.
+                let _ = changed;
+                shutdown_progress = Some(Instant::now());
+                continue;
             }
         };
+        if shutdown_progress.is_some() {
+            shutdown_progress = Some(Instant::now());
+        }
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| Error::BadRequest {
             message: format!("could not read the request body: {e}"),

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-/// How long a client that stopped reading may hold a connection once shutdown has begun.
-pub const SHUTDOWN_STALL: Duration = Duration::from_secs(1);
+/// How long a client that stopped reading or sending may hold a request once shutdown has begun.
+pub const SHUTDOWN_STALL: Duration = Duration::from_secs(2);
 
 /// Milliseconds since the first call (a cheap, monotonic clock for per-connection timestamps).
 fn now_ms() -> u64 {

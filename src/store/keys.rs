@@ -187,16 +187,43 @@ pub struct KeyAuth {
     pub key_hash: String,
     pub key: KeyRow,
     pub role: String,
+    /// The key's developer is an OWNER or ADMIN of at least one project.
+    pub project_admin: bool,
     pub plan: String,
     pub limits_json: Option<String>,
 }
 
+/// Whether developer `k.developer_id` administers a project (OWNER or ADMIN membership).
+const PROJECT_ADMIN_SQL: &str = "EXISTS (SELECT 1 FROM project_members m
+      WHERE m.tenant_id = k.tenant_id AND m.developer_id = k.developer_id
+        AND m.role IN ('OWNER', 'ADMIN'))";
+
+/// A developer's tenant role and whether they administer a project, or `None` when the
+/// developer is not in the tenant.
+pub fn developer_grant(
+    conn: &Connection,
+    tenant_id: &str,
+    developer_id: &str,
+) -> Result<Option<(String, bool)>> {
+    Ok(conn
+        .query_row(
+            "SELECT d.role, EXISTS (SELECT 1 FROM project_members m
+                 WHERE m.tenant_id = d.tenant_id AND m.developer_id = d.id
+                   AND m.role IN ('OWNER', 'ADMIN'))
+             FROM developers d WHERE d.tenant_id = ?1 AND d.id = ?2",
+            [tenant_id, developer_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
 pub fn lookup(conn: &Connection, key_hash: &str) -> Result<Option<KeyAuth>> {
     let sql = format!(
-        "SELECT {cols}, d.role, t.plan, t.limits_json, k.key_hash
+        "SELECT {cols}, d.role, t.plan, t.limits_json, k.key_hash, {admin}
          FROM api_keys k JOIN developers d ON d.id = k.developer_id
                          JOIN tenants t ON t.id = k.tenant_id
          WHERE k.key_hash = ?1",
+        admin = PROJECT_ADMIN_SQL,
         cols = COLUMNS
             .split(", ")
             .map(|c| format!("k.{}", c.trim()))
@@ -212,6 +239,7 @@ pub fn lookup(conn: &Connection, key_hash: &str) -> Result<Option<KeyAuth>> {
                 plan: r.get(13)?,
                 limits_json: r.get(14)?,
                 key_hash: r.get(15)?,
+                project_admin: r.get(16)?,
             })
         })
         .optional()?)

@@ -311,7 +311,7 @@ async fn invite_rules_follow_the_project_role() {
     assert_eq!(s, 403);
     let (_, b) = call(&srv, &lead, Method::GET, "/v1/projects", None).await;
     assert_eq!(b["projects"], json!([]));
-    // A DEVELOPER (tenant role) lacks members:invite altogether.
+    // A DEVELOPER (tenant role) lacks members:invite while they administer no project.
     let (_, dev) = developer(
         &srv,
         &tenant,
@@ -320,7 +320,6 @@ async fn invite_rules_follow_the_project_role() {
         Scopes::EMPTY,
     )
     .await;
-    invite(&srv, &srv.key, &project, "dev@example.org", "OWNER").await;
     let (s, _) = call(
         &srv,
         &dev,
@@ -330,6 +329,21 @@ async fn invite_rules_follow_the_project_role() {
     )
     .await;
     assert_eq!(s, 403);
+    // Made an OWNER of the project, they get the permissions of that role there: they invite.
+    invite(&srv, &srv.key, &project, "dev@example.org", "OWNER").await;
+    let ok = wait_for("the new role to reach the key", Duration::from_secs(10), || async {
+        let (s, b) = call(
+            &srv,
+            &dev,
+            Method::POST,
+            &path,
+            Some(json!({"email": "y@example.org", "role": "VIEWER"})),
+        )
+        .await;
+        (s != 403).then_some((s, b))
+    })
+    .await;
+    assert_eq!(ok.0, 201, "{}", ok.1);
     // They see the project with their project role, and the members.
     let (_, b) = call(&srv, &dev, Method::GET, "/v1/projects", None).await;
     assert_eq!(

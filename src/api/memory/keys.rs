@@ -4,9 +4,11 @@
 //! A new key never exceeds the key that creates it: requested scopes must be a subset of the
 //! creating key's effective scopes (403 otherwise), and a key requested without scopes (which
 //! would mean "the developer's role") is given the creating key's scopes when that key is
-//! restricted. Keys belong to the developer of the creating key.
+//! restricted. Keys belong to the developer of the creating key, unless a tenant OWNER or ADMIN
+//! names another developer of the tenant (`developerId`): that key never exceeds the creating
+//! key nor that developer's own permissions.
 
-use crate::auth::{Scope, Scopes};
+use crate::auth::{developer_scopes, Role, Scope, Scopes};
 use crate::error::{Error, FieldError, Result};
 use crate::http::{Ctx, Reply};
 use crate::store::keys::{self, KeyRow};
@@ -20,6 +22,7 @@ fn key_json(k: &KeyRow) -> Value {
         "last4": k.last4,
         "scopes": k.scopes.to_list(),
         "mode": k.mode,
+        "developerId": k.developer_id,
         "createdAt": k.created_at,
         "lastUsedAt": k.last_used_at,
         "expiresAt": k.expires_at,
@@ -115,17 +118,36 @@ pub async fn create(ctx: Ctx) -> Result<Reply> {
             None
         }
     };
+    let developer = match body.get("developerId").or_else(|| body.get("developer_id")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 64 => {
+            Some(s.trim().to_string())
+        }
+        Some(_) => {
+            errors.push(FieldError::new(
+                "developerId",
+                "must be a developer id (dev_…)",
+            ));
+            None
+        }
+    };
     if !errors.is_empty() {
         return Err(Error::invalid(errors));
+    }
+    let developer = developer.filter(|d| *d != p.developer_id);
+    if developer.is_some() && p.role < Role::Admin {
+        return Err(Error::Forbidden(
+            "only a tenant OWNER or ADMIN creates keys for another developer".into(),
+        ));
     }
     if !scopes.is_subset_of(p.scopes) {
         return Err(Error::Forbidden(
             "a key cannot have permissions its creator does not have".into(),
         ));
     }
-    // A key without scopes has its developer's role permissions. Created by a key that is itself
+    // A key without scopes has its developer's permissions. Created by a key that is itself
     // restricted, it would exceed that key, so it gets the creating key's permissions instead.
-    let scopes = if scopes.is_empty() && p.scopes != p.role.scopes() {
+    let own_scopes = if scopes.is_empty() && p.scopes != p.grant {
         p.scopes
     } else {
         scopes
@@ -137,10 +159,40 @@ pub async fn create(ctx: Ctx) -> Result<Reply> {
         .state
         .db
         .write(move |c| {
+            let (developer_id, scopes) = match developer {
+                None => (p.developer_id.clone(), own_scopes),
+                Some(d) => {
+                    let (role, project_admin) = keys::developer_grant(c, &p.tenant_id, &d)?
+                        .ok_or_else(|| Error::not_found("developer"))?;
+                    let role: Role = role.parse().map_err(Error::Internal)?;
+                    let theirs = developer_scopes(role, project_admin);
+                    if !scopes.is_subset_of(theirs) {
+                        return Err(Error::Forbidden(format!(
+                            "a key cannot have permissions its developer does not have \
+                             (their role {role} allows: {})",
+                            theirs.to_list().join(", ")
+                        )));
+                    }
+                    // Without scopes the key follows the developer's role, unless that would
+                    // exceed the creating key: then it gets what both allow.
+                    let scopes = if scopes.is_empty() && !theirs.is_subset_of(p.scopes) {
+                        let both = theirs.intersect(p.scopes);
+                        if both.is_empty() {
+                            return Err(Error::Forbidden(
+                                "this key and that developer share no permission to give".into(),
+                            ));
+                        }
+                        both
+                    } else {
+                        scopes
+                    };
+                    (d, scopes)
+                }
+            };
             keys::insert(
                 c,
                 &p.tenant_id,
-                &p.developer_id,
+                &developer_id,
                 &name,
                 scopes,
                 &secret,

@@ -223,6 +223,8 @@ pub async fn invite(ctx: Ctx) -> Result<Reply> {
             projects::invite(c, &p.tenant_id, &project_id, &inviter, &email, role)
         })
         .await?;
+    // A project role changes what the member's keys may do (`auth::developer_scopes`).
+    ctx.state.auth.evict_tenant(&ctx.principal()?.tenant_id);
     Ok(Reply::created(member_json(&member)))
 }
 
@@ -250,6 +252,7 @@ pub async fn remove_member(ctx: Ctx) -> Result<Reply> {
             Ok(member)
         })
         .await?;
+    ctx.state.auth.evict_tenant(&ctx.principal()?.tenant_id);
     Ok(Reply::ok(json!({
         "message": "Member removed successfully",
         "id": removed.id,
