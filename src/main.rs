@@ -129,11 +129,19 @@ struct ServeArgs {
     max_connections: Option<usize>,
     /// A reverse proxy (CIDR or address) whose X-Forwarded-For / Forwarded headers name the
     /// client; repeatable. Without it the peer address is the client.
-    #[arg(long = "trusted-proxy", env = "ENGRAM_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        env = "ENGRAM_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     trusted_proxies: Vec<String>,
     /// Let tenants' connectors reach this otherwise refused destination: a CIDR block
     /// (10.0.0.0/8), an address, or host[:port] (localhost:11434); repeatable.
-    #[arg(long = "allow-outbound", env = "ENGRAM_ALLOW_OUTBOUND", value_delimiter = ',')]
+    #[arg(
+        long = "allow-outbound",
+        env = "ENGRAM_ALLOW_OUTBOUND",
+        value_delimiter = ','
+    )]
     allow_outbound: Vec<String>,
     /// Let tenants' connectors reach any address, private and loopback included (single-user
     /// setups only).
@@ -351,10 +359,11 @@ fn serve(a: ServeArgs) -> Result<(), String> {
             .push(p.parse().map_err(|e| format!("--trusted-proxy: {e}"))?);
     }
     for entry in a.allow_outbound.iter().filter(|p| !p.trim().is_empty()) {
-        config
-            .outbound
-            .allow
-            .push(entry.parse().map_err(|e| format!("--allow-outbound: {e}"))?);
+        config.outbound.allow.push(
+            entry
+                .parse()
+                .map_err(|e| format!("--allow-outbound: {e}"))?,
+        );
     }
     config.outbound.allow_private = a.allow_private_outbound;
     config.limits_enabled = !a.disable_limits;

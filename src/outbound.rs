@@ -188,7 +188,7 @@ impl fmt::Display for Refusal {
 /// A URL that passed the policy, with the addresses the request must go to.
 #[derive(Clone, Debug)]
 pub struct Vetted {
-    /// The URL to request (userinfo removed).
+    /// The URL to request (normalised; it carries no userinfo).
     pub url: url::Url,
     /// The host name to pin, when the host is a name rather than an address.
     pub domain: Option<String>,
@@ -250,9 +250,7 @@ impl Policy {
         }
         match url.host() {
             None => return Err(Refusal::Invalid("must name a host".into())),
-            Some(url::Host::Domain("")) => {
-                return Err(Refusal::Invalid("must name a host".into()))
-            }
+            Some(url::Host::Domain("")) => return Err(Refusal::Invalid("must name a host".into())),
             Some(url::Host::Ipv4(v4)) => self.check_addr(None, IpAddr::V4(v4), port_of(&url))?,
             Some(url::Host::Ipv6(v6)) => self.check_addr(None, IpAddr::V6(v6), port_of(&url))?,
             Some(url::Host::Domain(_)) => {}
@@ -262,10 +260,9 @@ impl Policy {
 
     /// Checks a URL completely: its form, then every address its host resolves to.
     pub async fn vet(&self, raw: &str) -> Result<Vetted, Refusal> {
-        let mut url = self.check_syntax(raw)?;
-        // Defence in depth for rows stored before credentials were refused.
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
+        // Credentials are refused here too, so a row stored before they were refused at
+        // registration never sends them.
+        let url = self.check_syntax(raw)?;
         let port = port_of(&url);
         let (domain, addrs) = match url.host() {
             Some(url::Host::Ipv4(v4)) => (None, vec![SocketAddr::new(IpAddr::V4(v4), port)]),
@@ -374,7 +371,8 @@ fn v6_class(ip: Ipv6Addr) -> Option<&'static str> {
         return Some("loopback");
     }
     // IPv4 carried inside IPv6: judged as that IPv4 address.
-    let embedded = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    let embedded =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     if s[..6] == [0, 0, 0, 0, 0, 0] {
         // v4-compatible (deprecated): ::a.b.c.d
         return Some(v4_class(embedded(s[6], s[7])).unwrap_or("IPv4-compatible"));
@@ -407,7 +405,10 @@ fn v6_class(ip: Ipv6Addr) -> Option<&'static str> {
 /// A short, fixed description of why an outbound call failed, for the tenant: never the remote
 /// body, never internal type names. `detail` is the full error text (only its leading HTTP
 /// status, if any, is used); `source` is walked for transport errors.
-pub fn describe_failure(detail: &str, source: Option<&(dyn std::error::Error + 'static)>) -> String {
+pub fn describe_failure(
+    detail: &str,
+    source: Option<&(dyn std::error::Error + 'static)>,
+) -> String {
     if let Some(status) = leading_http_status(detail) {
         return match status {
             300..=399 => format!("the server answered HTTP {status} (redirects are not followed)"),
@@ -579,7 +580,9 @@ mod tests {
         assert!("10.0.0.0/33".parse::<Allow>().is_err());
         assert!("host:notaport".parse::<Allow>().is_err());
         assert!("bad host".parse::<Allow>().is_err());
-        let c: Cidr = "::ffff:10.0.0.0/8".parse().unwrap_or("10.0.0.0/8".parse().unwrap());
+        let c: Cidr = "::ffff:10.0.0.0/8"
+            .parse()
+            .unwrap_or("10.0.0.0/8".parse().unwrap());
         assert!(c.contains("10.9.9.9".parse().unwrap()));
     }
 
@@ -596,7 +599,10 @@ mod tests {
         };
         let v = allowed.vet("http://localhost:9/mcp").await.unwrap();
         assert_eq!(v.domain.as_deref(), Some("localhost"));
-        assert!(v.addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 9));
+        assert!(v
+            .addrs
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 9));
     }
 
     #[test]

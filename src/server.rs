@@ -241,9 +241,10 @@ async fn handle(
                     Err(e) => {
                         // A valid key is never refused for others' failures: only failed
                         // authentications are counted, per address and per key prefix.
-                        state
-                            .limits
-                            .auth_failed(client, crate::auth::presented_prefix(header).as_deref())?;
+                        state.limits.auth_failed(
+                            client,
+                            crate::auth::presented_prefix(header).as_deref(),
+                        )?;
                         return Err(e);
                     }
                 };

@@ -117,7 +117,10 @@ mod tests {
     fn forwarded_is_preferred_and_understood() {
         let trusted = ["127.0.0.1".parse().unwrap()];
         let h = headers(&[
-            ("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\""),
+            (
+                "forwarded",
+                "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"",
+            ),
             ("x-forwarded-for", "7.7.7.7"),
         ]);
         assert_eq!(

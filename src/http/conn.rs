@@ -96,7 +96,11 @@ pub enum Closed {
 }
 
 /// Waits until the connection should be closed. The caller drops the connection when it returns.
-pub async fn watchdog(track: Arc<Track>, t: Timeouts, mut stopping: watch::Receiver<bool>) -> Closed {
+pub async fn watchdog(
+    track: Arc<Track>,
+    t: Timeouts,
+    mut stopping: watch::Receiver<bool>,
+) -> Closed {
     loop {
         let shutting_down = *stopping.borrow();
         let now = now_ms();
@@ -402,7 +406,10 @@ mod tests {
         .unwrap();
         assert!(!b.track.evict.load(Ordering::Acquire));
         drop(a);
-        let c = tokio::time::timeout(Duration::from_secs(5), c).await.unwrap().unwrap();
+        let c = tokio::time::timeout(Duration::from_secs(5), c)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(conns.open_count(), 2);
         drop(c);
         assert_eq!(conns.open_count(), 1);

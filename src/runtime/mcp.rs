@@ -68,11 +68,17 @@ async fn open(
     );
     let client = ().serve(transport).await.map_err(|e| {
         tracing::debug!(connector = %c.slug, error = %e, "MCP handshake failed");
-        format!("MCP handshake failed: {}", describe_failure(&e.to_string(), Some(&e)))
+        format!(
+            "MCP handshake failed: {}",
+            describe_failure(&e.to_string(), Some(&e))
+        )
     })?;
     let tools = client.list_all_tools().await.map_err(|e| {
         tracing::debug!(connector = %c.slug, error = %e, "listing MCP tools failed");
-        format!("listing tools failed: {}", describe_failure(&e.to_string(), Some(&e)))
+        format!(
+            "listing tools failed: {}",
+            describe_failure(&e.to_string(), Some(&e))
+        )
     })?;
     Ok((client, tools))
 }

@@ -8,5 +8,6 @@ mod invoke;
 mod learn;
 mod limits;
 mod registry;
+mod security;
 mod synthesize;
 mod synthesize_e2e;

@@ -331,17 +331,21 @@ async fn invite_rules_follow_the_project_role() {
     assert_eq!(s, 403);
     // Made an OWNER of the project, they get the permissions of that role there: they invite.
     invite(&srv, &srv.key, &project, "dev@example.org", "OWNER").await;
-    let ok = wait_for("the new role to reach the key", Duration::from_secs(10), || async {
-        let (s, b) = call(
-            &srv,
-            &dev,
-            Method::POST,
-            &path,
-            Some(json!({"email": "y@example.org", "role": "VIEWER"})),
-        )
-        .await;
-        (s != 403).then_some((s, b))
-    })
+    let ok = wait_for(
+        "the new role to reach the key",
+        Duration::from_secs(10),
+        || async {
+            let (s, b) = call(
+                &srv,
+                &dev,
+                Method::POST,
+                &path,
+                Some(json!({"email": "y@example.org", "role": "VIEWER"})),
+            )
+            .await;
+            (s != 403).then_some((s, b))
+        },
+    )
     .await;
     assert_eq!(ok.0, 201, "{}", ok.1);
     // They see the project with their project role, and the members.

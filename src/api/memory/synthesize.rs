@@ -149,8 +149,12 @@ pub fn parse_request(body: &Map<String, Value>) -> Result<(SynthRequest, bool)> 
         }
     })
     .flatten();
-    let max_tokens = pick(body, opts, "maxTokens", &mut errs, |name, v, errs| {
-        match v.as_f64() {
+    let max_tokens = pick(
+        body,
+        opts,
+        "maxTokens",
+        &mut errs,
+        |name, v, errs| match v.as_f64() {
             Some(n) if n.fract() == 0.0 && (1.0..=128_000.0).contains(&n) => Some(n as u32),
             Some(n) if n.fract() == 0.0 => {
                 errs.push(FieldError::new(
@@ -166,18 +170,22 @@ pub fn parse_request(body: &Map<String, Value>) -> Result<(SynthRequest, bool)> 
                 ));
                 None
             }
-        }
-    })
+        },
+    )
     .unwrap_or(4000);
-    let min_confidence = pick(body, opts, "minConfidence", &mut errs, |name, v, errs| {
-        match v.as_f64() {
+    let min_confidence = pick(
+        body,
+        opts,
+        "minConfidence",
+        &mut errs,
+        |name, v, errs| match v.as_f64() {
             Some(n) if (0.0..=1.0).contains(&n) => Some(n),
             _ => {
                 errs.push(FieldError::new(name, "must be a number between 0 and 1"));
                 None
             }
-        }
-    })
+        },
+    )
     .unwrap_or(0.0);
     let sections = string_list(body, opts, "sections", Some(&SECTIONS), &mut errs);
     let tags = string_list(body, opts, "tags", None, &mut errs);
