@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole engram test suite from a clean checkout.
 # It installs what the tests need first: a Python virtualenv under target/pyenv with the pinned
-# official `hippocortex` SDK and the `mcp` package (tests/python/requirements.txt), then builds once
-# and runs the unit tests and the one integration test binary.
+# official `hippocortex` SDK and the `mcp` package (tests/python/requirements.txt), checks the
+# formatting and the lints (`cargo fmt --check`, `cargo clippy --all-targets -D warnings`), then
+# builds once and runs the unit tests and the one integration test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +18,6 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/python/requirements.txt "$venv/
 fi
 export ENGRAM_TEST_PYTHON="$PWD/$venv/bin/python"
 
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets "$@"

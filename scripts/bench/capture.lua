@@ -1,0 +1,13 @@
+-- One tool_call event per request, over 512 sessions; the key comes from ENGRAM_KEY.
+local key = os.getenv("ENGRAM_KEY") or ""
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format(
+    '{"type":"tool_call","sessionId":"wrk-%d","payload":{"tool_name":"kubectl","input":"kubectl rollout status deploy/api-%d","output":"deployment successfully rolled out"},"metadata":{"agentId":"agent-%d"}}',
+    n % 512, n % 97, n % 4)
+  return wrk.format("POST", "/v1/capture", {
+    ["Authorization"] = "Bearer " .. key,
+    ["Content-Type"] = "application/json",
+  }, body)
+end
