@@ -18,24 +18,31 @@ async fn main() {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".into());
     let addr: std::net::SocketAddr = addr.parse().expect("an address like 127.0.0.1:0");
-    assert!(addr.ip().is_loopback(), "the baseline listens on loopback only");
+    assert!(
+        addr.ip().is_loopback(),
+        "the baseline listens on loopback only"
+    );
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    eprintln!("bare listening on http://{}", listener.local_addr().unwrap());
+    eprintln!(
+        "bare listening on http://{}",
+        listener.local_addr().unwrap()
+    );
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let _ = req.into_body().collect().await;
-                let body = Full::new(Bytes::from_static(
-                    br#"{"ok":true,"data":{"eventId":"evt_0","status":"ingested"}}"#,
-                ));
-                let mut resp = Response::new(body);
-                *resp.status_mut() = StatusCode::ACCEPTED;
-                Ok::<_, std::convert::Infallible>(resp)
-            });
+            let service =
+                hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let _ = req.into_body().collect().await;
+                    let body = Full::new(Bytes::from_static(
+                        br#"{"ok":true,"data":{"eventId":"evt_0","status":"ingested"}}"#,
+                    ));
+                    let mut resp = Response::new(body);
+                    *resp.status_mut() = StatusCode::ACCEPTED;
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

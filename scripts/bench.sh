@@ -7,6 +7,7 @@
 #   scripts/bench.sh [seconds per run, default 10] [connections, default 64]
 #   ENGRAM_BIN=/path/to/engram scripts/bench.sh     # measure another build of engram
 #   BENCH_SERVE_ARGS="--auto-learn-every 0"         # extra `engram serve` flags
+#   BENCH_SCENARIOS="capture"                       # a subset of: capture batch synthesize
 #
 # Only 127.0.0.1 is contacted; every run is bounded by wrk's duration.
 set -euo pipefail
@@ -32,26 +33,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts "$@" with stderr to $log and prints the address from its "<name> listening on" line.
-start() {
-  local log="$1"; shift
-  "$@" 2>"$log" &
-  pids+=($!)
+# Prints the address from the "<name> listening on" line of log $1 once it appears.
+addr_of() {
+  local log="$1" addr
   for _ in $(seq 1 600); do
-    local addr
     addr="$(sed -n 's/.* listening on http:\/\/\([0-9.:]*\).*/\1/p' "$log" | head -n1)"
     if [ -n "$addr" ]; then echo "$addr"; return; fi
     sleep 0.1
   done
-  echo "bench.sh: $1 did not start:" >&2; cat "$log" >&2; exit 1
+  echo "bench.sh: no server started; its log:" >&2; cat "$log" >&2; exit 1
 }
 
 key="hx_live_$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)"
 export ENGRAM_KEY="$key"
-bare_addr="$(start "$work/bare.log" "$bare" 127.0.0.1:0)"
+"$bare" 127.0.0.1:0 >/dev/null 2>"$work/bare.log" &
+pids+=($!)
 # shellcheck disable=SC2086
-engram_addr="$(ENGRAM_BOOTSTRAP_KEY="$key" start "$work/engram.log" "$engram" serve \
-  --listen 127.0.0.1:0 --data-dir "$work/data" --disable-limits ${BENCH_SERVE_ARGS:-})"
+ENGRAM_BOOTSTRAP_KEY="$key" "$engram" serve --listen 127.0.0.1:0 --data-dir "$work/data" \
+  --disable-limits ${BENCH_SERVE_ARGS:-} >/dev/null 2>"$work/engram.log" &
+pids+=($!)
+bare_addr="$(addr_of "$work/bare.log")"
+engram_addr="$(addr_of "$work/engram.log")"
 
 # Runs wrk and prints "req/s p50 p99 max" (latencies as wrk prints them).
 run() {
@@ -68,7 +70,7 @@ run() {
 printf '%-12s %12s %10s %10s %10s %9s %8s\n' scenario "req/s" p50 p99 max ratio non-2xx
 read -r b_rps b_p50 b_p99 b_max b_bad < <(run "http://$bare_addr/" scripts/bench/capture.lua)
 printf '%-12s %12s %10s %10s %10s %9s %8s\n' bare "$b_rps" "$b_p50" "$b_p99" "$b_max" "1.00x" "$b_bad"
-for s in capture batch synthesize; do
+for s in ${BENCH_SCENARIOS:-capture batch synthesize}; do
   read -r rps p50 p99 max bad < <(run "http://$engram_addr/" "scripts/bench/$s.lua")
   ratio="$(awk -v a="$rps" -v b="$b_rps" 'BEGIN { printf "%.2fx", a / b }')"
   printf '%-12s %12s %10s %10s %10s %9s %8s\n' "$s" "$rps" "$p50" "$p99" "$max" "$ratio" "$bad"

@@ -79,12 +79,12 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut stop: watch:
         let _ = stream.set_nodelay(true);
         let track = slot.track.clone();
         let service = {
-            let (state, track, stop) = (state.clone(), track.clone(), stop.clone());
+            let (state, track) = (state.clone(), track.clone());
             hyper::service::service_fn(move |req| {
-                let (state, stop) = (state.clone(), stop.clone());
+                let (state, track) = (state.clone(), track.clone());
                 let inflight = track.request();
                 async move {
-                    let resp = handle(state, req, peer, stop).await;
+                    let resp = handle(state, req, peer, &track).await;
                     Ok::<_, std::convert::Infallible>(resp.map(|body| Guarded {
                         body,
                         _inflight: inflight,
@@ -197,7 +197,7 @@ async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
     peer: SocketAddr,
-    mut stopping: watch::Receiver<bool>,
+    track: &conn::Track,
 ) -> Response<Body> {
     let started = Instant::now();
     let request_id = request_id(&req);
@@ -274,7 +274,7 @@ async fn handle(
                 expects_continue,
             };
             let incoming = unread.take().expect("the body is read once");
-            let body = body::read(incoming, declared, limits, &mut stopping).await?;
+            let body = body::read(incoming, declared, limits, track).await?;
             let ctx = Ctx {
                 state: state.clone(),
                 request_id: request_id.clone(),

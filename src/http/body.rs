@@ -11,15 +11,15 @@
 //!   second on average: by `t` seconds after reading began at least `min_rate × (t − timeout)`
 //!   bytes must be in. A slower body is answered 408 and its connection closed.
 //! - Once shutdown begins, a body still arriving may finish, but one that makes no progress for
-//!   `SHUTDOWN_STALL` is abandoned (503) instead of holding shutdown for the whole grace period.
+//!   `conn::SHUTDOWN_STALL` loses its connection (the connection's watchdog sees the wait through
+//!   `Track::waiting_for_body`) instead of holding shutdown for the whole grace period.
 
 use crate::error::Error;
-use crate::http::conn::SHUTDOWN_STALL;
+use crate::http::conn::Track;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// The most a refused body is drained after its 413.
 pub const LINGER_BYTES: u64 = 64 << 20;
@@ -42,7 +42,7 @@ pub async fn read(
     mut body: Incoming,
     declared: Option<u64>,
     limits: BodyLimits,
-    stopping: &mut watch::Receiver<bool>,
+    track: &Track,
 ) -> Result<Bytes, Error> {
     let too_large = Error::PayloadTooLarge { limit: limits.cap };
     if declared.is_some_and(|n| n > limits.cap as u64) {
@@ -58,43 +58,26 @@ pub async fn read(
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
     let mut total: u64 = 0;
-    // Once shutdown has begun: when the body last made progress (or when shutdown began).
-    let mut shutdown_progress: Option<Instant> = None;
     loop {
-        let mut deadline = started + allowed_time(total, limits);
-        if let Some(t) = shutdown_progress {
-            deadline = deadline.min(t + SHUTDOWN_STALL);
-        }
-        let frame = tokio::select! {
-            f = tokio::time::timeout_at(deadline.into(), body.frame()) => match f {
-                Ok(f) => f,
-                Err(_) if shutdown_progress.is_some() => {
-                    return Err(Error::Unavailable(
-                        "the server is shutting down and the request body stalled; send the \
-                         request again"
-                            .into(),
-                    ))
-                }
-                Err(_) => {
-                    return Err(Error::RequestTimeout(format!(
+        // Fast path: a frame that has already arrived needs no timer.
+        let frame = match futures_util::FutureExt::now_or_never(body.frame()) {
+            Some(f) => f,
+            None => {
+                let deadline = started + allowed_time(total, limits);
+                track.waiting_for_body(true);
+                let f = tokio::time::timeout_at(deadline.into(), body.frame()).await;
+                track.waiting_for_body(false);
+                f.map_err(|_| {
+                    Error::RequestTimeout(format!(
                         "the request body arrived too slowly ({total} bytes in {} ms; this server \
                          needs it to start within {} s and then arrive at {} bytes per second)",
                         started.elapsed().as_millis(),
                         limits.timeout.as_secs(),
                         limits.min_rate
-                    )))
-                }
-            },
-            changed = stopping.changed(), if shutdown_progress.is_none() => {
-                // A body still arriving may finish; one that stalls no longer holds shutdown.
-                let _ = changed;
-                shutdown_progress = Some(Instant::now());
-                continue;
+                    ))
+                })?
             }
         };
-        if shutdown_progress.is_some() {
-            shutdown_progress = Some(Instant::now());
-        }
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| Error::BadRequest {
             message: format!("could not read the request body: {e}"),

@@ -5,11 +5,12 @@
 //! - At most `limit` client connections are open. Past it the accept loop stops accepting (new
 //!   connections wait in the kernel's backlog) and asks the longest-idle connections to close, so
 //!   a flood of idle connections cannot keep a new request (a health check, say) out.
-//! - A connection with no request in flight closes after the idle timeout, counted from the end
-//!   of its last response (HTTP/2 pings do not keep it open).
+//! - A connection with no request in flight closes after the idle timeout (at most a quarter of
+//!   it late), counted from the end of its last response (HTTP/2 pings do not keep it open).
 //! - A response the client stops reading is abandoned after the write-stall timeout; once the
-//!   server is shutting down, after `SHUTDOWN_STALL` — stalled clients never hold shutdown for
-//!   the whole grace period.
+//!   server is shutting down, a client that stops reading its response or sending its request
+//!   body for `SHUTDOWN_STALL` loses its connection — stalled clients never hold shutdown for the
+//!   whole grace period.
 //! - A request is in flight from the moment its handler starts until its response body has been
 //!   written (or dropped), so a long stream is never mistaken for an idle connection.
 
@@ -41,6 +42,8 @@ pub struct Track {
     idle_since: AtomicU64,
     /// When a write first found the client's receive window full (0 = not blocked).
     write_blocked_since: AtomicU64,
+    /// When a request started waiting for more of its body (0 = not waiting).
+    body_wait_since: AtomicU64,
     evict: AtomicBool,
     wake: Notify,
 }
@@ -58,6 +61,13 @@ impl Track {
         InflightGuard(self.clone())
     }
 
+    /// Marks the start (`true`) or end of a wait for more of a request body: once shutdown has
+    /// begun, a wait longer than `SHUTDOWN_STALL` closes the connection.
+    pub fn waiting_for_body(&self, waiting: bool) {
+        self.body_wait_since
+            .store(if waiting { now_ms() } else { 0 }, Ordering::Relaxed);
+    }
+
     fn is_idle(&self) -> bool {
         self.inflight.load(Ordering::Acquire) == 0
     }
@@ -73,12 +83,16 @@ pub struct InflightGuard(Arc<Track>);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
+        // The watchdog is not woken here (a wake per request would cost a task switch per
+        // request): while requests are in flight it re-checks every `BUSY_RECHECK` of the idle
+        // timeout, so an idle connection closes at most that much late.
         self.0.idle_since.store(now_ms(), Ordering::Relaxed);
-        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.wake.notify_one();
-        }
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// While a connection is busy its watchdog re-checks after this fraction of the idle timeout.
+const BUSY_RECHECK: u32 = 4;
 
 /// Timeouts a connection's watchdog enforces.
 #[derive(Clone, Copy, Debug)]
@@ -93,6 +107,8 @@ pub enum Closed {
     Idle,
     Evicted,
     WriteStalled,
+    /// Shutdown began and the client stopped sending its request body.
+    BodyStalled,
 }
 
 /// Waits until the connection should be closed. The caller drops the connection when it returns.
@@ -113,11 +129,20 @@ pub async fn watchdog(
         if blocked != 0 && now.saturating_sub(blocked) >= stall_limit.as_millis() as u64 {
             return Closed::WriteStalled;
         }
+        let body_wait = track.body_wait_since.load(Ordering::Relaxed);
+        if shutting_down
+            && body_wait != 0
+            && now.saturating_sub(body_wait) >= SHUTDOWN_STALL.as_millis() as u64
+        {
+            return Closed::BodyStalled;
+        }
         let mut next = if blocked != 0 {
             Duration::from_millis((blocked + stall_limit.as_millis() as u64).saturating_sub(now))
+        } else if shutting_down {
+            SHUTDOWN_STALL / 4
         } else {
-            // Re-check for a stall at least this often.
-            stall_limit.min(t.idle)
+            // Re-check for a stall, or for the end of the last request, at least this often.
+            stall_limit.min(t.idle / BUSY_RECHECK)
         };
         if track.is_idle() {
             if track.evict.load(Ordering::Acquire) {
@@ -383,6 +408,24 @@ mod tests {
         tx.send(true).unwrap();
         let r = tokio::time::timeout(Duration::from_secs(5), dog).await;
         assert_eq!(r.unwrap().unwrap(), Closed::WriteStalled);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_cut_once_shutdown_begins() {
+        let track = Arc::new(Track::new());
+        let _guard = track.request();
+        track.waiting_for_body(true);
+        let (tx, rx) = watch::channel(false);
+        let t = Timeouts {
+            idle: Duration::from_secs(60),
+            write_stall: Duration::from_secs(60),
+        };
+        let dog = tokio::spawn(watchdog(track, t, rx));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!dog.is_finished(), "cut before shutdown");
+        tx.send(true).unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), dog).await;
+        assert_eq!(r.unwrap().unwrap(), Closed::BodyStalled);
     }
 
     #[tokio::test]
