@@ -14,8 +14,10 @@
 //!   over processing (whose work is durable and catches up), yet background work never stops.
 //! - No SQLite call runs on a tokio worker thread: async callers hand work to the writer thread or
 //!   to `spawn_blocking` with a pooled reader.
-//! - WAL checkpoints never run on the writer thread (`checkpoint`): the writer connection has
-//!   auto-checkpoint off and a checkpointer thread with its own connection keeps the WAL bounded.
+//! - WAL checkpoints run off the writer thread (`checkpoint`): the writer connection has
+//!   auto-checkpoint off and a checkpointer thread with its own connection copies the WAL. The
+//!   writer only closes the last gap, between groups, when the WAL has grown large
+//!   (`checkpoint::CatchUp`: a few frames, so the WAL can start over without a blocking RESTART).
 //! - The schema version lives in `PRAGMA user_version`; older databases are migrated in order and
 //!   a database written by a newer binary is refused.
 
@@ -309,9 +311,10 @@ impl Db {
         let writer = {
             let rx = rx.clone();
             let commits = commits.clone();
+            let catch_up = checkpoint::CatchUp::new(path);
             std::thread::Builder::new()
                 .name("engram-writer".into())
-                .spawn(move || writer_loop(conn, rx, commits))
+                .spawn(move || writer_loop(conn, rx, commits, catch_up))
                 .map_err(Error::internal)?
         };
         let db = Db {
@@ -580,7 +583,12 @@ fn next_group(
     true
 }
 
-fn writer_loop(conn: Connection, rx: Lanes<Receiver<QueuedWrite>>, commits: Arc<AtomicU64>) {
+fn writer_loop(
+    conn: Connection,
+    rx: Lanes<Receiver<QueuedWrite>>,
+    commits: Arc<AtomicU64>,
+    mut catch_up: checkpoint::CatchUp,
+) {
     let mut group: Vec<QueuedWrite> = Vec::with_capacity(MAX_GROUP + 1);
     let mut held: Held = None;
     let mut last_fg = std::time::Instant::now();
@@ -597,6 +605,7 @@ fn writer_loop(conn: Connection, rx: Lanes<Receiver<QueuedWrite>>, commits: Arc<
         for op in group.drain(..) {
             op.complete(outcome.clone());
         }
+        catch_up.after_group(&conn);
     }
     // Checkpoint so the WAL does not outlive a clean shutdown.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
