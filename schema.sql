@@ -285,4 +285,50 @@ CREATE TABLE usage_counters (
     PRIMARY KEY (tenant_id, mode, metric, bucket)
 ) WITHOUT ROWID;
 
-PRAGMA user_version = 3;
+-- vault:begin (migration 4 runs this part in older databases)
+-- The vault (docs/api.md "Vault"): secrets kept apart from memory. A value is stored only as
+-- ciphertext (XChaCha20-Poly1305 under the data dir's master key, `crate::vault`), bound to its
+-- tenant and item id; nothing of it is indexed or searchable. Query matches metadata only.
+CREATE TABLE vaults (
+    id          TEXT PRIMARY KEY,            -- vlt_…
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    description TEXT,
+    sensitivity TEXT NOT NULL,               -- low | medium | high | critical
+    created_at  TEXT NOT NULL
+);
+CREATE UNIQUE INDEX vaults_name ON vaults(tenant_id, name);
+
+CREATE TABLE vault_items (
+    id           TEXT PRIMARY KEY,           -- vit_…
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    vault_id     TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+    title        TEXT NOT NULL,
+    item_type    TEXT NOT NULL,              -- api_key | password | token | certificate | ssh_key | other
+    service_name TEXT,
+    tags         TEXT NOT NULL,              -- JSON array of strings
+    description  TEXT,
+    sensitivity  TEXT NOT NULL,
+    nonce        BLOB NOT NULL,
+    ciphertext   BLOB NOT NULL,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+CREATE INDEX vault_items_vault ON vault_items(tenant_id, vault_id, created_at);
+
+CREATE TABLE vault_audit (
+    seq        INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL,                -- vau_…
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    item_id    TEXT,
+    action     TEXT NOT NULL,                -- reveal | reveal_denied | create | update | delete
+    key_id     TEXT,
+    request_id TEXT,
+    ip         TEXT,
+    reason     TEXT,
+    at         TEXT NOT NULL
+);
+CREATE INDEX vault_audit_tenant ON vault_audit(tenant_id, seq);
+-- vault:end
+
+PRAGMA user_version = 4;

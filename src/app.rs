@@ -16,6 +16,8 @@ pub struct AppState {
     pub search: Search,
     pub jobs: Jobs,
     pub limits: Limits,
+    /// The vault's master key (`crate::vault`).
+    pub vault: crate::vault::MasterKey,
     /// Model providers and the MCP client for agent invocation.
     pub runtime: Runtime,
     /// Combines concurrent capture writes (`capture::combiner`).

@@ -29,10 +29,12 @@ pub enum Scope {
     Read,
     Write,
     Admin,
+    /// Decrypting vault values (`POST /v1/vault/query/{id}/reveal`); `read` does not imply it.
+    VaultReveal,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 9] = [
         Scope::AgentsInvoke,
         Scope::AgentsDeploy,
         Scope::ProjectsRead,
@@ -41,6 +43,7 @@ impl Scope {
         Scope::Read,
         Scope::Write,
         Scope::Admin,
+        Scope::VaultReveal,
     ];
     /// The registry family's scopes (any of them lets a key list agents).
     pub const REGISTRY: [Scope; 5] = [
@@ -61,6 +64,7 @@ impl Scope {
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Admin => "admin",
+            Scope::VaultReveal => "vault:reveal",
         }
     }
 

@@ -58,6 +58,11 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// What a tenant can make this server call (connector URLs).
     pub outbound: outbound::Policy,
+    /// The vault's master key as 64 hex digits (`ENGRAM_VAULT_KEY`); else `vault.key` in the
+    /// data dir.
+    pub vault_key: Option<String>,
+    /// Vault reveals per minute per key.
+    pub vault_reveals_per_minute: u64,
     /// How long shutdown waits for in-flight requests and jobs.
     pub shutdown_grace: Duration,
     /// Rate limiting and quotas (disable only for benchmarks).
@@ -96,6 +101,8 @@ impl Config {
             max_connections: 0,
             trusted_proxies: Vec::new(),
             outbound: outbound::Policy::default(),
+            vault_key: None,
+            vault_reveals_per_minute: 10,
             shutdown_grace: Duration::from_secs(30),
             limits_enabled: true,
             // Searches are CPU-bound but each also waits on hand-offs (a blocking-pool thread, a

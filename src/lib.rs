@@ -33,6 +33,7 @@ pub mod server;
 pub mod store;
 pub mod time;
 pub mod tokens;
+pub mod vault;
 
 use app::AppState;
 use config::Config;
@@ -86,18 +87,6 @@ impl Running {
 /// Where the first-start admin key is written when logs are JSON (never to the log itself).
 pub const BOOTSTRAP_KEY_FILE: &str = "admin-key.txt";
 
-/// Creates `path` readable by its owner only and writes `text` to it.
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
-}
-
 fn print_bootstrap_banner(key: &str, tenant_id: &str, addr: SocketAddr) {
     let line = "=".repeat(78);
     eprintln!(
@@ -105,6 +94,34 @@ fn print_bootstrap_banner(key: &str, tenant_id: &str, addr: SocketAddr) {
          {key}\n\n  It is shown only this once. Keep it: it has every permission.\n  \
          Try:  curl -H 'Authorization: Bearer {key}' http://{addr}/v1/me\n{line}\n"
     );
+}
+
+/// The vault's master key for this data dir, checked against the fingerprint the database
+/// remembers (`crate::vault`): another key while the vault holds items refuses the start.
+fn open_vault_key(db: &store::Db, cfg: &Config) -> Result<vault::MasterKey> {
+    use store::vault::FINGERPRINT_META as FINGERPRINT;
+    let expected = db.read_blocking(|c| store::meta_get(c, FINGERPRINT))?;
+    let key = vault::MasterKey::load(&cfg.data_dir, cfg.vault_key.as_deref(), expected.as_deref())
+        .map_err(Error::Internal)?;
+    let fp = key.fingerprint();
+    if expected.as_deref() == Some(fp.as_str()) {
+        return Ok(key);
+    }
+    let items = db.read_blocking(store::vault::item_count)?;
+    if expected.is_some() && items > 0 {
+        return Err(Error::Internal(format!(
+            "the vault key ({}, fingerprint {fp}) is not the key this database's vault was \
+             encrypted with (fingerprint {}); start with the right ENGRAM_VAULT_KEY or vault.key \
+             — without it the {items} stored vault values cannot be decrypted",
+            match &key.source {
+                vault::Source::Env => "ENGRAM_VAULT_KEY".to_string(),
+                vault::Source::File(p) => p.display().to_string(),
+            },
+            expected.unwrap_or_default()
+        )));
+    }
+    db.write_blocking(move |c| store::meta_set(c, FINGERPRINT, &fp))?;
+    Ok(key)
 }
 
 /// Opens the data dir and starts serving.
@@ -139,6 +156,13 @@ pub async fn start(config: Config) -> Result<Running> {
     .await
     .map_err(Error::internal)??;
 
+    let vault_key = {
+        let (db, cfg) = (db.clone(), config.clone());
+        tokio::task::spawn_blocking(move || open_vault_key(&db, &cfg))
+            .await
+            .map_err(Error::internal)??
+    };
+
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -152,7 +176,7 @@ pub async fn start(config: Config) -> Result<Running> {
                 // instead, and the log says where.
                 config::LogFormat::Json => {
                     let path = config.data_dir.join(BOOTSTRAP_KEY_FILE);
-                    write_private(&path, &format!("{}\n", b.key)).map_err(|e| {
+                    vault::write_private(&path, &format!("{}\n", b.key)).map_err(|e| {
                         Error::Internal(format!("cannot write {}: {e}", path.display()))
                     })?;
                     tracing::warn!(
@@ -190,7 +214,12 @@ pub async fn start(config: Config) -> Result<Running> {
     let state = Arc::new(AppState {
         auth: auth::Authenticator::new(db.clone()),
         jobs: jobs::Jobs::new(db.clone(), &[jobs::CAPTURE, jobs::LEARN], &[jobs::LEARN]),
-        limits: limits::Limits::new(config.limits_enabled, db.clone()),
+        limits: limits::Limits::new(
+            config.limits_enabled,
+            config.vault_reveals_per_minute,
+            db.clone(),
+        ),
+        vault: vault_key,
         runtime: runtime::Runtime::new(&config),
         capture: capture::combiner::Combiner::new(db.clone()),
         config,

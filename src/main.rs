@@ -52,6 +52,11 @@ enum Command {
     },
     /// Rebuild the search index from the database (stop the server first).
     Reindex(DataDirArg),
+    /// Manage the vault's master key.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
     /// Write a consistent copy of the database to a file (safe while the server runs).
     Backup {
         #[command(flatten)]
@@ -147,6 +152,9 @@ struct ServeArgs {
     /// setups only).
     #[arg(long, env = "ENGRAM_ALLOW_PRIVATE_OUTBOUND")]
     allow_private_outbound: bool,
+    /// Vault reveals per minute per API key.
+    #[arg(long, env = "ENGRAM_VAULT_REVEALS_PER_MINUTE", default_value_t = 10)]
+    vault_reveals_per_minute: u64,
     /// Disable rate limits and quotas (benchmarks only).
     #[arg(long, env = "ENGRAM_DISABLE_LIMITS")]
     disable_limits: bool,
@@ -255,6 +263,17 @@ enum TenantsCommand {
 }
 
 #[derive(Subcommand)]
+enum VaultCommand {
+    /// Re-encrypt every vault value under a new master key (stop the server first). With a key
+    /// file the new key replaces `vault.key`; with ENGRAM_VAULT_KEY the new key is printed once
+    /// and ENGRAM_VAULT_KEY must be set to it before the next start.
+    RotateKey {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConnectorsCommand {
     /// Add an MCP server to the catalogue, or replace the entry with the same slug (shipped
     /// entries included: an operator entry is kept across upgrades).
@@ -298,6 +317,9 @@ fn main() -> ExitCode {
         Command::Tenants { command } => tenants_command(command),
         Command::Connectors { command } => connectors_command(command),
         Command::Reindex(d) => reindex(&d.data_dir),
+        Command::Vault {
+            command: VaultCommand::RotateKey { data },
+        } => rotate_vault_key(&data.data_dir),
         Command::Backup { data, to } => backup(&data.data_dir, &to),
     };
     match result {
@@ -366,6 +388,11 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         );
     }
     config.outbound.allow_private = a.allow_private_outbound;
+    config.vault_reveals_per_minute = a.vault_reveals_per_minute.max(1);
+    // The vault key is read from the environment only (never a flag: it would show in `ps`).
+    config.vault_key = std::env::var(engram::vault::KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty());
     config.limits_enabled = !a.disable_limits;
     if let Some(n) = a.search_concurrency {
         config.search_concurrency = n.max(1);
@@ -741,6 +768,66 @@ fn reindex(data_dir: &std::path::Path) -> Result<(), String> {
         eprintln!("reindexed {n} documents");
         Ok(())
     })
+}
+
+fn rotate_vault_key(data_dir: &std::path::Path) -> Result<(), String> {
+    use engram::store::vault as v;
+    use engram::vault::{MasterKey, KEY_ENV};
+    let mut conn = open(data_dir)?;
+    let expected = store::meta_get(&conn, v::FINGERPRINT_META).map_err(|e| e.to_string())?;
+    let env = std::env::var(KEY_ENV).ok();
+    let old = MasterKey::load(data_dir, env.as_deref(), expected.as_deref())?;
+    if expected.as_deref().is_some_and(|f| f != old.fingerprint()) {
+        return Err(format!(
+            "the current vault key (fingerprint {}) is not the one this vault was encrypted with \
+             (fingerprint {}); nothing was changed",
+            old.fingerprint(),
+            expected.unwrap_or_default()
+        ));
+    }
+    let next = MasterKey::generate(old.source.clone());
+    old.stage_rotation(&next)?;
+    let n = in_tx(&mut conn, |c| {
+        let all = v::all_sealed(c)?;
+        for (tenant, id, sealed) in &all {
+            let value = old
+                .open(tenant, id, &sealed.nonce, &sealed.ciphertext)
+                .ok_or_else(|| {
+                    engram::error::Error::Internal(format!(
+                        "vault item {id} does not decrypt with the current key; nothing was changed"
+                    ))
+                })?;
+            let (nonce, ciphertext) = next.seal(tenant, id, &value);
+            v::reseal(c, tenant, id, &v::Sealed { nonce, ciphertext })?;
+        }
+        store::meta_set(c, v::FINGERPRINT_META, &next.fingerprint())?;
+        Ok(all.len())
+    });
+    let n = match n {
+        Ok(n) => n,
+        Err(e) => {
+            // Not committed: the staged key is discarded at the next load.
+            let _ = MasterKey::load(data_dir, env.as_deref(), expected.as_deref());
+            return Err(e);
+        }
+    };
+    old.finish_rotation()?;
+    match &old.source {
+        engram::vault::Source::Env => {
+            println!("{}", next.to_hex());
+            eprintln!(
+                "re-encrypted {n} vault values under a new key (fingerprint {}). Set {KEY_ENV} to \
+                 the key printed above before the next start; the old key no longer works.",
+                next.fingerprint()
+            );
+        }
+        engram::vault::Source::File(p) => eprintln!(
+            "re-encrypted {n} vault values under a new key (fingerprint {}), now in {}",
+            next.fingerprint(),
+            p.display()
+        ),
+    }
+    Ok(())
 }
 
 fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> Result<(), String> {

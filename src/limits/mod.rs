@@ -80,15 +80,18 @@ impl Reservation {
 
 pub struct Limits {
     enabled: bool,
+    /// Vault reveals per minute per key (their own bucket).
+    reveals_per_minute: u64,
     db: Db,
     rates: RateLimiters,
     ledger: quota::Ledger,
 }
 
 impl Limits {
-    pub fn new(enabled: bool, db: Db) -> Limits {
+    pub fn new(enabled: bool, reveals_per_minute: u64, db: Db) -> Limits {
         Limits {
             enabled,
+            reveals_per_minute,
             rates: RateLimiters::new(Size {
                 per_minute: ANONYMOUS_PER_MINUTE,
                 burst: ANONYMOUS_BURST,
@@ -157,6 +160,36 @@ impl Limits {
         Admission {
             info: Some(info_of(&decides)),
             result: Ok(()),
+        }
+    }
+
+    /// Takes one vault reveal from the key's own reveal bucket (`reveals_per_minute`, bursts of
+    /// the same): 429 once it is empty.
+    pub fn reveal(&self, principal: &Principal) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let size = Size {
+            per_minute: self.reveals_per_minute,
+            burst: self.reveals_per_minute.clamp(1, u32::MAX as u64) as u32,
+        };
+        let r = self
+            .rates
+            .take(size, &format!("reveal:{}", principal.key_id));
+        match r.wait {
+            None => Ok(()),
+            Some(wait) => {
+                let retry_after = ceil_secs(wait);
+                Err(Error::RateLimited {
+                    retry_after,
+                    message: format!(
+                        "You have exceeded this API key's vault reveal limit ({} per minute). \
+                         Please retry after {retry_after} second{}.",
+                        self.reveals_per_minute,
+                        if retry_after == 1 { "" } else { "s" }
+                    ),
+                })
+            }
         }
     }
 

@@ -36,6 +36,7 @@ pub mod sessions;
 pub mod tenants;
 pub mod usage;
 pub mod usage_buffer;
+pub mod vault;
 
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, Sender};
@@ -49,7 +50,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 const SCHEMA: &str = include_str!("../../schema.sql");
 /// Upgrades from version `n - 1` to `n`, in order. `schema.sql` is the latest version whole.
 const MIGRATIONS: &[(u32, &str)] = &[
@@ -72,7 +73,19 @@ const MIGRATIONS: &[(u32, &str)] = &[
          CREATE INDEX events_pending ON events(tenant_id, seq) WHERE processed_at IS NULL;
          DROP INDEX IF EXISTS jobs_tenant;",
     ),
+    // 4: the vault: the part of schema.sql between `-- vault:begin` and `-- vault:end`
+    // (`schema_part`), run by `migrate`.
+    (4, ""),
 ];
+
+/// The part of `schema.sql` between `-- <name>:begin` and `-- <name>:end`.
+fn schema_part(name: &str) -> &'static str {
+    let begin = format!("-- {name}:begin");
+    let end = format!("-- {name}:end");
+    let from = SCHEMA.find(&begin).expect("schema part begins");
+    let to = SCHEMA[from..].find(&end).expect("schema part ends") + from;
+    &SCHEMA[from..to]
+}
 /// Most write operations one group commit takes.
 const MAX_GROUP: usize = 512;
 /// Longest a background write waits while foreground writes keep the writer busy.
@@ -134,6 +147,9 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
             tx.execute_batch(sql)?;
             if *target == 3 {
                 novelty::migrate_to_pending(&tx)?;
+            }
+            if *target == 4 {
+                tx.execute_batch(schema_part("vault"))?;
             }
             tx.execute_batch(&format!("PRAGMA user_version = {target}"))?;
         }
@@ -670,6 +686,33 @@ pub fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A version-3 database gets the vault's tables from migration 4, as schema.sql has them.
+    #[test]
+    fn migration_4_adds_the_vault() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("engram.db");
+        let mut conn = open_connection(&path).expect("open");
+        migrate(&mut conn).expect("create");
+        conn.execute_batch(
+            "DROP TABLE vault_audit; DROP TABLE vault_items; DROP TABLE vaults;
+             PRAGMA user_version = 3;",
+        )
+        .expect("back to version 3");
+        migrate(&mut conn).expect("migrate");
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'vault%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 3);
+    }
+
     fn noop() -> QueuedWrite {
         let (reply, _rx) = tokio::sync::oneshot::channel::<Result<()>>();
         Box::new(Op {
@@ -732,13 +775,14 @@ mod tests {
         let payload = r#"{"role":"user","content":"deploy the payment service"}"#;
         let sig = novelty::signature_of("message", payload);
         {
-            // A version 1 database: the current schema, with what versions 2 and 3 changed
+            // A version 1 database: the current schema, with what versions 2, 3 and 4 changed
             // undone, and two events of one signature (one of them processed) counted the
             // version 1 way: both in event_signatures at capture.
             let mut conn = open_connection(&path).unwrap();
             migrate(&mut conn).unwrap();
             conn.execute_batch(&format!(
                 "CREATE INDEX memories_event ON memories(tenant_id, event_id);
+                 DROP TABLE vault_audit; DROP TABLE vault_items; DROP TABLE vaults;
                  DROP INDEX events_pending;
                  DROP INDEX events_session;
                  CREATE INDEX events_session ON events(tenant_id, session_id, seq);

@@ -11,3 +11,4 @@ mod registry;
 mod security;
 mod synthesize;
 mod synthesize_e2e;
+mod vault;

@@ -7,3 +7,4 @@ pub mod keys;
 pub mod learn;
 pub mod metrics;
 pub mod synthesize;
+pub mod vault;

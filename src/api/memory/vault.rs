@@ -1,0 +1,683 @@
+//! The vault (docs/api.md "Vault"): `POST /v1/vault/query`, `POST /v1/vault/query/{id}/reveal`,
+//! vault and item management for `admin` keys, and the audit trail.
+//!
+//! Invariants:
+//! - A value leaves the server only in a reveal's answer. Query, listings, item answers, errors
+//!   and logs carry metadata only; values never enter the search index or synthesize.
+//! - Query matches metadata only (title, service, tags, description, type), each match in both
+//!   spellings (snake_case for the Python SDK, camelCase for the JS SDK).
+//! - Reveal needs `vault:reveal` (checked here, not before routing, so a refusal is audited),
+//!   has its own rate limit per key, and every reveal and refused reveal leaves an audit row, as
+//!   do creating, changing and deleting items.
+//! - Every tenant has a "Main Vault" from its first use of the vault.
+
+use crate::auth::{Principal, Scope};
+use crate::error::{Error, FieldError, Result};
+use crate::http::{Ctx, Reply};
+use crate::store::vault::{self as store, Audit, Item, ItemFields, Sealed, Vault};
+use serde_json::{json, Map, Value};
+
+const ITEM_TYPES: [&str; 6] = [
+    "api_key",
+    "password",
+    "token",
+    "certificate",
+    "ssh_key",
+    "other",
+];
+const SENSITIVITIES: [&str; 4] = ["low", "medium", "high", "critical"];
+const MAX_VALUE_BYTES: usize = 64 * 1024;
+const MAX_TAGS: usize = 20;
+
+fn vault_json(v: &Vault) -> Value {
+    json!({
+        "id": v.id,
+        "name": v.name,
+        "description": v.description,
+        "sensitivity": v.sensitivity,
+        "itemCount": v.item_count,
+        "createdAt": v.created_at,
+    })
+}
+
+fn item_json(i: &Item) -> Value {
+    json!({
+        "id": i.id,
+        "vaultId": i.vault_id,
+        "vaultName": i.vault_name,
+        "title": i.title,
+        "itemType": i.item_type,
+        "serviceName": i.service_name,
+        "tags": i.tags,
+        "description": i.description,
+        "sensitivity": i.sensitivity,
+        "createdAt": i.created_at,
+        "updatedAt": i.updated_at,
+    })
+}
+
+/// A query match in both spellings the SDKs read.
+fn match_json(i: &Item, relevance: f64) -> Value {
+    json!({
+        "id": i.id,
+        "vault_id": i.vault_id, "vaultId": i.vault_id,
+        "vault_name": i.vault_name, "vaultName": i.vault_name,
+        "title": i.title,
+        "item_type": i.item_type, "itemType": i.item_type,
+        "service_name": i.service_name, "serviceName": i.service_name,
+        "tags": i.tags,
+        "sensitivity": i.sensitivity,
+        "description": i.description,
+        "created_at": i.created_at, "createdAt": i.created_at,
+        "relevance": relevance,
+    })
+}
+
+fn audit_row(
+    ctx: &Ctx,
+    p: &Principal,
+    item_id: Option<&str>,
+    action: &str,
+    reason: Option<&str>,
+) -> Audit {
+    Audit {
+        id: crate::ids::new("vau"),
+        item_id: item_id.map(str::to_string),
+        action: action.to_string(),
+        key_id: Some(p.key_id.clone()),
+        request_id: Some(ctx.request_id.clone()),
+        ip: Some(ctx.peer.to_string()),
+        reason: reason.map(str::to_string),
+        at: crate::time::now_rfc3339(),
+    }
+}
+
+/// Writes an audit row on its own (a refused reveal, whose request changes nothing else).
+async fn record(ctx: &Ctx, tenant: &str, a: Audit) -> Result<()> {
+    let tenant = tenant.to_string();
+    ctx.state
+        .db
+        .write(move |c| store::audit(c, &tenant, &a))
+        .await
+}
+
+/// Lower-case words of `s` (letters and digits).
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// How well an item's metadata matches the query words, 0–1 (0: no word matches). A word found
+/// in the title or service counts fully, elsewhere half; a word matches a metadata word it
+/// starts (so "open" finds "openai").
+fn relevance(i: &Item, query: &[String]) -> f64 {
+    if query.is_empty() {
+        return 1.0;
+    }
+    let strong: Vec<String> = words(&i.title)
+        .into_iter()
+        .chain(words(i.service_name.as_deref().unwrap_or("")))
+        .collect();
+    let weak: Vec<String> = i
+        .tags
+        .iter()
+        .flat_map(|t| words(t))
+        .chain(words(i.description.as_deref().unwrap_or("")))
+        .chain(words(&i.item_type.replace('_', " ")))
+        .chain(words(&i.item_type))
+        .collect();
+    let hit = |pool: &[String], q: &str| pool.iter().any(|w| w.starts_with(q));
+    let score: f64 = query
+        .iter()
+        .map(|q| {
+            if hit(&strong, q) {
+                1.0
+            } else if hit(&weak, q) {
+                0.5
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    (score / query.len() as f64 * 1000.0).round() / 1000.0
+}
+
+fn string_list(
+    body: &Map<String, Value>,
+    field: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<Vec<String>> {
+    match body.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) if a.len() <= MAX_TAGS => {
+            let mut out = Vec::new();
+            for (i, v) in a.iter().enumerate() {
+                match v.as_str() {
+                    Some(s) if !s.trim().is_empty() && s.chars().count() <= 50 => {
+                        if !out.iter().any(|x: &String| x == s.trim()) {
+                            out.push(s.trim().to_string());
+                        }
+                    }
+                    _ => errs.push(FieldError::new(
+                        format!("{field}[{i}]"),
+                        "must be a string of 1 to 50 characters",
+                    )),
+                }
+            }
+            Some(out)
+        }
+        Some(_) => {
+            errs.push(FieldError::new(
+                field,
+                format!("must be an array of at most {MAX_TAGS} strings"),
+            ));
+            None
+        }
+    }
+}
+
+fn one_of(
+    body: &Map<String, Value>,
+    field: &str,
+    allowed: &[&str],
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    match body.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if allowed.contains(&s.as_str()) => Some(s.clone()),
+        Some(_) => {
+            errs.push(FieldError::new(
+                field,
+                format!("must be one of {}", allowed.join(", ")),
+            ));
+            None
+        }
+    }
+}
+
+/// An optional text field: `Some(None)` when sent as null, `None` when absent.
+fn text(
+    body: &Map<String, Value>,
+    field: &str,
+    max: usize,
+    errs: &mut Vec<FieldError>,
+) -> Option<Option<String>> {
+    match body.get(field) {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(s)) if s.chars().count() <= max => {
+            Some(Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+        }
+        Some(_) => {
+            errs.push(FieldError::new(
+                field,
+                format!("must be a string of at most {max} characters"),
+            ));
+            None
+        }
+    }
+}
+
+/// The value of an item: a non-empty string of at most `MAX_VALUE_BYTES` (never echoed).
+fn value_field(
+    body: &Map<String, Value>,
+    required: bool,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    match body.get("value") {
+        None | Some(Value::Null) if required => {
+            errs.push(FieldError::new("value", "is required"));
+            None
+        }
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_VALUE_BYTES => Some(s.clone()),
+        Some(_) => {
+            errs.push(FieldError::new(
+                "value",
+                format!("must be a string of 1 to {MAX_VALUE_BYTES} bytes"),
+            ));
+            None
+        }
+    }
+}
+
+pub async fn query(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Read)?;
+    let body = ctx.json_object(true)?;
+    let mut errs = Vec::new();
+    let q = match body.get("query") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) if s.chars().count() <= 1000 => s.clone(),
+        Some(_) => {
+            errs.push(FieldError::new(
+                "query",
+                "must be a string of at most 1000 characters",
+            ));
+            String::new()
+        }
+    };
+    let limit = match body.get("limit") {
+        None | Some(Value::Null) => 20,
+        Some(v) => match v.as_u64() {
+            Some(n @ 1..=50) => n as usize,
+            _ => {
+                errs.push(FieldError::new("limit", "must be an integer from 1 to 50"));
+                20
+            }
+        },
+    };
+    let tags = string_list(&body, "tags", &mut errs).unwrap_or_default();
+    let item_type = one_of(&body, "itemType", &ITEM_TYPES, &mut errs)
+        .or_else(|| one_of(&body, "item_type", &ITEM_TYPES, &mut errs));
+    if !errs.is_empty() {
+        return Err(Error::invalid(errs));
+    }
+    let tenant = p.tenant_id.clone();
+    let items = ctx
+        .state
+        .db
+        .read(move |c| store::list_items(c, &tenant, None))
+        .await?;
+    let qwords = words(&q);
+    let mut scored: Vec<(f64, &Item)> = items
+        .iter()
+        .filter(|i| item_type.as_deref().map_or(true, |t| i.item_type == t))
+        .filter(|i| tags.iter().all(|t| i.tags.contains(t)))
+        .map(|i| (relevance(i, &qwords), i))
+        .filter(|(r, _)| *r > 0.0)
+        .collect();
+    // Best first; among equals, newest first.
+    scored.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| b.1.created_at.cmp(&a.1.created_at))
+            .then_with(|| b.1.id.cmp(&a.1.id))
+    });
+    let total = scored.len();
+    let matches: Vec<Value> = scored
+        .into_iter()
+        .take(limit)
+        .map(|(r, i)| match_json(i, r))
+        .collect();
+    Ok(Reply::ok(
+        json!({"matches": matches, "total": total, "query": q}),
+    ))
+}
+
+pub async fn reveal(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    let item_id = ctx.param(0).to_string();
+    let tenant = p.tenant_id.clone();
+    if let Err(e) = p.require(Scope::VaultReveal) {
+        record(
+            &ctx,
+            &tenant,
+            audit_row(
+                &ctx,
+                &p,
+                Some(&item_id),
+                "reveal_denied",
+                Some("missing the vault:reveal permission"),
+            ),
+        )
+        .await?;
+        return Err(e);
+    }
+    if let Err(e) = ctx.state.limits.reveal(&p) {
+        record(
+            &ctx,
+            &tenant,
+            audit_row(
+                &ctx,
+                &p,
+                Some(&item_id),
+                "reveal_denied",
+                Some("reveal rate limit"),
+            ),
+        )
+        .await?;
+        return Err(e);
+    }
+    let (t, id) = (tenant.clone(), item_id.clone());
+    let found = ctx
+        .state
+        .db
+        .read(move |c| store::get_sealed(c, &t, &id))
+        .await?;
+    let Some((item, sealed)) = found else {
+        record(
+            &ctx,
+            &tenant,
+            audit_row(
+                &ctx,
+                &p,
+                Some(&item_id),
+                "reveal_denied",
+                Some("no such item"),
+            ),
+        )
+        .await?;
+        return Err(Error::not_found("vault item"));
+    };
+    let Some(value) = ctx
+        .state
+        .vault
+        .open(&tenant, &item.id, &sealed.nonce, &sealed.ciphertext)
+    else {
+        record(
+            &ctx,
+            &tenant,
+            audit_row(
+                &ctx,
+                &p,
+                Some(&item_id),
+                "reveal_denied",
+                Some("the value could not be decrypted"),
+            ),
+        )
+        .await?;
+        return Err(Error::Internal(format!(
+            "vault item {} of tenant {tenant} does not decrypt with the current vault key",
+            item.id
+        )));
+    };
+    // The value is answered only once its reveal is on record.
+    record(
+        &ctx,
+        &tenant,
+        audit_row(&ctx, &p, Some(&item.id), "reveal", None),
+    )
+    .await?;
+    Ok(Reply::ok(
+        json!({"value": value, "title": item.title, "id": item.id}),
+    ))
+}
+
+pub async fn create_vault(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let body = ctx.json_object(false)?;
+    let mut errs = Vec::new();
+    let name = match body.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 100 => {
+            s.trim().to_string()
+        }
+        _ => {
+            errs.push(FieldError::new(
+                "name",
+                "is required: a string of 1 to 100 characters",
+            ));
+            String::new()
+        }
+    };
+    let description = text(&body, "description", 1000, &mut errs).flatten();
+    let sensitivity =
+        one_of(&body, "sensitivity", &SENSITIVITIES, &mut errs).unwrap_or_else(|| "medium".into());
+    if !errs.is_empty() {
+        return Err(Error::invalid(errs));
+    }
+    let v = ctx
+        .state
+        .db
+        .write(move |c| {
+            store::ensure_main(c, &p.tenant_id)?;
+            store::create(c, &p.tenant_id, &name, description.as_deref(), &sensitivity)
+        })
+        .await?;
+    Ok(Reply::created(vault_json(&v)))
+}
+
+pub async fn list_vaults(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let vaults = ctx
+        .state
+        .db
+        .write(move |c| {
+            store::ensure_main(c, &p.tenant_id)?;
+            store::list(c, &p.tenant_id)
+        })
+        .await?;
+    let items: Vec<Value> = vaults.iter().map(vault_json).collect();
+    Ok(Reply::ok(json!({"vaults": items, "total": items.len()})))
+}
+
+pub async fn delete_vault(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let id = ctx.param(0).to_string();
+    let a = audit_row(
+        &ctx,
+        &p,
+        None,
+        "delete",
+        Some("vault deleted with its items"),
+    );
+    let vid = id.clone();
+    let done = ctx
+        .state
+        .db
+        .write(move |c| {
+            let items = store::list_items(c, &p.tenant_id, Some(&vid))?;
+            if !store::delete(c, &p.tenant_id, &vid)? {
+                return Ok(false);
+            }
+            for i in items {
+                let mut row = a.clone();
+                row.id = crate::ids::new("vau");
+                row.item_id = Some(i.id);
+                store::audit(c, &p.tenant_id, &row)?;
+            }
+            Ok(true)
+        })
+        .await?;
+    if !done {
+        return Err(Error::not_found("vault"));
+    }
+    Ok(Reply::ok(json!({"id": id, "deleted": true})))
+}
+
+/// Validated item fields of a create (`required`) or a patch.
+fn item_fields(
+    body: &Map<String, Value>,
+    required: bool,
+    errs: &mut Vec<FieldError>,
+) -> ItemFields {
+    let title = match body.get("title") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 200 => {
+            Some(s.trim().to_string())
+        }
+        None | Some(Value::Null) if !required => None,
+        _ => {
+            errs.push(FieldError::new(
+                "title",
+                "must be a string of 1 to 200 characters",
+            ));
+            None
+        }
+    };
+    let item_type = one_of(body, "itemType", &ITEM_TYPES, errs)
+        .or_else(|| one_of(body, "item_type", &ITEM_TYPES, errs));
+    if required && item_type.is_none() && !errs.iter().any(|e| e.field.starts_with("item")) {
+        errs.push(FieldError::new(
+            "itemType",
+            format!("is required: one of {}", ITEM_TYPES.join(", ")),
+        ));
+    }
+    let service_name = match text(body, "serviceName", 100, errs) {
+        Some(v) => Some(v),
+        None => text(body, "service_name", 100, errs),
+    };
+    ItemFields {
+        title,
+        item_type,
+        service_name,
+        tags: string_list(body, "tags", errs),
+        description: text(body, "description", 1000, errs),
+        sensitivity: one_of(body, "sensitivity", &SENSITIVITIES, errs),
+    }
+}
+
+pub async fn create_item(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let body = ctx.json_object(false)?;
+    let mut errs = Vec::new();
+    let fields = item_fields(&body, true, &mut errs);
+    let value = value_field(&body, true, &mut errs);
+    if !errs.is_empty() {
+        return Err(Error::invalid(errs));
+    }
+    let vault_id = ctx.param(0).to_string();
+    let id = crate::ids::new("vit");
+    let (nonce, ciphertext) = ctx
+        .state
+        .vault
+        .seal(&p.tenant_id, &id, &value.unwrap_or_default());
+    let sealed = Sealed { nonce, ciphertext };
+    let a = audit_row(&ctx, &p, Some(&id), "create", None);
+    let item = ctx
+        .state
+        .db
+        .write(move |c| {
+            store::ensure_main(c, &p.tenant_id)?;
+            store::get(c, &p.tenant_id, &vault_id)?.ok_or_else(|| Error::not_found("vault"))?;
+            let item = store::insert_item(c, &p.tenant_id, &vault_id, &id, &fields, &sealed)?;
+            store::audit(c, &p.tenant_id, &a)?;
+            Ok(item)
+        })
+        .await?;
+    Ok(Reply::created(item_json(&item)))
+}
+
+pub async fn list_items(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let vault_id = ctx.param(0).to_string();
+    let items = ctx
+        .state
+        .db
+        .read(move |c| {
+            store::get(c, &p.tenant_id, &vault_id)?.ok_or_else(|| Error::not_found("vault"))?;
+            store::list_items(c, &p.tenant_id, Some(&vault_id))
+        })
+        .await?;
+    let items: Vec<Value> = items.iter().map(item_json).collect();
+    Ok(Reply::ok(json!({"items": items, "total": items.len()})))
+}
+
+pub async fn patch_item(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let body = ctx.json_object(false)?;
+    let mut errs = Vec::new();
+    let fields = item_fields(&body, false, &mut errs);
+    let value = value_field(&body, false, &mut errs);
+    if !errs.is_empty() {
+        return Err(Error::invalid(errs));
+    }
+    let (vault_id, item_id) = (ctx.param(0).to_string(), ctx.param(1).to_string());
+    let sealed = value.map(|v| {
+        let (nonce, ciphertext) = ctx.state.vault.seal(&p.tenant_id, &item_id, &v);
+        Sealed { nonce, ciphertext }
+    });
+    let reason = if sealed.is_some() {
+        "value and metadata"
+    } else {
+        "metadata"
+    };
+    let a = audit_row(&ctx, &p, Some(&item_id), "update", Some(reason));
+    let item = ctx
+        .state
+        .db
+        .write(move |c| {
+            match store::get_item(c, &p.tenant_id, &item_id)? {
+                Some(i) if i.vault_id == vault_id => {}
+                _ => return Ok(None),
+            }
+            let item = store::update_item(c, &p.tenant_id, &item_id, &fields, sealed.as_ref())?;
+            store::audit(c, &p.tenant_id, &a)?;
+            Ok(item)
+        })
+        .await?
+        .ok_or_else(|| Error::not_found("vault item"))?;
+    Ok(Reply::ok(item_json(&item)))
+}
+
+pub async fn delete_item(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let (vault_id, item_id) = (ctx.param(0).to_string(), ctx.param(1).to_string());
+    let a = audit_row(&ctx, &p, Some(&item_id), "delete", None);
+    let id = item_id.clone();
+    let done = ctx
+        .state
+        .db
+        .write(move |c| {
+            match store::get_item(c, &p.tenant_id, &id)? {
+                Some(i) if i.vault_id == vault_id => {}
+                _ => return Ok(false),
+            }
+            store::delete_item(c, &p.tenant_id, &id)?;
+            store::audit(c, &p.tenant_id, &a)?;
+            Ok(true)
+        })
+        .await?;
+    if !done {
+        return Err(Error::not_found("vault item"));
+    }
+    Ok(Reply::ok(json!({"id": item_id, "deleted": true})))
+}
+
+pub async fn audit(ctx: Ctx) -> Result<Reply> {
+    let p = ctx.principal()?.clone();
+    p.require(Scope::Admin)?;
+    let limit = ctx.query.int("limit", 1, 200)?.unwrap_or(50) as usize;
+    let item_id = ctx.query.get("itemId").map(str::to_string);
+    let cursor = ctx.query.get("cursor").map(str::to_string);
+    let mut rows = ctx
+        .state
+        .db
+        .read(move |c| {
+            store::audit_page(
+                c,
+                &p.tenant_id,
+                item_id.as_deref(),
+                cursor.as_deref(),
+                limit,
+            )
+        })
+        .await?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more {
+        rows.last().map(|a| a.id.clone())
+    } else {
+        None
+    };
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "itemId": a.item_id,
+                "action": a.action,
+                "keyId": a.key_id,
+                "requestId": a.request_id,
+                "ip": a.ip,
+                "reason": a.reason,
+                "at": a.at,
+            })
+        })
+        .collect();
+    Ok(Reply::ok(json!({
+        "items": items,
+        "count": items.len(),
+        "limit": limit,
+        "hasMore": more,
+        "nextCursor": next,
+        "pagination": {"hasMore": more, "cursor": next},
+    })))
+}
