@@ -63,6 +63,8 @@ pub struct Config {
     pub vault_key: Option<String>,
     /// Vault reveals per minute per key.
     pub vault_reveals_per_minute: u64,
+    /// How long `POST /v1/learn` waits for its job when the request does not say (0: not at all).
+    pub learn_wait: Duration,
     /// How long shutdown waits for in-flight requests and jobs.
     pub shutdown_grace: Duration,
     /// Rate limiting and quotas (disable only for benchmarks).
@@ -103,6 +105,7 @@ impl Config {
             outbound: outbound::Policy::default(),
             vault_key: None,
             vault_reveals_per_minute: 10,
+            learn_wait: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
             limits_enabled: true,
             // Searches are CPU-bound but each also waits on hand-offs (a blocking-pool thread, a

@@ -194,10 +194,19 @@ pub fn family_of_path(path: &str) -> Family {
 
 /// Finds the route for a request: 404 for an unknown path, 405 (with the allowed methods) for a
 /// known path and another method. HEAD is answered like GET.
+/// Memory-family routes also answer without the `/v1` prefix (an SDK given a base URL without
+/// it would otherwise get 404 on every call, which its `wrap()` swallows).
 pub fn find(method: &Method, path: &str) -> Result<Matched> {
-    let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let unprefixed = parts.first() != Some(&"v1");
+    if unprefixed {
+        parts.insert(0, "v1");
+    }
     let mut allow: Vec<&'static str> = Vec::new();
     for route in routes() {
+        if unprefixed && route.family != Family::Memory {
+            continue;
+        }
         if let Some(params) = route.matches(&parts) {
             if route.method == method || (method == Method::HEAD && route.method == Method::GET) {
                 return Ok(Matched { route, params });
@@ -236,6 +245,16 @@ impl MethodName for Method {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_routes_answer_without_the_prefix_registry_routes_do_not() {
+        let m = find(&Method::POST, "/capture").unwrap();
+        assert_eq!(m.route.pattern, "/v1/capture");
+        let m = find(&Method::POST, "/vault/query/vit_1/reveal").unwrap();
+        assert_eq!(m.params, vec!["vit_1".to_string()]);
+        assert!(find(&Method::GET, "/agents").is_err());
+        assert!(find(&Method::GET, "/me").is_err());
+    }
 
     #[test]
     fn matches_params_and_methods() {

@@ -313,6 +313,12 @@ async fn handle(
         };
         let refused_body = matches!(resp.status().as_u16(), 408 | 413);
         let headers = resp.headers_mut();
+        if family == crate::error::Family::Memory {
+            headers.insert(
+                "x-hippocortex-latest-sdk-python",
+                HeaderValue::from_static(crate::api::TESTED_SDK_PYTHON),
+            );
+        }
         if http1 && refused_body {
             // The rest of the body is not wanted: the connection ends after this answer.
             headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));

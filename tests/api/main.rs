@@ -8,6 +8,7 @@ mod invoke;
 mod learn;
 mod limits;
 mod registry;
+mod sdk_edges;
 mod security;
 mod synthesize;
 mod synthesize_e2e;

@@ -100,8 +100,9 @@ pub fn validate(body: &Map<String, Value>) -> Result<Value> {
             }
             let mut types: Vec<String> = Vec::new();
             match o.get("artifactTypes") {
+                // An empty list means every type, as no list does (the SDK sends `[]`).
                 None | Some(Value::Null) => {}
-                Some(Value::Array(a)) if !a.is_empty() => {
+                Some(Value::Array(a)) => {
                     for (n, v) in a.iter().enumerate() {
                         if let Some(t) =
                             artifact_type(v, &format!("options.artifactTypes[{n}]"), &mut errors)
@@ -114,7 +115,7 @@ pub fn validate(body: &Map<String, Value>) -> Result<Value> {
                 }
                 Some(_) => errors.push(FieldError::new(
                     "options.artifactTypes",
-                    "must be a non-empty array of artifact types",
+                    "must be an array of artifact types",
                 )),
             }
             match o.get("artifactType") {
@@ -157,8 +158,18 @@ pub fn validate(body: &Map<String, Value>) -> Result<Value> {
     }))
 }
 
-/// How long the caller asked to wait: `?wait=true|false|N` or `Prefer: wait=N`.
+/// How long the caller asked to wait: `?wait=true|false|N` or `Prefer: wait=N`; without either,
+/// the operator's `--learn-wait-secs` (0: answer at once).
 fn wait_for(ctx: &Ctx) -> Result<Option<Duration>> {
+    let asked = asked_wait(ctx)?;
+    if asked.is_some() || ctx.query.get("wait").is_some() {
+        return Ok(asked);
+    }
+    let default = ctx.state.config.learn_wait;
+    Ok((!default.is_zero()).then(|| default.min(Duration::from_secs(MAX_WAIT))))
+}
+
+fn asked_wait(ctx: &Ctx) -> Result<Option<Duration>> {
     if let Some(v) = ctx.query.get("wait") {
         return match v {
             "true" | "1" | "yes" => Ok(Some(Duration::from_secs(DEFAULT_WAIT))),

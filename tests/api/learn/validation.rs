@@ -37,7 +37,7 @@ async fn every_validation_error_names_its_field() {
     .await;
     expect_422(
         &srv,
-        json!({"options": {"artifactTypes": []}}),
+        json!({"options": {"artifactTypes": "task_schema"}}),
         "options.artifactTypes",
     )
     .await;
