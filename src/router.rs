@@ -117,6 +117,8 @@ fn table() -> Vec<Route> {
         route!(DELETE "/v1/artifacts/{id}" Memory m::artifacts::delete),
         route!(PATCH "/v1/artifacts/{id}" Memory m::artifacts::patch),
         route!(GET "/v1/usage-metrics" Memory m::metrics::usage_metrics),
+        // The memory gateway (docs/api.md "Memory gateway").
+        route!(POST "/v1/chat/completions" Memory m::gateway::chat_completions, 4 * MIB),
         // The vault (docs/api.md "Vault").
         route!(POST "/v1/vault/query" Memory m::vault::query),
         route!(POST "/v1/vault/query/{id}/reveal" Memory m::vault::reveal),

@@ -10,6 +10,7 @@
 //!   `ProviderError::Upstream` with a message that says what was wrong (→ 502).
 //! - Text deltas are pushed to the caller's channel as they arrive, so streaming is not buffered.
 
+pub mod gateway;
 pub mod history;
 pub mod invoke;
 pub mod mcp;

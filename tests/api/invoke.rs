@@ -2,7 +2,7 @@
 //! Anthropic formats), the offline model, and a real MCP server from the pinned `mcp` package.
 
 mod helpers;
-mod peers;
+pub mod peers;
 
 use crate::support::{json_of, send, wait_for, TestServer};
 use helpers::{

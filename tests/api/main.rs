@@ -4,12 +4,13 @@ mod support;
 
 mod capture;
 mod foundation;
-mod invoke;
+mod gateway;
+pub mod invoke;
 mod learn;
 mod limits;
 mod registry;
 mod sdk_edges;
-mod security;
+pub mod security;
 mod synthesize;
 mod synthesize_e2e;
 mod vault;

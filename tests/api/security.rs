@@ -7,5 +7,5 @@
 mod auth;
 mod connections;
 mod inputs;
-mod raw;
+pub mod raw;
 mod ssrf;

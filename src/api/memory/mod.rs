@@ -3,6 +3,7 @@
 pub mod artifacts;
 pub mod capture;
 pub mod events;
+pub mod gateway;
 pub mod keys;
 pub mod learn;
 pub mod metrics;
