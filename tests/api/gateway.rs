@@ -348,3 +348,72 @@ async fn the_openai_python_package_works_against_the_gateway() {
         srv.shutdown().await;
     }
 }
+
+/// The SDK's `wrap()` around an OpenAI client: the exchange is captured into engram, and the next
+/// call's system prompt carries what was captured. Run against engram's base URL without `/v1`
+/// too, which the SDK's users often give (every call used to 404 there, silently).
+#[tokio::test]
+async fn the_sdks_wrap_captures_and_recalls_through_engram() {
+    let peer = ModelPeer::start(Wire::OpenAi).await;
+    let srv = server().await;
+    for (base, session) in [
+        (format!("{}/v1", srv.base), "wrap-v1"),
+        (srv.base.clone(), "wrap-bare"),
+    ] {
+        let run = |message: &str| {
+            let (base, key, upstream, message) = (
+                base.clone(),
+                srv.key.clone(),
+                peer.base_url(),
+                message.to_string(),
+            );
+            let session = session.to_string();
+            tokio::task::spawn_blocking(move || {
+                run_python(
+                    "sdk_wrap.py",
+                    &[
+                        ("ENGRAM_BASE_URL", &base),
+                        ("ENGRAM_KEY", &key),
+                        ("UPSTREAM", &upstream),
+                        ("SESSION", &session),
+                        ("MESSAGE", &message),
+                    ],
+                )
+            })
+        };
+        let fact = format!("remember: the {session} canary window is Friday");
+        let out = run(&fact).await.unwrap();
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["content"], format!("echo: {fact}"));
+        // wrap() captured both sides into the session.
+        let events = session_events(&srv, session, 2).await;
+        assert_eq!(events[0]["payload"]["content"], fact.as_str());
+        assert_eq!(events[1]["payload"]["role"], "assistant");
+        wait_for(
+            "the fact to be searchable",
+            Duration::from_secs(30),
+            || async {
+                let (_, b) = srv
+                    .post(
+                        "/v1/synthesize",
+                        json!({"query": format!("{session} canary window")}),
+                    )
+                    .await;
+                b["data"]["entries"]
+                    .to_string()
+                    .contains("Friday")
+                    .then_some(())
+            },
+        )
+        .await;
+        // The next call's system prompt carries it.
+        run(&format!("when is the {session} canary window?"))
+            .await
+            .unwrap();
+        let sent = peer.requests().last().unwrap().clone();
+        let system = sent["messages"][0]["content"].as_str().unwrap_or("");
+        assert!(system.starts_with("[Hippocortex Memory Context]"), "{sent}");
+        assert!(system.contains("Friday"), "{system}");
+    }
+    srv.shutdown().await;
+}
