@@ -1,16 +1,13 @@
-//! A bare hyper HTTP/1.1 server for benchmarks: answers every request with a small JSON 202 after
-//! reading its body — the ceiling of the HTTP stack on this machine, driven by the same external
-//! load generator as engram (`scripts/bench.sh`).
+//! A bare hyper HTTP/1.1 server for benchmarks (`bare_parts/server.rs`), in its own process so
+//! an external load generator drives it like engram (`scripts/bench.sh`).
 //!
 //! ```text
 //! cargo run --release --example bare -- [127.0.0.1:0]
 //! ```
 //! Prints `bare listening on http://<addr>` and serves until killed. Listens on loopback only.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+#[path = "bare_parts/server.rs"]
+mod bare_server;
 
 #[tokio::main]
 async fn main() {
@@ -27,25 +24,5 @@ async fn main() {
         "bare listening on http://{}",
         listener.local_addr().unwrap()
     );
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                    let _ = req.into_body().collect().await;
-                    let body = Full::new(Bytes::from_static(
-                        br#"{"ok":true,"data":{"eventId":"evt_0","status":"ingested"}}"#,
-                    ));
-                    let mut resp = Response::new(body);
-                    *resp.status_mut() = StatusCode::ACCEPTED;
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    bare_server::serve(listener).await;
 }

@@ -15,9 +15,12 @@
 //! Every loop is bounded by a request count and a deadline, and only 127.0.0.1 (or `--url`) is
 //! contacted. To add a scenario, add an entry to `scenarios()`.
 
+#[path = "bare_parts/server.rs"]
+mod bare_server;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -125,34 +128,11 @@ fn parse_args() -> Args {
     a
 }
 
-/// A bare hyper HTTP/1.1 server answering every request with a small JSON 202 after reading the
-/// body: the ceiling of the HTTP stack on this machine.
+/// The bare hyper baseline (`bare_parts/server.rs`) on an ephemeral loopback port.
 async fn start_baseline() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                        let _ = req.into_body().collect().await;
-                        let body = Full::new(Bytes::from_static(
-                            br#"{"ok":true,"data":{"eventId":"evt_0","status":"ingested"}}"#,
-                        ));
-                        let mut resp = Response::new(body);
-                        *resp.status_mut() = StatusCode::ACCEPTED;
-                        Ok::<_, std::convert::Infallible>(resp)
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(bare_server::serve(listener));
     addr
 }
 

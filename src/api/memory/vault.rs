@@ -310,35 +310,21 @@ pub async fn reveal(ctx: Ctx) -> Result<Reply> {
     let p = ctx.principal()?.clone();
     let item_id = ctx.param(0).to_string();
     let tenant = p.tenant_id.clone();
+    // A refusal is on record before it is answered.
+    let deny = |reason: &'static str, err: Error| {
+        let row = audit_row(&ctx, &p, Some(&item_id), "reveal_denied", Some(reason));
+        let tenant = tenant.clone();
+        let ctx = &ctx;
+        async move {
+            record(ctx, &tenant, row).await?;
+            Err::<Reply, Error>(err)
+        }
+    };
     if let Err(e) = p.require(Scope::VaultReveal) {
-        record(
-            &ctx,
-            &tenant,
-            audit_row(
-                &ctx,
-                &p,
-                Some(&item_id),
-                "reveal_denied",
-                Some("missing the vault:reveal permission"),
-            ),
-        )
-        .await?;
-        return Err(e);
+        return deny("missing the vault:reveal permission", e).await;
     }
     if let Err(e) = ctx.state.limits.reveal(&p) {
-        record(
-            &ctx,
-            &tenant,
-            audit_row(
-                &ctx,
-                &p,
-                Some(&item_id),
-                "reveal_denied",
-                Some("reveal rate limit"),
-            ),
-        )
-        .await?;
-        return Err(e);
+        return deny("reveal rate limit", e).await;
     }
     let (t, id) = (tenant.clone(), item_id.clone());
     let found = ctx
@@ -347,41 +333,18 @@ pub async fn reveal(ctx: Ctx) -> Result<Reply> {
         .read(move |c| store::get_sealed(c, &t, &id))
         .await?;
     let Some((item, sealed)) = found else {
-        record(
-            &ctx,
-            &tenant,
-            audit_row(
-                &ctx,
-                &p,
-                Some(&item_id),
-                "reveal_denied",
-                Some("no such item"),
-            ),
-        )
-        .await?;
-        return Err(Error::not_found("vault item"));
+        return deny("no such item", Error::not_found("vault item")).await;
     };
     let Some(value) = ctx
         .state
         .vault
         .open(&tenant, &item.id, &sealed.nonce, &sealed.ciphertext)
     else {
-        record(
-            &ctx,
-            &tenant,
-            audit_row(
-                &ctx,
-                &p,
-                Some(&item_id),
-                "reveal_denied",
-                Some("the value could not be decrypted"),
-            ),
-        )
-        .await?;
-        return Err(Error::Internal(format!(
+        let err = Error::Internal(format!(
             "vault item {} of tenant {tenant} does not decrypt with the current vault key",
             item.id
-        )));
+        ));
+        return deny("the value could not be decrypted", err).await;
     };
     // The value is answered only once its reveal is on record.
     record(
