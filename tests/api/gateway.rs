@@ -349,71 +349,89 @@ async fn the_openai_python_package_works_against_the_gateway() {
     }
 }
 
-/// The SDK's `wrap()` around an OpenAI client: the exchange is captured into engram, and the next
-/// call's system prompt carries what was captured. Run against engram's base URL without `/v1`
-/// too, which the SDK's users often give (every call used to 404 there, silently).
+/// The SDK's integrations around real provider clients: `wrap()` of an OpenAI and of an
+/// Anthropic client, and `import hippocortex.auto`. Each captures the exchange into engram, and
+/// the next call's system prompt carries what was captured. engram's base URL is given with and
+/// without `/v1` (without it, every call used to 404, silently inside `wrap()`).
 #[tokio::test]
-async fn the_sdks_wrap_captures_and_recalls_through_engram() {
-    let peer = ModelPeer::start(Wire::OpenAi).await;
+async fn the_sdks_integrations_capture_and_recall_through_engram() {
     let srv = server().await;
-    for (base, session) in [
-        (format!("{}/v1", srv.base), "wrap-v1"),
-        (srv.base.clone(), "wrap-bare"),
-    ] {
-        let run = |message: &str| {
-            let (base, key, upstream, message) = (
-                base.clone(),
-                srv.key.clone(),
-                peer.base_url(),
-                message.to_string(),
-            );
-            let session = session.to_string();
+    let cases = [
+        ("wrap", Wire::OpenAi, true),
+        ("wrap", Wire::OpenAi, false),
+        ("wrap", Wire::Anthropic, true),
+        ("auto", Wire::OpenAi, true),
+        ("auto", Wire::Anthropic, false),
+    ];
+    for (n, (mode, wire, v1)) in cases.into_iter().enumerate() {
+        let peer = ModelPeer::start(wire).await;
+        let provider = if wire == Wire::OpenAi {
+            "openai"
+        } else {
+            "anthropic"
+        };
+        let base = if v1 {
+            format!("{}/v1", srv.base)
+        } else {
+            srv.base.clone()
+        };
+        let session = format!("sdk-{mode}-{provider}-{n}");
+        let run = |message: String| {
+            let env: Vec<(String, String)> = vec![
+                ("MODE".into(), mode.into()),
+                ("PROVIDER".into(), provider.into()),
+                ("ENGRAM_BASE_URL".into(), base.clone()),
+                ("ENGRAM_KEY".into(), srv.key.clone()),
+                ("UPSTREAM".into(), peer.base_url()),
+                ("SESSION".into(), session.clone()),
+                ("MESSAGE".into(), message),
+            ];
             tokio::task::spawn_blocking(move || {
-                run_python(
-                    "sdk_wrap.py",
-                    &[
-                        ("ENGRAM_BASE_URL", &base),
-                        ("ENGRAM_KEY", &key),
-                        ("UPSTREAM", &upstream),
-                        ("SESSION", &session),
-                        ("MESSAGE", &message),
-                    ],
-                )
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                run_python("sdk_wrap.py", &env)
             })
         };
-        let fact = format!("remember: the {session} canary window is Friday");
-        let out = run(&fact).await.unwrap();
+        let word = format!("canary{n}");
+        let fact = format!("remember: the {word} window is Friday");
+        let out = run(fact.clone()).await.unwrap();
         let v: Value = serde_json::from_str(out.trim()).unwrap();
-        assert_eq!(v["content"], format!("echo: {fact}"));
-        // wrap() captured both sides into the session.
-        let events = session_events(&srv, session, 2).await;
-        assert_eq!(events[0]["payload"]["content"], fact.as_str());
-        assert_eq!(events[1]["payload"]["role"], "assistant");
+        assert_eq!(v["content"], format!("echo: {fact}"), "{session}");
+        if mode == "wrap" {
+            // Both sides of the exchange, in the session wrap() was given.
+            let events = session_events(&srv, &session, 2).await;
+            assert_eq!(events[0]["payload"]["content"], fact.as_str(), "{session}");
+            assert_eq!(events[1]["payload"]["role"], "assistant", "{session}");
+        }
         wait_for(
             "the fact to be searchable",
             Duration::from_secs(30),
             || async {
                 let (_, b) = srv
-                    .post(
-                        "/v1/synthesize",
-                        json!({"query": format!("{session} canary window")}),
-                    )
+                    .post("/v1/synthesize", json!({"query": format!("{word} window")}))
                     .await;
                 b["data"]["entries"]
                     .to_string()
-                    .contains("Friday")
+                    .contains(&word)
                     .then_some(())
             },
         )
         .await;
         // The next call's system prompt carries it.
-        run(&format!("when is the {session} canary window?"))
-            .await
-            .unwrap();
+        run(format!("when is the {word} window?")).await.unwrap();
         let sent = peer.requests().last().unwrap().clone();
-        let system = sent["messages"][0]["content"].as_str().unwrap_or("");
-        assert!(system.starts_with("[Hippocortex Memory Context]"), "{sent}");
-        assert!(system.contains("Friday"), "{system}");
+        let system = match wire {
+            Wire::OpenAi => sent["messages"][0]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            Wire::Anthropic => sent["system"].as_str().unwrap_or("").to_string(),
+        };
+        assert!(
+            system.starts_with("[Hippocortex Memory Context]"),
+            "{session}: {sent}"
+        );
+        assert!(system.contains(&word), "{session}: {system}");
     }
     srv.shutdown().await;
 }
