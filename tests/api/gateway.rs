@@ -435,3 +435,59 @@ async fn the_sdks_integrations_capture_and_recall_through_engram() {
     }
     srv.shutdown().await;
 }
+
+/// The SDK's LangGraph adapter around a real LangGraph graph (pinned `langgraph`): the run is
+/// captured into engram, and the next run's input carries the memory as a system message.
+#[tokio::test]
+async fn the_sdks_langgraph_adapter_captures_and_recalls_through_engram() {
+    let srv = server().await;
+    let run = |message: &str| {
+        let env: Vec<(String, String)> = vec![
+            ("ENGRAM_BASE_URL".into(), format!("{}/v1", srv.base)),
+            ("ENGRAM_KEY".into(), srv.key.clone()),
+            ("SESSION".into(), "sdk-langgraph".into()),
+            ("MESSAGE".into(), message.into()),
+        ];
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            run_python("sdk_langgraph.py", &env)
+        })
+    };
+    let fact = "remember: the graphcanary window is Friday";
+    let out = run(fact).await.unwrap();
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        v["content"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("echo: {fact}")),
+        "{v}"
+    );
+    let events = session_events(&srv, "sdk-langgraph", 2).await;
+    assert_eq!(events[0]["payload"]["content"], fact);
+    assert_eq!(events[1]["payload"]["role"], "assistant");
+    wait_for(
+        "the fact to be searchable",
+        Duration::from_secs(30),
+        || async {
+            let (_, b) = srv
+                .post("/v1/synthesize", json!({"query": "graphcanary window"}))
+                .await;
+            b["data"]["entries"]
+                .to_string()
+                .contains("graphcanary")
+                .then_some(())
+        },
+    )
+    .await;
+    let out = run("when is the graphcanary window?").await.unwrap();
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let content = v["content"].as_str().unwrap();
+    let system = content.split("system: ").nth(1).unwrap_or("");
+    assert!(
+        system.contains("graphcanary") && system.contains("Friday"),
+        "{content}"
+    );
+    srv.shutdown().await;
+}
