@@ -491,3 +491,52 @@ async fn the_sdks_langgraph_adapter_captures_and_recalls_through_engram() {
     );
     srv.shutdown().await;
 }
+
+/// A client that hangs up mid-stream cancels the upstream call, and what came is captured.
+#[tokio::test]
+async fn a_client_that_hangs_up_cancels_the_upstream_and_what_came_is_captured() {
+    for (wire, provider) in [(Wire::OpenAi, "openai"), (Wire::Anthropic, "anthropic")] {
+        let peer = ModelPeer::start(wire).await;
+        let srv = server().await;
+        let session = format!("gw-hangup-{provider}");
+        let mut resp = chat(
+            &srv,
+            &peer.base_url(),
+            provider,
+            &session,
+            json!({"model": "m", "stream": true, "max_tokens": 50,
+                   "messages": [{"role": "user", "content": "[hold] tell me"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+        // Read until the first text arrives, then hang up.
+        let mut seen = String::new();
+        while !seen.contains("first") {
+            let chunk = tokio::time::timeout(Duration::from_secs(20), resp.chunk())
+                .await
+                .expect("a first chunk")
+                .unwrap()
+                .expect("more body");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        drop(resp);
+        wait_for(
+            "the upstream call to be cancelled",
+            Duration::from_secs(20),
+            || async { (peer.cancelled() >= 1).then_some(()) },
+        )
+        .await;
+        let events = session_events(&srv, &session, 2).await;
+        assert_eq!(
+            events[0]["payload"]["content"], "[hold] tell me",
+            "{provider}"
+        );
+        assert_eq!(
+            events[1]["payload"]["content"], "first ",
+            "{provider}: {events:?}"
+        );
+        srv.shutdown().await;
+    }
+}

@@ -235,9 +235,13 @@ async fn openai_stream(
         let mut parser = SseParser::default();
         let mut assembled = gw::Assembled::default();
         loop {
-            let chunk = match resp.chunk().await {
-                Ok(Some(c)) => c,
-                Ok(None) | Err(_) => break,
+            let chunk = tokio::select! {
+                c = resp.chunk() => match c {
+                    Ok(Some(c)) => c,
+                    Ok(None) | Err(_) => break,
+                },
+                // The client left while the upstream was quiet.
+                _ = tx.closed() => break,
             };
             for (_, data) in parser.push(&chunk) {
                 if data.trim() != "[DONE]" {
@@ -310,6 +314,10 @@ async fn anthropic(
         let result = loop {
             tokio::select! {
                 r = &mut call => break Some(r),
+                _ = tx.closed() => {
+                    client_left = true;
+                    break None;
+                }
                 Some(note) = notes.recv() => {
                     if let Note::Delta(text) = note {
                         let f = frame(gw::chunk_json(&id, &model, created, json!({"content": text}), None));
