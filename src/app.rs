@@ -20,6 +20,8 @@ pub struct AppState {
     pub vault: crate::vault::MasterKey,
     /// Model providers and the MCP client for agent invocation.
     pub runtime: Runtime,
+    /// Capture's backlog limit (`capture::backlog`).
+    pub backlog: crate::capture::backlog::Backlog,
     /// Combines concurrent capture writes (`capture::combiner`).
     pub capture: crate::capture::combiner::Combiner,
     pub started: Instant,

@@ -66,6 +66,11 @@ pub enum Error {
     RequestTimeout(String),
     Upstream(String),
     Unavailable(String),
+    /// Overloaded (capture's backlog): 503 `unavailable` with `Retry-After`.
+    Saturated {
+        retry_after: u64,
+        message: String,
+    },
     /// Details go to the log with the request id; the client sees a generic message.
     Internal(String),
 }
@@ -124,7 +129,7 @@ impl Error {
             Error::Timeout(_) => 504,
             Error::RequestTimeout(_) => 408,
             Error::Upstream(_) => 502,
-            Error::Unavailable(_) => 503,
+            Error::Unavailable(_) | Error::Saturated { .. } => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -155,7 +160,7 @@ impl Error {
             (Error::Timeout(_), _) => "timeout",
             (Error::RequestTimeout(_), _) => "request_timeout",
             (Error::Upstream(_), _) => "upstream_error",
-            (Error::Unavailable(_), _) => "unavailable",
+            (Error::Unavailable(_), _) | (Error::Saturated { .. }, _) => "unavailable",
             (Error::Internal(_), _) => "internal_error",
         }
     }
@@ -179,9 +184,9 @@ impl Error {
             | Error::RequestTimeout(m)
             | Error::Upstream(m)
             | Error::Unavailable(m) => m.clone(),
-            Error::RateLimited { message, .. } | Error::QuotaExceeded { message, .. } => {
-                message.clone()
-            }
+            Error::RateLimited { message, .. }
+            | Error::QuotaExceeded { message, .. }
+            | Error::Saturated { message, .. } => message.clone(),
             Error::MethodNotAllowed { allow } => format!(
                 "method not allowed on this route; allowed: {}",
                 allow.join(", ")
@@ -195,9 +200,9 @@ impl Error {
 
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            Error::RateLimited { retry_after, .. }
+            | Error::QuotaExceeded { retry_after, .. }
+            | Error::Saturated { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

@@ -222,6 +222,7 @@ pub async fn start(config: Config) -> Result<Running> {
         vault: vault_key,
         runtime: runtime::Runtime::new(&config),
         capture: capture::combiner::Combiner::new(db.clone()),
+        backlog: capture::backlog::Backlog::new(config.max_backlog),
         config,
         db,
         search,
@@ -240,6 +241,7 @@ pub async fn start(config: Config) -> Result<Running> {
 
     let (stop, stop_rx) = watch::channel(false);
     capture::autolearn::start_sweep(state.clone(), stop_rx.clone());
+    capture::backlog::start(state.clone(), stop_rx.clone());
     let server = tokio::spawn(server::serve(listener, state.clone(), stop_rx));
     tracing::info!(%addr, "engram listening");
     Ok(Running {

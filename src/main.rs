@@ -156,6 +156,10 @@ struct ServeArgs {
     /// `Prefer: wait=N`; for fixtures whose code calls the SDK's learn() and then reads artifacts).
     #[arg(long, env = "ENGRAM_LEARN_WAIT_SECS", default_value_t = 0)]
     learn_wait_secs: u64,
+    /// Capture answers 503 (with Retry-After) past this many events waiting to be processed, and
+    /// resumes below 90 % of it (0: unbounded).
+    #[arg(long, env = "ENGRAM_MAX_BACKLOG", default_value_t = 1_000_000)]
+    max_backlog: u64,
     /// Vault reveals per minute per API key.
     #[arg(long, env = "ENGRAM_VAULT_REVEALS_PER_MINUTE", default_value_t = 10)]
     vault_reveals_per_minute: u64,
@@ -394,6 +398,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     config.outbound.allow_private = a.allow_private_outbound;
     config.vault_reveals_per_minute = a.vault_reveals_per_minute.max(1);
     config.learn_wait = Duration::from_secs(a.learn_wait_secs);
+    config.max_backlog = a.max_backlog;
     // The vault key is read from the environment only (never a flag: it would show in `ps`).
     config.vault_key = std::env::var(engram::vault::KEY_ENV)
         .ok()

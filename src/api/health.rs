@@ -94,6 +94,11 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
                 "status": status_of(workers_ok),
                 "queues": queues,
                 "totalBacklog": backlog,
+                "capture": {
+                    "pendingEvents": state.backlog.pending(),
+                    "maxBacklog": state.backlog.max(),
+                    "saturated": state.backlog.saturated(),
+                },
             },
         },
         "alerts": {"firing": alerts.len(), "items": alerts},

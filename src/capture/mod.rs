@@ -10,6 +10,7 @@
 //! - The capture workers are woken only after the commit.
 
 pub mod autolearn;
+pub mod backlog;
 pub mod combiner;
 pub mod render;
 pub mod salience;
@@ -245,6 +246,7 @@ pub async fn capture_validated(
     principal: &Principal,
     checked: Vec<std::result::Result<NewEvent, Vec<FieldError>>>,
 ) -> Result<CaptureReport> {
+    state.backlog.check()?;
     let total = checked.len();
     let mut valid = Vec::with_capacity(total);
     let mut slots: Vec<Option<Vec<FieldError>>> = Vec::with_capacity(total);
@@ -289,6 +291,7 @@ pub async fn capture_validated(
         r.commit(written.ingested);
     }
     if written.ingested > 0 {
+        state.backlog.stored(written.ingested);
         state.jobs.ring(crate::jobs::CAPTURE);
     }
     let mut stored = written.stored.into_iter();

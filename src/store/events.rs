@@ -624,6 +624,18 @@ fn list_split(
 
 /// Deletes a tenant's session's events; returns how many. The novelty counts of its unprocessed
 /// events are settled first: forgetting a session never lowers a count (`novelty`).
+/// Events stored but not processed yet, across tenants, counted up to `limit` (the count stops
+/// there, so it costs at most `limit` index entries).
+pub fn count_pending(conn: &Connection, limit: u64) -> Result<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM events INDEXED BY events_pending
+                               WHERE processed_at IS NULL LIMIT ?1)",
+        [limit.min(i64::MAX as u64) as i64],
+        |r| r.get(0),
+    )?;
+    Ok(n.max(0) as u64)
+}
+
 pub fn delete_session(conn: &Connection, tenant_id: &str, session_id: &str) -> Result<usize> {
     let unprocessed: Vec<i64> = conn
         .prepare_cached(

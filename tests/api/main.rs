@@ -9,6 +9,7 @@ pub mod invoke;
 mod learn;
 mod limits;
 mod registry;
+mod saturation;
 mod sdk_edges;
 pub mod security;
 mod synthesize;
