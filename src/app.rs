@@ -20,6 +20,8 @@ pub struct AppState {
     pub vault: crate::vault::MasterKey,
     /// Model providers and the MCP client for agent invocation.
     pub runtime: Runtime,
+    /// The last `searchableSeq` health reported (`api::health`).
+    pub searchable_seq: std::sync::atomic::AtomicI64,
     /// Capture's backlog limit (`capture::backlog`).
     pub backlog: crate::capture::backlog::Backlog,
     /// Combines concurrent capture writes (`capture::combiner`).

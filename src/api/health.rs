@@ -23,11 +23,28 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
                     queue::count(c, kind, "failed")?,
                 ));
             }
-            Ok(out)
+            Ok((out, crate::store::events::watermarks(c)?))
         })
         .await;
+    let (counts, (captured_seq, processed_seq)) = match counts {
+        Ok((c, w)) => (Ok(c), w),
+        Err(e) => (Err(e), (0, 0)),
+    };
     let db = state.db.stats();
     let search = state.search.stats();
+    // Processed events are searchable once the indexer has nothing left to commit; until then
+    // the last watermark seen with an empty indexer stands (it never overstates).
+    let searchable_seq = if search.pending == 0 && counts.is_ok() {
+        state
+            .searchable_seq
+            .store(processed_seq, std::sync::atomic::Ordering::Relaxed);
+        processed_seq
+    } else {
+        state
+            .searchable_seq
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(processed_seq)
+    };
 
     let mut alerts: Vec<Value> = Vec::new();
     let sqlite_ok = db.writer_alive && counts.is_ok();
@@ -89,6 +106,8 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
                 "segments": search.segments,
                 "lastCommitAt": search.last_commit_at,
                 "pendingDocuments": search.pending,
+                "capturedSeq": captured_seq,
+                "searchableSeq": searchable_seq,
             },
             "workers": {
                 "status": status_of(workers_ok),

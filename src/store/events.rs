@@ -624,6 +624,35 @@ fn list_split(
 
 /// Deletes a tenant's session's events; returns how many. The novelty counts of its unprocessed
 /// events are settled first: forgetting a session never lowers a count (`novelty`).
+/// How many of the tenant's events `ids` are stored and not processed yet (forgotten ones count
+/// as done).
+pub fn count_unprocessed(conn: &Connection, tenant_id: &str, ids: &[String]) -> Result<u64> {
+    let mut n = 0u64;
+    let mut stmt = conn.prepare_cached(
+        "SELECT processed_at IS NULL FROM events WHERE id = ?1 AND tenant_id = ?2",
+    )?;
+    for id in ids {
+        let pending: Option<bool> = stmt
+            .query_row([id.as_str(), tenant_id], |r| r.get(0))
+            .optional()?;
+        n += u64::from(pending == Some(true));
+    }
+    Ok(n)
+}
+
+/// The capture watermarks: the highest event seq stored, and the highest seq up to which every
+/// event is processed.
+pub fn watermarks(conn: &Connection) -> Result<(i64, i64)> {
+    let captured: i64 =
+        conn.query_row("SELECT coalesce(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+    let first_pending: Option<i64> = conn.query_row(
+        "SELECT MIN(seq) FROM events INDEXED BY events_pending WHERE processed_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((captured, first_pending.map_or(captured, |s| s - 1)))
+}
+
 /// Events stored but not processed yet, across tenants, counted up to `limit` (the count stops
 /// there, so it costs at most `limit` index entries).
 pub fn count_pending(conn: &Connection, limit: u64) -> Result<u64> {

@@ -8,6 +8,7 @@ mod gateway;
 pub mod invoke;
 mod learn;
 mod limits;
+mod read_your_writes;
 mod registry;
 mod saturation;
 mod sdk_edges;
