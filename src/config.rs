@@ -63,6 +63,8 @@ pub struct Config {
     pub vault_key: Option<String>,
     /// Vault reveals per minute per key.
     pub vault_reveals_per_minute: u64,
+    /// The operator API's token (`/v1/admin/*`); without it those routes do not exist.
+    pub admin_token: Option<String>,
     /// Capture answers 503 past this many unprocessed events (0: unbounded).
     pub max_backlog: u64,
     /// How long `POST /v1/learn` waits for its job when the request does not say (0: not at all).
@@ -109,6 +111,7 @@ impl Config {
             vault_reveals_per_minute: 10,
             learn_wait: Duration::ZERO,
             max_backlog: 1_000_000,
+            admin_token: None,
             shutdown_grace: Duration::from_secs(30),
             limits_enabled: true,
             // Searches are CPU-bound but each also waits on hand-offs (a blocking-pool thread, a

@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list and revoke API keys (works whether or not a server runs on the data dir).
     Keys {
         #[command(subcommand)]
@@ -156,6 +156,10 @@ struct ServeArgs {
     /// `Prefer: wait=N`; for fixtures whose code calls the SDK's learn() and then reads artifacts).
     #[arg(long, env = "ENGRAM_LEARN_WAIT_SECS", default_value_t = 0)]
     learn_wait_secs: u64,
+    /// Token of the operator API (/v1/admin/*: tenants, resets); without it those routes are 404.
+    /// At least 16 characters.
+    #[arg(long, env = "ENGRAM_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Capture answers 503 (with Retry-After) past this many events waiting to be processed, and
     /// resumes below 90 % of it (0: unbounded).
     #[arg(long, env = "ENGRAM_MAX_BACKLOG", default_value_t = 1_000_000)]
@@ -241,7 +245,8 @@ enum TenantsCommand {
         data: DataDirArg,
         #[arg(long, env = "ENGRAM_TENANT_NAME")]
         name: String,
-        #[arg(long, env = "ENGRAM_TENANT_PLAN", default_value = "free")]
+        /// Plan (default: the server's default plan, ENGRAM_DEFAULT_PLAN, else pro).
+        #[arg(long, env = "ENGRAM_DEFAULT_PLAN", default_value = "pro")]
         plan: Plan,
         /// The owner's email.
         #[arg(long, env = "ENGRAM_TENANT_EMAIL", default_value = "owner@localhost")]
@@ -251,6 +256,23 @@ enum TenantsCommand {
     List {
         #[command(flatten)]
         data: DataDirArg,
+    },
+    /// Delete a tenant with all its data and keys (not the tenant created at first start).
+    Delete {
+        #[command(flatten)]
+        data: DataDirArg,
+        tenant: String,
+    },
+    /// Delete a tenant's data (memory, agents, projects, vault); developers, the plan and usage
+    /// counters stay, and its keys too unless --drop-keys. A running server drops the index
+    /// entries of the deleted data as it meets them; `engram reindex` (server stopped) clears them.
+    Reset {
+        #[command(flatten)]
+        data: DataDirArg,
+        tenant: String,
+        /// Delete the tenant's API keys too.
+        #[arg(long)]
+        drop_keys: bool,
     },
     /// Change a tenant's plan (applied by a running server within seconds).
     SetPlan {
@@ -320,7 +342,7 @@ enum ConnectorsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Keys { command } => keys_command(command),
         Command::Tenants { command } => tenants_command(command),
         Command::Connectors { command } => connectors_command(command),
@@ -399,6 +421,12 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     config.vault_reveals_per_minute = a.vault_reveals_per_minute.max(1);
     config.learn_wait = Duration::from_secs(a.learn_wait_secs);
     config.max_backlog = a.max_backlog;
+    if let Some(t) = a.admin_token.filter(|t| !t.is_empty()) {
+        if t.len() < 16 || t.chars().any(char::is_whitespace) {
+            return Err("--admin-token must be at least 16 characters without spaces".into());
+        }
+        config.admin_token = Some(t);
+    }
     // The vault key is read from the environment only (never a flag: it would show in `ps`).
     config.vault_key = std::env::var(engram::vault::KEY_ENV)
         .ok()
@@ -633,6 +661,43 @@ fn tenants_command(cmd: TenantsCommand) -> Result<(), String> {
             eprintln!(
                 "created tenant {} ({}, plan {}) with owner {} and admin key {} (shown only once)",
                 created.tenant.id, name, plan, created.owner.id, created.key_id
+            );
+            Ok(())
+        }
+        TenantsCommand::Delete { data, tenant } => {
+            let mut conn = open(&data.data_dir)?;
+            let deleted = in_tx(&mut conn, |c| {
+                if tenants::default_tenant_id(c)?.as_deref() == Some(tenant.as_str()) {
+                    return Err(engram::error::Error::Conflict(
+                        "the tenant created at first start cannot be deleted; reset it instead"
+                            .into(),
+                    ));
+                }
+                tenants::delete(c, &tenant)
+            })?;
+            if !deleted {
+                return Err(format!("no tenant {tenant}"));
+            }
+            eprintln!("deleted tenant {tenant} with all its data and keys");
+            Ok(())
+        }
+        TenantsCommand::Reset {
+            data,
+            tenant,
+            drop_keys,
+        } => {
+            let mut conn = open(&data.data_dir)?;
+            let found = in_tx(&mut conn, |c| tenants::reset_data(c, &tenant, !drop_keys))?;
+            if !found {
+                return Err(format!("no tenant {tenant}"));
+            }
+            eprintln!(
+                "reset tenant {tenant}: its data is gone{}",
+                if drop_keys {
+                    ", and its keys"
+                } else {
+                    "; its keys still work"
+                }
             );
             Ok(())
         }

@@ -117,6 +117,47 @@ fn table() -> Vec<Route> {
         route!(DELETE "/v1/artifacts/{id}" Memory m::artifacts::delete),
         route!(PATCH "/v1/artifacts/{id}" Memory m::artifacts::patch),
         route!(GET "/v1/usage-metrics" Memory m::metrics::usage_metrics),
+        // The operator API (docs/api.md "Operator API"): its own token, checked by the handlers.
+        Route::new(
+            Method::POST,
+            "/v1/admin/tenants",
+            Family::Memory,
+            false,
+            DEFAULT_CAP,
+            |ctx| Box::pin(api::admin::create_tenant(ctx)),
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/admin/tenants",
+            Family::Memory,
+            false,
+            DEFAULT_CAP,
+            |ctx| Box::pin(api::admin::list_tenants(ctx)),
+        ),
+        Route::new(
+            Method::DELETE,
+            "/v1/admin/tenants/{id}",
+            Family::Memory,
+            false,
+            DEFAULT_CAP,
+            |ctx| Box::pin(api::admin::delete_tenant(ctx)),
+        ),
+        Route::new(
+            Method::POST,
+            "/v1/admin/tenants/{id}/reset",
+            Family::Memory,
+            false,
+            DEFAULT_CAP,
+            |ctx| Box::pin(api::admin::reset_tenant(ctx)),
+        ),
+        Route::new(
+            Method::POST,
+            "/v1/admin/reset",
+            Family::Memory,
+            false,
+            DEFAULT_CAP,
+            |ctx| Box::pin(api::admin::reset_all(ctx)),
+        ),
         // The memory gateway (docs/api.md "Memory gateway").
         route!(POST "/v1/chat/completions" Memory m::gateway::chat_completions, 4 * MIB),
         // The vault (docs/api.md "Vault").

@@ -47,6 +47,12 @@ pub struct SessionCache {
 }
 
 impl SessionCache {
+    /// Forgets every session of a tenant (its data was reset or deleted).
+    pub fn forget_tenant(&self, tenant: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.entries.retain(|(t, _, _), _| t != tenant);
+    }
+
     /// The session's recent messages (oldest first), from memory or else from `load` (called
     /// with the lock held; it returns messages with their `seq`, oldest first).
     pub fn get_or_load(

@@ -164,6 +164,15 @@ impl State {
                     }
                 }
             }
+            IndexOp::DeleteTenant { tenant_id } => {
+                if self.shared.tenant(&tenant_id).is_some() {
+                    if let Some(w) = self.writer(&tenant_id) {
+                        if let Err(e) = w.writer.delete_all_documents() {
+                            tracing::error!(error = %e, "could not clear a tenant index");
+                        }
+                    }
+                }
+            }
             IndexOp::DeleteAll => {
                 for tenant_id in self.shared.tenant_ids() {
                     if let Some(w) = self.writer(&tenant_id) {

@@ -77,6 +77,8 @@ pub enum IndexOp {
         tenant_id: String,
         session_id: String,
     },
+    /// Removes every document of a tenant (its data was reset or deleted).
+    DeleteTenant { tenant_id: String },
     /// Removes everything (before a rebuild).
     DeleteAll,
     /// Commits what is pending and answers once it is searchable.

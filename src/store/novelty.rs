@@ -150,3 +150,21 @@ pub fn settle_all(conn: &Connection, tenant_id: &str, sigs: &[i64]) -> Result<()
     }
     Ok(())
 }
+
+/// Drops a tenant's pending counts (its events were deleted). Only the server's writer connection
+/// has them; on any other connection (the CLI) there is nothing to drop.
+pub fn forget_tenant(conn: &Connection, tenant_id: &str) -> Result<()> {
+    let has_table: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE name = 'novelty_pending')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(());
+    }
+    conn.execute(
+        "DELETE FROM temp.novelty_pending WHERE tenant_id = ?1",
+        [tenant_id],
+    )?;
+    Ok(())
+}

@@ -246,3 +246,48 @@ pub fn ensure_bootstrap(
 pub fn default_tenant_id(conn: &Connection) -> Result<Option<String>> {
     meta_get(conn, "bootstrap_tenant_id")
 }
+
+/// The tenant's data tables, children first (`reset_data`). Developers, keys, the plan and the
+/// limits are the tenant itself, not its data; usage counters stay too (quotas are measured by
+/// them, and a reset must not refill a month's quota).
+const DATA_TABLES: &[&str] = &[
+    "agent_messages",
+    "agent_sessions",
+    "invocations",
+    "agents",
+    "connectors",
+    "project_members",
+    "projects",
+    "artifact_versions",
+    "artifacts",
+    "memories",
+    "events",
+    "event_signatures",
+    "jobs",
+    "vault_audit",
+    "vault_items",
+    "vaults",
+];
+
+/// Deletes all of a tenant's data (`DATA_TABLES`) and, unless `keep_keys`, its API keys. Run on
+/// the writer connection, so the novelty counts of its unprocessed events go too. Returns whether
+/// the tenant exists.
+pub fn reset_data(conn: &Connection, id: &str, keep_keys: bool) -> Result<bool> {
+    if get(conn, id)?.is_none() {
+        return Ok(false);
+    }
+    for table in DATA_TABLES {
+        conn.execute(&format!("DELETE FROM {table} WHERE tenant_id = ?1"), [id])?;
+    }
+    if !keep_keys {
+        conn.execute("DELETE FROM api_keys WHERE tenant_id = ?1", [id])?;
+    }
+    crate::store::novelty::forget_tenant(conn, id)?;
+    Ok(true)
+}
+
+/// Deletes a tenant with everything it has (`ON DELETE CASCADE`). Returns whether it existed.
+pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
+    crate::store::novelty::forget_tenant(conn, id)?;
+    Ok(conn.execute("DELETE FROM tenants WHERE id = ?1", [id])? > 0)
+}

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod admin;
 mod capture;
 mod foundation;
 mod gateway;

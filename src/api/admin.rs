@@ -1,0 +1,176 @@
+//! The operator API `/v1/admin/*` (docs/api.md "Operator API"): tenants created, listed, deleted
+//! and reset, and a reset of everything — for the person who runs engram and for CI fixtures.
+//!
+//! Invariants:
+//! - The routes exist only when the operator set a token (`--admin-token`); otherwise they answer
+//!   404 like any unknown path. The token is compared in constant time; tenant keys never work
+//!   here, and failed attempts count against the caller's address like failed key logins.
+//! - A reset deletes a tenant's data (memory, agents, projects, vault) from the database, the
+//!   search index and the in-memory caches; developers, keys (unless `{"keys": false}`), the plan
+//!   and usage counters stay. The bootstrap tenant cannot be deleted, only reset.
+
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::http::{Ctx, Reply};
+use crate::plans::Plan;
+use crate::search::IndexOp;
+use crate::store::tenants;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+/// 404 unless the operator token is configured and presented.
+fn operator(ctx: &Ctx) -> Result<()> {
+    let Some(token) = ctx.state.config.admin_token.as_deref() else {
+        return Err(Error::NotFound(format!(
+            "no route for {} {}",
+            ctx.method, ctx.path
+        )));
+    };
+    let presented = ctx
+        .header("authorization")
+        .and_then(crate::auth::bearer_token)
+        .unwrap_or("");
+    if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+        return Ok(());
+    }
+    ctx.state.limits.auth_failed(ctx.peer, None)?;
+    Err(Error::Unauthorized(
+        "the operator API needs 'Authorization: Bearer <operator token>'".into(),
+    ))
+}
+
+fn tenant_json(t: &tenants::Tenant) -> Value {
+    json!({"id": t.id, "name": t.name, "plan": t.plan.as_str(), "createdAt": t.created_at})
+}
+
+/// Clears what the server holds in memory and in the index for a tenant whose data went away.
+async fn forget(state: &AppState, tenant_id: &str) {
+    state.auth.evict_tenant(tenant_id);
+    state.runtime.sessions.forget_tenant(tenant_id);
+    state.search.submit(IndexOp::DeleteTenant {
+        tenant_id: tenant_id.to_string(),
+    });
+    state.search.flush().await;
+}
+
+pub async fn create_tenant(ctx: Ctx) -> Result<Reply> {
+    operator(&ctx)?;
+    let body = ctx.json_object(false)?;
+    let name = match body.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 100 => {
+            s.trim().to_string()
+        }
+        _ => {
+            return Err(Error::validation(
+                "name",
+                "is required: a string of 1 to 100 characters",
+            ))
+        }
+    };
+    let plan = match body.get("plan") {
+        None | Some(Value::Null) => ctx.state.config.default_plan,
+        Some(Value::String(s)) => s
+            .parse::<Plan>()
+            .map_err(|m| Error::validation("plan", m))?,
+        Some(_) => return Err(Error::validation("plan", "must be a string")),
+    };
+    let email = match body.get("email") {
+        None | Some(Value::Null) => "owner@localhost".to_string(),
+        Some(Value::String(s)) => {
+            crate::api::registry::fields::email(s).map_err(|m| Error::validation("email", m))?
+        }
+        Some(_) => return Err(Error::validation("email", "must be a string")),
+    };
+    let created = ctx
+        .state
+        .db
+        .write(move |c| tenants::create_with_owner(c, &name, plan, &email, None))
+        .await?;
+    Ok(Reply::created(json!({
+        "tenant": tenant_json(&created.tenant),
+        "key": created.key,
+        "keyId": created.key_id,
+        "ownerId": created.owner.id,
+    })))
+}
+
+pub async fn list_tenants(ctx: Ctx) -> Result<Reply> {
+    operator(&ctx)?;
+    let all = ctx.state.db.read(tenants::list).await?;
+    let items: Vec<Value> = all.iter().map(tenant_json).collect();
+    Ok(Reply::ok(json!({"tenants": items, "total": items.len()})))
+}
+
+pub async fn delete_tenant(ctx: Ctx) -> Result<Reply> {
+    operator(&ctx)?;
+    let id = ctx.param(0).to_string();
+    let tid = id.clone();
+    let deleted = ctx
+        .state
+        .db
+        .write(move |c| {
+            if tenants::default_tenant_id(c)?.as_deref() == Some(tid.as_str()) {
+                return Err(Error::Conflict(
+                    "the tenant created at first start cannot be deleted; reset it instead".into(),
+                ));
+            }
+            tenants::delete(c, &tid)
+        })
+        .await?;
+    if !deleted {
+        return Err(Error::not_found("tenant"));
+    }
+    forget(&ctx.state, &id).await;
+    Ok(Reply::ok(json!({"id": id, "deleted": true})))
+}
+
+pub async fn reset_tenant(ctx: Ctx) -> Result<Reply> {
+    operator(&ctx)?;
+    let body = ctx.json_object(true)?;
+    let keep_keys = match body.get("keys") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(Error::validation("keys", "must be a boolean")),
+    };
+    let id = ctx.param(0).to_string();
+    let tid = id.clone();
+    let found = ctx
+        .state
+        .db
+        .write(move |c| tenants::reset_data(c, &tid, keep_keys))
+        .await?;
+    if !found {
+        return Err(Error::not_found("tenant"));
+    }
+    forget(&ctx.state, &id).await;
+    Ok(Reply::ok(
+        json!({"id": id, "reset": true, "keysKept": keep_keys}),
+    ))
+}
+
+pub async fn reset_all(ctx: Ctx) -> Result<Reply> {
+    operator(&ctx)?;
+    let (kept, deleted) = ctx
+        .state
+        .db
+        .write(|c| {
+            let keep = tenants::default_tenant_id(c)?;
+            let mut deleted = Vec::new();
+            for t in tenants::list(c)? {
+                if Some(&t.id) == keep.as_ref() {
+                    tenants::reset_data(c, &t.id, true)?;
+                } else {
+                    tenants::delete(c, &t.id)?;
+                    deleted.push(t.id);
+                }
+            }
+            Ok((keep, deleted))
+        })
+        .await?;
+    for id in kept.iter().chain(deleted.iter()) {
+        forget(&ctx.state, id).await;
+    }
+    Ok(Reply::ok(
+        json!({"reset": true, "tenantsDeleted": deleted.len(), "kept": kept}),
+    ))
+}
