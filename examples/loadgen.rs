@@ -526,6 +526,8 @@ fn main() {
         None => {
             let mut cfg = engram::config::Config::for_data_dir(dir.path());
             cfg.limits_enabled = args.limits;
+            // Throughput is measured without capture's backlog limit (a drain may exceed it).
+            cfg.max_backlog = 0;
             cfg.auto_learn_every = 0;
             let running = server_rt
                 .block_on(engram::start(cfg))
