@@ -19,6 +19,7 @@ pub mod capture;
 pub mod catalog;
 pub mod compiler;
 pub mod config;
+pub mod datadir;
 pub mod error;
 pub mod http;
 pub mod ids;
@@ -49,6 +50,8 @@ pub struct Running {
     /// The admin key created at first start, if this start created it.
     pub bootstrap_key: Option<String>,
     pub state: Arc<AppState>,
+    /// This server's hold on its data dir (`datadir`), released when it is dropped.
+    _lock: datadir::DirLock,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -126,6 +129,7 @@ fn open_vault_key(db: &store::Db, cfg: &Config) -> Result<vault::MasterKey> {
 
 /// Opens the data dir and starts serving.
 pub async fn start(config: Config) -> Result<Running> {
+    let lock = datadir::DirLock::acquire(&config.data_dir, "serve").map_err(Error::Unavailable)?;
     let cfg = config.clone();
     let (db, search, bootstrap) = tokio::task::spawn_blocking(move || -> Result<_> {
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
@@ -249,6 +253,7 @@ pub async fn start(config: Config) -> Result<Running> {
         addr,
         bootstrap_key: bootstrap.map(|b| b.key),
         state,
+        _lock: lock,
         stop,
         server,
     })

@@ -592,6 +592,7 @@ fn keys_command(cmd: KeysCommand) -> Result<(), String> {
             Ok(())
         }
         KeysCommand::List { data, tenant } => {
+            require_existing(&data.data_dir)?;
             let conn = open(&data.data_dir)?;
             let tenant_id = resolve_tenant(&conn, tenant)?;
             let rows = keys::list(&conn, &tenant_id, true).map_err(|e| e.to_string())?;
@@ -702,6 +703,7 @@ fn tenants_command(cmd: TenantsCommand) -> Result<(), String> {
             Ok(())
         }
         TenantsCommand::List { data } => {
+            require_existing(&data.data_dir)?;
             let conn = open(&data.data_dir)?;
             let default = tenants::default_tenant_id(&conn).map_err(|e| e.to_string())?;
             println!("{:<32} {:<11} {:<24} LIMIT OVERRIDES", "ID", "PLAN", "NAME");
@@ -793,6 +795,7 @@ fn connectors_command(cmd: ConnectorsCommand) -> Result<(), String> {
             Ok(())
         }
         ConnectorsCommand::List { data } => {
+            require_existing(&data.data_dir)?;
             let mut conn = open(&data.data_dir)?;
             let entries = in_tx(&mut conn, |c| {
                 catalog::seed(c)?;
@@ -831,7 +834,23 @@ fn connectors_command(cmd: ConnectorsCommand) -> Result<(), String> {
     }
 }
 
+/// Commands that only read a data dir refuse one that does not exist (exit 2) instead of creating
+/// an empty one and answering from it.
+fn require_existing(data_dir: &std::path::Path) -> Result<(), String> {
+    if data_dir.join("engram.db").is_file() {
+        return Ok(());
+    }
+    eprintln!(
+        "engram: {} is not an engram data dir (no engram.db there); give the right --data-dir \
+         or ENGRAM_DATA_DIR",
+        data_dir.display()
+    );
+    std::process::exit(2);
+}
+
 fn reindex(data_dir: &std::path::Path) -> Result<(), String> {
+    require_existing(data_dir)?;
+    let _lock = engram::datadir::DirLock::acquire(data_dir, "reindex")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -909,6 +928,7 @@ fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> Result<(), String
     if to.exists() {
         return Err(format!("{} already exists", to.display()));
     }
+    require_existing(data_dir)?;
     let conn = open(data_dir)?;
     conn.execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])
         .map_err(|e| e.to_string())?;

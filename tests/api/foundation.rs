@@ -459,3 +459,56 @@ async fn slow_headers_are_cut_off_by_the_header_read_timeout() {
     assert_eq!(s, 200);
     srv.shutdown().await;
 }
+
+/// One server per data dir: a second serve (in this process or another) and a reindex against a
+/// dir in use refuse, naming the holder's pid; read-only commands on a missing data dir exit 2.
+#[tokio::test]
+async fn a_data_dir_in_use_is_refused_and_a_missing_one_is_not_created() {
+    let srv = TestServer::start().await;
+    let second = engram::start(engram::config::Config::for_data_dir(srv.data_dir())).await;
+    let err = second
+        .err()
+        .expect("a second server on the same data dir is refused")
+        .to_string();
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    let data = srv.data_dir().display().to_string();
+    let out = std::process::Command::new(engram_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &data])
+        .env_remove("ENGRAM_BOOTSTRAP_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("in use by another engram") && text.contains("(serve)"),
+        "{text}"
+    );
+    let (ok, _, err) = run_cli(&["reindex", "--data-dir", &data]);
+    assert!(!ok && err.contains("in use"), "{err}");
+    // Commands that are safe beside a server still work.
+    let (ok, _, err) = run_cli(&["tenants", "list", "--data-dir", &data]);
+    assert!(ok, "{err}");
+    let dir = srv.shutdown().await;
+    // Once it stopped, the dir is free again.
+    let again = TestServer::start_in(dir, |_| {}).await;
+    again.shutdown().await;
+    // Read-only commands on a missing data dir say so and exit 2, creating nothing.
+    let missing = tempfile::tempdir().unwrap().path().join("nowhere");
+    let m = missing.display().to_string();
+    for args in [
+        vec!["tenants", "list", "--data-dir", &m],
+        vec!["keys", "list", "--data-dir", &m],
+        vec!["reindex", "--data-dir", &m],
+    ] {
+        let out = std::process::Command::new(engram_bin())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not an engram data dir"));
+        assert!(!missing.exists(), "{args:?} created the data dir");
+    }
+}
