@@ -83,31 +83,24 @@ pub fn sweep(conn: &Connection) -> Result<Vec<String>> {
 
 /// Starts the periodic sweep (when `config.auto_learn_sweep` is non-zero). It runs on the tokio
 /// runtime, does its SQL on the writer thread, and ends when `stop` turns true or is dropped.
-pub fn start_sweep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+pub fn start_sweep(state: Arc<AppState>, stop: watch::Receiver<bool>) {
     let period = state.config.auto_learn_sweep;
     if period.is_zero() {
         return;
     }
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        break;
-                    }
+    super::every(period, stop, move || {
+        let state = state.clone();
+        async move {
+            match state.db.write(sweep).await {
+                Ok(tenants) if !tenants.is_empty() => {
+                    tracing::info!(
+                        tenants = tenants.len(),
+                        "auto-learn sweep enqueued learn jobs"
+                    );
+                    state.jobs.ring(LEARN);
                 }
-                _ = ticker.tick() => {
-                    match state.db.write(sweep).await {
-                        Ok(tenants) if !tenants.is_empty() => {
-                            tracing::info!(tenants = tenants.len(), "auto-learn sweep enqueued learn jobs");
-                            state.jobs.ring(LEARN);
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "auto-learn sweep failed"),
-                    }
-                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "auto-learn sweep failed"),
             }
         }
     });

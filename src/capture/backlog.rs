@@ -97,34 +97,28 @@ impl Backlog {
 }
 
 /// Recounts the backlog every `REFRESH` until `stop` flips (nothing when unbounded).
-pub fn start(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+pub fn start(state: Arc<AppState>, stop: watch::Receiver<bool>) {
     let max = state.backlog.max();
     if max == 0 {
         return;
     }
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(REFRESH);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        break;
-                    }
+    super::every(REFRESH, stop, move || {
+        let state = state.clone();
+        async move {
+            let before = state.backlog.since.swap(0, Ordering::Relaxed);
+            let limit = max.saturating_mul(2);
+            match state
+                .db
+                .read(move |c| crate::store::events::count_pending(c, limit))
+                .await
+            {
+                Ok(n) => {
+                    let meanwhile = state.backlog.since.load(Ordering::Relaxed);
+                    state.backlog.set_count(n, meanwhile);
                 }
-                _ = ticker.tick() => {
-                    let before = state.backlog.since.swap(0, Ordering::Relaxed);
-                    let limit = max.saturating_mul(2);
-                    match state.db.read(move |c| crate::store::events::count_pending(c, limit)).await {
-                        Ok(n) => {
-                            let meanwhile = state.backlog.since.load(Ordering::Relaxed);
-                            state.backlog.set_count(n, meanwhile);
-                        }
-                        Err(e) => {
-                            state.backlog.since.fetch_add(before, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "could not count the capture backlog");
-                        }
-                    }
+                Err(e) => {
+                    state.backlog.since.fetch_add(before, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "could not count the capture backlog");
                 }
             }
         }

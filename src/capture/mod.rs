@@ -315,3 +315,29 @@ pub async fn capture_validated(
 pub fn invalid_error(errors: Vec<FieldError>) -> Error {
     Error::invalid(errors)
 }
+
+/// Runs `tick` every `period` (the first one a period from now) on the tokio runtime until `stop`
+/// turns true or is dropped; a tick that overruns delays the next one.
+pub(crate) fn every<F, Fut>(
+    period: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut tick: F,
+) where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                _ = ticker.tick() => tick().await,
+            }
+        }
+    });
+}
