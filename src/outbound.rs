@@ -15,7 +15,7 @@
 //! - Nothing the remote side sent is shown to the tenant: failures are described by our own
 //!   short texts (`describe_failure`).
 //!
-//! This module is a leaf: it imports nothing of the server above it.
+//! This module is a leaf: it imports nothing of the server above it (only `error::echo`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -239,7 +239,7 @@ impl Policy {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Refusal::Invalid(format!(
                 "must be an http or https URL, not '{}'",
-                crate_excerpt(url.scheme())
+                crate::error::echo(url.scheme())
             )));
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -325,10 +325,6 @@ impl Policy {
 
 fn port_of(url: &url::Url) -> u16 {
     url.port_or_known_default().unwrap_or(80)
-}
-
-fn crate_excerpt(s: &str) -> String {
-    s.chars().take(32).collect()
 }
 
 /// The class of an address engram does not call by default, or `None` for a public address.
@@ -449,7 +445,7 @@ pub fn describe_failure(
 
 /// The status of the first `HTTP nnn` in an error text (transport errors name the status first,
 /// before any of the body they quote).
-fn leading_http_status(detail: &str) -> Option<u16> {
+pub fn leading_http_status(detail: &str) -> Option<u16> {
     let i = detail.find("HTTP ")?;
     let digits: String = detail[i + 5..].chars().take(3).collect();
     let status: u16 = digits.parse().ok()?;

@@ -40,6 +40,10 @@ macro_rules! route {
     ($m:ident $p:literal $fam:ident $f:path, $cap:expr) => {
         Route::new(Method::$m, $p, Family::$fam, true, $cap, |ctx| Box::pin($f(ctx)))
     };
+    // Not authenticated by tenant key: the handler checks its own token (the operator API).
+    (@token $m:ident $p:literal $fam:ident $f:path) => {
+        Route::new(Method::$m, $p, Family::$fam, false, DEFAULT_CAP, |ctx| Box::pin($f(ctx)))
+    };
 }
 
 impl Route {
@@ -118,46 +122,11 @@ fn table() -> Vec<Route> {
         route!(PATCH "/v1/artifacts/{id}" Memory m::artifacts::patch),
         route!(GET "/v1/usage-metrics" Memory m::metrics::usage_metrics),
         // The operator API (docs/api.md "Operator API"): its own token, checked by the handlers.
-        Route::new(
-            Method::POST,
-            "/v1/admin/tenants",
-            Family::Memory,
-            false,
-            DEFAULT_CAP,
-            |ctx| Box::pin(api::admin::create_tenant(ctx)),
-        ),
-        Route::new(
-            Method::GET,
-            "/v1/admin/tenants",
-            Family::Memory,
-            false,
-            DEFAULT_CAP,
-            |ctx| Box::pin(api::admin::list_tenants(ctx)),
-        ),
-        Route::new(
-            Method::DELETE,
-            "/v1/admin/tenants/{id}",
-            Family::Memory,
-            false,
-            DEFAULT_CAP,
-            |ctx| Box::pin(api::admin::delete_tenant(ctx)),
-        ),
-        Route::new(
-            Method::POST,
-            "/v1/admin/tenants/{id}/reset",
-            Family::Memory,
-            false,
-            DEFAULT_CAP,
-            |ctx| Box::pin(api::admin::reset_tenant(ctx)),
-        ),
-        Route::new(
-            Method::POST,
-            "/v1/admin/reset",
-            Family::Memory,
-            false,
-            DEFAULT_CAP,
-            |ctx| Box::pin(api::admin::reset_all(ctx)),
-        ),
+        route!(@token POST "/v1/admin/tenants" Memory api::admin::create_tenant),
+        route!(@token GET "/v1/admin/tenants" Memory api::admin::list_tenants),
+        route!(@token DELETE "/v1/admin/tenants/{id}" Memory api::admin::delete_tenant),
+        route!(@token POST "/v1/admin/tenants/{id}/reset" Memory api::admin::reset_tenant),
+        route!(@token POST "/v1/admin/reset" Memory api::admin::reset_all),
         // The memory gateway (docs/api.md "Memory gateway").
         route!(POST "/v1/chat/completions" Memory m::gateway::chat_completions, 4 * MIB),
         // The vault (docs/api.md "Vault").

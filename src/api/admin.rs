@@ -43,13 +43,16 @@ fn tenant_json(t: &tenants::Tenant) -> Value {
     json!({"id": t.id, "name": t.name, "plan": t.plan.as_str(), "createdAt": t.created_at})
 }
 
-/// Clears what the server holds in memory and in the index for a tenant whose data went away.
-async fn forget(state: &AppState, tenant_id: &str) {
-    state.auth.evict_tenant(tenant_id);
-    state.runtime.sessions.forget_tenant(tenant_id);
-    state.search.submit(IndexOp::DeleteTenant {
-        tenant_id: tenant_id.to_string(),
-    });
+/// Clears what the server holds in memory and in the index for tenants whose data went away
+/// (one index commit for all of them).
+async fn forget<'a>(state: &AppState, tenant_ids: impl IntoIterator<Item = &'a String>) {
+    for tenant_id in tenant_ids {
+        state.auth.evict_tenant(tenant_id);
+        state.runtime.sessions.forget_tenant(tenant_id);
+        state.search.submit(IndexOp::DeleteTenant {
+            tenant_id: tenant_id.clone(),
+        });
+    }
     state.search.flush().await;
 }
 
@@ -120,7 +123,7 @@ pub async fn delete_tenant(ctx: Ctx) -> Result<Reply> {
     if !deleted {
         return Err(Error::not_found("tenant"));
     }
-    forget(&ctx.state, &id).await;
+    forget(&ctx.state, [&id]).await;
     Ok(Reply::ok(json!({"id": id, "deleted": true})))
 }
 
@@ -142,7 +145,7 @@ pub async fn reset_tenant(ctx: Ctx) -> Result<Reply> {
     if !found {
         return Err(Error::not_found("tenant"));
     }
-    forget(&ctx.state, &id).await;
+    forget(&ctx.state, [&id]).await;
     Ok(Reply::ok(
         json!({"id": id, "reset": true, "keysKept": keep_keys}),
     ))
@@ -167,9 +170,7 @@ pub async fn reset_all(ctx: Ctx) -> Result<Reply> {
             Ok((keep, deleted))
         })
         .await?;
-    for id in kept.iter().chain(deleted.iter()) {
-        forget(&ctx.state, id).await;
-    }
+    forget(&ctx.state, kept.iter().chain(deleted.iter())).await;
     Ok(Reply::ok(
         json!({"reset": true, "tenantsDeleted": deleted.len(), "kept": kept}),
     ))

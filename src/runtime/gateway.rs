@@ -11,7 +11,7 @@
 
 use super::providers::anthropic;
 use super::{DeltaSink, ModelReply, ModelRequest, Msg, ToolCall, ToolDef};
-use crate::outbound::describe_failure;
+use crate::outbound::{describe_failure, leading_http_status};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ pub enum Wire {
 }
 
 /// A resolved upstream.
+#[derive(Clone)]
 pub struct Upstream {
     pub wire: Wire,
     /// For OpenAI: the full chat-completions URL; for Anthropic: the base URL.
@@ -271,10 +272,7 @@ pub async fn call_anthropic(
         .await
         .map_err(|e| {
             let text = e.to_string();
-            match text
-                .find("HTTP ")
-                .and_then(|i| text[i + 5..].get(..3)?.parse::<u16>().ok())
-            {
+            match leading_http_status(&text) {
                 Some(status) => status_failure(status),
                 None => Failure::upstream(format!(
                     "the upstream model API failed: {}",

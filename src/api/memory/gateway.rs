@@ -283,20 +283,9 @@ async fn anthropic(
     }
     let (tx, out) = channel_body(64);
     let (notes_tx, mut notes) = tokio::sync::mpsc::unbounded_channel::<Note>();
-    let (model, up_http, up_url, up_key) = (
-        model.to_string(),
-        up.http.clone(),
-        up.url.clone(),
-        up.key.clone(),
-    );
+    let (model, up) = (model.to_string(), up.clone());
     tokio::spawn(async move {
         let frame = |v: Value| bytes::Bytes::from(format!("data: {v}\n\n"));
-        let up = Upstream {
-            wire: Wire::Anthropic,
-            url: up_url,
-            key: up_key,
-            http: up_http,
-        };
         let _ = tx
             .send(frame(gw::chunk_json(
                 &id,

@@ -254,6 +254,23 @@ async fn over_limit_bodies_get_a_readable_413() {
     srv.shutdown().await;
 }
 
+/// A client that asks `Expect: 100-continue` for an over-limit body is refused without being
+/// told to send it.
+#[tokio::test]
+async fn an_expect_continue_client_is_refused_before_it_sends() {
+    let srv = TestServer::start().await;
+    let mut s = connect(&srv).await;
+    let head = capture_head(
+        &srv.key,
+        &format!("content-length: {}\r\nexpect: 100-continue\r\n", 3 << 20),
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let resp = read_head(&mut s, Duration::from_secs(10)).await;
+    assert_eq!(status_of(&resp), Some(413), "{resp}");
+    assert!(!resp.contains("100 Continue"), "{resp}");
+    srv.shutdown().await;
+}
+
 /// Python's urllib writes the whole body before it reads: every try must read the 413.
 #[tokio::test]
 async fn python_clients_read_the_413() {
