@@ -15,7 +15,7 @@
 //! conversations (default `../shared/data/locomo-dev`); without it the benchmark says so and exits.
 //!
 //! Run: `cargo run --release --example recall_bench -- [--data DIR] [--budgets 500,1000,2000,4000]
-//! [--questions N]`. Talks only to 127.0.0.1, every loop is bounded by the data.
+//! [--questions N] [--no-date] [--show N]`. Talks only to 127.0.0.1, every loop is bounded by the data.
 
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -33,6 +33,7 @@ struct Turn {
 struct Question {
     text: String,
     evidence: Vec<String>,
+    category: i64,
 }
 
 struct Conversation {
@@ -84,6 +85,7 @@ fn load(path: &std::path::Path) -> Option<Conversation> {
                     (!evidence.is_empty()).then(|| Question {
                         text: q["question"].as_str().unwrap_or_default().to_string(),
                         evidence,
+                        category: q["category"].as_i64().unwrap_or(0),
                     })
                 })
                 .collect()
@@ -184,6 +186,10 @@ async fn main() {
         .split(',')
         .filter_map(|b| b.trim().parse().ok())
         .collect();
+    // Without the session dates (to see what they cost in tokens).
+    let no_date = argv.iter().any(|a| a == "--no-date");
+    // Print the packs of the first N questions at the smallest budget (to read what is packed).
+    let show: usize = arg("--show").and_then(|n| n.parse().ok()).unwrap_or(0);
     let max_questions: usize = arg("--questions")
         .and_then(|n| n.parse().ok())
         .unwrap_or(usize::MAX);
@@ -230,7 +236,11 @@ async fn main() {
                 .iter()
                 .map(|t| {
                     json!({"type": "message", "sessionId": format!("{agent}-s{}", t.session),
-                       "payload": {"role": t.speaker, "content": t.text, "date": t.date},
+                       "payload": if no_date {
+                           json!({"role": t.speaker, "content": t.text})
+                       } else {
+                           json!({"role": t.speaker, "content": t.text, "date": t.date})
+                       },
                        "metadata": {"agentId": agent, "diaId": t.dia_id}})
                 })
                 .collect();
@@ -288,9 +298,12 @@ async fn main() {
         "| budget | plain BM25 over turns | engram | engram p50 ms | engram p99 ms | mean entries |"
     );
     println!("|---|---|---|---|---|---|");
+    let mut shown = 0usize;
+    let mut categories = Vec::new();
     for &budget in &budgets {
         let (mut bm25_found, mut engram_found, mut entries) = (0usize, 0usize, 0usize);
         let mut latencies: Vec<f64> = Vec::new();
+        let mut by_category: std::collections::BTreeMap<i64, (usize, usize)> = Default::default();
         for (ci, c) in convs.iter().enumerate() {
             let texts: Vec<String> = c
                 .turns
@@ -327,6 +340,17 @@ async fn main() {
                 .await
                 .expect("json");
                 latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+                if budget == budgets[0] && shown < show {
+                    shown += 1;
+                    println!("\n## {} (evidence {:?})", q.text, q.evidence);
+                    for e in reply["data"]["entries"].as_array().into_iter().flatten() {
+                        println!(
+                            "- ({} tokens) {}",
+                            e["tokens"],
+                            e["content"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
                 let mut got: HashSet<String> = HashSet::new();
                 let list = reply["data"]["entries"].as_array().cloned();
                 for e in list.unwrap_or_default() {
@@ -341,7 +365,11 @@ async fn main() {
                         }
                     }
                 }
-                engram_found += q.evidence.iter().filter(|e| got.contains(*e)).count();
+                let hit = q.evidence.iter().filter(|e| got.contains(*e)).count();
+                engram_found += hit;
+                let cat = by_category.entry(q.category).or_insert((0, 0));
+                cat.0 += hit;
+                cat.1 += q.evidence.len();
             }
         }
         latencies.sort_by(f64::total_cmp);
@@ -352,6 +380,24 @@ async fn main() {
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
             entries as f64 / n_questions as f64
+        );
+        categories.push((budget, by_category));
+    }
+    println!("\nengram evidence recall by question category (LOCOMO: 1 multi-hop, 2 temporal, 3 open-domain, 4 single-hop)\n");
+    println!("| budget | category 1 | category 2 | category 3 | category 4 |");
+    println!("|---|---|---|---|---|");
+    for (budget, cats) in categories {
+        let cell = |k: i64| {
+            cats.get(&k)
+                .map(|(f, t)| format!("{:.3} ({t})", *f as f64 / (*t).max(1) as f64))
+                .unwrap_or_else(|| "–".into())
+        };
+        println!(
+            "| {budget} | {} | {} | {} | {} |",
+            cell(1),
+            cell(2),
+            cell(3),
+            cell(4)
         );
     }
     running.shutdown().await;

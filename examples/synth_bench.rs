@@ -422,8 +422,11 @@ fn raw_run(
                     let mut i = w;
                     while i < n && started.elapsed() < TIME_CAP {
                         let t = Instant::now();
-                        let terms = query::terms(&ti.index, &fields, &qs[i % qs.len()]);
-                        let q = query::text_query(terms);
+                        let exact = query::terms(&ti.index, fields.text, &qs[i % qs.len()]);
+                        let q = query::text_query(query::QueryTerms {
+                            stemmed: Vec::new(),
+                            exact,
+                        });
                         let hits = searcher
                             .search(q.as_ref(), &TopDocs::with_limit(limit).order_by_score())
                             .expect("search");

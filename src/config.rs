@@ -81,6 +81,35 @@ pub struct Config {
     pub anthropic_api_key: Option<String>,
     /// Model-name prefix → provider, first match wins (e.g. `gpt-=openai`).
     pub model_providers: Vec<(String, ProviderKind)>,
+    /// Where embeddings come from (default: the bundled model).
+    pub embeddings: EmbeddingsConfig,
+}
+
+/// An external OpenAI-compatible embeddings provider; `url: None` = the bundled model.
+#[derive(Clone, Debug, Default)]
+pub struct EmbeddingsConfig {
+    /// Base URL, e.g. `http://127.0.0.1:11434/v1` (requests go to `{url}/embeddings`).
+    pub url: Option<String>,
+    pub model: Option<String>,
+    pub api_key: Option<String>,
+}
+
+impl EmbeddingsConfig {
+    /// The provider this configuration names. `runtime` runs an external provider's requests.
+    pub fn embedder(
+        &self,
+        runtime: tokio::runtime::Handle,
+    ) -> crate::error::Result<crate::embed::Embedder> {
+        match &self.url {
+            None => Ok(crate::embed::Embedder::bundled()),
+            Some(url) => crate::embed::Embedder::external(
+                url,
+                self.model.as_deref().unwrap_or_default(),
+                self.api_key.clone(),
+                runtime,
+            ),
+        }
+    }
 }
 
 impl Config {
@@ -126,6 +155,7 @@ impl Config {
             anthropic_base_url: None,
             anthropic_api_key: None,
             model_providers: Vec::new(),
+            embeddings: EmbeddingsConfig::default(),
         }
     }
 

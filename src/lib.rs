@@ -20,6 +20,8 @@ pub mod catalog;
 pub mod compiler;
 pub mod config;
 pub mod datadir;
+pub mod dates;
+pub mod embed;
 pub mod error;
 pub mod http;
 pub mod ids;
@@ -140,14 +142,22 @@ pub async fn start(config: Config) -> Result<Running> {
         })?;
         let db = store::Db::open(&cfg.db_path(), cfg.read_pool_size)?;
         tokens::warm_up();
+        if cfg.embeddings.url.is_none() {
+            embed::model::StaticModel::bundled();
+        }
         let plan = cfg.default_plan;
         let key = cfg.bootstrap_key.clone();
         let bootstrap =
             db.write_blocking(move |c| store::tenants::ensure_bootstrap(c, plan, key.as_deref()))?;
         db.write_blocking(catalog::seed)?;
-        let search = search::Search::open(&cfg.index_dir())?;
+        let embedder = cfg.embeddings.embedder(tokio::runtime::Handle::current())?;
+        let search = search::Search::open(&cfg.index_dir(), embedder)?;
         if search.needs_rebuild {
-            let n = search::rebuild::rebuild(&db, &search)?;
+            let n = search::rebuild::rebuild(&db, &search, |done, total| {
+                if total > 0 && (done == total || done % 50_000 < 5_000) {
+                    tracing::info!(done, total, "rebuilding the search index");
+                }
+            })?;
             if n > 0 {
                 tracing::warn!(
                     documents = n,

@@ -50,8 +50,9 @@ enum Command {
         #[command(subcommand)]
         command: ConnectorsCommand,
     },
-    /// Rebuild the search index from the database (stop the server first).
-    Reindex(DataDirArg),
+    /// Rebuild the search index from the database, re-embedding every document (stop the server
+    /// first). Pass the same embeddings options the server runs with.
+    Reindex(ReindexArgs),
     /// Manage the vault's master key.
     Vault {
         #[command(subcommand)]
@@ -65,6 +66,52 @@ enum Command {
         #[arg(long, env = "ENGRAM_BACKUP_TO")]
         to: PathBuf,
     },
+}
+
+#[derive(Args, Clone)]
+struct ReindexArgs {
+    #[command(flatten)]
+    data: DataDirArg,
+    #[command(flatten)]
+    embeddings: EmbeddingArgs,
+}
+
+/// Where embeddings come from: the bundled model unless an OpenAI-compatible provider is named.
+#[derive(Args, Clone)]
+struct EmbeddingArgs {
+    /// Base URL of an OpenAI-compatible embeddings API (OpenAI, Ollama, vLLM, llama.cpp), e.g.
+    /// http://127.0.0.1:11434/v1; requests go to URL/embeddings. Default: the bundled offline
+    /// model. Changing it rebuilds (re-embeds) the search index at the next start.
+    #[arg(long, env = "ENGRAM_EMBEDDINGS_URL")]
+    embeddings_url: Option<String>,
+    /// The model name sent to that API (required with --embeddings-url).
+    #[arg(long, env = "ENGRAM_EMBEDDINGS_MODEL")]
+    embeddings_model: Option<String>,
+    /// Bearer token for that API.
+    #[arg(long, env = "ENGRAM_EMBEDDINGS_KEY", hide_env_values = true)]
+    embeddings_key: Option<String>,
+}
+
+impl EmbeddingArgs {
+    fn config(&self) -> Result<engram::config::EmbeddingsConfig, String> {
+        let url = self.embeddings_url.clone().filter(|u| !u.trim().is_empty());
+        if url.is_some()
+            && self
+                .embeddings_model
+                .as_deref()
+                .map_or(true, |m| m.trim().is_empty())
+        {
+            return Err("--embeddings-model is required with --embeddings-url".into());
+        }
+        if url.is_none() && self.embeddings_model.is_some() {
+            return Err("--embeddings-model needs --embeddings-url (the bundled model has no choice of model)".into());
+        }
+        Ok(engram::config::EmbeddingsConfig {
+            url,
+            model: self.embeddings_model.clone(),
+            api_key: self.embeddings_key.clone().filter(|k| !k.is_empty()),
+        })
+    }
 }
 
 #[derive(Args, Clone)]
@@ -84,6 +131,8 @@ enum LogFormatArg {
 struct ServeArgs {
     #[command(flatten)]
     data: DataDirArg,
+    #[command(flatten)]
+    embeddings: EmbeddingArgs,
     /// Address to listen on.
     #[arg(long, env = "ENGRAM_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -346,7 +395,7 @@ fn main() -> ExitCode {
         Command::Keys { command } => keys_command(command),
         Command::Tenants { command } => tenants_command(command),
         Command::Connectors { command } => connectors_command(command),
-        Command::Reindex(d) => reindex(&d.data_dir),
+        Command::Reindex(r) => reindex(&r.data.data_dir, &r.embeddings),
         Command::Vault {
             command: VaultCommand::RotateKey { data },
         } => rotate_vault_key(&data.data_dir),
@@ -441,6 +490,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     config.anthropic_api_key = a.anthropic_api_key;
     config.model_providers = Config::parse_model_providers(&a.model_providers)
         .map_err(|e| format!("--model-providers: {e}"))?;
+    config.embeddings = a.embeddings.config()?;
     init_logging(config.log_format);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -848,20 +898,81 @@ fn require_existing(data_dir: &std::path::Path) -> Result<(), String> {
     std::process::exit(2);
 }
 
-fn reindex(data_dir: &std::path::Path) -> Result<(), String> {
+fn reindex(data_dir: &std::path::Path, embeddings: &EmbeddingArgs) -> Result<(), String> {
     require_existing(data_dir)?;
+    let embeddings = embeddings.config()?;
     let _lock = engram::datadir::DirLock::acquire(data_dir, "reindex")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let n = engram::search::rebuild::rebuild_data_dir(data_dir)
-            .await
-            .map_err(|e| e.to_string())?;
-        eprintln!("reindexed {n} documents");
-        Ok(())
-    })
+    let embedder = embeddings
+        .embedder(runtime.handle().clone())
+        .map_err(|e| e.to_string())?;
+    eprintln!("embedding model: {}", embedder.model_id());
+    let progress = Progress::new("reindex", "documents");
+    let n = runtime.block_on(async {
+        engram::search::rebuild::rebuild_data_dir(data_dir, embedder, move |done, total| {
+            progress.update(done, total)
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })?;
+    eprintln!("reindexed {n} documents");
+    Ok(())
+}
+
+/// Progress of a long command: a bar on a terminal, a plain line every tenth otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    label: &'static str,
+    unit: &'static str,
+    last_tenth: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new(label: &'static str, unit: &'static str) -> Progress {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_message(label);
+            b
+        });
+        Progress {
+            bar,
+            label,
+            unit,
+            last_tenth: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn update(&self, done: u64, total: u64) {
+        match &self.bar {
+            Some(b) => {
+                b.set_length(total);
+                b.set_position(done);
+                if done >= total {
+                    b.finish();
+                }
+            }
+            None => {
+                let tenth = (done * 10).checked_div(total).unwrap_or(10);
+                let before = self
+                    .last_tenth
+                    .swap(tenth, std::sync::atomic::Ordering::Relaxed);
+                if tenth != before {
+                    eprintln!("{}: {done}/{total} {}", self.label, self.unit);
+                }
+            }
+        }
+    }
 }
 
 fn rotate_vault_key(data_dir: &std::path::Path) -> Result<(), String> {

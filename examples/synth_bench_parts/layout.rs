@@ -36,7 +36,10 @@ fn run(index: &Index, qs: &[String], n: usize, filtered: bool) -> Lat {
             break;
         }
         let t = Instant::now();
-        let text = query::text_query(query::terms(index, &f, q));
+        let text = query::text_query(query::QueryTerms {
+            stemmed: Vec::new(),
+            exact: query::terms(index, f.text, q),
+        });
         let query: Box<dyn Query> = if filtered {
             let tenant: Box<dyn Query> = Box::new(TermQuery::new(
                 Term::from_field_text(f.tenant, "T0"),

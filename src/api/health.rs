@@ -58,6 +58,11 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
     if !search.healthy {
         alerts.push(json!({"subsystem": "search", "severity": "critical", "message": "the search indexer is not running or its last commit failed"}));
     }
+    if search.embed_failures > 0 {
+        alerts.push(json!({"subsystem": "search", "severity": "warning", "message": format!(
+            "{} documents were indexed without a vector (the embeddings provider failed); run engram reindex",
+            search.embed_failures)}));
+    }
     let mut queues = serde_json::Map::new();
     let mut backlog = 0u64;
     for (kind, waiting, failed) in counts.as_deref().unwrap_or(&[]) {
@@ -108,6 +113,10 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
                 "pendingDocuments": search.pending,
                 "capturedSeq": captured_seq,
                 "searchableSeq": searchable_seq,
+                "embeddings": {
+                    "model": search.embedding_model,
+                    "documentsWithoutVector": search.embed_failures,
+                },
             },
             "workers": {
                 "status": status_of(workers_ok),

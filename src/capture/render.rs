@@ -30,6 +30,25 @@ fn text_of(v: &Value) -> String {
     }
 }
 
+/// Whether `text` begins with `word` (any case) followed by a non-letter.
+fn starts_with_word(text: &str, word: &str) -> bool {
+    text.get(..word.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(word))
+        && !text[word.len()..]
+            .chars()
+            .next()
+            .is_some_and(char::is_alphanumeric)
+}
+
+/// `; label: value`, or `; value` when the value already begins with the label (`error: …`).
+fn labelled(label: &str, value: &str) -> String {
+    if starts_with_word(value, label) {
+        format!("; {value}")
+    } else {
+        format!("; {label}: {value}")
+    }
+}
+
 struct Fields<'a> {
     map: &'a Map<String, Value>,
     used: Vec<&'a str>,
@@ -68,14 +87,36 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn sentence(event_type: &str, f: &mut Fields<'_>) -> String {
+fn sentence(event_type: &str, f: &mut Fields<'_>, said_at: Option<&str>) -> String {
     let or = |o: Option<String>, d: &str| o.unwrap_or_else(|| d.to_string());
     let failed = crate::capture::salience::failure_signal(f.map);
     match event_type {
         "message" => {
             let role = or(f.take(&["role", "speaker", "author"]), "message");
             let content = or(f.take(&["content", "text", "message", "body"]), "");
-            format!("{role}: {content}")
+            // The day the turn was said on, when the caller gives one (a dialogue's session
+            // date), in front in one compact form; relative time in the turn ("yesterday") gets
+            // its date beside it, counted from that day or else from when it was captured.
+            let given = f.take(&[
+                "date",
+                "sessionDate",
+                "session_date",
+                "datetime",
+                "timestamp",
+            ]);
+            let day = given.as_deref().and_then(crate::dates::parse_day);
+            let anchor = day.or_else(|| said_at.and_then(crate::dates::parse_day));
+            let content = match anchor {
+                Some(a) => crate::dates::resolve_relative(&content, a),
+                None => content,
+            };
+            match (day, given) {
+                (Some(d), _) => format!("[{}] {role}: {content}", crate::dates::format_day(d)),
+                (None, Some(g)) if !g.contains(']') && g.chars().count() <= 64 => {
+                    format!("[{g}] {role}: {content}")
+                }
+                _ => format!("{role}: {content}"),
+            }
         }
         "tool_call" => {
             let tool = or(f.take(&["tool_name", "toolName", "tool", "name"]), "a tool");
@@ -132,7 +173,7 @@ fn sentence(event_type: &str, f: &mut Fields<'_>) -> String {
                 (None, false) => {}
             }
             if let Some(e) = f.take(&["stderr", "error"]) {
-                s.push_str(&format!("; error: {e}"));
+                s.push_str(&labelled("error", &e));
             }
             if let Some(o) = f.take(&["stdout", "output"]) {
                 s.push_str(&format!("; output: {o}"));
@@ -164,10 +205,15 @@ fn sentence(event_type: &str, f: &mut Fields<'_>) -> String {
             s
         }
         "outcome" => {
-            let result = or(
-                f.take(&["status", "result", "outcome", "success"]),
-                if failed { "failure" } else { "recorded" },
-            );
+            let result = match f
+                .take(&["status", "result", "outcome", "success"])
+                .as_deref()
+            {
+                Some("true") => "success".to_string(),
+                Some("false") => "failure".to_string(),
+                Some(other) => other.to_string(),
+                None => (if failed { "failure" } else { "recorded" }).to_string(),
+            };
             match f.take(&["summary", "description", "message", "content"]) {
                 Some(d) => format!("Outcome: {result} — {d}"),
                 None => format!("Outcome: {result}"),
@@ -188,6 +234,7 @@ fn sentence(event_type: &str, f: &mut Fields<'_>) -> String {
             let msg = or(f.take(&["message", "error", "content"]), "an error");
             match f.take(&["code", "type", "name"]) {
                 Some(c) => format!("Error {c}: {msg}"),
+                None if starts_with_word(&msg, "error") => msg,
                 None => format!("Error: {msg}"),
             }
         }
@@ -219,15 +266,16 @@ fn sentence(event_type: &str, f: &mut Fields<'_>) -> String {
     }
 }
 
-/// The episodic memory text of an event.
-pub fn memory_text(event_type: &str, payload: &Value) -> String {
+/// The episodic memory text of an event captured at `said_at` (RFC 3339; it dates relative time
+/// in a message that carries no date of its own).
+pub fn memory_text(event_type: &str, payload: &Value, said_at: Option<&str>) -> String {
     let empty = Map::new();
     let map = payload.as_object().unwrap_or(&empty);
     let mut fields = Fields {
         map,
         used: Vec::new(),
     };
-    let mut text = sentence(event_type, &mut fields);
+    let mut text = sentence(event_type, &mut fields, said_at);
     let rest = fields.rest();
     if !rest.is_empty() {
         text.push_str(" (");
@@ -247,27 +295,64 @@ mod tests {
         assert_eq!(
             memory_text(
                 "message",
-                &json!({"role": "user", "content": "Deploy the payment service"})
+                &json!({"role": "user", "content": "Deploy the payment service"}),
+                None
             ),
             "user: Deploy the payment service"
         );
         assert_eq!(
             memory_text(
                 "command_exec",
-                &json!({"command": "cargo test", "exitCode": 101, "stderr": "boom"})
+                &json!({"command": "cargo test", "exitCode": 101, "stderr": "boom"}),
+                None
             ),
             "Ran `cargo test` (exit code 101, failed); error: boom"
         );
         assert_eq!(
             memory_text(
                 "tool_call",
-                &json!({"tool_name": "search", "input": "query", "extra": 1})
+                &json!({"tool_name": "search", "input": "query", "extra": 1}),
+                None
             ),
             "Called tool search with query (extra: 1)"
         );
+        assert_eq!(
+            memory_text(
+                "message",
+                &json!({"role": "Caroline", "content": "I went to a support group yesterday.",
+                        "date": "1:56 pm on 8 May, 2023"}),
+                None
+            ),
+            "[8 May 2023] Caroline: I went to a support group yesterday (7 May 2023)."
+        );
+        assert_eq!(
+            memory_text(
+                "command_exec",
+                &json!({"command": "kubectl apply -f ns.yaml", "exitCode": 1,
+                        "stderr": "error: namespace \"prod\" not found"}),
+                None
+            ),
+            "Ran `kubectl apply -f ns.yaml` (exit code 1, failed); error: namespace \"prod\" not found"
+        );
+        assert_eq!(
+            memory_text("error", &json!({"message": "Error: disk full"}), None),
+            "Error: disk full"
+        );
+        assert_eq!(
+            memory_text("error", &json!({"message": "errno 28"}), None),
+            "Error: errno 28"
+        );
+        assert_eq!(
+            memory_text(
+                "outcome",
+                &json!({"success": true, "summary": "deployed v2"}),
+                None
+            ),
+            "Outcome: success — deployed v2"
+        );
         let long = "x".repeat(10_000);
         assert!(
-            memory_text("observation", &json!({ "content": long }))
+            memory_text("observation", &json!({ "content": long }), None)
                 .chars()
                 .count()
                 <= 4001

@@ -121,7 +121,7 @@ fn prepare(tenant: &str, rows: Vec<events::EventRow>) -> Vec<Prepared> {
                 signature,
                 memory: memories::NewEpisodic {
                     id: memories::episodic_id(&e.id),
-                    content: render::memory_text(&e.event_type, &payload),
+                    content: render::memory_text(&e.event_type, &payload, Some(&e.created_at)),
                     agent_id: e.agent_id,
                     session_id: e.session_id,
                     event_id: e.id,

@@ -34,7 +34,13 @@ struct State {
     shared: Arc<Shared>,
     fields: Fields,
     writers: HashMap<String, Writer>,
+    /// Upserts waiting for their embeddings (embedded as one batch: one request to an external
+    /// provider), added before any other operation or commit so the order of operations holds.
+    upserts: Vec<SearchDoc>,
 }
+
+/// Upserts embedded together at most.
+const EMBED_BATCH: usize = crate::embed::EXTERNAL_BATCH;
 
 impl State {
     fn writer(&mut self, tenant_id: &str) -> Option<&mut Writer> {
@@ -75,7 +81,7 @@ impl State {
         Some(w)
     }
 
-    fn document(&self, d: &SearchDoc) -> TantivyDocument {
+    fn document(&self, d: &SearchDoc, vector: Option<&[f32]>) -> TantivyDocument {
         let f = &self.fields;
         let key = schema::doc_key(&d.doc_id);
         let mut document = doc!(
@@ -84,6 +90,7 @@ impl State {
             f.kind => d.kind,
             f.section => d.section,
             f.text => d.text.as_str(),
+            f.text_en => d.text.as_str(),
             f.created => d.created_ms,
             f.confidence => d.confidence.clamp(0.0, 1.0),
             f.salience => d.salience.clamp(0.0, 1.0),
@@ -106,23 +113,61 @@ impl State {
         for t in &d.tags {
             document.add_text(f.tags, t);
         }
+        if let Some(v) = vector {
+            document.add_bytes(f.vec, &crate::embed::quantize(v));
+        }
         document
     }
 
-    /// Applies one op; returns a flush waiter, if it was a flush.
-    fn apply(&mut self, op: IndexOp) -> Option<Sender<()>> {
+    /// Embeds the waiting upserts and adds them. A provider that fails (after its retries) leaves
+    /// them searchable by words alone, and says so in the log and in health.
+    fn add_upserts(&mut self) {
+        if self.upserts.is_empty() {
+            return;
+        }
+        let docs = std::mem::take(&mut self.upserts);
+        let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+        let vectors = match self.shared.embedder.embed_batch(&texts) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, documents = docs.len(),
+                    "embedding failed; these documents are indexed for keyword search only");
+                self.shared
+                    .embed_failures
+                    .fetch_add(docs.len() as u64, Ordering::Relaxed);
+                vec![None; docs.len()]
+            }
+        };
         let doc_id_field = self.fields.doc_id;
-        match op {
-            IndexOp::Upsert(d) => {
-                let document = self.document(&d);
-                if let Some(w) = self.writer(&d.tenant_id) {
-                    w.writer
-                        .delete_term(Term::from_field_text(doc_id_field, &d.doc_id));
-                    if let Err(e) = w.writer.add_document(document) {
-                        tracing::error!(error = %e, "could not index a document");
-                    }
+        for (d, v) in docs.iter().zip(vectors) {
+            let document = self.document(d, v.as_deref());
+            if let Some(w) = self.writer(&d.tenant_id) {
+                w.writer
+                    .delete_term(Term::from_field_text(doc_id_field, &d.doc_id));
+                if let Err(e) = w.writer.add_document(document) {
+                    tracing::error!(error = %e, "could not index a document");
                 }
             }
+        }
+    }
+
+    /// Applies one op; returns a flush waiter, if it was a flush. Upserts wait in `upserts` until
+    /// a batch is full or another op (or a commit) comes, so operations still apply in order.
+    fn apply(&mut self, op: IndexOp) -> Option<Sender<()>> {
+        let doc_id_field = self.fields.doc_id;
+        let op = match op {
+            IndexOp::Upsert(d) => {
+                self.upserts.push(*d);
+                if self.upserts.len() >= EMBED_BATCH {
+                    self.add_upserts();
+                }
+                return None;
+            }
+            other => other,
+        };
+        self.add_upserts();
+        match op {
+            IndexOp::Upsert(_) => {}
             IndexOp::DeleteDoc { tenant_id, doc_id } => {
                 if self.shared.tenant(&tenant_id).is_some() {
                     if let Some(w) = self.writer(&tenant_id) {
@@ -189,6 +234,7 @@ impl State {
 
     /// Commits every dirty writer and reloads its reader.
     fn commit(&mut self) {
+        self.add_upserts();
         let mut ok = true;
         for (tenant_id, w) in self.writers.iter_mut().filter(|(_, w)| w.dirty) {
             w.dirty = false;
@@ -236,6 +282,7 @@ pub(super) fn run(shared: Arc<Shared>, rx: Receiver<IndexOp>) {
         fields: shared.fields,
         shared,
         writers: HashMap::new(),
+        upserts: Vec::new(),
     };
     let mut pending = 0usize;
     let mut first_pending: Option<Instant> = None;

@@ -27,6 +27,7 @@ pub mod pack_text;
 pub mod query;
 pub mod rebuild;
 pub mod schema;
+pub mod vectors;
 
 use crate::error::{Error, Result};
 use crossbeam_channel::Sender;
@@ -40,7 +41,11 @@ use std::time::Duration;
 use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 
 const MARKER: &str = "engram-index.json";
-const LAYOUT: &str = r#"{"layout":"per-tenant","version":3}"#;
+/// The marker's content: the layout, its version and the embedding model the vectors come from.
+fn marker_text(model_id: &str) -> String {
+    serde_json::json!({"layout": "per-tenant", "version": 4, "embeddingModel": model_id})
+        .to_string()
+}
 
 /// One searchable item.
 #[derive(Clone, Debug)]
@@ -92,6 +97,8 @@ pub struct SearchStats {
     pub last_commit_at: Option<String>,
     pub pending: u64,
     pub healthy: bool,
+    pub embedding_model: String,
+    pub embed_failures: u64,
 }
 
 /// A tenant's index and its reader.
@@ -100,6 +107,8 @@ pub struct TenantIndex {
     pub reader: IndexReader,
     /// Opened fast-field columns of its segments.
     pub columns: query::ColumnCache,
+    /// Loaded embedding vectors of its segments.
+    pub vectors: vectors::VectorCache,
 }
 
 pub(crate) struct Shared {
@@ -109,6 +118,9 @@ pub(crate) struct Shared {
     last_commit_at: Mutex<Option<String>>,
     pending: AtomicU64,
     failed: AtomicBool,
+    embedder: crate::embed::Embedder,
+    /// Documents indexed without a vector because the embedding provider failed.
+    embed_failures: AtomicU64,
 }
 
 /// The search index handle (cheap to clone).
@@ -189,6 +201,7 @@ fn open_all(root: &Path) -> std::result::Result<HashMap<String, Arc<TenantIndex>
                 index,
                 reader,
                 columns: Default::default(),
+                vectors: Default::default(),
             }),
         );
     }
@@ -232,6 +245,7 @@ impl Shared {
             index,
             reader,
             columns: Default::default(),
+            vectors: Default::default(),
         });
         self.tenants
             .write()
@@ -243,13 +257,17 @@ impl Shared {
 
 impl Search {
     /// Opens (or creates) the index root `dir` and starts the indexer thread. An unreadable or
-    /// outdated index is wiped and `needs_rebuild` set.
-    pub fn open(dir: &Path) -> Result<Search> {
+    /// outdated index, or one whose vectors come from another embedding model, is wiped and
+    /// `needs_rebuild` set.
+    pub fn open(dir: &Path, embedder: crate::embed::Embedder) -> Result<Search> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))?;
-        let marker_ok = std::fs::read_to_string(dir.join(MARKER))
-            .map(|s| s.trim() == LAYOUT)
-            .unwrap_or(false);
+        let marker = std::fs::read_to_string(dir.join(MARKER)).unwrap_or_default();
+        let marker_ok = marker.trim() == marker_text(embedder.model_id());
+        if !marker_ok && !marker.is_empty() {
+            tracing::warn!(index = %marker.trim(), wanted = %marker_text(embedder.model_id()),
+                "search index was built differently (layout or embedding model); rebuilding it");
+        }
         let opened = if marker_ok {
             open_all(dir)
         } else {
@@ -274,6 +292,8 @@ impl Search {
             last_commit_at: Mutex::new(None),
             pending: AtomicU64::new(0),
             failed: AtomicBool::new(false),
+            embedder,
+            embed_failures: AtomicU64::new(0),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let handle = {
@@ -298,6 +318,11 @@ impl Search {
 
     pub fn dir(&self) -> &Path {
         &self.shared.root
+    }
+
+    /// The embedding provider of this index (queries are embedded with it too).
+    pub fn embedder(&self) -> &crate::embed::Embedder {
+        &self.shared.embedder
     }
 
     /// A searcher over the tenant's index (`None`: the tenant has nothing indexed).
@@ -351,8 +376,11 @@ impl Search {
 
     /// Records that the index is complete (after a rebuild): later starts trust it.
     pub fn mark_complete(&self) -> Result<()> {
-        std::fs::write(self.shared.root.join(MARKER), LAYOUT)
-            .map_err(|e| Error::Internal(format!("cannot write the index marker: {e}")))
+        std::fs::write(
+            self.shared.root.join(MARKER),
+            marker_text(self.shared.embedder.model_id()),
+        )
+        .map_err(|e| Error::Internal(format!("cannot write the index marker: {e}")))
     }
 
     pub fn stats(&self) -> SearchStats {
@@ -380,6 +408,8 @@ impl Search {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             pending: self.shared.pending.load(Ordering::Relaxed),
+            embedding_model: self.shared.embedder.model_id().to_string(),
+            embed_failures: self.shared.embed_failures.load(Ordering::Relaxed),
             healthy: !self.shared.failed.load(Ordering::Relaxed)
                 && self
                     .indexer

@@ -1,17 +1,22 @@
 //! Context packs: the ranked candidates of a search, packed greedily into a token budget.
 //!
 //! Invariants:
-//! - `used ≤ limit`, always: an entry is included only if its whole token count (cl100k_base,
-//!   counted when it was indexed, of exactly the text shown) fits in what is left; an entry that
-//!   does not fit is dropped and the next, smaller ones are still considered.
-//! - Only what SQLite says is current is shown: every included entry is re-read by (tenant, id)
-//!   and dropped from the candidates when its row is gone, not `active`, or now below
+//! - `used ≤ limit`, always: an entry is included only if its whole token count (cl100k_base, of
+//!   exactly the text shown) fits in what is left; an entry that does not fit is dropped and the
+//!   next, smaller ones are still considered.
+//! - Only what SQLite says is current is shown: candidates are re-read by (tenant, id) in rank
+//!   order, a chunk at a time, and skipped when their row is gone, not `active`, or now below
 //!   `minConfidence` — so a deprecated or superseded artifact leaves packs the moment its status
-//!   changes, before the index commit catches up. Its text comes from that row too; when it is
-//!   no longer the indexed text (hash differs) its tokens are counted again. The packing is then
-//!   redone with what was learned, until it is stable.
+//!   changes, before the index commit catches up. The text comes from that row too; when it is
+//!   no longer the indexed text (hash differs) its tokens are counted again.
+//! - Conversations read as conversations: a memory of a `message` event is shown with the turns
+//!   just before and after it in its session (capture order) when they fit, as one entry whose
+//!   provenance names every turn; a turn shown that way is not shown again. The date a turn was
+//!   said in (`[date] ` from `capture::render`) is written once per entry.
+//! - An entry whose words repeat one already packed (same text up to case, punctuation, date and
+//!   speaker) is left out: a pack never repeats a line.
 //! - Deterministic: candidates arrive in a total order (`query`), and packing is a pure function
-//!   of that order and the budget.
+//!   of that order, the rows and the budget.
 //!
 //! Candidates considered: the best-ranked matches holding about 1.25 × the budget in tokens (or
 //! all matches, if fewer). `source tokens` are the tokens of every candidate considered
@@ -20,12 +25,10 @@
 use super::query::{self, Candidate, Spec};
 use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::store::pack_rows::Around;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-
-/// Re-validation rounds before the pack is settled with only validated entries.
-const MAX_ROUNDS: usize = 4;
 
 /// A synthesize request, after validation.
 #[derive(Clone, Debug)]
@@ -74,6 +77,17 @@ pub struct PackEntry {
     pub evidence_count: i64,
     pub event_id: Option<String>,
     pub session_id: Option<String>,
+    /// Neighbouring turns joined into this entry (their ids are in its provenance too).
+    pub joined: Vec<Joined>,
+}
+
+/// A memory shown inside another entry (a neighbouring turn of a conversation).
+#[derive(Clone, Debug)]
+pub struct Joined {
+    pub source_id: String,
+    pub event_id: Option<String>,
+    pub session_id: Option<String>,
+    pub detail_type: String,
 }
 
 #[derive(Clone, Debug)]
@@ -129,148 +143,249 @@ fn gather(
     query::search(searcher, tenant, fields, spec, k).map(|(c, _)| c)
 }
 
-/// Greedy packing of the candidates (in rank order, with token counts `tokens`) minus
-/// `excluded`: (included indexes, dropped count, source tokens, used tokens).
-fn pack_indexes(
-    tokens: &[u64],
-    limit: u64,
-    excluded: &HashSet<usize>,
-) -> (Vec<usize>, usize, u64, u64) {
-    let (mut included, mut dropped, mut source, mut used) = (Vec::new(), 0usize, 0u64, 0u64);
-    for (i, &t) in tokens.iter().enumerate() {
-        if excluded.contains(&i) || t == 0 {
+/// Candidates validated per read: enough to fill what is left of the budget 1.25 times over at
+/// their indexed token counts, at least this many.
+const MIN_CHUNK: usize = 8;
+
+/// The words of a text, lower-cased, for spotting entries that say the same thing.
+fn dedup_key(text: &str) -> String {
+    let body = strip_date(text).1;
+    let body = body.split_once(": ").map(|(_, rest)| rest).unwrap_or(body);
+    body.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A conversational memory's leading `[date] ` (from `capture::render`) and the rest.
+fn strip_date(text: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = text.strip_prefix('[') {
+        if let Some((date, body)) = rest.split_once("] ") {
+            if !date.contains('\n') && date.len() <= 64 {
+                return (Some(date), body);
+            }
+        }
+    }
+    (None, text)
+}
+
+/// A validated memory or artifact, ready to show.
+struct Shown {
+    row: crate::store::pack_rows::CurrentRow,
+    content: String,
+    tokens: u64,
+}
+
+/// Turns of a conversation joined into one entry, in capture order: the first keeps its date, the
+/// others drop it when it is the same.
+fn join_turns(turns: &[&str]) -> String {
+    let mut out = String::new();
+    let mut first_date: Option<&str> = None;
+    for (i, t) in turns.iter().enumerate() {
+        let (date, body) = strip_date(t);
+        if i == 0 {
+            first_date = date;
+            out.push_str(t);
             continue;
         }
-        source += t;
-        if used + t <= limit {
-            used += t;
-            included.push(i);
+        out.push('\n');
+        if date.is_some() && date == first_date {
+            out.push_str(body);
         } else {
-            dropped += 1;
+            out.push_str(t);
         }
     }
-    (included, dropped, source, used)
+    out
 }
 
-/// A hit as SQLite has it now.
-struct Current {
-    confidence: f64,
-    /// Artifact type or memory kind.
-    detail_type: String,
-    evidence_count: i64,
-    event_id: Option<String>,
-    session_id: Option<String>,
-    /// The text shown: a memory's content, an artifact's readable rendering.
-    content: String,
-}
-
-/// What SQLite says of hits now, in the order of `doc_ids` (`None`: gone, of another tenant,
-/// inactive or below the confidence floor). Two statements (memories, artifacts) over a JSON
-/// array of ids, in one read transaction when both run: measured, one statement per id spent most of its time
-/// taking and releasing SQLite's shared lock. The ids drive the join (`CROSS JOIN` fixes the
-/// loop order, `+tenant_id` keeps the planner off the tenant index, which would scan the tenant).
-fn current_rows(
-    conn: &rusqlite::Connection,
+/// Packs `cands` (in rank order) into the budget. Rows are read from SQLite in chunks, in rank
+/// order; a conversational memory (a `message` event's) is shown with the turn before and after
+/// it in its session when they fit, as one entry; an entry whose words repeat one already packed
+/// is left out.
+fn assemble(
+    state: &AppState,
     tenant_id: &str,
-    doc_ids: &[String],
-    min_confidence: f64,
-) -> Result<Vec<Option<Current>>> {
-    let mut found: HashMap<String, (String, Current)> = HashMap::with_capacity(doc_ids.len());
-    let (arts, mems): (Vec<&String>, Vec<&String>) =
-        doc_ids.iter().partition(|id| id.starts_with("art_"));
-    // One transaction (one snapshot) when both statements run; a lone statement is its own.
-    let both = !arts.is_empty() && !mems.is_empty();
-    if both {
-        conn.execute_batch("BEGIN")?;
+    req: &SynthRequest,
+    cands: &[Candidate],
+    around: &HashMap<String, Around>,
+    pack: &mut Pack,
+) -> Result<()> {
+    let limit = req.max_tokens as u64;
+    let mut packed_ids: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut cursor = 0usize;
+    while cursor < cands.len() && pack.used < limit {
+        // The next chunk of candidates.
+        let want = (limit - pack.used) * 5 / 4;
+        let mut end = cursor;
+        let mut sum = 0u64;
+        while end < cands.len() && (sum < want || end - cursor < MIN_CHUNK) {
+            sum += cands[end].tokens;
+            end += 1;
+        }
+        let chunk = &cands[cursor..end];
+        cursor = end;
+        let ids: Vec<String> = chunk.iter().map(|c| c.doc_id.clone()).collect();
+        // The chunk's rows and the rows of its conversational memories' neighbouring turns.
+        let mut wanted: Vec<String> = chunk
+            .iter()
+            .filter_map(|c| around.get(&c.doc_id).filter(|a| a.message))
+            .flat_map(|a| a.prev.iter().chain(a.next.iter()).cloned())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let (t, min_conf) = (tenant_id.to_string(), req.min_confidence);
+        let (rows, neighbour_rows) = state.db.read_blocking(move |c| {
+            let rows = crate::store::pack_rows::current_rows(c, &t, &ids, min_conf)?;
+            let found = crate::store::pack_rows::current_rows(c, &t, &wanted, min_conf)?;
+            let by_id: HashMap<String, crate::store::pack_rows::CurrentRow> = wanted
+                .into_iter()
+                .zip(found)
+                .filter_map(|(id, r)| r.map(|r| (id, r)))
+                .filter(|(_, r)| r.event_type.as_deref() == Some("message"))
+                .collect();
+            Ok((rows, by_id))
+        })?;
+        for (c, row) in chunk.iter().zip(rows) {
+            let Some(row) = row else {
+                continue; // gone, inactive or below the floor since it was indexed
+            };
+            if packed_ids.contains(&c.doc_id) {
+                continue; // already shown as a neighbouring turn
+            }
+            let main = shown(row, c);
+            let key = dedup_key(&main.content);
+            pack.source_tokens += main.tokens;
+            if main.tokens == 0 || !seen.insert(key) {
+                pack.dropped += 1;
+                continue;
+            }
+            if pack.used + main.tokens > limit {
+                pack.dropped += 1;
+                continue;
+            }
+            // The neighbouring turns that can join it.
+            let (prev, next) = match around.get(&c.doc_id).filter(|a| a.message) {
+                Some(a) => (a.prev.clone(), a.next.clone()),
+                None => (None, None),
+            };
+            let usable =
+                |id: &Option<String>| -> Option<(String, crate::store::pack_rows::CurrentRow)> {
+                    let id = id.as_ref()?;
+                    if packed_ids.contains(id) {
+                        return None;
+                    }
+                    neighbour_rows.get(id).map(|r| (id.clone(), r.clone()))
+                };
+            let (prev, next) = (usable(&prev), usable(&next));
+            let text_of = |r: &crate::store::pack_rows::CurrentRow| match &r.shown {
+                crate::store::pack_rows::Shown::Memory(t) => t.clone(),
+                _ => String::new(),
+            };
+            let options: [(bool, bool); 4] =
+                [(true, true), (false, true), (true, false), (false, false)];
+            let mut chosen = None;
+            for (with_prev, with_next) in options {
+                if (with_prev && prev.is_none()) || (with_next && next.is_none()) {
+                    continue;
+                }
+                if !with_prev && !with_next {
+                    chosen = Some((false, false, main.content.clone(), main.tokens));
+                    break;
+                }
+                let mut turns: Vec<String> = Vec::new();
+                if with_prev {
+                    turns.push(text_of(&prev.as_ref().expect("checked").1));
+                }
+                turns.push(main.content.clone());
+                if with_next {
+                    turns.push(text_of(&next.as_ref().expect("checked").1));
+                }
+                let refs: Vec<&str> = turns.iter().map(String::as_str).collect();
+                let content = join_turns(&refs);
+                let tokens = super::docs::count_tokens(&content);
+                if pack.used + tokens <= limit {
+                    chosen = Some((with_prev, with_next, content, tokens));
+                    break;
+                }
+            }
+            let (with_prev, with_next, content, tokens) = chosen.expect("the lone entry fits");
+            let mut joined: Vec<Joined> = Vec::new();
+            let mut add_joined = |n: &Option<(String, crate::store::pack_rows::CurrentRow)>| {
+                if let Some((id, r)) = n {
+                    packed_ids.insert(id.clone());
+                    seen.insert(dedup_key(&text_of(r)));
+                    joined.push(Joined {
+                        source_id: id.clone(),
+                        event_id: r.event_id.clone(),
+                        session_id: r.session_id.clone(),
+                        detail_type: r.detail_type.clone(),
+                    });
+                }
+            };
+            if with_prev {
+                add_joined(&prev);
+            }
+            if with_next {
+                add_joined(&next);
+            }
+            packed_ids.insert(c.doc_id.clone());
+            pack.used += tokens;
+            let section = super::schema::SECTIONS
+                .get(c.section_no as usize)
+                .copied()
+                .unwrap_or("context");
+            pack.entries.push(PackEntry {
+                section,
+                source_type: if c.doc_id.starts_with("art_") {
+                    "artifact"
+                } else {
+                    "memory"
+                },
+                source_id: c.doc_id.clone(),
+                content,
+                confidence: (main.row.confidence * 1000.0).round() / 1000.0,
+                tokens,
+                detail_type: main.row.detail_type,
+                evidence_count: main.row.evidence_count,
+                event_id: main.row.event_id,
+                session_id: main.row.session_id,
+                joined,
+            });
+        }
     }
-    let result = (|| -> Result<()> {
-        if !arts.is_empty() {
-            let ids = serde_json::to_string(&arts).map_err(Error::internal)?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT a.id, a.status, a.confidence, a.type, a.evidence_count, a.title,
-                        a.content_json
-                 FROM json_each(?1) AS j CROSS JOIN artifacts AS a ON a.id = j.value
-                 WHERE +a.tenant_id = ?2",
-            )?;
-            let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
-            while let Some(r) = rows.next()? {
-                let (kind, title, json): (String, String, String) =
-                    (r.get(3)?, r.get(5)?, r.get(6)?);
-                let content = serde_json::from_str(&json).unwrap_or(Value::Null);
-                found.insert(
-                    r.get(0)?,
-                    (
-                        r.get(1)?,
-                        Current {
-                            confidence: r.get(2)?,
-                            content: super::docs::render_artifact(&kind, &title, &content),
-                            detail_type: kind,
-                            evidence_count: r.get(4)?,
-                            event_id: None,
-                            session_id: None,
-                        },
-                    ),
-                );
-            }
-        }
-        if !mems.is_empty() {
-            let ids = serde_json::to_string(&mems).map_err(Error::internal)?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT m.id, m.status, m.confidence, m.kind,
-                        json_array_length(m.source_events_json), m.event_id, m.session_id, m.content
-                 FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
-                 WHERE +m.tenant_id = ?2",
-            )?;
-            let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
-            while let Some(r) = rows.next()? {
-                found.insert(
-                    r.get(0)?,
-                    (
-                        r.get(1)?,
-                        Current {
-                            confidence: r.get(2)?,
-                            detail_type: r.get(3)?,
-                            evidence_count: r.get::<_, Option<i64>>(4)?.unwrap_or(0).max(1),
-                            event_id: r.get(5)?,
-                            session_id: r.get(6)?,
-                            content: r.get(7)?,
-                        },
-                    ),
-                );
-            }
-        }
-        Ok(())
-    })();
-    let end = if both {
-        conn.execute_batch("COMMIT")
-    } else {
-        Ok(())
-    };
-    result?;
-    end?;
-    Ok(doc_ids
-        .iter()
-        .map(|id| {
-            found.remove(id).and_then(|(status, c)| {
-                (status == "active" && c.confidence >= min_confidence).then_some(c)
-            })
-        })
-        .collect())
+    Ok(())
 }
 
-/// Searches, ranks and packs (blocking: SQLite and tantivy calls).
-pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest) -> Result<Pack> {
-    let spec = Spec {
-        tenant_id: tenant_id.to_string(),
-        text: req.query.clone(),
-        agent_id: req.agent_id.clone(),
-        session_id: req.session_id.clone(),
-        tags: req.tags.clone(),
-        sections: req.sections.clone(),
-        include_memories: req.include_memories,
-        include_artifacts: req.include_artifacts,
-        min_confidence: req.min_confidence,
+/// A validated row with the text it shows and that text's tokens (the indexed count, or a fresh
+/// one when the row changed since it was indexed).
+fn shown(row: crate::store::pack_rows::CurrentRow, c: &Candidate) -> Shown {
+    let content = match &row.shown {
+        crate::store::pack_rows::Shown::Memory(t) => t.clone(),
+        crate::store::pack_rows::Shown::Artifact {
+            artifact_type,
+            title,
+            content_json,
+        } => {
+            let content = serde_json::from_str(content_json).unwrap_or(Value::Null);
+            super::docs::render_artifact(artifact_type, title, &content)
+        }
     };
+    let tokens = if super::schema::hash64(&content) == c.text_hash {
+        c.tokens
+    } else {
+        super::docs::count_tokens(&content)
+    };
+    Shown {
+        row,
+        content,
+        tokens,
+    }
+}
+
+/// Searches, ranks and packs (blocking: SQLite and tantivy calls, and the query's embedding).
+pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest) -> Result<Pack> {
     let mut pack = Pack {
         pack_id: crate::ids::new("pack"),
         query: req.query.clone(),
@@ -283,7 +398,31 @@ pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest
     let Some((searcher, tenant_index)) = state.search.searcher(tenant_id) else {
         return Ok(pack);
     };
-    let cands = gather(
+    let vector = match req.query.as_deref().filter(|q| !q.trim().is_empty()) {
+        Some(q) => match state.search.embedder().embed_one(q) {
+            Ok(v) => v
+                .and_then(|v| super::vectors::QueryVector::new(&v))
+                .map(Arc::new),
+            Err(e) => {
+                tracing::warn!(error = %e, "query embedding failed; ranking by words alone");
+                None
+            }
+        },
+        None => None,
+    };
+    let spec = Spec {
+        tenant_id: tenant_id.to_string(),
+        text: req.query.clone(),
+        agent_id: req.agent_id.clone(),
+        session_id: req.session_id.clone(),
+        tags: req.tags.clone(),
+        sections: req.sections.clone(),
+        include_memories: req.include_memories,
+        include_artifacts: req.include_artifacts,
+        min_confidence: req.min_confidence,
+        vector,
+    };
+    let mut cands = gather(
         &searcher,
         &tenant_index,
         &state.search.fields,
@@ -291,72 +430,59 @@ pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest
         req.max_tokens,
     )
     .map_err(|e| Error::Internal(format!("search failed: {e}")))?;
-
-    // Token counts as indexed; replaced by a fresh count when SQLite's text has changed since.
-    let mut tokens: Vec<u64> = cands.iter().map(|c| c.tokens).collect();
-    let mut excluded: HashSet<usize> = HashSet::new();
-    let mut settled: HashMap<usize, PackEntry> = HashMap::new();
-    let limit = req.max_tokens as u64;
-    for round in 0..=MAX_ROUNDS {
-        let (included, dropped, source, _) = pack_indexes(&tokens, limit, &excluded);
-        let fresh: Vec<usize> = included
-            .iter()
-            .copied()
-            .filter(|i| !settled.contains_key(i))
-            .collect();
-        if fresh.is_empty() || round == MAX_ROUNDS {
-            // Keep what was validated (on the last round a subset of a pack within the budget).
-            for i in &included {
-                if let Some(e) = settled.remove(i) {
-                    pack.used += e.tokens;
-                    pack.entries.push(e);
-                }
-            }
-            pack.dropped = dropped;
-            pack.source_tokens = source;
-            break;
-        }
-        let (t, min_conf) = (tenant_id.to_string(), req.min_confidence);
-        let ids: Vec<String> = fresh.iter().map(|&i| cands[i].doc_id.clone()).collect();
-        let rows = state
-            .db
-            .read_blocking(move |c| current_rows(c, &t, &ids, min_conf))?;
-        for (i, row) in fresh.into_iter().zip(rows) {
-            let Some(cur) = row else {
-                excluded.insert(i);
-                continue;
-            };
-            let c = &cands[i];
-            if super::schema::hash64(&cur.content) != c.text_hash {
-                // Changed since it was indexed (the update is on its way to the index).
-                tokens[i] = super::docs::count_tokens(&cur.content);
-            }
-            let section = super::schema::SECTIONS
-                .get(c.section_no as usize)
-                .copied()
-                .unwrap_or("context");
-            settled.insert(
-                i,
-                PackEntry {
-                    section,
-                    source_type: if c.doc_id.starts_with("art_") {
-                        "artifact"
-                    } else {
-                        "memory"
-                    },
-                    source_id: c.doc_id.clone(),
-                    content: cur.content,
-                    confidence: (cur.confidence * 1000.0).round() / 1000.0,
-                    tokens: tokens[i],
-                    detail_type: cur.detail_type,
-                    evidence_count: cur.evidence_count,
-                    event_id: cur.event_id,
-                    session_id: cur.session_id,
-                },
-            );
-        }
+    let memory_ids: Vec<String> = cands
+        .iter()
+        .filter(|c| !c.doc_id.starts_with("art_"))
+        .map(|c| c.doc_id.clone())
+        .collect();
+    let t = tenant_id.to_string();
+    let around = state
+        .db
+        .read_blocking(move |c| crate::store::pack_rows::session_neighbours(c, &t, &memory_ids))?;
+    if req.query.is_some() {
+        smooth(&mut cands, &around);
     }
+    assemble(state, tenant_id, req, &cands, &around, &mut pack)?;
     Ok(pack)
+}
+
+/// Weight of a neighbouring turn's relevance in a turn's own (`smooth`).
+const NEIGHBOUR_WEIGHT: f64 = 0.3;
+
+/// Re-ranks conversational turns by their context: a turn's relevance gains
+/// `NEIGHBOUR_WEIGHT` × the relevance of the turns just before and after it (when they are
+/// candidates too). An answer is often said in reply to the turn that names the topic; measured
+/// on the LOCOMO dev conversations (prototype), +0.01 evidence recall at 500 and 2,000 tokens.
+/// Relevance is `exp(score − best)` (scores are logs); ties keep the stable key order.
+fn smooth(cands: &mut [Candidate], around: &HashMap<String, Around>) {
+    let Some(best) = cands.iter().map(|c| c.score).reduce(f64::max) else {
+        return;
+    };
+    let relevance: HashMap<&str, f64> = cands
+        .iter()
+        .filter(|c| around.get(&c.doc_id).is_some_and(|a| a.message))
+        .map(|c| (c.doc_id.as_str(), (c.score - best).exp()))
+        .collect();
+    let smoothed: Vec<f64> = cands
+        .iter()
+        .map(|c| {
+            let own = (c.score - best).exp();
+            let Some(a) = around.get(&c.doc_id).filter(|a| a.message) else {
+                return own;
+            };
+            let near = |id: &Option<String>| {
+                id.as_deref()
+                    .and_then(|id| relevance.get(id))
+                    .copied()
+                    .unwrap_or(0.0)
+            };
+            own + NEIGHBOUR_WEIGHT * (near(&a.prev) + near(&a.next))
+        })
+        .collect();
+    for (c, s) in cands.iter_mut().zip(smoothed) {
+        c.score = s.max(1e-300).ln() + best;
+    }
+    cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc_key.cmp(&b.doc_key)));
 }
 
 /// Builds a context pack for a tenant: bounded search concurrency (a semaphore of

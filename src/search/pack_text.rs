@@ -89,6 +89,21 @@ fn provenance(e: &PackEntry) -> Provenance<'_> {
     }
 }
 
+/// An entry's provenance: its own source, then every turn joined into it.
+fn provenances(e: &PackEntry) -> Vec<Provenance<'_>> {
+    let mut out = vec![provenance(e)];
+    out.extend(e.joined.iter().map(|j| Provenance {
+        source_type: "memory",
+        source_id: &j.source_id,
+        evidence_count: 1,
+        artifact_type: None,
+        memory_type: Some(j.detail_type.as_str()),
+        event_id: j.event_id.as_deref(),
+        session_id: j.session_id.as_deref(),
+    }));
+    out
+}
+
 /// The `data` object of a synthesize reply, as JSON text.
 pub fn to_json_text(pack: &Pack, include_provenance: bool) -> String {
     let n = pack.entries.len();
@@ -104,7 +119,7 @@ pub fn to_json_text(pack: &Pack, include_provenance: bool) -> String {
                 confidence: e.confidence,
                 tokens: e.tokens,
                 provenance: if include_provenance {
-                    vec![provenance(e)]
+                    provenances(e)
                 } else {
                     Vec::new()
                 },
@@ -165,6 +180,7 @@ mod tests {
             evidence_count: 3,
             event_id: event.map(String::from),
             session_id: event.map(|_| "sess-1".to_string()),
+            joined: Vec::new(),
         }
     }
 

@@ -1,31 +1,45 @@
-//! Tenant-scoped retrieval: lenient query text → tantivy query → ranked candidates.
+//! Tenant-scoped retrieval: lenient query text → words and a vector → ranked candidates.
 //!
-//! Query text is never parsed as syntax: it is cut to its first 16 KiB, run through the index's
-//! own text analyzer (lower-cased words) and turned into at most 64 distinct term queries OR'ed
-//! together, so quotes, colons, boolean operators, 100 KB of text or any unicode only ever make
-//! words, and no input can make a search fail. Words in more than a quarter of the tenant's
-//! documents are left out when the query has rarer ones (`informative`). Filters (agent, session, tags, sections, kinds)
-//! are constant-score clauses that add nothing to BM25.
+//! Query text is never parsed as syntax: it is cut to its first 16 KiB and run through the index's
+//! analyzers, giving at most 64 distinct terms per field OR'ed together, so quotes, colons, boolean
+//! operators, 100 KB of text or any unicode only ever make words, and no input can make a search
+//! fail. Words are matched twice: stemmed, without stop words, in `text_en` (so "painted" finds
+//! "paint" and a question's "when did" adds nothing), and as written in `text` at a third of the
+//! weight (exact spellings still count). A query of stop words only is matched on `text` with every
+//! word. Words in more than a quarter of the tenant's documents are left out when the query has
+//! rarer ones (`informative`). Filters (agent, session, tags, sections, kinds) are constant-score
+//! clauses that add nothing to the score.
 //!
-//! Ranking (two phases): tantivy collects the top K by BM25 (block-WAND when there is no filter),
-//! then each candidate gets the fused score
+//! Ranking (hybrid, two phases): tantivy collects the top K by BM25 (block-WAND when there is no
+//! filter) and, when the query has a vector, the top K by embedding similarity among the documents
+//! passing the same filters (`vectors`). Over the union of both, relevance is
 //!
 //! ```text
-//! score = bm25 × (0.5 + 0.5·confidence) × (0.75 + 0.25·salience) × 2^(−age / 30 days)
+//! relevance = ½ · bm25 / max bm25 + ½ · max(similarity, 0) / max similarity
+//! ```
+//!
+//! (a document only the vector side found counts 0 for BM25 and is kept only when its similarity
+//! is at least `VECTOR_ONLY_FLOOR` of the best; without a query vector relevance is the plain BM25
+//! score), and each candidate gets the fused score
+//!
+//! ```text
+//! score = relevance × (0.5 + 0.5·confidence) × (0.75 + 0.25·salience) × 2^(−age / 30 days)
 //! ```
 //!
 //! compared in log space; ties are broken by the document's stable key (a hash of its id). The
 //! recency factor is computed from each document's own timestamp (age against a common reference
-//! only adds a constant in log space), so the order does not depend on the clock: the same request
-//! on the same data gives the same order. Without query text, candidates are the most recent
-//! documents (`recency` key, descending), in that order.
+//! only adds a constant in log space), so the order does not depend on the clock, and similarity
+//! is an integer dot product of quantised vectors: the same request on the same data gives the
+//! same order on every machine. Without query text, candidates are the most recent documents
+//! (`recency` key, descending), in that order.
 
 use super::schema::{self, Fields};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tantivy::collector::TopDocs;
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
+    TermSetQuery,
 };
 use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::{DocAddress, Index, Order, Searcher, Term};
@@ -50,7 +64,16 @@ pub struct Spec {
     pub include_memories: bool,
     pub include_artifacts: bool,
     pub min_confidence: f64,
+    /// The query text's unit vector (from the index's embedder), if it has one.
+    pub vector: Option<Arc<super::vectors::QueryVector>>,
 }
+
+/// Weight of an exact-spelling match beside its stemmed match.
+const EXACT_BOOST: f32 = 0.3;
+/// A document found only by similarity is a candidate when its similarity is at least this share
+/// of the best one (measured on the LOCOMO dev conversations: 0.5–0.6 cost no recall, 0.7 began
+/// to; without a floor every document of a small tenant is a candidate, however unrelated).
+const VECTOR_ONLY_FLOOR: f32 = 0.6;
 
 /// A ranked hit, with what packing needs from fast fields.
 #[derive(Clone, Debug)]
@@ -66,19 +89,20 @@ pub struct Candidate {
     pub section_no: u64,
 }
 
-/// The distinct words of `text` as the index analyzes them, in order of first appearance.
-pub fn terms(index: &Index, fields: &Fields, text: &str) -> Vec<Term> {
+/// The distinct words of `text` as the index analyzes them for `field`, in order of first
+/// appearance.
+pub fn terms(index: &Index, field: tantivy::schema::Field, text: &str) -> Vec<Term> {
     let mut cut = text.len().min(MAX_QUERY_BYTES);
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    let Ok(mut analyzer) = index.tokenizer_for_field(fields.text) else {
+    let Ok(mut analyzer) = index.tokenizer_for_field(field) else {
         return Vec::new();
     };
     let mut out: Vec<Term> = Vec::new();
     let mut stream = analyzer.token_stream(&text[..cut]);
     while let Some(tok) = stream.next() {
-        let term = Term::from_field_text(fields.text, &tok.text);
+        let term = Term::from_field_text(field, &tok.text);
         if !out.contains(&term) {
             out.push(term);
             if out.len() >= MAX_TERMS {
@@ -188,15 +212,64 @@ fn filters(spec: &Spec, f: &Fields, with_confidence: bool) -> Vec<(Occur, Box<dy
     out
 }
 
-/// The OR of term queries (a pure term union: block-WAND applies).
-pub fn text_query(terms: Vec<Term>) -> Box<dyn Query> {
+/// The words of a query: stemmed terms and exact terms (weighted `EXACT_BOOST`), or, for a query
+/// of stop words only, every word exactly.
+#[derive(Clone, Default)]
+pub struct QueryTerms {
+    pub stemmed: Vec<Term>,
+    pub exact: Vec<Term>,
+}
+
+impl QueryTerms {
+    pub fn of(index: &Index, fields: &Fields, text: &str) -> QueryTerms {
+        let stemmed = terms(index, fields.text_en, text);
+        let all_exact = terms(index, fields.text, text);
+        if stemmed.is_empty() {
+            return QueryTerms {
+                stemmed,
+                exact: all_exact,
+            };
+        }
+        let exact = all_exact
+            .into_iter()
+            .filter(|t| {
+                let value = t.value();
+                let word = value.as_str().unwrap_or_default();
+                !schema::STOP_WORDS.contains(&word)
+            })
+            .collect();
+        QueryTerms { stemmed, exact }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stemmed.is_empty() && self.exact.is_empty()
+    }
+}
+
+/// The OR of term queries (a union of term scorers, boosted or not: block-WAND applies).
+pub fn text_query(terms: QueryTerms) -> Box<dyn Query> {
+    let boost = if terms.stemmed.is_empty() {
+        1.0
+    } else {
+        EXACT_BOOST
+    };
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms
+        .stemmed
         .into_iter()
         .map(|t| {
             let q: Box<dyn Query> = Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs));
             (Occur::Should, q)
         })
         .collect();
+    clauses.extend(terms.exact.into_iter().map(|t| {
+        let q: Box<dyn Query> = Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs));
+        let q: Box<dyn Query> = if boost == 1.0 {
+            q
+        } else {
+            Box::new(BoostQuery::new(q, boost))
+        };
+        (Occur::Should, q)
+    }));
     if clauses.len() == 1 {
         return clauses.pop().map(|(_, q)| q).expect("one clause");
     }
@@ -263,18 +336,19 @@ impl ColumnCache {
     }
 }
 
-/// Turns hits into candidates with their fast fields; `score` is the fused log score (or 0).
+/// Turns hits into candidates with their fast fields; `score` is the fused log score of the hit's
+/// relevance (or 0 for a hit without one: the most-recent listing).
 fn candidates(
     searcher: &Searcher,
     cache: &ColumnCache,
     fields: &Fields,
-    hits: &[(Option<f32>, DocAddress)],
+    hits: &[(Option<f64>, DocAddress)],
     min_confidence: f64,
 ) -> tantivy::Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(hits.len());
     let mut cols: Vec<Option<Arc<Columns>>> = Vec::new();
     cols.resize_with(searcher.segment_readers().len(), || None);
-    for (bm25, addr) in hits {
+    for (relevance, addr) in hits {
         let slot = &mut cols[addr.segment_ord as usize];
         if slot.is_none() {
             *slot = Some(cache.get(searcher, addr.segment_ord)?);
@@ -285,11 +359,11 @@ fn candidates(
         if confidence < min_confidence {
             continue;
         }
-        let score = match bm25 {
-            Some(s) => {
+        let score = match relevance {
+            Some(r) => {
                 let salience = c.salience.first(d).unwrap_or(0.0);
                 let created = c.created.first(d).unwrap_or(0) as f64;
-                (*s as f64).max(1e-9).ln()
+                r.max(1e-9).ln()
                     + (0.5 + 0.5 * confidence).ln()
                     + (0.75 + 0.25 * salience).ln()
                     + std::f64::consts::LN_2 * created / HALF_LIFE_MS
@@ -325,6 +399,59 @@ fn candidates(
     Ok(out)
 }
 
+/// The top `limit` BM25 hits of `terms` under `spec`'s filters (`with_confidence`: the confidence
+/// floor as a clause too), and whether the search was exhausted.
+fn bm25_hits(
+    searcher: &Searcher,
+    fields: &Fields,
+    spec: &Spec,
+    terms: &QueryTerms,
+    limit: usize,
+    with_confidence: bool,
+) -> tantivy::Result<(Vec<(f32, DocAddress)>, bool)> {
+    if terms.is_empty() {
+        return Ok((Vec::new(), true));
+    }
+    let mut clauses = filters(spec, fields, with_confidence);
+    let query: Box<dyn Query> = if clauses.is_empty() {
+        text_query(terms.clone())
+    } else {
+        clauses.push((Occur::Must, text_query(terms.clone())));
+        Box::new(BooleanQuery::new(clauses))
+    };
+    let hits = searcher.search(query.as_ref(), &TopDocs::with_limit(limit).order_by_score())?;
+    let exhausted = hits.len() < limit;
+    Ok((hits, exhausted))
+}
+
+/// The top `limit` documents by similarity to the query vector among those passing the filters
+/// (the confidence floor included), and whether there may be more.
+fn vector_hits(
+    searcher: &Searcher,
+    fields: &Fields,
+    spec: &Spec,
+    query: &Arc<super::vectors::QueryVector>,
+    segments: &[Arc<super::vectors::SegmentVectors>],
+    limit: usize,
+) -> tantivy::Result<(Vec<super::vectors::VectorHit>, bool)> {
+    let clauses = filters(spec, fields, true);
+    let filter: Box<dyn Query> = if clauses.is_empty() {
+        Box::new(AllQuery)
+    } else {
+        Box::new(BooleanQuery::new(clauses))
+    };
+    let hits = searcher.search(
+        filter.as_ref(),
+        &super::vectors::TopVectors {
+            k: limit,
+            query: query.clone(),
+            segments: segments.to_vec(),
+        },
+    )?;
+    let more = hits.len() >= limit;
+    Ok((hits, more))
+}
+
 /// The best `limit` candidates of `spec` in rank order (fewer when fewer match), and whether more
 /// documents matched than were collected.
 pub fn search(
@@ -338,32 +465,37 @@ pub fn search(
         return Ok((Vec::new(), false));
     }
     let limit = limit.max(1);
-    let terms = spec
-        .text
-        .as_deref()
-        .map(|t| informative(searcher, terms(&tenant.index, fields, t)))
-        .unwrap_or_default();
-    if terms.is_empty() {
+    let terms = match spec.text.as_deref() {
+        Some(t) => {
+            let q = QueryTerms::of(&tenant.index, fields, t);
+            QueryTerms {
+                stemmed: informative(searcher, q.stemmed),
+                exact: informative(searcher, q.exact),
+            }
+        }
+        None => QueryTerms::default(),
+    };
+    let vector = spec.vector.as_ref().filter(|_| spec.text.is_some());
+    if terms.is_empty() && vector.is_none() {
         if spec.text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
             // Text without a single word (only punctuation): nothing can match it.
             return Ok((Vec::new(), false));
         }
         return most_recent(searcher, tenant, fields, spec, limit);
     }
-    // First try: unfiltered by confidence (block-WAND when no other filter), confidence applied
-    // to the collected hits. If that leaves too few while more hits exist, filter in the query.
-    for with_confidence in [false, true] {
-        let mut clauses = filters(spec, fields, with_confidence);
-        let query: Box<dyn Query> = if clauses.is_empty() {
-            text_query(terms.clone())
-        } else {
-            clauses.push((Occur::Must, text_query(terms.clone())));
-            Box::new(BooleanQuery::new(clauses))
-        };
-        let hits = searcher.search(query.as_ref(), &TopDocs::with_limit(limit).order_by_score())?;
-        let exhausted = hits.len() < limit;
-        let hits: Vec<(Option<f32>, DocAddress)> =
-            hits.into_iter().map(|(s, a)| (Some(s), a)).collect();
+    // BM25, first unfiltered by confidence (block-WAND when no other filter), confidence applied
+    // to the collected hits; if that leaves too few while more hits exist, filtered in the query.
+    let (mut bm25, mut exhausted) = bm25_hits(searcher, fields, spec, &terms, limit, false)?;
+    if spec.min_confidence > 0.0 && !exhausted {
+        let kept = count_confident(searcher, &tenant.columns, &bm25, spec.min_confidence)?;
+        if kept * 2 < limit {
+            (bm25, exhausted) = bm25_hits(searcher, fields, spec, &terms, limit, true)?;
+        }
+    }
+    let mut more = !exhausted;
+    let Some(query) = vector else {
+        let hits: Vec<(Option<f64>, DocAddress)> =
+            bm25.iter().map(|(s, a)| (Some(*s as f64), *a)).collect();
         let mut out = candidates(
             searcher,
             &tenant.columns,
@@ -371,12 +503,70 @@ pub fn search(
             &hits,
             spec.min_confidence,
         )?;
-        if with_confidence || exhausted || spec.min_confidence <= 0.0 || out.len() * 2 >= limit {
-            out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc_key.cmp(&b.doc_key)));
-            return Ok((out, !exhausted));
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc_key.cmp(&b.doc_key)));
+        return Ok((out, more));
+    };
+    let segments = tenant.vectors.segments(searcher)?;
+    let (similar, vmore) = vector_hits(searcher, fields, spec, query, &segments, limit)?;
+    more |= vmore;
+    // The union, each with both signals.
+    let mut merged: HashMap<DocAddress, (f64, f64)> = HashMap::with_capacity(bm25.len() * 2);
+    for (s, addr) in &bm25 {
+        let sim = segments
+            .get(addr.segment_ord as usize)
+            .and_then(|v| v.similarity(addr.doc_id, query))
+            .unwrap_or(0.0);
+        merged.insert(*addr, (*s as f64, sim as f64));
+    }
+    // Documents only the vector side found count when they are nearly as similar as the best
+    // one: the tail of a top-K by similarity is whatever is least unrelated.
+    let top = similar.first().map(|h| h.similarity).unwrap_or(0.0);
+    for h in similar
+        .iter()
+        .filter(|h| h.similarity > 0.0 && h.similarity >= VECTOR_ONLY_FLOOR * top)
+    {
+        merged.entry(h.addr).or_insert((0.0, h.similarity as f64));
+    }
+    let max_bm25 = merged.values().map(|v| v.0).fold(0.0, f64::max);
+    let max_sim = merged.values().map(|v| v.1).fold(0.0, f64::max);
+    let hits: Vec<(Option<f64>, DocAddress)> = merged
+        .into_iter()
+        .map(|(addr, (b, v))| {
+            let b = if max_bm25 > 0.0 { b / max_bm25 } else { 0.0 };
+            let v = if max_sim > 0.0 {
+                v.max(0.0) / max_sim
+            } else {
+                0.0
+            };
+            (Some(0.5 * b + 0.5 * v), addr)
+        })
+        .collect();
+    let mut out = candidates(
+        searcher,
+        &tenant.columns,
+        fields,
+        &hits,
+        spec.min_confidence,
+    )?;
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc_key.cmp(&b.doc_key)));
+    Ok((out, more))
+}
+
+/// How many of `hits` reach the confidence floor.
+fn count_confident(
+    searcher: &Searcher,
+    cache: &ColumnCache,
+    hits: &[(f32, DocAddress)],
+    min_confidence: f64,
+) -> tantivy::Result<usize> {
+    let mut n = 0;
+    for (_, addr) in hits {
+        let c = cache.get(searcher, addr.segment_ord)?;
+        if c.confidence.first(addr.doc_id).unwrap_or(0.0) >= min_confidence {
+            n += 1;
         }
     }
-    unreachable!("the second pass always returns")
+    Ok(n)
 }
 
 fn most_recent(
@@ -397,7 +587,7 @@ fn most_recent(
         &TopDocs::with_limit(limit).order_by_fast_field::<u64>("recency", Order::Desc),
     )?;
     let more = hits.len() >= limit;
-    let hits: Vec<(Option<f32>, DocAddress)> = hits.into_iter().map(|(_, a)| (None, a)).collect();
+    let hits: Vec<(Option<f64>, DocAddress)> = hits.into_iter().map(|(_, a)| (None, a)).collect();
     // Already in recency order (the key is unique up to a 2^-20 collision within a millisecond).
     Ok((
         candidates(

@@ -11,11 +11,21 @@ use std::path::Path;
 
 const PAGE: i64 = 5_000;
 
-/// Clears the index and re-adds every active memory and artifact; returns the document count.
-/// Blocking: call from a plain thread or `spawn_blocking`.
-pub fn rebuild(db: &Db, search: &Search) -> Result<u64> {
+/// Clears the index and re-adds (re-embeds) every active memory and artifact; returns the
+/// document count. `progress(done, total)` is called as pages are indexed. Blocking: call from a
+/// plain thread or `spawn_blocking`.
+pub fn rebuild(db: &Db, search: &Search, progress: impl Fn(u64, u64)) -> Result<u64> {
     search.mark_incomplete()?;
     search.submit(IndexOp::DeleteAll);
+    let expected: u64 = db.read_blocking(|c| {
+        Ok(c.query_row(
+            "SELECT (SELECT count(*) FROM memories WHERE status = 'active')
+                  + (SELECT count(*) FROM artifacts WHERE status = 'active')",
+            [],
+            |r| r.get::<_, i64>(0),
+        )?)
+    })? as u64;
+    progress(0, expected);
     let mut total = 0u64;
     let mut after = 0i64;
     loop {
@@ -53,6 +63,9 @@ pub fn rebuild(db: &Db, search: &Search) -> Result<u64> {
         for (_, d) in page {
             search.submit(IndexOp::Upsert(Box::new(d)));
         }
+        // Wait for the page (embedding is the slow part) so progress reports what is indexed.
+        search.flush_blocking();
+        progress(total, expected.max(total));
     }
     let artifacts = db.read_blocking(|c| {
         let mut stmt = c.prepare(
@@ -79,18 +92,24 @@ pub fn rebuild(db: &Db, search: &Search) -> Result<u64> {
         search.submit(IndexOp::Upsert(Box::new(d)));
     }
     search.flush_blocking();
+    progress(total, total);
     search.mark_complete()?;
     Ok(total)
 }
 
-/// `engram reindex`: rebuilds the index of a data dir (with no server running on it).
-pub async fn rebuild_data_dir(data_dir: &Path) -> Result<u64> {
+/// `engram reindex`: rebuilds the index of a data dir (with no server running on it), embedding
+/// with `embedder` (which the index then records).
+pub async fn rebuild_data_dir(
+    data_dir: &Path,
+    embedder: crate::embed::Embedder,
+    progress: impl Fn(u64, u64) + Send + 'static,
+) -> Result<u64> {
     let data_dir = data_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let cfg = crate::config::Config::for_data_dir(&data_dir);
         let db = Db::open(&cfg.db_path(), 2)?;
-        let search = Search::open(&cfg.index_dir())?;
-        let n = rebuild(&db, &search);
+        let search = Search::open(&cfg.index_dir(), embedder)?;
+        let n = rebuild(&db, &search, progress);
         search.close();
         db.close();
         n

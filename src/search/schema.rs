@@ -1,7 +1,9 @@
 //! The index schema (one tantivy index per tenant, all with this schema).
 //!
 //! `tenant`, `doc_id`, `kind`, `section`, `agent`, `tags` and `tenant_session` are exact-match
-//! strings; `text` is tokenized (lower-cased simple words) and scored with BM25 but not stored:
+//! strings; the text is indexed twice and scored with BM25, never stored: `text` as exact words
+//! (lower-cased, every word kept) and `text_en` through the English analyzer (`EN_ANALYZER`: stop
+//! words removed, Porter stemming), so "painted" finds "paint" and exact spellings still count;
 //! the content a pack shows is read from SQLite (the truth), and `text_hash` tells whether it is
 //! still the text that was indexed and counted. Ranking and packing read only fast fields:
 //! `id_prefix`/`id_hi`/`id_lo` (the doc id itself, see `id_code`), `created`, `confidence`, `salience`, `tokens` (cl100k_base count of `text`),
@@ -11,9 +13,20 @@
 //! decompression per packed entry (measured: the largest cost after the search itself), and a
 //! string fast field for the id was worse still (a zstd context per lookup), hence the id as
 //! numbers; ids not of the `prefix_<26 Crockford chars>` form fall back to the stored `doc_id`.
+//! `vec` is the text's embedding (`embed::quantize`: a scale and int8 values) as a bytes fast
+//! field, read per segment into `vectors::SegmentVectors`.
 
-use tantivy::schema::{Field, Schema, FAST, INDEXED, STORED, STRING, TEXT};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
+    STRING, TEXT,
+};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
 use tantivy::Index;
+
+/// The name of the English analyzer (registered on every tenant index).
+pub const EN_ANALYZER: &str = "engram_en";
 
 #[derive(Clone, Copy, Debug)]
 pub struct Fields {
@@ -25,6 +38,8 @@ pub struct Fields {
     pub tags: Field,
     pub tenant_session: Field,
     pub text: Field,
+    pub text_en: Field,
+    pub vec: Field,
     pub created: Field,
     pub confidence: Field,
     pub salience: Field,
@@ -65,6 +80,15 @@ pub fn build() -> Schema {
     b.add_text_field("tags", STRING);
     b.add_text_field("tenant_session", STRING);
     b.add_text_field("text", TEXT);
+    b.add_text_field(
+        "text_en",
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(EN_ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        ),
+    );
+    b.add_bytes_field("vec", FAST);
     b.add_u64_field("created", INDEXED | FAST);
     b.add_f64_field("confidence", INDEXED | FAST);
     b.add_f64_field("salience", FAST);
@@ -91,6 +115,8 @@ impl Fields {
             tags: f("tags"),
             tenant_session: f("tenant_session"),
             text: f("text"),
+            text_en: f("text_en"),
+            vec: f("vec"),
             created: f("created"),
             confidence: f("confidence"),
             salience: f("salience"),
@@ -106,9 +132,168 @@ impl Fields {
     }
 }
 
-/// Custom tokenizers (none: the default tokenizer lower-cases and splits on non-alphanumerics,
-/// and the query side tokenizes with the same analyzer, see `query::terms`).
-pub fn register_tokenizers(_index: &Index) {}
+/// English function words: pronouns, auxiliaries, determiners, prepositions, conjunctions and
+/// question words. They carry no topic, yet questions are full of them ("When did she …?");
+/// measured on the LOCOMO dev conversations, this list instead of the 33-word classic one raised
+/// evidence recall at 2,000 tokens from 0.755 to 0.796 (prototype, same ranking otherwise).
+pub const STOP_WORDS: &[&str] = &[
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "d",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "im",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "ll",
+    "m",
+    "may",
+    "me",
+    "might",
+    "more",
+    "most",
+    "must",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "re",
+    "s",
+    "same",
+    "shall",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "t",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "ve",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "would",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
+];
+
+/// The English analyzer: words as the default tokenizer cuts them, lower-cased, `STOP_WORDS`
+/// dropped, Snowball-stemmed (English). The query side runs the same analyzer (`query::terms`).
+pub fn en_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(StopWordFilter::remove(
+            STOP_WORDS.iter().map(|w| w.to_string()),
+        ))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// Registers the analyzers the schema names (on every index opened or created).
+pub fn register_tokenizers(index: &Index) {
+    index.tokenizers().register(EN_ANALYZER, en_analyzer());
+}
 
 /// The term that ties a document to a tenant's session (for forgetting a session).
 pub fn tenant_session(tenant_id: &str, session_id: &str) -> String {

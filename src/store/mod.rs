@@ -30,6 +30,7 @@ pub mod events;
 pub mod keys;
 pub mod memories;
 pub mod novelty;
+pub mod pack_rows;
 pub mod projects;
 pub mod semantic;
 pub mod sessions;

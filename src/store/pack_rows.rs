@@ -1,0 +1,179 @@
+//! The reads a context pack makes: what the database says now of the search hits (the index may
+//! lag behind a status change), and the neighbouring turns of a conversational memory.
+
+use crate::error::{Error, Result};
+use rusqlite::Connection;
+use std::collections::HashMap;
+
+/// What a hit shows.
+#[derive(Clone, Debug)]
+pub enum Shown {
+    /// A memory's content.
+    Memory(String),
+    /// An artifact, to be rendered by the caller.
+    Artifact {
+        artifact_type: String,
+        title: String,
+        content_json: String,
+    },
+}
+
+/// A hit as the database has it now.
+#[derive(Clone, Debug)]
+pub struct CurrentRow {
+    pub confidence: f64,
+    /// Artifact type or memory kind.
+    pub detail_type: String,
+    pub evidence_count: i64,
+    pub event_id: Option<String>,
+    pub session_id: Option<String>,
+    /// The event type behind an episodic memory (`message`, `tool_call`, …).
+    pub event_type: Option<String>,
+    pub shown: Shown,
+}
+
+/// The rows of `doc_ids` (memories `mem_…`, artifacts `art_…`) in that order; `None` when a row is
+/// gone, of another tenant, not active or below `min_confidence`. Two statements over a JSON array
+/// of ids in one read transaction (one snapshot) when both run: measured, one statement per id
+/// spent most of its time taking and releasing SQLite's shared lock. The ids drive the join
+/// (`CROSS JOIN` fixes the loop order; `+tenant_id` keeps the planner off the tenant index, which
+/// would scan the tenant).
+pub fn current_rows(
+    conn: &Connection,
+    tenant_id: &str,
+    doc_ids: &[String],
+    min_confidence: f64,
+) -> Result<Vec<Option<CurrentRow>>> {
+    let mut found: HashMap<String, (String, CurrentRow)> = HashMap::with_capacity(doc_ids.len());
+    let (arts, mems): (Vec<&String>, Vec<&String>) =
+        doc_ids.iter().partition(|id| id.starts_with("art_"));
+    let both = !arts.is_empty() && !mems.is_empty();
+    if both {
+        conn.execute_batch("BEGIN")?;
+    }
+    let result = (|| -> Result<()> {
+        if !arts.is_empty() {
+            let ids = serde_json::to_string(&arts).map_err(Error::internal)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT a.id, a.status, a.confidence, a.type, a.evidence_count, a.title,
+                        a.content_json
+                 FROM json_each(?1) AS j CROSS JOIN artifacts AS a ON a.id = j.value
+                 WHERE +a.tenant_id = ?2",
+            )?;
+            let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
+            while let Some(r) = rows.next()? {
+                let artifact_type: String = r.get(3)?;
+                found.insert(
+                    r.get(0)?,
+                    (
+                        r.get(1)?,
+                        CurrentRow {
+                            confidence: r.get(2)?,
+                            detail_type: artifact_type.clone(),
+                            evidence_count: r.get(4)?,
+                            event_id: None,
+                            session_id: None,
+                            event_type: None,
+                            shown: Shown::Artifact {
+                                artifact_type,
+                                title: r.get(5)?,
+                                content_json: r.get(6)?,
+                            },
+                        },
+                    ),
+                );
+            }
+        }
+        if !mems.is_empty() {
+            let ids = serde_json::to_string(&mems).map_err(Error::internal)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT m.id, m.status, m.confidence, m.kind,
+                        json_array_length(m.source_events_json), m.event_id, m.session_id,
+                        m.content, json_extract(m.metadata, '$.eventType')
+                 FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
+                 WHERE +m.tenant_id = ?2",
+            )?;
+            let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
+            while let Some(r) = rows.next()? {
+                found.insert(
+                    r.get(0)?,
+                    (
+                        r.get(1)?,
+                        CurrentRow {
+                            confidence: r.get(2)?,
+                            detail_type: r.get(3)?,
+                            evidence_count: r.get::<_, Option<i64>>(4)?.unwrap_or(0).max(1),
+                            event_id: r.get(5)?,
+                            session_id: r.get(6)?,
+                            shown: Shown::Memory(r.get(7)?),
+                            event_type: r.get::<_, Option<String>>(8).ok().flatten(),
+                        },
+                    ),
+                );
+            }
+        }
+        Ok(())
+    })();
+    let end = if both {
+        conn.execute_batch("COMMIT")
+    } else {
+        Ok(())
+    };
+    result?;
+    end?;
+    Ok(doc_ids
+        .iter()
+        .map(|id| {
+            found.remove(id).and_then(|(status, c)| {
+                (status == "active" && c.confidence >= min_confidence).then_some(c)
+            })
+        })
+        .collect())
+}
+
+/// Where an episodic memory sits in its session: whether it renders a `message` event, and the
+/// episodic memories just before and after it (capture order), whatever their status.
+#[derive(Clone, Debug, Default)]
+pub struct Around {
+    pub message: bool,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+}
+
+/// `Around` of each episodic memory of `memory_ids` that belongs to a session (others are absent).
+pub fn session_neighbours(
+    conn: &Connection,
+    tenant_id: &str,
+    memory_ids: &[String],
+) -> Result<HashMap<String, Around>> {
+    let mut out = HashMap::new();
+    if memory_ids.is_empty() {
+        return Ok(out);
+    }
+    let ids = serde_json::to_string(memory_ids).map_err(Error::internal)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.id, coalesce(json_extract(m.metadata, '$.eventType') = 'message', 0),
+                (SELECT n.id FROM memories AS n
+                  WHERE n.tenant_id = m.tenant_id AND n.session_id = m.session_id
+                    AND n.seq < m.seq AND n.kind = 'episodic'
+                  ORDER BY n.seq DESC LIMIT 1),
+                (SELECT n.id FROM memories AS n
+                  WHERE n.tenant_id = m.tenant_id AND n.session_id = m.session_id
+                    AND n.seq > m.seq AND n.kind = 'episodic'
+                  ORDER BY n.seq LIMIT 1)
+         FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
+         WHERE +m.tenant_id = ?2 AND m.kind = 'episodic' AND m.session_id IS NOT NULL",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
+    while let Some(r) = rows.next()? {
+        out.insert(
+            r.get(0)?,
+            Around {
+                message: r.get::<_, i64>(1)? != 0,
+                prev: r.get(2)?,
+                next: r.get(3)?,
+            },
+        );
+    }
+    Ok(out)
+}
