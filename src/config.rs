@@ -95,18 +95,14 @@ pub struct EmbeddingsConfig {
 }
 
 impl EmbeddingsConfig {
-    /// The provider this configuration names. `runtime` runs an external provider's requests.
-    pub fn embedder(
-        &self,
-        runtime: tokio::runtime::Handle,
-    ) -> crate::error::Result<crate::embed::Embedder> {
+    /// The provider this configuration names.
+    pub fn embedder(&self) -> crate::error::Result<crate::embed::Embedder> {
         match &self.url {
             None => Ok(crate::embed::Embedder::bundled()),
             Some(url) => crate::embed::Embedder::external(
                 url,
                 self.model.as_deref().unwrap_or_default(),
                 self.api_key.clone(),
-                runtime,
             ),
         }
     }

@@ -150,7 +150,7 @@ pub async fn start(config: Config) -> Result<Running> {
         let bootstrap =
             db.write_blocking(move |c| store::tenants::ensure_bootstrap(c, plan, key.as_deref()))?;
         db.write_blocking(catalog::seed)?;
-        let embedder = cfg.embeddings.embedder(tokio::runtime::Handle::current())?;
+        let embedder = cfg.embeddings.embedder()?;
         let search = search::Search::open(&cfg.index_dir(), embedder)?;
         if search.needs_rebuild {
             let n = search::rebuild::rebuild(&db, &search, |done, total| {

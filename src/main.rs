@@ -906,9 +906,7 @@ fn reindex(data_dir: &std::path::Path, embeddings: &EmbeddingArgs) -> Result<(),
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let embedder = embeddings
-        .embedder(runtime.handle().clone())
-        .map_err(|e| e.to_string())?;
+    let embedder = embeddings.embedder().map_err(|e| e.to_string())?;
     eprintln!("embedding model: {}", embedder.model_id());
     let progress = Progress::new("reindex", "documents");
     let n = runtime.block_on(async {

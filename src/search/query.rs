@@ -444,6 +444,11 @@ fn vector_hits(
         filter.as_ref(),
         &super::vectors::TopVectors {
             k: limit,
+            total_docs: searcher
+                .segment_readers()
+                .iter()
+                .map(|r| r.max_doc() as u64)
+                .sum(),
             query: query.clone(),
             segments: segments.to_vec(),
         },

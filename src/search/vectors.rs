@@ -1,13 +1,20 @@
 //! The vector side of a tenant's index: each document's embedding lives in the `vec` bytes fast
 //! field of its tantivy document (so segments, merges, deletes and rebuilds carry it with the
-//! text), and is read once per segment into one contiguous int8 array (`SegmentVectors`, cached
-//! by segment id like the fast-field columns). A query is scored against every document that
-//! passes the search's filters by an exact integer dot product: no approximate index, so the same
-//! data gives the same neighbours everywhere, and a tenant's query cost depends only on that
-//! tenant's documents (one index per tenant).
+//! text), and is read once per segment into arrays in document order (`SegmentVectors`, cached by
+//! segment id like the fast-field columns): the int8 values and scales, and a sketch of one sign
+//! bit per dimension.
 //!
-//! Memory: 4 + dims bytes per document (260 B with the bundled 256-dim model: 260 MB per million
-//! documents), plus 4 bytes of ordinal per document.
+//! A query is scored in two phases over every document that passes the search's filters: the
+//! Hamming distance between sketches (a sequential scan of 32 bytes a document), then the exact
+//! integer dot product for the `EXACT_AT_LEAST` (or 16 × k) documents with the closest sketches,
+//! shared among segments by size. A tenant with fewer documents than that is scored exactly
+//! throughout. Both phases are
+//! deterministic (ties go to the lower document), so the same data gives the same neighbours on
+//! every machine, and a tenant's query cost depends only on that tenant's documents (one index per
+//! tenant).
+//!
+//! Memory: 4 + dims + dims / 8 bytes per document (292 B with the bundled 256-dim model: 292 MB
+//! per million documents).
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,47 +22,78 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
-const NONE: u32 = u32::MAX;
+/// Documents scored exactly at least (over all of a search's segments, shared in proportion to
+/// their size), whatever the sketches say.
+const EXACT_AT_LEAST: usize = 2_000;
 
-/// One segment's vectors: per document the index of its vector (or `NONE`), and the distinct
-/// vectors' scales and values.
+/// One segment's vectors, in document order.
 pub struct SegmentVectors {
-    slot: Vec<u32>,
+    dims: usize,
+    /// u64 words of sign bits per document.
+    words: usize,
+    has: Vec<bool>,
     scales: Vec<f32>,
     values: Vec<u8>,
-    dims: usize,
+    sketches: Vec<u64>,
+}
+
+/// One bit per dimension: set when the value is positive.
+fn sketch_into(values: &[u8], out: &mut [u64]) {
+    for (i, &v) in values.iter().enumerate() {
+        if (v as i8) > 0 {
+            out[i / 64] |= 1 << (i % 64);
+        }
+    }
 }
 
 impl SegmentVectors {
     fn load(reader: &SegmentReader) -> tantivy::Result<SegmentVectors> {
         let max_doc = reader.max_doc() as usize;
         let mut out = SegmentVectors {
-            slot: vec![NONE; max_doc],
+            dims: 0,
+            words: 0,
+            has: vec![false; max_doc],
             scales: Vec::new(),
             values: Vec::new(),
-            dims: 0,
+            sketches: Vec::new(),
         };
         let Some(column) = reader.fast_fields().bytes("vec")? else {
             return Ok(out);
         };
         // The dictionary holds the distinct vectors in ordinal order; documents point at them.
-        let mut ord_slot: Vec<u32> = Vec::with_capacity(column.num_terms());
+        let mut distinct: Vec<Option<(f32, Vec<u8>)>> = Vec::with_capacity(column.num_terms());
         let mut stream = column.dictionary().stream()?;
         while stream.advance() {
-            match crate::embed::dequantize_parts(stream.key()) {
-                Some((scale, values)) if out.dims == 0 || values.len() == out.dims => {
-                    out.dims = values.len();
-                    ord_slot.push(out.scales.len() as u32);
-                    out.scales.push(scale);
-                    out.values.extend_from_slice(values);
-                }
-                _ => ord_slot.push(NONE),
-            }
+            distinct.push(
+                crate::embed::dequantize_parts(stream.key())
+                    .filter(|(_, v)| out.dims == 0 || v.len() == out.dims)
+                    .map(|(scale, v)| {
+                        out.dims = v.len();
+                        (scale, v.to_vec())
+                    }),
+            );
         }
-        for doc in 0..max_doc as DocId {
-            if let Some(ord) = column.ords().first(doc) {
-                out.slot[doc as usize] = ord_slot.get(ord as usize).copied().unwrap_or(NONE);
+        if out.dims == 0 {
+            return Ok(out);
+        }
+        out.words = out.dims.div_ceil(64);
+        out.scales = vec![0.0; max_doc];
+        out.values = vec![0; max_doc * out.dims];
+        out.sketches = vec![0; max_doc * out.words];
+        for doc in 0..max_doc {
+            let Some(ord) = column.ords().first(doc as DocId) else {
+                continue;
+            };
+            let Some(Some((scale, v))) = distinct.get(ord as usize) else {
+                continue;
+            };
+            if v.len() != out.dims {
+                continue;
             }
+            out.has[doc] = true;
+            out.scales[doc] = *scale;
+            out.values[doc * out.dims..(doc + 1) * out.dims].copy_from_slice(v);
+            sketch_into(v, &mut out.sketches[doc * out.words..(doc + 1) * out.words]);
         }
         Ok(out)
     }
@@ -63,34 +101,57 @@ impl SegmentVectors {
     /// The similarity of document `doc` to the query (`None` without a vector).
     #[inline]
     pub fn similarity(&self, doc: DocId, query: &QueryVector) -> Option<f32> {
-        let s = *self.slot.get(doc as usize)?;
-        if s == NONE || self.dims != query.values.len() {
+        let d = doc as usize;
+        if !*self.has.get(d)? || self.dims != query.values.len() {
             return None;
         }
-        let at = s as usize * self.dims;
-        let dot = crate::embed::dot_i8(&self.values[at..at + self.dims], &query.values);
-        Some(dot as f32 * self.scales[s as usize] * query.scale)
+        let dot = crate::embed::dot_i8(
+            &self.values[d * self.dims..(d + 1) * self.dims],
+            &query.values,
+        );
+        Some(dot as f32 * self.scales[d] * query.scale)
+    }
+
+    /// The Hamming distance between the sketches of `doc` and the query (`None` without a
+    /// vector).
+    #[inline]
+    fn distance(&self, doc: DocId, query: &QueryVector) -> Option<u32> {
+        let d = doc as usize;
+        if !*self.has.get(d)? || self.words != query.sketch.len() {
+            return None;
+        }
+        let mine = &self.sketches[d * self.words..(d + 1) * self.words];
+        Some(
+            mine.iter()
+                .zip(&query.sketch)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum(),
+        )
     }
 
     pub fn bytes(&self) -> usize {
-        self.values.len() + self.scales.len() * 4 + self.slot.len() * 4
+        self.values.len() + self.scales.len() * 4 + self.sketches.len() * 8 + self.has.len()
     }
 }
 
-/// A query's vector, quantised like the stored ones.
+/// A query's vector, quantised like the stored ones, with its sketch.
 #[derive(Debug)]
 pub struct QueryVector {
     scale: f32,
     values: Vec<u8>,
+    sketch: Vec<u64>,
 }
 
 impl QueryVector {
     pub fn new(unit: &[f32]) -> Option<QueryVector> {
         let q = crate::embed::quantize(unit);
         let (scale, values) = crate::embed::dequantize_parts(&q)?;
+        let mut sketch = vec![0u64; values.len().div_ceil(64)];
+        sketch_into(values, &mut sketch);
         Some(QueryVector {
             scale,
             values: values.to_vec(),
+            sketch,
         })
     }
 }
@@ -164,16 +225,23 @@ impl Ord for Worst {
 /// Collects the `k` documents most similar to the query among those the query matched.
 pub struct TopVectors {
     pub k: usize,
+    /// Documents in all the searched segments (`Searcher::num_docs` plus deleted: max docs).
+    pub total_docs: u64,
     pub query: Arc<QueryVector>,
     pub segments: Vec<Arc<SegmentVectors>>,
 }
 
 pub struct SegmentTop {
     segment: SegmentOrdinal,
+    /// Documents of this segment scored exactly at most.
+    exact: usize,
     vectors: Arc<SegmentVectors>,
     query: Arc<QueryVector>,
     k: usize,
-    heap: BinaryHeap<Worst>,
+    /// Matched documents (in document order) and their sketch distances.
+    matched: Vec<(DocId, u16)>,
+    /// How many matched documents are at each sketch distance.
+    histogram: Vec<u32>,
 }
 
 impl Collector for TopVectors {
@@ -183,7 +251,7 @@ impl Collector for TopVectors {
     fn for_segment(
         &self,
         segment: SegmentOrdinal,
-        _reader: &SegmentReader,
+        reader: &SegmentReader,
     ) -> tantivy::Result<SegmentTop> {
         let vectors = self
             .segments
@@ -192,12 +260,22 @@ impl Collector for TopVectors {
             .ok_or_else(|| {
                 tantivy::TantivyError::InternalError("segment vectors missing".into())
             })?;
+        let share = reader.max_doc() as f64 / self.total_docs.max(1) as f64;
+        let exact =
+            ((EXACT_AT_LEAST.max(self.k * 16) as f64 * share).ceil() as usize).max(self.k * 4);
         Ok(SegmentTop {
             segment,
+            exact,
             vectors,
             query: self.query.clone(),
             k: self.k.max(1),
-            heap: BinaryHeap::new(),
+            matched: Vec::new(),
+            histogram: vec![
+                0;
+                self.segments
+                    .get(segment as usize)
+                    .map_or(0, |v| v.dims + 1)
+            ],
         })
     }
 
@@ -222,22 +300,53 @@ impl SegmentCollector for SegmentTop {
     type Fruit = Vec<VectorHit>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
-        let Some(sim) = self.vectors.similarity(doc, &self.query) else {
-            return;
-        };
-        if self.heap.len() < self.k {
-            self.heap.push(Worst(sim, self.segment, doc));
-        } else if let Some(worst) = self.heap.peek() {
-            if sim > worst.0 {
-                self.heap.pop();
-                self.heap.push(Worst(sim, self.segment, doc));
+        if let Some(d) = self.vectors.distance(doc, &self.query) {
+            self.matched.push((doc, d as u16));
+            if let Some(h) = self.histogram.get_mut(d as usize) {
+                *h += 1;
             }
         }
     }
 
     fn harvest(self) -> Vec<VectorHit> {
-        self.heap
-            .into_iter()
+        // Phase 1: the `exact` documents with the closest sketches (every document of a small
+        // segment): all below the distance where the count reaches it, then the first ones at
+        // that distance in document order.
+        let (mut below, mut cut) = (0usize, self.histogram.len());
+        for (d, n) in self.histogram.iter().enumerate() {
+            if below + *n as usize >= self.exact {
+                cut = d;
+                break;
+            }
+            below += *n as usize;
+        }
+        let mut at_cut = self.exact.saturating_sub(below);
+        // Phase 2: exact similarity, the best k kept.
+        let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(self.k + 1);
+        for &(doc, dist) in &self.matched {
+            let dist = dist as usize;
+            if dist > cut {
+                continue;
+            }
+            if dist == cut {
+                if at_cut == 0 {
+                    continue;
+                }
+                at_cut -= 1;
+            }
+            let Some(sim) = self.vectors.similarity(doc, &self.query) else {
+                continue;
+            };
+            if heap.len() < self.k {
+                heap.push(Worst(sim, self.segment, doc));
+            } else if let Some(worst) = heap.peek() {
+                if Worst(sim, self.segment, doc) < *worst {
+                    heap.pop();
+                    heap.push(Worst(sim, self.segment, doc));
+                }
+            }
+        }
+        heap.into_iter()
             .map(|Worst(similarity, segment_ord, doc_id)| VectorHit {
                 similarity,
                 addr: DocAddress::new(segment_ord, doc_id),

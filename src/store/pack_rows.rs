@@ -140,7 +140,8 @@ pub struct Around {
     pub next: Option<String>,
 }
 
-/// `Around` of each episodic memory of `memory_ids` that belongs to a session (others are absent).
+/// `Around` of each memory of `memory_ids` that renders a `message` event of a session (others
+/// are absent: only conversation turns have neighbours worth showing).
 pub fn session_neighbours(
     conn: &Connection,
     tenant_id: &str,
@@ -152,7 +153,7 @@ pub fn session_neighbours(
     }
     let ids = serde_json::to_string(memory_ids).map_err(Error::internal)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT m.id, coalesce(json_extract(m.metadata, '$.eventType') = 'message', 0),
+        "SELECT m.id, 1,
                 (SELECT n.id FROM memories AS n
                   WHERE n.tenant_id = m.tenant_id AND n.session_id = m.session_id
                     AND n.seq < m.seq AND n.kind = 'episodic'
@@ -162,7 +163,8 @@ pub fn session_neighbours(
                     AND n.seq > m.seq AND n.kind = 'episodic'
                   ORDER BY n.seq LIMIT 1)
          FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
-         WHERE +m.tenant_id = ?2 AND m.kind = 'episodic' AND m.session_id IS NOT NULL",
+         WHERE +m.tenant_id = ?2 AND m.kind = 'episodic' AND m.session_id IS NOT NULL
+           AND json_extract(m.metadata, '$.eventType') = 'message'",
     )?;
     let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
     while let Some(r) = rows.next()? {

@@ -10,6 +10,7 @@ pub mod invoke;
 mod learn;
 mod limits;
 mod read_your_writes;
+mod recall;
 mod registry;
 mod saturation;
 mod sdk_edges;
