@@ -14,7 +14,8 @@
 //! wall-clock percentiles.
 //!
 //! Run: `cargo run --release --example synth_bench -- [--docs N] [--tenants T] [--requests R]
-//! [--max-tokens M] [--layout]`. `ENGRAM_SEARCH_CONCURRENCY=N` overrides the server's search
+//! [--max-tokens M] [--layout] [--keep DIR]`. `--keep DIR` only loads phase A into the data dir
+//! `DIR` (with `bench-key.txt` and `queries.txt` beside it) for `scripts/bench_synth.sh`. `ENGRAM_SEARCH_CONCURRENCY=N` overrides the server's search
 //! permits (default four per core); `SYNTH_BENCH_ENGINE_ONLY` (set to anything) skips the HTTP
 //! warm-up and the raw tantivy rows. Every loop is bounded in count and time and talks only to
 //! 127.0.0.1.
@@ -41,6 +42,9 @@ struct Args {
     requests: usize,
     max_tokens: u32,
     layout: bool,
+    /// Load phase A into this data dir, write its key and queries beside it, and stop (for
+    /// `scripts/bench_synth.sh`, which serves it and drives it with wrk).
+    keep: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -50,6 +54,7 @@ fn args() -> Args {
         requests: 4_000,
         max_tokens: 1_000,
         layout: false,
+        keep: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -64,6 +69,7 @@ fn args() -> Args {
                 a.layout = true;
                 i -= 1;
             }
+            "--keep" => a.keep = Some(argv.get(i + 1).expect("--keep DIR").into()),
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -521,7 +527,7 @@ fn main() {
 
 async fn run(a: Args) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cfg = Config::for_data_dir(dir.path());
+    let mut cfg = Config::for_data_dir(a.keep.clone().unwrap_or_else(|| dir.path().to_path_buf()));
     cfg.limits_enabled = false;
     cfg.auto_learn_every = 0;
     cfg.auto_learn_sweep = Duration::ZERO;
@@ -578,6 +584,13 @@ async fn run(a: Args) {
         "phase A: loaded {} docs in {load_a:.1?} ({segs} segments)",
         a.docs
     );
+    if let Some(keep) = &a.keep {
+        std::fs::write(keep.join("bench-key.txt"), &tenants[0].1).expect("key file");
+        std::fs::write(keep.join("queries.txt"), qs.join("\n") + "\n").expect("queries file");
+        srv.shutdown().await;
+        println!("kept in {}", keep.display());
+        return;
+    }
     let (p50_a, p99_a) = measure(
         "phase A: one tenant",
         &srv,

@@ -421,6 +421,7 @@ pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest
         include_artifacts: req.include_artifacts,
         min_confidence: req.min_confidence,
         vector,
+        vector_hits: Default::default(),
     };
     let mut cands = gather(
         &searcher,

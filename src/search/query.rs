@@ -66,7 +66,13 @@ pub struct Spec {
     pub min_confidence: f64,
     /// The query text's unit vector (from the index's embedder), if it has one.
     pub vector: Option<Arc<super::vectors::QueryVector>>,
+    /// The vector side's hits, kept across the searches of one request (`pack::gather` widens
+    /// the BM25 side in rounds; the vector side is searched once, `VECTOR_K` deep).
+    pub vector_hits: Arc<std::sync::OnceLock<(Vec<super::vectors::VectorHit>, bool)>>,
 }
+
+/// Documents the vector side collects (once per request).
+const VECTOR_K: usize = 64;
 
 /// Weight of an exact-spelling match beside its stemmed match.
 const EXACT_BOOST: f32 = 0.3;
@@ -512,8 +518,14 @@ pub fn search(
         return Ok((out, more));
     };
     let segments = tenant.vectors.segments(searcher)?;
-    let (similar, vmore) = vector_hits(searcher, fields, spec, query, &segments, limit)?;
-    more |= vmore;
+    let (similar, vmore) = match spec.vector_hits.get() {
+        Some(hits) => hits.clone(),
+        None => {
+            let hits = vector_hits(searcher, fields, spec, query, &segments, VECTOR_K)?;
+            spec.vector_hits.get_or_init(|| hits).clone()
+        }
+    };
+    more |= vmore && limit < VECTOR_K;
     // The union, each with both signals.
     let mut merged: HashMap<DocAddress, (f64, f64)> = HashMap::with_capacity(bm25.len() * 2);
     for (s, addr) in &bm25 {

@@ -194,7 +194,7 @@ impl VectorCache {
 }
 
 /// A hit of the vector search: similarity, then the document.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VectorHit {
     pub similarity: f32,
     pub addr: DocAddress,
@@ -269,7 +269,7 @@ impl Collector for TopVectors {
             vectors,
             query: self.query.clone(),
             k: self.k.max(1),
-            matched: Vec::new(),
+            matched: Vec::with_capacity(reader.num_docs() as usize),
             histogram: vec![
                 0;
                 self.segments
@@ -305,6 +305,12 @@ impl SegmentCollector for SegmentTop {
             if let Some(h) = self.histogram.get_mut(d as usize) {
                 *h += 1;
             }
+        }
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        for &doc in docs {
+            self.collect(doc, 0.0);
         }
     }
 
