@@ -56,6 +56,25 @@ fn rules() -> &'static Rules {
     })
 }
 
+/// The day an event's words were said on: a date the caller gave (`payload.date`, `sessionDate`,
+/// `session_date`, `datetime`, `timestamp`, or `metadata.sessionDate`), else its capture time.
+/// Relative time in a fact ("my exam is next month") is written out against it.
+fn said_on(e: &super::Event) -> Option<chrono::NaiveDate> {
+    let given = [
+        "date",
+        "sessionDate",
+        "session_date",
+        "datetime",
+        "timestamp",
+    ]
+    .iter()
+    .find_map(|k| e.payload.get(*k).and_then(Value::as_str))
+    .or_else(|| e.metadata.get("sessionDate").and_then(Value::as_str));
+    given
+        .and_then(crate::dates::parse_day)
+        .or_else(|| crate::dates::parse_day(&e.created_at))
+}
+
 fn clean(s: &str) -> String {
     s.trim()
         .trim_end_matches(['.', '!', '?'])
@@ -115,7 +134,10 @@ impl Miner {
         let stamp = (at, e.id.clone());
         if stamp >= v.latest {
             v.latest = stamp;
-            v.text = clean(text);
+            v.text = match said_on(e) {
+                Some(day) => clean(&crate::dates::resolve_relative(text, day)),
+                None => clean(text),
+            };
             v.session_id = e.session_id.clone();
             v.agent_id = e.agent_id.clone();
         }
@@ -191,6 +213,63 @@ impl Miner {
 #[cfg(test)]
 mod tests {
     use super::parse_statement;
+
+    #[test]
+    fn facts_keep_their_time() {
+        use crate::compiler::{Event, Session, SessionCtx};
+        let event = |id: &str, payload: serde_json::Value, metadata: serde_json::Value| Event {
+            id: id.into(),
+            session_id: "s1".into(),
+            agent_id: None,
+            kind: "message".into(),
+            payload,
+            metadata,
+            created_at: "2024-03-10T12:00:00.000Z".into(),
+        };
+        let events = vec![
+            event(
+                "evt_1",
+                serde_json::json!({"role": "user", "content": "My exam is next month.",
+                                   "date": "8 May, 2023"}),
+                serde_json::json!({}),
+            ),
+            event(
+                "evt_2",
+                serde_json::json!({"role": "user", "content": "My flight is tomorrow."}),
+                serde_json::json!({"sessionDate": "2023-06-01"}),
+            ),
+            event(
+                "evt_3",
+                serde_json::json!({"role": "user", "content": "My team is platform since yesterday."}),
+                serde_json::json!({}),
+            ),
+        ];
+        let session = Session {
+            id: "s1".into(),
+            ..Default::default()
+        };
+        let ctx = SessionCtx {
+            session: &session,
+            events: &events,
+            at_ms: 0,
+            touched: true,
+        };
+        let mut miner = super::Miner::default();
+        miner.add(&ctx);
+        let texts: Vec<String> = miner.finish(0).into_iter().map(|f| f.text).collect();
+        assert!(
+            texts.contains(&"My exam is next month (June 2023)".to_string()),
+            "{texts:?}"
+        );
+        assert!(
+            texts.contains(&"My flight is tomorrow (2 June 2023)".to_string()),
+            "{texts:?}"
+        );
+        assert!(
+            texts.contains(&"My team is platform since yesterday (9 March 2024)".to_string()),
+            "{texts:?}"
+        );
+    }
 
     #[test]
     fn statements() {
