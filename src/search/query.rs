@@ -11,8 +11,9 @@
 //! clauses that add nothing to the score.
 //!
 //! Ranking (hybrid, two phases): tantivy collects the top K by BM25 (block-WAND when there is no
-//! filter) and, when the query has a vector, the top K by embedding similarity among the documents
-//! passing the same filters (`vectors`). Over the union of both, relevance is
+//! filter) and, when the query has a vector, the `VECTOR_K` documents most similar to it among
+//! those passing the same filters (`vectors`; searched once per request). Over the union of both,
+//! relevance is
 //!
 //! ```text
 //! relevance = ½ · bm25 / max bm25 + ½ · max(similarity, 0) / max similarity
