@@ -92,11 +92,16 @@ pub struct EmbeddingsConfig {
     pub url: Option<String>,
     pub model: Option<String>,
     pub api_key: Option<String>,
+    /// No embeddings at all (ranking by words alone).
+    pub off: bool,
 }
 
 impl EmbeddingsConfig {
     /// The provider this configuration names.
     pub fn embedder(&self) -> crate::error::Result<crate::embed::Embedder> {
+        if self.off {
+            return Ok(crate::embed::Embedder::off());
+        }
         match &self.url {
             None => Ok(crate::embed::Embedder::bundled()),
             Some(url) => crate::embed::Embedder::external(

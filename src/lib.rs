@@ -142,7 +142,7 @@ pub async fn start(config: Config) -> Result<Running> {
         })?;
         let db = store::Db::open(&cfg.db_path(), cfg.read_pool_size)?;
         tokens::warm_up();
-        if cfg.embeddings.url.is_none() {
+        if cfg.embeddings.url.is_none() && !cfg.embeddings.off {
             embed::model::StaticModel::bundled();
         }
         let plan = cfg.default_plan;

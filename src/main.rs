@@ -90,6 +90,10 @@ struct EmbeddingArgs {
     /// Bearer token for that API.
     #[arg(long, env = "ENGRAM_EMBEDDINGS_KEY", hide_env_values = true)]
     embeddings_key: Option<String>,
+    /// No embeddings: rank by words alone (cheapest on very large tenants; switching rebuilds the
+    /// search index at the next start).
+    #[arg(long, env = "ENGRAM_NO_EMBEDDINGS")]
+    no_embeddings: bool,
 }
 
 impl EmbeddingArgs {
@@ -103,6 +107,9 @@ impl EmbeddingArgs {
         {
             return Err("--embeddings-model is required with --embeddings-url".into());
         }
+        if self.no_embeddings && url.is_some() {
+            return Err("--no-embeddings and --embeddings-url exclude each other".into());
+        }
         if url.is_none() && self.embeddings_model.is_some() {
             return Err("--embeddings-model needs --embeddings-url (the bundled model has no choice of model)".into());
         }
@@ -110,6 +117,7 @@ impl EmbeddingArgs {
             url,
             model: self.embeddings_model.clone(),
             api_key: self.embeddings_key.clone().filter(|k| !k.is_empty()),
+            off: self.no_embeddings,
         })
     }
 }

@@ -3,7 +3,9 @@
 //! Two providers, chosen by configuration:
 //! - **bundled** (the default): the static model compiled into the binary (`model`), no network;
 //! - **external**: any OpenAI-compatible `POST {base}/embeddings` (OpenAI, Ollama, vLLM,
-//!   llama.cpp), set with `--embeddings-url` / `--embeddings-model` / `--embeddings-key`.
+//!   llama.cpp), set with `--embeddings-url` / `--embeddings-model` / `--embeddings-key`;
+//! - **off** (`--no-embeddings`): no vectors, ranking by words alone (the cheapest search on very
+//!   large tenants).
 //!
 //! Every vector is L2-normalised and stored int8 with one scale (`quantize`): similarity is an
 //! integer dot product times two scales, so the same data ranks the same way on every machine.
@@ -82,6 +84,8 @@ pub fn dot_i8(a: &[u8], b: &[u8]) -> i32 {
 enum Provider {
     Bundled,
     External(External),
+    /// No embeddings: ranking by words alone (`--no-embeddings`).
+    Off,
 }
 
 #[derive(Clone)]
@@ -165,8 +169,12 @@ impl Embedder {
         &self.model_id
     }
 
-    pub fn is_bundled(&self) -> bool {
-        matches!(self.provider, Provider::Bundled)
+    /// No vectors at all: documents and queries are matched by their words alone.
+    pub fn off() -> Embedder {
+        Embedder {
+            provider: Provider::Off,
+            model_id: "none".to_string(),
+        }
     }
 
     /// Unit vectors of `texts` (`None` for a text with nothing to embed). Blocking: never call it
@@ -177,6 +185,7 @@ impl Embedder {
                 let m = model::StaticModel::bundled();
                 Ok(texts.iter().map(|t| m.embed(t)).collect())
             }
+            Provider::Off => Ok(vec![None; texts.len()]),
             Provider::External(x) => {
                 let mut out = Vec::with_capacity(texts.len());
                 for chunk in texts.chunks(EXTERNAL_BATCH) {

@@ -605,6 +605,37 @@ async fn an_external_embeddings_provider_is_used_recorded_and_never_mixed() {
     );
 }
 
+#[tokio::test]
+async fn without_embeddings_words_alone_rank_and_the_index_says_so() {
+    let srv = TestServer::start_with(|c| c.embeddings.off = true).await;
+    let (s, b) = srv
+        .post(
+            "/v1/capture?wait=searchable",
+            json!({"type": "message", "sessionId": "w1",
+                   "payload": {"role": "user", "content": "the replica lag alert fired at noon"}}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let p = pack(&srv, json!({"query": "replica lag"})).await;
+    assert!(p["entries"][0]["content"]
+        .as_str()
+        .unwrap()
+        .contains("replica lag"));
+    // Nothing matches these words, and without vectors nothing is merely similar.
+    let p = pack(&srv, json!({"query": "database delay warning"})).await;
+    assert_eq!(p["entries"], json!([]), "{p}");
+    let h = health_search(&srv).await;
+    assert_eq!(h["embeddings"]["model"], "none");
+    let dir = srv.shutdown().await;
+    let marker = std::fs::read_to_string(dir.path().join("index/engram-index.json")).unwrap();
+    assert!(marker.contains(r#""embeddingModel":"none""#), "{marker}");
+    // Back on the bundled model, the index is rebuilt with its vectors.
+    let srv = TestServer::start_in(dir.clone(), |_| {}).await;
+    let h = health_search(&srv).await;
+    assert_eq!(h["embeddings"]["model"], "potion-base-8M@bf8b0566-q8");
+    srv.shutdown().await;
+}
+
 async fn synth_as(srv: &TestServer, key: &str, body: Value) -> Value {
     let (s, b) = send(
         srv.req_as(key, reqwest::Method::POST, "/v1/synthesize")
