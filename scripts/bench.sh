@@ -15,34 +15,12 @@ cd "$(dirname "$0")/.."
 secs="${1:-10}"
 conns="${2:-64}"
 
-if ! command -v wrk >/dev/null; then
-  echo "bench.sh: installing wrk (Debian package)" >&2
-  if [ "$(id -u)" = 0 ]; then apt-get install -y wrk >/dev/null; else sudo apt-get install -y wrk >/dev/null; fi
-fi
+source scripts/bench/lib.sh
+ensure_wrk
 
 cargo build --release --locked --bin engram --example bare >&2
 engram="${ENGRAM_BIN:-target/release/engram}"
 bare=target/release/examples/bare
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Prints the address from the "<name> listening on" line of log $1 once it appears.
-addr_of() {
-  local log="$1" addr
-  for _ in $(seq 1 600); do
-    addr="$(sed -n 's/.* listening on http:\/\/\([0-9.:]*\).*/\1/p' "$log" | head -n1)"
-    if [ -n "$addr" ]; then echo "$addr"; return; fi
-    sleep 0.1
-  done
-  echo "bench.sh: no server started; its log:" >&2; cat "$log" >&2; exit 1
-}
 
 key="hx_live_$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)"
 export ENGRAM_KEY="$key"
@@ -54,18 +32,6 @@ ENGRAM_BOOTSTRAP_KEY="$key" "$engram" serve --listen 127.0.0.1:0 --data-dir "$wo
 pids+=($!)
 bare_addr="$(addr_of "$work/bare.log")"
 engram_addr="$(addr_of "$work/engram.log")"
-
-# Runs wrk and prints "req/s p50 p99 max" (latencies as wrk prints them).
-run() {
-  local url="$1" script="$2"
-  wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$script" "$url" | awk '
-    /^    Latency/ { max = $4 }
-    /^ +50%/ { p50 = $2 }
-    /^ +99%/ { p99 = $2 }
-    /^Requests\/sec/ { rps = $2 }
-    /Non-2xx or 3xx responses/ { bad = $5 }
-    END { printf "%s %s %s %s %s\n", rps, p50, p99, max, (bad == "" ? 0 : bad) }'
-}
 
 printf '%-12s %12s %10s %10s %10s %9s %8s\n' scenario "req/s" p50 p99 max ratio non-2xx
 read -r b_rps b_p50 b_p99 b_max b_bad < <(run "http://$bare_addr/" scripts/bench/capture.lua)

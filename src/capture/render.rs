@@ -319,11 +319,11 @@ mod tests {
         assert_eq!(
             memory_text(
                 "message",
-                &json!({"role": "Caroline", "content": "I went to a support group yesterday.",
-                        "date": "1:56 pm on 8 May, 2023"}),
+                &json!({"role": "Priya", "content": "I went to a pottery workshop yesterday.",
+                        "date": "4:20 pm on 8 May, 2023"}),
                 None
             ),
-            "[8 May 2023] Caroline: I went to a support group yesterday (7 May 2023)."
+            "[8 May 2023] Priya: I went to a pottery workshop yesterday (7 May 2023)."
         );
         assert_eq!(
             memory_text(

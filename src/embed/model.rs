@@ -120,17 +120,17 @@ mod tests {
     fn vectors_match_the_reference_pipeline() {
         let m = StaticModel::bundled();
         let s = [
-            "Caroline went to the LGBTQ support group yesterday!",
+            "Priya went to the pottery workshop yesterday!",
             "Héllo Zürich — naïve café, it's 9:30pm; e-mail: x@y.org",
-            "When did Melanie paint a sunrise?",
+            "When did Mateo paint the harbour?",
             "kubectl rollout restart deployment/web-3 --namespace=prod",
         ];
         let v: Vec<Vec<f32>> = s.iter().map(|t| m.embed(t).unwrap()).collect();
         let expected = [
-            [1.0, 0.1425, 0.2023, 0.0869],
-            [0.1425, 1.0, 0.0968, 0.0387],
-            [0.2023, 0.0968, 1.0, 0.0363],
-            [0.0869, 0.0387, 0.0363, 1.0],
+            [1.0, 0.1766, 0.1821, 0.007],
+            [0.1766, 1.0, 0.0199, 0.0387],
+            [0.1821, 0.0199, 1.0, 0.0057],
+            [0.007, 0.0387, 0.0057, 1.0],
         ];
         for i in 0..4 {
             for j in 0..4 {

@@ -253,6 +253,16 @@ impl QueryTerms {
     }
 }
 
+/// Every document passing the spec's filters, the confidence floor included.
+fn filtered_all(spec: &Spec, fields: &Fields) -> Box<dyn Query> {
+    let clauses = filters(spec, fields, true);
+    if clauses.is_empty() {
+        Box::new(AllQuery)
+    } else {
+        Box::new(BooleanQuery::new(clauses))
+    }
+}
+
 /// The OR of term queries (a union of term scorers, boosted or not: block-WAND applies).
 pub fn text_query(terms: QueryTerms) -> Box<dyn Query> {
     let boost = if terms.stemmed.is_empty() {
@@ -441,12 +451,7 @@ fn vector_hits(
     segments: &[Arc<super::vectors::SegmentVectors>],
     limit: usize,
 ) -> tantivy::Result<(Vec<super::vectors::VectorHit>, bool)> {
-    let clauses = filters(spec, fields, true);
-    let filter: Box<dyn Query> = if clauses.is_empty() {
-        Box::new(AllQuery)
-    } else {
-        Box::new(BooleanQuery::new(clauses))
-    };
+    let filter = filtered_all(spec, fields);
     let hits = searcher.search(
         filter.as_ref(),
         &super::vectors::TopVectors {
@@ -594,12 +599,7 @@ fn most_recent(
     spec: &Spec,
     limit: usize,
 ) -> tantivy::Result<(Vec<Candidate>, bool)> {
-    let clauses = filters(spec, fields, true);
-    let query: Box<dyn Query> = if clauses.is_empty() {
-        Box::new(AllQuery)
-    } else {
-        Box::new(BooleanQuery::new(clauses))
-    };
+    let query = filtered_all(spec, fields);
     let hits = searcher.search(
         query.as_ref(),
         &TopDocs::with_limit(limit).order_by_fast_field::<u64>("recency", Order::Desc),

@@ -17,14 +17,7 @@ const PAGE: i64 = 5_000;
 pub fn rebuild(db: &Db, search: &Search, progress: impl Fn(u64, u64)) -> Result<u64> {
     search.mark_incomplete()?;
     search.submit(IndexOp::DeleteAll);
-    let expected: u64 = db.read_blocking(|c| {
-        Ok(c.query_row(
-            "SELECT (SELECT count(*) FROM memories WHERE status = 'active')
-                  + (SELECT count(*) FROM artifacts WHERE status = 'active')",
-            [],
-            |r| r.get::<_, i64>(0),
-        )?)
-    })? as u64;
+    let expected = db.read_blocking(crate::store::pack_rows::active_documents)?;
     progress(0, expected);
     let mut total = 0u64;
     let mut after = 0i64;

@@ -1,5 +1,6 @@
-//! The reads a context pack makes: what the database says now of the search hits (the index may
-//! lag behind a status change), and the neighbouring turns of a conversational memory.
+//! The reads search makes: what the database says now of a pack's hits (the index may lag behind
+//! a status change), the neighbouring turns of a conversational memory, and how many documents a
+//! complete index holds.
 
 use crate::error::{Error, Result};
 use rusqlite::Connection;
@@ -178,4 +179,15 @@ pub fn session_neighbours(
         );
     }
     Ok(out)
+}
+
+/// How many rows the search index holds when complete: active memories and active artifacts.
+pub fn active_documents(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM memories WHERE status = 'active')
+              + (SELECT count(*) FROM artifacts WHERE status = 'active')",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n.max(0) as u64)
 }

@@ -359,15 +359,15 @@ async fn relative_time_in_a_message_gets_its_date() {
         .post(
             "/v1/capture?wait=searchable",
             json!({"type": "message", "sessionId": "d1",
-               "payload": {"role": "Caroline", "date": "1:56 pm on 8 May, 2023",
-                           "content": "I went to a support group yesterday and I'm moving next month."}}),
+               "payload": {"role": "Priya", "date": "4:20 pm on 8 May, 2023",
+                           "content": "I went to a pottery workshop yesterday and I'm moving next month."}}),
         )
         .await;
     assert_eq!(s, 202, "{b}");
-    let p = pack(&srv, json!({"query": "support group"})).await;
+    let p = pack(&srv, json!({"query": "pottery workshop"})).await;
     assert_eq!(
         p["entries"][0]["content"],
-        "[8 May 2023] Caroline: I went to a support group yesterday (7 May 2023) and I'm moving \
+        "[8 May 2023] Priya: I went to a pottery workshop yesterday (7 May 2023) and I'm moving \
          next month (June 2023)."
     );
 }
