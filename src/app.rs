@@ -26,6 +26,8 @@ pub struct AppState {
     pub backlog: crate::capture::backlog::Backlog,
     /// Combines concurrent capture writes (`capture::combiner`).
     pub capture: crate::capture::combiner::Combiner,
+    /// The request journal and injected faults (`crate::fixture`).
+    pub fixture: crate::fixture::Fixture,
     pub started: Instant,
     /// The address the server is bound to.
     pub bound: std::net::SocketAddr,

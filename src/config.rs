@@ -65,6 +65,10 @@ pub struct Config {
     pub vault_reveals_per_minute: u64,
     /// The operator API's token (`/v1/admin/*`); without it those routes do not exist.
     pub admin_token: Option<String>,
+    /// Requests the journal keeps (0: none); it records only with an operator token.
+    pub journal_size: usize,
+    /// Whether the journal keeps (redacted) bodies.
+    pub journal_bodies: bool,
     /// Capture answers 503 past this many unprocessed events (0: unbounded).
     pub max_backlog: u64,
     /// How long `POST /v1/learn` waits for its job when the request does not say (0: not at all).
@@ -142,6 +146,8 @@ impl Config {
             learn_wait: Duration::ZERO,
             max_backlog: 1_000_000,
             admin_token: None,
+            journal_size: 1000,
+            journal_bodies: false,
             shutdown_grace: Duration::from_secs(30),
             limits_enabled: true,
             // Searches are CPU-bound but each also waits on hand-offs (a blocking-pool thread, a

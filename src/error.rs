@@ -71,6 +71,12 @@ pub enum Error {
         retry_after: u64,
         message: String,
     },
+    /// A status chosen by the operator or an agent's script (fixture faults, scripted errors):
+    /// the code follows the status.
+    Injected {
+        status: u16,
+        message: String,
+    },
     /// Details go to the log with the request id; the client sees a generic message.
     Internal(String),
 }
@@ -115,6 +121,14 @@ impl Error {
         Error::Internal(e.to_string())
     }
 
+    /// An error with the status `status` (clamped to 400–599).
+    pub fn injected(status: u16, message: impl Into<String>) -> Error {
+        Error::Injected {
+            status: status.clamp(400, 599),
+            message: message.into(),
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             Error::Validation { .. } => 422,
@@ -130,6 +144,7 @@ impl Error {
             Error::RequestTimeout(_) => 408,
             Error::Upstream(_) => 502,
             Error::Unavailable(_) | Error::Saturated { .. } => 503,
+            Error::Injected { status, .. } => *status,
             Error::Internal(_) => 500,
         }
     }
@@ -161,6 +176,7 @@ impl Error {
             (Error::RequestTimeout(_), _) => "request_timeout",
             (Error::Upstream(_), _) => "upstream_error",
             (Error::Unavailable(_), _) | (Error::Saturated { .. }, _) => "unavailable",
+            (Error::Injected { status, .. }, family) => injected_code(*status, family),
             (Error::Internal(_), _) => "internal_error",
         }
     }
@@ -183,7 +199,8 @@ impl Error {
             | Error::Timeout(m)
             | Error::RequestTimeout(m)
             | Error::Upstream(m)
-            | Error::Unavailable(m) => m.clone(),
+            | Error::Unavailable(m)
+            | Error::Injected { message: m, .. } => m.clone(),
             Error::RateLimited { message, .. }
             | Error::QuotaExceeded { message, .. }
             | Error::Saturated { message, .. } => message.clone(),
@@ -333,4 +350,26 @@ pub fn echo(input: &str) -> String {
     let mut out: String = input.chars().take(MAX_ECHO_CHARS - 1).collect();
     out.push('…');
     out
+}
+
+/// The code an injected status is reported with: the one the same status has elsewhere.
+fn injected_code(status: u16, family: Family) -> &'static str {
+    match (status, family) {
+        (400 | 422, Family::Memory) => "validation_error",
+        (400 | 422, Family::Registry) => "bad_request",
+        (401, _) => "unauthorized",
+        (403, _) => "forbidden",
+        (404, _) => "not_found",
+        (405, _) => "method_not_allowed",
+        (408, _) => "request_timeout",
+        (409, _) => "conflict",
+        (413, _) => "payload_too_large",
+        (429, Family::Memory) => "rate_limited",
+        (429, Family::Registry) => "rate_limit_exceeded",
+        (502, _) => "upstream_error",
+        (503, _) => "unavailable",
+        (504, _) => "timeout",
+        (400..=499, _) => "bad_request",
+        _ => "internal_error",
+    }
 }

@@ -23,6 +23,7 @@ pub mod datadir;
 pub mod dates;
 pub mod embed;
 pub mod error;
+pub mod fixture;
 pub mod http;
 pub mod ids;
 pub mod jobs;
@@ -238,6 +239,14 @@ pub async fn start(config: Config) -> Result<Running> {
         capture: capture::combiner::Combiner::new(db.clone()),
         backlog: capture::backlog::Backlog::new(config.max_backlog),
         searchable_seq: Default::default(),
+        fixture: fixture::Fixture::new(
+            if config.admin_token.is_some() {
+                config.journal_size
+            } else {
+                0
+            },
+            config.journal_bodies,
+        ),
         config,
         db,
         search,

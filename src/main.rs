@@ -217,6 +217,12 @@ struct ServeArgs {
     /// At least 16 characters.
     #[arg(long, env = "ENGRAM_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Requests the operator API's journal keeps (GET /v1/admin/requests; 0 keeps none).
+    #[arg(long, env = "ENGRAM_JOURNAL_SIZE", default_value_t = 1000)]
+    journal_size: usize,
+    /// Keep request and response bodies in the journal (secrets and keys redacted).
+    #[arg(long, env = "ENGRAM_JOURNAL_BODIES")]
+    journal_bodies: bool,
     /// Capture answers 503 (with Retry-After) past this many events waiting to be processed, and
     /// resumes below 90 % of it (0: unbounded).
     #[arg(long, env = "ENGRAM_MAX_BACKLOG", default_value_t = 1_000_000)]
@@ -478,6 +484,8 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     config.vault_reveals_per_minute = a.vault_reveals_per_minute.max(1);
     config.learn_wait = Duration::from_secs(a.learn_wait_secs);
     config.max_backlog = a.max_backlog;
+    config.journal_size = a.journal_size;
+    config.journal_bodies = a.journal_bodies;
     if let Some(t) = a.admin_token.filter(|t| !t.is_empty()) {
         if t.len() < 16 || t.chars().any(char::is_whitespace) {
             return Err("--admin-token must be at least 16 characters without spaces".into());

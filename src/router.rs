@@ -127,6 +127,12 @@ fn table() -> Vec<Route> {
         route!(@token DELETE "/v1/admin/tenants/{id}" Memory api::admin::delete_tenant),
         route!(@token POST "/v1/admin/tenants/{id}/reset" Memory api::admin::reset_tenant),
         route!(@token POST "/v1/admin/reset" Memory api::admin::reset_all),
+        route!(@token GET "/v1/admin/requests" Memory api::fixture::list_requests),
+        route!(@token DELETE "/v1/admin/requests" Memory api::fixture::clear_requests),
+        route!(@token POST "/v1/admin/faults" Memory api::fixture::create_fault),
+        route!(@token GET "/v1/admin/faults" Memory api::fixture::list_faults),
+        route!(@token DELETE "/v1/admin/faults" Memory api::fixture::delete_faults),
+        route!(@token DELETE "/v1/admin/faults/{id}" Memory api::fixture::delete_fault),
         // The memory gateway (docs/api.md "Memory gateway").
         route!(POST "/v1/chat/completions" Memory m::gateway::chat_completions, 4 * MIB),
         // The vault (docs/api.md "Vault").

@@ -8,13 +8,15 @@
 
 use crate::app::AppState;
 use crate::error::Error;
+use crate::fixture::journal::{Entry, Written};
 use crate::http::body::{self, BodyLimits};
 use crate::http::client_ip::client_ip;
 use crate::http::conn::{self, Connections, InflightGuard, Timeouts, Tracked};
 use crate::http::response::{render, render_error, Body, Meta};
-use crate::http::{Ctx, Query};
+use crate::http::{Ctx, Query, Reply};
 use crate::router;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response};
@@ -85,9 +87,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut stop: watch:
                 let inflight = track.request();
                 async move {
                     let resp = handle(state, req, peer, &track).await;
-                    Ok::<_, std::convert::Infallible>(resp.map(|body| Guarded {
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| Watched {
                         body,
-                        _inflight: inflight,
+                        watch: inflight,
                     }))
                 }
             })
@@ -148,14 +150,30 @@ impl AcceptErrors {
     }
 }
 
-/// A response body that keeps its request counted as in flight on its connection until it has
-/// been written or dropped.
-struct Guarded {
+/// A response body with something attached for as long as it is being sent: an observer that
+/// sees each chunk (the journal's byte count) or a guard dropped when the body is done (the
+/// connection's in-flight count).
+struct Watched<W: Watch> {
     body: Body,
-    _inflight: InflightGuard,
+    watch: W,
 }
 
-impl hyper::body::Body for Guarded {
+trait Watch: Unpin {
+    fn sent(&self, _chunk: &[u8]) {}
+}
+
+/// Keeps the request counted as in flight on its connection until its body has been written or
+/// dropped.
+impl Watch for InflightGuard {}
+
+/// Counts (and, when the journal keeps bodies, copies) what the body sends.
+impl Watch for Arc<Written> {
+    fn sent(&self, chunk: &[u8]) {
+        self.add(chunk);
+    }
+}
+
+impl<W: Watch> hyper::body::Body for Watched<W> {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
@@ -163,7 +181,13 @@ impl hyper::body::Body for Guarded {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.watch.sent(data);
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -222,8 +246,14 @@ async fn handle(
     );
     state.inflight.fetch_add(1, Ordering::SeqCst);
     let _inflight = StateInflight(state.clone());
+    let journaled = state.fixture.journal.enabled() && !route_name.starts_with("/v1/admin");
+    let query_text = parts.uri.query().map(str::to_string);
     async move {
         let mut tenant: Option<String> = None;
+        let mut key_id: Option<String> = None;
+        let mut fault_id: Option<String> = None;
+        let mut request_bytes = 0u64;
+        let mut request_body: Option<Vec<u8>> = None;
         let mut rate = None;
         // The body until it is read: a request refused before that has it drained in the
         // background (`body::discard`), so a client still sending it reads the answer.
@@ -249,6 +279,9 @@ async fn handle(
                     }
                 };
                 tenant = Some(p.tenant_id.clone());
+                if journaled {
+                    key_id = Some(p.key_id.clone());
+                }
                 let admission = state.limits.admit(&p);
                 rate = admission.info;
                 admission.result?;
@@ -257,6 +290,28 @@ async fn handle(
             } else {
                 None
             };
+            // An injected fault (`crate::fixture::faults`): its delay, then its answer instead of
+            // the route's (the body is drained unread).
+            if let Some(f) = state
+                .fixture
+                .faults
+                .fire(method.as_str(), m.route.pattern, &path)
+            {
+                fault_id = Some(f.id.clone());
+                if !f.delay.is_zero() {
+                    tokio::time::sleep(f.delay).await;
+                }
+                match f.answer {
+                    Some((status, Some(body))) => return Ok(Reply::raw(status, &body)),
+                    Some((status, None)) => {
+                        return Err(Error::injected(
+                            status,
+                            format!("fault {} injected by the operator", f.id),
+                        ))
+                    }
+                    None => {}
+                }
+            }
             let declared = parts
                 .headers
                 .get(hyper::header::CONTENT_LENGTH)
@@ -275,6 +330,11 @@ async fn handle(
             };
             let incoming = unread.take().expect("the body is read once");
             let body = body::read(incoming, declared, limits, track).await?;
+            request_bytes = body.len() as u64;
+            if journaled && state.fixture.journal.keeps_bodies() {
+                let cap = body.len().min(crate::fixture::journal::BODY_CAP);
+                request_body = Some(body[..cap].to_vec());
+            }
             let ctx = Ctx {
                 state: state.clone(),
                 request_id: request_id.clone(),
@@ -343,7 +403,34 @@ async fn handle(
         } else {
             tracing::debug!(status, "request done");
         }
-        resp
+        if !journaled {
+            return resp;
+        }
+        let journal = &state.fixture.journal;
+        let written = Arc::new(Written::new(journal.keeps_bodies()));
+        journal.record(Entry {
+            id: request_id.clone(),
+            at: crate::time::now_rfc3339(),
+            method: method.to_string(),
+            path: path.clone(),
+            query: query_text,
+            route: route_name,
+            status,
+            tenant_id: tenant,
+            key_id,
+            duration_ms: started.elapsed().as_millis() as u64,
+            request_bytes,
+            fault_id,
+            request_body,
+            response: written.clone(),
+        });
+        resp.map(|body| {
+            Watched {
+                body,
+                watch: written,
+            }
+            .boxed_unsync()
+        })
     }
     .instrument(span)
     .await

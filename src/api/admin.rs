@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 /// 404 unless the operator token is configured and presented.
-fn operator(ctx: &Ctx) -> Result<()> {
+pub(crate) fn operator(ctx: &Ctx) -> Result<()> {
     let Some(token) = ctx.state.config.admin_token.as_deref() else {
         return Err(Error::NotFound(format!(
             "no route for {} {}",

@@ -66,6 +66,22 @@ impl Reply {
         Reply::json(202, value)
     }
 
+    /// `body` sent as is with `status`: a JSON string as plain text, anything else as JSON.
+    pub fn raw(status: u16, body: &Value) -> Reply {
+        let (bytes, content_type) = match body {
+            Value::String(s) => (Bytes::from(s.clone()), "text/plain; charset=utf-8"),
+            v => (
+                Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+                "application/json",
+            ),
+        };
+        Reply {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            payload: Payload::Body(full(bytes), content_type),
+            headers: Vec::new(),
+        }
+    }
+
     /// A streamed body (e.g. `text/event-stream`).
     pub fn stream(body: Body, content_type: &'static str) -> Reply {
         Reply {

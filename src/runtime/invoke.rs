@@ -162,7 +162,7 @@ pub async fn invoke(
     let body = body?;
     match end {
         End::Completed | End::Cancelled => Ok(Reply::ok(body)),
-        End::Failed(e) => Err(Error::Upstream(e.to_string())),
+        End::Failed(e) => Err(e.into_error()),
         End::TimedOut => Err(timeout_error(timeout_secs)),
     }
 }
@@ -416,7 +416,10 @@ async fn call_model(
     sink: Option<&DeltaSink>,
 ) -> std::result::Result<ModelReply, ProviderError> {
     if kit.provider == ProviderKind::Offline {
-        return Ok(offline::complete(&kit.rules, &kit.memory, messages, sink));
+        if let Some(delay) = offline::delay(&kit.rules, messages) {
+            tokio::time::sleep(delay).await;
+        }
+        return offline::complete(&kit.rules, &kit.memory, messages, sink);
     }
     let req = ModelRequest {
         model: kit.agent.model.clone(),

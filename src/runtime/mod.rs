@@ -122,12 +122,28 @@ pub struct ModelReply {
 pub enum ProviderError {
     /// The upstream failed or answered something unusable (→ 502 `upstream_error`).
     Upstream(String),
+    /// An agent's script chose to fail with this status (fixtures testing error handling).
+    Scripted { status: u16, message: String },
+}
+
+impl ProviderError {
+    /// The error the caller sees: 502 for an upstream failure, the script's status otherwise.
+    pub fn into_error(self) -> crate::error::Error {
+        match self {
+            ProviderError::Upstream(m) => crate::error::Error::Upstream(m),
+            ProviderError::Scripted { status, message } => {
+                crate::error::Error::injected(status, message)
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for ProviderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ProviderError::Upstream(m) => write!(f, "{m}"),
+            ProviderError::Upstream(m) | ProviderError::Scripted { message: m, .. } => {
+                write!(f, "{m}")
+            }
         }
     }
 }

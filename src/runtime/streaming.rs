@@ -71,12 +71,10 @@ pub(super) fn stream(state: Arc<AppState>, kit: Turnkit, reservation: Reservatio
         if client_gone {
             return;
         }
-        let frame = match (&end, body) {
+        let frame = match (end, body) {
             (_, Err(e)) => sse::frame("error", &error_json(&e)),
             (End::Completed | End::Cancelled, Ok(b)) => sse::frame("done", &b),
-            (End::Failed(e), Ok(_)) => {
-                sse::frame("error", &error_json(&Error::Upstream(e.to_string())))
-            }
+            (End::Failed(e), Ok(_)) => sse::frame("error", &error_json(&e.into_error())),
             (End::TimedOut, Ok(_)) => {
                 sse::frame("error", &error_json(&timeout_error(kit.timeout_secs)))
             }

@@ -40,9 +40,17 @@ fn empty_object() -> Value {
 pub struct ScriptRule {
     #[serde(rename = "match")]
     pub pattern: String,
+    /// The answer, or with `status` the error's message (empty: a generic one).
+    #[serde(default)]
     pub reply: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<ScriptTool>,
+    /// Each model step of this rule waits this long first (counts against the agent's timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// The invocation fails with this HTTP status (400–599) instead of answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
 }
 
 #[derive(Clone, Debug)]

@@ -66,7 +66,24 @@ fn full_json(ctx: &Ctx, a: &Agent) -> Value {
     })
 }
 
-/// Validates `script`: ordered rules `{match, reply, tool?: {connector, name, arguments?}}`.
+/// The fields a script rule may have; any other is an error naming it.
+const RULE_FIELDS: [&str; 5] = ["match", "reply", "tool", "delay_ms", "status"];
+const TOOL_FIELDS: [&str; 3] = ["connector", "name", "arguments"];
+/// The longest a rule may make a step wait (the longest agent timeout).
+const MAX_RULE_DELAY_MS: u64 = 300_000;
+
+/// Names every field of `obj` not in `known`.
+fn unknown_fields(f: &mut Fields<'_>, at: &str, obj: &Map<String, Value>, known: &[&str]) {
+    for k in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+        f.error(
+            &format!("{at}.{k}"),
+            format!("is not a known field (known: {})", known.join(", ")),
+        );
+    }
+}
+
+/// Validates `script`: ordered rules `{match, reply, tool?: {connector, name, arguments?},
+/// delay_ms?, status?}`.
 fn script_rules(f: &mut Fields<'_>) -> Option<Vec<ScriptRule>> {
     let items = match f.raw("script") {
         None => return None,
@@ -95,6 +112,30 @@ fn script_rules(f: &mut Fields<'_>) -> Option<Vec<ScriptRule>> {
                 "must be an object {match, reply, tool?}",
             );
             continue;
+        };
+        unknown_fields(f, &format!("script[{i}]"), obj, &RULE_FIELDS);
+        let delay_ms = match obj.get("delay_ms") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => match v.as_u64() {
+                Some(d) if d <= MAX_RULE_DELAY_MS => Some(Some(d)),
+                _ => {
+                    f.error(
+                        &at("delay_ms"),
+                        format!("must be an integer from 0 to {MAX_RULE_DELAY_MS}"),
+                    );
+                    None
+                }
+            },
+        };
+        let status = match obj.get("status") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => match v.as_u64() {
+                Some(s @ 400..=599) => Some(Some(s as u16)),
+                _ => {
+                    f.error(&at("status"), "must be an HTTP status from 400 to 599");
+                    None
+                }
+            },
         };
         let pattern = match obj.get("match") {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_PATTERN => {
@@ -128,8 +169,9 @@ fn script_rules(f: &mut Fields<'_>) -> Option<Vec<ScriptRule>> {
                 f.error(&at("reply"), "must be at most 32768 bytes");
                 None
             }
+            None | Some(Value::Null) if matches!(status, Some(Some(_))) => Some(String::new()),
             None | Some(Value::Null) => {
-                f.error(&at("reply"), "is required");
+                f.error(&at("reply"), "is required (or a status, to fail)");
                 None
             }
             Some(_) => {
@@ -148,11 +190,15 @@ fn script_rules(f: &mut Fields<'_>) -> Option<Vec<ScriptRule>> {
                 None
             }
         };
-        if let (Some(pattern), Some(reply), Some(tool)) = (pattern, reply, tool) {
+        if let (Some(pattern), Some(reply), Some(tool), Some(delay_ms), Some(status)) =
+            (pattern, reply, tool, delay_ms, status)
+        {
             rules.push(ScriptRule {
                 pattern,
                 reply,
                 tool,
+                delay_ms,
+                status,
             });
         }
     }
@@ -160,6 +206,7 @@ fn script_rules(f: &mut Fields<'_>) -> Option<Vec<ScriptRule>> {
 }
 
 fn script_tool(f: &mut Fields<'_>, at: &str, t: &Map<String, Value>) -> Option<ScriptTool> {
+    unknown_fields(f, at, t, &TOOL_FIELDS);
     let mut text = |k: &str| match t.get(k) {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => {
             Some(s.trim().to_string())
