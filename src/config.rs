@@ -69,6 +69,8 @@ pub struct Config {
     pub journal_size: usize,
     /// Whether the journal keeps (redacted) bodies.
     pub journal_bodies: bool,
+    /// An export imported at start when its tenant does not exist (`serve --seed`).
+    pub seed: Option<PathBuf>,
     /// Capture answers 503 past this many unprocessed events (0: unbounded).
     pub max_backlog: u64,
     /// How long `POST /v1/learn` waits for its job when the request does not say (0: not at all).
@@ -148,6 +150,7 @@ impl Config {
             admin_token: None,
             journal_size: 1000,
             journal_bodies: false,
+            seed: None,
             shutdown_grace: Duration::from_secs(30),
             limits_enabled: true,
             // Searches are CPU-bound but each also waits on hand-offs (a blocking-pool thread, a

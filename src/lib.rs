@@ -37,6 +37,7 @@ pub mod server;
 pub mod store;
 pub mod time;
 pub mod tokens;
+pub mod transfer;
 pub mod vault;
 
 use app::AppState;
@@ -261,6 +262,19 @@ pub async fn start(config: Config) -> Result<Running> {
         tokio::task::spawn_blocking(move || state.jobs.start(specs))
             .await
             .map_err(Error::internal)??;
+    }
+
+    if let Some(seed) = state.config.seed.clone() {
+        match transfer::seed(&state, &seed).await {
+            Ok((tenant, true)) => tracing::info!(%tenant, seed = %seed.display(), "seeded"),
+            Ok((tenant, false)) => {
+                tracing::info!(%tenant, "the seed's tenant exists already; seed not imported")
+            }
+            Err(e) => {
+                state.jobs.shutdown();
+                return Err(e);
+            }
+        }
     }
 
     let (stop, stop_rx) = watch::channel(false);

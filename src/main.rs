@@ -58,6 +58,29 @@ enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// Write one tenant as NDJSON (every record; keys as hashes, vault values as ciphertext) to a
+    /// file or stdout (safe while the server runs).
+    Export {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The tenant to export (ten_…).
+        #[arg(long)]
+        tenant: String,
+        /// Where to write it (must not exist); default stdout.
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
+    /// Recreate a tenant from an export, with its ids (stop the server first, or use
+    /// POST /v1/admin/import on it). Pass the same embeddings options the server runs with.
+    Import {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[command(flatten)]
+        embeddings: EmbeddingArgs,
+        /// The export to read; default stdin.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
     /// Write a consistent copy of the database to a file (safe while the server runs).
     Backup {
         #[command(flatten)]
@@ -213,6 +236,10 @@ struct ServeArgs {
     /// `Prefer: wait=N`; for fixtures whose code calls the SDK's learn() and then reads artifacts).
     #[arg(long, env = "ENGRAM_LEARN_WAIT_SECS", default_value_t = 0)]
     learn_wait_secs: u64,
+    /// An export (engram export) imported at start when its tenant does not exist yet: a known
+    /// tenant, keys and data for every test run.
+    #[arg(long, env = "ENGRAM_SEED")]
+    seed: Option<PathBuf>,
     /// Token of the operator API (/v1/admin/*: tenants, resets); without it those routes are 404.
     /// At least 16 characters.
     #[arg(long, env = "ENGRAM_ADMIN_TOKEN", hide_env_values = true)]
@@ -414,6 +441,12 @@ fn main() -> ExitCode {
             command: VaultCommand::RotateKey { data },
         } => rotate_vault_key(&data.data_dir),
         Command::Backup { data, to } => backup(&data.data_dir, &to),
+        Command::Export { data, tenant, to } => export(&data.data_dir, &tenant, to.as_deref()),
+        Command::Import {
+            data,
+            embeddings,
+            from,
+        } => import(&data.data_dir, &embeddings, from.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -485,6 +518,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     config.learn_wait = Duration::from_secs(a.learn_wait_secs);
     config.max_backlog = a.max_backlog;
     config.journal_size = a.journal_size;
+    config.seed = a.seed;
     config.journal_bodies = a.journal_bodies;
     if let Some(t) = a.admin_token.filter(|t| !t.is_empty()) {
         if t.len() < 16 || t.chars().any(char::is_whitespace) {
@@ -912,6 +946,106 @@ fn require_existing(data_dir: &std::path::Path) -> Result<(), String> {
         data_dir.display()
     );
     std::process::exit(2);
+}
+
+fn export(
+    data_dir: &std::path::Path,
+    tenant: &str,
+    to: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use std::io::Write;
+    require_existing(data_dir)?;
+    let conn = open(data_dir)?;
+    let total = store::transfer::record_count(&conn, tenant).map_err(|e| e.to_string())?;
+    let mut out: Box<dyn Write> = match to {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let progress = Progress::new("export", "records");
+    let mut done = 0u64;
+    let result = store::transfer::export(&conn, tenant, &mut |line| {
+        out.write_all(line.as_bytes())
+            .map_err(|e| engram::error::Error::Unavailable(format!("cannot write: {e}")))?;
+        done += 1;
+        if done % 1000 == 0 {
+            progress.update(done.min(total), total);
+        }
+        Ok(())
+    });
+    let n = match result {
+        Ok(n) => n,
+        Err(e) => {
+            drop(out);
+            if let Some(path) = to {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e.public_message());
+        }
+    };
+    out.flush().map_err(|e| format!("cannot write: {e}"))?;
+    progress.update(n, n);
+    eprintln!("exported tenant {tenant}: {n} records");
+    Ok(())
+}
+
+fn import(
+    data_dir: &std::path::Path,
+    embeddings: &EmbeddingArgs,
+    from: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use std::io::Read;
+    let embeddings = embeddings.config()?;
+    let text = match from {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("cannot read stdin: {e}"))?;
+            s
+        }
+    };
+    let _lock = engram::datadir::DirLock::acquire(data_dir, "import")?;
+    let embedder = embeddings.embedder().map_err(|e| e.to_string())?;
+    let cfg = engram::config::Config::for_data_dir(data_dir);
+    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
+    let db = store::Db::open(&cfg.db_path(), 2).map_err(|e| e.to_string())?;
+    let search =
+        engram::search::Search::open(&cfg.index_dir(), embedder).map_err(|e| e.to_string())?;
+    let total = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    let progress = std::sync::Arc::new(Progress::new("import", "records"));
+    let p = progress.clone();
+    let result = db.write_blocking(move |c| {
+        store::transfer::import(
+            c,
+            text.lines().enumerate().map(|(i, l)| (i + 1, l)),
+            &mut |n| p.update(n, total.saturating_sub(2).max(n)),
+        )
+    });
+    let outcome = result.and_then(|imported| {
+        progress.update(imported.records, imported.records);
+        let indexed = if search.needs_rebuild {
+            engram::search::rebuild::rebuild(&db, &search, |_, _| {})?
+        } else {
+            engram::search::rebuild::index_tenant(&db, &search, &imported.tenant_id)?
+        };
+        Ok((imported, indexed))
+    });
+    search.close();
+    db.close();
+    let (imported, indexed) = outcome.map_err(|e| e.public_message())?;
+    eprintln!(
+        "imported tenant {}: {} records, {indexed} documents indexed",
+        imported.tenant_id, imported.records
+    );
+    Ok(())
 }
 
 fn reindex(data_dir: &std::path::Path, embeddings: &EmbeddingArgs) -> Result<(), String> {

@@ -42,7 +42,10 @@ macro_rules! route {
     };
     // Not authenticated by tenant key: the handler checks its own token (the operator API).
     (@token $m:ident $p:literal $fam:ident $f:path) => {
-        Route::new(Method::$m, $p, Family::$fam, false, DEFAULT_CAP, |ctx| Box::pin($f(ctx)))
+        route!(@token $m $p $fam $f, DEFAULT_CAP)
+    };
+    (@token $m:ident $p:literal $fam:ident $f:path, $cap:expr) => {
+        Route::new(Method::$m, $p, Family::$fam, false, $cap, |ctx| Box::pin($f(ctx)))
     };
 }
 
@@ -127,6 +130,8 @@ fn table() -> Vec<Route> {
         route!(@token DELETE "/v1/admin/tenants/{id}" Memory api::admin::delete_tenant),
         route!(@token POST "/v1/admin/tenants/{id}/reset" Memory api::admin::reset_tenant),
         route!(@token POST "/v1/admin/reset" Memory api::admin::reset_all),
+        route!(@token GET "/v1/admin/tenants/{id}/export" Memory api::admin::export_tenant),
+        route!(@token POST "/v1/admin/import" Memory api::admin::import_tenant, 256 * MIB),
         route!(@token GET "/v1/admin/requests" Memory api::fixture::list_requests),
         route!(@token DELETE "/v1/admin/requests" Memory api::fixture::clear_requests),
         route!(@token POST "/v1/admin/faults" Memory api::fixture::create_fault),

@@ -288,6 +288,15 @@ async fn handle(
                 state.limits.prepare(&p).await?;
                 Some(p)
             } else {
+                if m.route.pattern.starts_with("/v1/admin/") {
+                    crate::api::admin::check_operator(
+                        &state,
+                        &parts.headers,
+                        &parts.method,
+                        &path,
+                        client,
+                    )?;
+                }
                 None
             };
             // An injected fault (`crate::fixture::faults`): its delay, then its answer instead of

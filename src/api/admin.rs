@@ -20,20 +20,30 @@ use subtle::ConstantTimeEq;
 
 /// 404 unless the operator token is configured and presented.
 pub(crate) fn operator(ctx: &Ctx) -> Result<()> {
-    let Some(token) = ctx.state.config.admin_token.as_deref() else {
-        return Err(Error::NotFound(format!(
-            "no route for {} {}",
-            ctx.method, ctx.path
-        )));
+    check_operator(&ctx.state, &ctx.headers, &ctx.method, &ctx.path, ctx.peer)
+}
+
+/// `operator` before a request's body is read (the server checks `/v1/admin/*` routes first, so
+/// a large import body is never read for a caller without the token).
+pub fn check_operator(
+    state: &AppState,
+    headers: &hyper::HeaderMap,
+    method: &hyper::Method,
+    path: &str,
+    peer: std::net::IpAddr,
+) -> Result<()> {
+    let Some(token) = state.config.admin_token.as_deref() else {
+        return Err(Error::NotFound(format!("no route for {method} {path}")));
     };
-    let presented = ctx
-        .header("authorization")
+    let presented = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
         .and_then(crate::auth::bearer_token)
         .unwrap_or("");
     if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
         return Ok(());
     }
-    ctx.state.limits.auth_failed(ctx.peer, None)?;
+    state.limits.auth_failed(peer, None)?;
     Err(Error::Unauthorized(
         "the operator API needs 'Authorization: Bearer <operator token>'".into(),
     ))
@@ -174,4 +184,63 @@ pub async fn reset_all(ctx: Ctx) -> Result<Reply> {
     Ok(Reply::ok(
         json!({"reset": true, "tenantsDeleted": deleted.len(), "kept": kept}),
     ))
+}
+
+/// `GET /v1/admin/tenants/{id}/export`: the tenant as NDJSON, streamed from one snapshot. A
+/// failure midway ends the stream without its end record, which import then refuses.
+pub async fn export_tenant(ctx: Ctx) -> Result<Reply> {
+    operator(&ctx)?;
+    let id = ctx.param(0).to_string();
+    let check = id.clone();
+    if !ctx
+        .state
+        .db
+        .read(move |c| tenants::exists(c, &check))
+        .await?
+    {
+        return Err(Error::not_found("tenant"));
+    }
+    let (tx, body) = crate::runtime::sse::channel_body(16);
+    let db = ctx.state.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = String::with_capacity(CHUNK);
+        let result = db.read_blocking(|c| {
+            crate::store::transfer::export(c, &id, &mut |line| {
+                chunk.push_str(&line);
+                if chunk.len() >= CHUNK {
+                    let full = std::mem::replace(&mut chunk, String::with_capacity(CHUNK));
+                    tx.blocking_send(full.into())
+                        .map_err(|_| Error::Unavailable("the client went away".into()))?;
+                }
+                Ok(())
+            })
+        });
+        match result {
+            Ok(_) if !chunk.is_empty() => {
+                let _ = tx.blocking_send(chunk.into());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(tenant = %id, error = %e.public_message(), "export failed"),
+        }
+    });
+    Ok(Reply::stream(body, "application/x-ndjson"))
+}
+
+/// Bytes an export hands to the client at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// `POST /v1/admin/import`: recreates a tenant from an export (ids kept; 409 if it exists).
+pub async fn import_tenant(ctx: Ctx) -> Result<Reply> {
+    operator(&ctx)?;
+    let text = String::from_utf8(ctx.body.to_vec())
+        .map_err(|_| Error::validation("body", "is not UTF-8 text"))?;
+    let (imported, indexed) = crate::transfer::import(&ctx.state, text).await?;
+    Ok(Reply::created(json!({
+        "tenantId": imported.tenant_id,
+        "records": imported.records,
+        "byKind": imported.by_kind,
+        "unprocessedEvents": imported.unprocessed_events,
+        "queuedJobs": imported.queued_jobs,
+        "indexedDocuments": indexed,
+    })))
 }

@@ -287,6 +287,9 @@ pub(super) fn run(shared: Arc<Shared>, rx: Receiver<IndexOp>) {
     let mut pending = 0usize;
     let mut first_pending: Option<Instant> = None;
     let mut waiters: Vec<Sender<()>> = Vec::new();
+    // Ops taken since the last commit: they leave `shared.pending` only once committed, so
+    // health never calls a document searchable before it is (`api::health`, searchableSeq).
+    let mut uncommitted = 0u64;
     loop {
         let timeout = match first_pending {
             Some(t) => COMMIT_DELAY.saturating_sub(t.elapsed()),
@@ -299,7 +302,7 @@ pub(super) fn run(shared: Arc<Shared>, rx: Receiver<IndexOp>) {
                 let mut next = Some(op);
                 // Take what else is queued without waiting.
                 while let Some(op) = next.take() {
-                    st.shared.pending.fetch_sub(1, Ordering::Relaxed);
+                    uncommitted += 1;
                     match st.apply(op) {
                         Some(w) => waiters.push(w),
                         None => {
@@ -321,6 +324,8 @@ pub(super) fn run(shared: Arc<Shared>, rx: Receiver<IndexOp>) {
             || disconnected;
         if due && (pending > 0 || !waiters.is_empty() || disconnected) {
             st.commit();
+            st.shared.pending.fetch_sub(uncommitted, Ordering::Relaxed);
+            uncommitted = 0;
             pending = 0;
             first_pending = None;
             for w in waiters.drain(..) {

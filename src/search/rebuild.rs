@@ -6,7 +6,7 @@
 
 use super::{docs, IndexOp, Search};
 use crate::error::Result;
-use crate::store::Db;
+use crate::store::{pack_rows, Db};
 use std::path::Path;
 
 const PAGE: i64 = 5_000;
@@ -18,75 +18,73 @@ pub fn rebuild(db: &Db, search: &Search, progress: impl Fn(u64, u64)) -> Result<
     search.mark_incomplete()?;
     search.submit(IndexOp::DeleteAll);
     let expected = db.read_blocking(crate::store::pack_rows::active_documents)?;
+    let total = add_documents(db, search, None, expected, progress)?;
+    search.mark_complete()?;
+    Ok(total)
+}
+
+/// Indexes (adds or replaces) one tenant's active memories and artifacts, after an import;
+/// returns the document count once they are searchable. Nothing is deleted first: capture
+/// workers may already be indexing the tenant's new memories, and the index holds nothing else
+/// of a tenant that did not exist (deleting a tenant deletes its documents). Blocking.
+pub fn index_tenant(db: &Db, search: &Search, tenant_id: &str) -> Result<u64> {
+    add_documents(db, search, Some(tenant_id), 0, |_, _| {})
+}
+
+/// Adds the active memories and artifacts (of one tenant or all) page by page.
+fn add_documents(
+    db: &Db,
+    search: &Search,
+    tenant: Option<&str>,
+    expected: u64,
+    progress: impl Fn(u64, u64),
+) -> Result<u64> {
     progress(0, expected);
     let mut total = 0u64;
     let mut after = 0i64;
     loop {
-        let page = db.read_blocking(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, tenant_id, id, kind, agent_id, session_id, tags_json, content,
-                        created_at, confidence, salience
-                 FROM memories WHERE seq > ?1 AND status = 'active' ORDER BY seq LIMIT ?2",
-            )?;
-            let rows = stmt.query_map([after, PAGE], |r| {
-                let tags: String = r.get(6)?;
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    docs::memory_doc(
-                        &r.get::<_, String>(1)?,
-                        &r.get::<_, String>(2)?,
-                        &r.get::<_, String>(3)?,
-                        r.get::<_, Option<String>>(4)?.as_deref(),
-                        r.get::<_, Option<String>>(5)?.as_deref(),
-                        serde_json::from_str(&tags).unwrap_or_default(),
-                        &r.get::<_, String>(7)?,
-                        &r.get::<_, String>(8)?,
-                        r.get(9)?,
-                        r.get(10)?,
-                    ),
-                ))
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })?;
-        if page.is_empty() {
+        let owned = tenant.map(str::to_string);
+        let page =
+            db.read_blocking(|c| pack_rows::active_memories(c, owned.as_deref(), after, PAGE))?;
+        let Some(last) = page.last() else {
             break;
-        }
-        after = page.last().map(|(s, _)| *s).unwrap_or(after);
+        };
+        after = last.seq;
         total += page.len() as u64;
-        for (_, d) in page {
-            search.submit(IndexOp::Upsert(Box::new(d)));
+        for m in page {
+            search.submit(IndexOp::Upsert(Box::new(docs::memory_doc(
+                &m.tenant_id,
+                &m.id,
+                &m.kind,
+                m.agent_id.as_deref(),
+                m.session_id.as_deref(),
+                m.tags,
+                &m.content,
+                &m.created_at,
+                m.confidence,
+                m.salience,
+            ))));
         }
         // Wait for the page (embedding is the slow part) so progress reports what is indexed.
         search.flush_blocking();
         progress(total, expected.max(total));
     }
-    let artifacts = db.read_blocking(|c| {
-        let mut stmt = c.prepare(
-            "SELECT tenant_id, id, type, agent_id, title, content_json, updated_at, confidence
-             FROM artifacts WHERE status = 'active' ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let content: String = r.get(5)?;
-            Ok(docs::artifact_doc(
-                &r.get::<_, String>(0)?,
-                &r.get::<_, String>(1)?,
-                &r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?.as_deref(),
-                &r.get::<_, String>(4)?,
-                &serde_json::from_str(&content).unwrap_or_default(),
-                &r.get::<_, String>(6)?,
-                r.get(7)?,
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-    })?;
+    let artifacts = db.read_blocking(|c| pack_rows::active_artifacts(c, tenant))?;
     total += artifacts.len() as u64;
-    for d in artifacts {
-        search.submit(IndexOp::Upsert(Box::new(d)));
+    for a in artifacts {
+        search.submit(IndexOp::Upsert(Box::new(docs::artifact_doc(
+            &a.tenant_id,
+            &a.id,
+            &a.artifact_type,
+            a.agent_id.as_deref(),
+            &a.title,
+            &a.content,
+            &a.updated_at,
+            a.confidence,
+        ))));
     }
     search.flush_blocking();
     progress(total, total);
-    search.mark_complete()?;
     Ok(total)
 }
 

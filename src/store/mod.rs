@@ -35,6 +35,7 @@ pub mod projects;
 pub mod semantic;
 pub mod sessions;
 pub mod tenants;
+pub mod transfer;
 pub mod usage;
 pub mod usage_buffer;
 pub mod vault;

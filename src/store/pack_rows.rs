@@ -191,3 +191,86 @@ pub fn active_documents(conn: &Connection) -> Result<u64> {
     )?;
     Ok(n.max(0) as u64)
 }
+
+/// An active memory as the search index needs it (`search::rebuild`).
+pub struct MemoryIndexRow {
+    pub seq: i64,
+    pub tenant_id: String,
+    pub id: String,
+    pub kind: String,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub tags: Vec<String>,
+    pub content: String,
+    pub created_at: String,
+    pub confidence: f64,
+    pub salience: f64,
+}
+
+/// Active memories after `after` (a seq), in seq order, at most `limit`; of one tenant or all.
+pub fn active_memories(
+    conn: &Connection,
+    tenant: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<MemoryIndexRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, tenant_id, id, kind, agent_id, session_id, tags_json, content,
+                created_at, confidence, salience
+         FROM memories
+         WHERE seq > ?1 AND status = 'active' AND (?3 IS NULL OR tenant_id = ?3)
+         ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![after, limit, tenant], |r| {
+        let tags: String = r.get(6)?;
+        Ok(MemoryIndexRow {
+            seq: r.get(0)?,
+            tenant_id: r.get(1)?,
+            id: r.get(2)?,
+            kind: r.get(3)?,
+            agent_id: r.get(4)?,
+            session_id: r.get(5)?,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+            content: r.get(7)?,
+            created_at: r.get(8)?,
+            confidence: r.get(9)?,
+            salience: r.get(10)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// An active artifact as the search index needs it.
+pub struct ArtifactIndexRow {
+    pub tenant_id: String,
+    pub id: String,
+    pub artifact_type: String,
+    pub agent_id: Option<String>,
+    pub title: String,
+    pub content: serde_json::Value,
+    pub updated_at: String,
+    pub confidence: f64,
+}
+
+/// Every active artifact, in seq order; of one tenant or all.
+pub fn active_artifacts(conn: &Connection, tenant: Option<&str>) -> Result<Vec<ArtifactIndexRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT tenant_id, id, type, agent_id, title, content_json, updated_at, confidence
+         FROM artifacts WHERE status = 'active' AND (?1 IS NULL OR tenant_id = ?1)
+         ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([tenant], |r| {
+        let content: String = r.get(5)?;
+        Ok(ArtifactIndexRow {
+            tenant_id: r.get(0)?,
+            id: r.get(1)?,
+            artifact_type: r.get(2)?,
+            agent_id: r.get(3)?,
+            title: r.get(4)?,
+            content: serde_json::from_str(&content).unwrap_or_default(),
+            updated_at: r.get(6)?,
+            confidence: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

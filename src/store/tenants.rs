@@ -46,6 +46,14 @@ pub fn create(conn: &Connection, name: &str, plan: Plan) -> Result<Tenant> {
     })
 }
 
+/// Whether tenant `id` exists.
+pub fn exists(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM tenants WHERE id = ?1", [id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Tenant>> {
     Ok(conn
         .query_row(

@@ -18,4 +18,5 @@ mod sdk_edges;
 pub mod security;
 mod synthesize;
 mod synthesize_e2e;
+mod transfer;
 mod vault;
