@@ -4,16 +4,71 @@
 //!
 //! Within a session: a failure of action A with signature S opens an episode. Other actions are
 //! collected as the recovery attempt. A new failure with S closes the attempt as "did not work"
-//! and starts a new one; A succeeding (or the session ending in success) closes it as "worked";
+//! and starts a new one; A succeeding — verbatim, or extended (every word of A with more to it:
+//! flags, an environment prefix), in which case that variant is the last recovery step — (or the
+//! session ending in success) closes it as "worked";
 //! the session ending otherwise, or a failure with another signature, closes it as "did not
 //! work". An empty successful attempt is recorded as "retry A". Needs `MIN_FAILURES` failures and
 //! a best recovery that worked `MIN_RECOVERIES` times; confidence follows how many of the
 //! failures that recovery resolved.
 
 use super::confidence::{round4, score};
+use super::variants::Resolver;
 use super::{Draft, Evidence, SessionCtx};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
+
+/// A recovery step's action key (`retry <text>` keeps its prefix).
+fn step_key<'a>(names: &'a Resolver, text: &'a str) -> &'a str {
+    match text.strip_prefix(RETRY) {
+        Some(t) => {
+            let k = names.key(t);
+            if k == t {
+                text
+            } else {
+                k
+            }
+        }
+        None => names.key(text),
+    }
+}
+
+/// A recovery as ranked: (shown, tried, worked, verbatim steps, variants).
+type Ranked = (String, u64, u64, Vec<String>, Option<Value>);
+
+/// Verbatim recoveries that are one action sequence.
+#[derive(Default)]
+struct Recovery<'a> {
+    tried: u64,
+    worked: u64,
+    forms: Vec<(&'a Vec<String>, u64)>,
+}
+
+impl Recovery<'_> {
+    /// The most frequent verbatim form (ties: the smaller).
+    fn shown(&self) -> Vec<String> {
+        self.forms
+            .iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(f, _)| (*f).clone())
+            .unwrap_or_default()
+    }
+
+    /// The verbatim forms with their counts, when there is more than one.
+    fn variants(&self) -> Option<Value> {
+        if self.forms.len() < 2 {
+            return None;
+        }
+        let mut v = self.forms.clone();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        Some(Value::Array(
+            v.iter()
+                .take(10)
+                .map(|(f, n)| json!({"steps": f, "attempts": n}))
+                .collect(),
+        ))
+    }
+}
 
 const MIN_FAILURES: u64 = 3;
 /// Times the best recovery must have worked.
@@ -23,14 +78,14 @@ const MIN_RECOVERIES: u64 = 2;
 struct Playbook {
     failures: u64,
     recovered: u64,
-    /// Failing action → count.
+    /// Failing action (verbatim) → count.
     actions: BTreeMap<String, u64>,
     /// Stated causes → count.
     causes: BTreeMap<String, u64>,
     /// Raw messages (a few, smallest first) as symptoms.
     examples: std::collections::BTreeSet<String>,
-    /// Recovery (actions joined by " → ") → (tried, worked).
-    recoveries: BTreeMap<String, (u64, u64)>,
+    /// Recovery (verbatim steps) → (tried, worked).
+    recoveries: BTreeMap<Vec<String>, (u64, u64)>,
     evidence: Evidence,
 }
 
@@ -47,10 +102,22 @@ pub struct Miner {
 
 struct Open {
     sig: String,
-    action: String,
+    /// The failed action, verbatim.
+    text: String,
     attempt: Vec<String>,
     events: Vec<String>,
 }
+
+/// Whether `text` is `failed` run again with more to it: every word of the failed command is in
+/// it (`docker run app` → `docker run --memory=2g app`, `npm run build` →
+/// `NODE_OPTIONS=… npm run build`).
+fn extends(text: &str, failed: &str) -> bool {
+    let words: std::collections::BTreeSet<&str> = text.split_whitespace().collect();
+    failed.split_whitespace().all(|w| words.contains(w))
+}
+
+/// `retry <text>`: a recovery that only ran the failed action again.
+const RETRY: &str = "retry ";
 
 impl Miner {
     pub fn add(&mut self, ctx: &SessionCtx<'_>) {
@@ -67,7 +134,7 @@ impl Miner {
                     let raw = st.error_text.clone().unwrap_or_else(|| sig.clone());
                     let b = self.books.entry(sig.clone()).or_default();
                     b.failures += 1;
-                    *b.actions.entry(st.action.clone()).or_default() += 1;
+                    *b.actions.entry(st.text.clone()).or_default() += 1;
                     if let Some(c) = &st.cause {
                         *b.causes.entry(c.clone()).or_default() += 1;
                     }
@@ -82,19 +149,23 @@ impl Miner {
                     }
                     open = Some(Open {
                         sig,
-                        action: st.action.clone(),
+                        text: st.text.clone(),
                         attempt: Vec::new(),
                         events: vec![ctx.event_id(st.event)],
                     });
                 }
                 false => {
                     if let Some(o) = open.as_mut() {
-                        if st.action == o.action && st.ok == Some(true) {
+                        let again = st.text == o.text || extends(&st.text, &o.text);
+                        if again && st.ok == Some(true) {
                             o.events.push(ctx.event_id(st.event));
+                            if st.text != o.text {
+                                o.attempt.push(st.text.clone());
+                            }
                             let o = open.take().expect("open");
                             self.close(o, true, ctx);
-                        } else if st.action != o.action && !o.attempt.contains(&st.action) {
-                            o.attempt.push(st.action.clone());
+                        } else if !again && !o.attempt.contains(&st.text) {
+                            o.attempt.push(st.text.clone());
                             o.events.push(ctx.event_id(st.event));
                         }
                     }
@@ -109,9 +180,9 @@ impl Miner {
     fn close(&mut self, o: Open, worked: bool, ctx: &SessionCtx<'_>) {
         let b = self.books.entry(o.sig).or_default();
         let key = if o.attempt.is_empty() {
-            format!("retry {}", o.action)
+            vec![format!("{RETRY}{}", o.text)]
         } else {
-            o.attempt.join(" → ")
+            o.attempt
         };
         let r = b.recoveries.entry(key).or_default();
         r.0 += 1;
@@ -123,34 +194,50 @@ impl Miner {
     }
 
     /// Drafts plus each playbook's top recovery.
-    pub fn finish(&self, newest_ms: i64) -> (Vec<Draft>, Vec<TopRecovery>) {
+    pub fn finish(&self, newest_ms: i64, names: &Resolver) -> (Vec<Draft>, Vec<TopRecovery>) {
         let mut drafts = Vec::new();
         let mut tops = Vec::new();
         for (sig, b) in &self.books {
             if b.failures < MIN_FAILURES || b.recovered == 0 {
                 continue;
             }
-            let mut ranked: Vec<(&String, u64, u64)> = b
-                .recoveries
-                .iter()
-                .map(|(k, (tried, worked))| (k, *tried, *worked))
+            // Verbatim recoveries grouped by their steps' action keys; each group is shown by
+            // its most frequent verbatim form.
+            let mut groups: BTreeMap<Vec<&str>, Recovery> = BTreeMap::new();
+            for (steps, (tried, worked)) in &b.recoveries {
+                let key: Vec<&str> = steps.iter().map(|t| step_key(names, t)).collect();
+                let g = groups.entry(key).or_default();
+                g.tried += tried;
+                g.worked += worked;
+                g.forms.push((steps, *tried));
+            }
+            let mut ranked: Vec<Ranked> = groups
+                .values()
+                .map(|g| {
+                    let shown = g.shown();
+                    (shown.join(" → "), g.tried, g.worked, shown, g.variants())
+                })
                 .collect();
             // Most successes first, then the better rate, then the name.
             ranked.sort_by(|a, b| {
                 b.2.cmp(&a.2)
                     .then_with(|| (b.2 * a.1).cmp(&(a.2 * b.1)))
-                    .then_with(|| a.0.cmp(b.0))
+                    .then_with(|| a.0.cmp(&b.0))
             });
             let steps: Vec<_> = ranked
                 .iter()
-                .map(|(k, tried, worked)| {
-                    json!({
+                .map(|(k, tried, worked, shown, variants)| {
+                    let mut r = json!({
                         "action": k,
-                        "steps": k.split(" → ").collect::<Vec<_>>(),
+                        "steps": shown,
                         "successRate": round4(*worked as f64 / *tried as f64),
                         "attempts": tried,
                         "successes": worked,
-                    })
+                    });
+                    if let Some(v) = variants {
+                        r["variants"] = v.clone();
+                    }
+                    r
                 })
                 .collect();
             let mut root: Vec<(&String, &u64)> = b.causes.iter().collect();
@@ -164,7 +251,7 @@ impl Miner {
                     .map(|(a, _)| format!("{a} fails with: {sig}")),
             );
             let success_rate = b.recovered.min(b.failures) as f64 / b.failures as f64;
-            let top = ranked[0];
+            let top = &ranked[0];
             if top.2 < MIN_RECOVERIES {
                 continue;
             }
@@ -172,6 +259,8 @@ impl Miner {
             let consistency = top.2 as f64 / b.failures as f64;
             let content = json!({
                 "errorSignature": sig,
+                "signature": sig,
+                "failingActions": failing.iter().map(|(a, _)| a).collect::<Vec<_>>(),
                 "symptoms": std::iter::once(sig.clone()).chain(b.examples.iter().cloned()).collect::<Vec<_>>(),
                 "rootCauses": root_causes,
                 "recoverySteps": steps,

@@ -18,10 +18,12 @@ pub mod confidence;
 pub mod decision;
 pub mod facts;
 pub mod failure_playbook;
+pub mod families;
 pub mod normalize;
 pub mod sessions;
 pub mod task_schema;
 pub mod trajectories;
+pub mod variants;
 
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
@@ -120,6 +122,13 @@ impl Evidence {
         }
     }
 
+    /// Adds another aggregate's evidence (tasks merged at finish).
+    pub fn absorb(&mut self, other: &Evidence) {
+        let count = self.count + other.count;
+        self.add(other.last_ms, other.touched, other.events.iter().cloned());
+        self.count = count;
+    }
+
     pub fn sources(&self) -> Vec<String> {
         self.events.iter().cloned().collect()
     }
@@ -165,6 +174,10 @@ pub struct Compiler {
     causal: causal::Miner,
     decision: decision::Miner,
     facts: facts::Miner,
+    /// Verbatim steps per signature, with outcomes (`variants`).
+    steps: variants::Variants,
+    /// Verbatim decision choices per normalised choice.
+    choices: variants::Variants,
     newest_ms: i64,
     sessions: u64,
     events: u64,
@@ -179,6 +192,8 @@ impl Compiler {
             causal: Default::default(),
             decision: Default::default(),
             facts: Default::default(),
+            steps: Default::default(),
+            choices: Default::default(),
             newest_ms: 0,
             sessions: 0,
             events: 0,
@@ -204,6 +219,14 @@ impl Compiler {
             .focus
             .as_ref()
             .map_or(true, |f| f.contains(session_id));
+        for st in &session.steps {
+            self.steps
+                .observe(&st.action, &st.text, st.ok.or(session.outcome));
+        }
+        for d in &session.decisions {
+            self.choices
+                .observe(&d.choice, &d.choice_text, session.outcome);
+        }
         let ctx = SessionCtx {
             session: &session,
             events,
@@ -218,14 +241,21 @@ impl Compiler {
     }
 
     /// Turns the aggregates into drafts above the thresholds, in a stable order.
-    pub fn finish(self) -> Output {
+    pub fn finish(mut self) -> Output {
         let newest = self.newest_ms;
+        let names = self.steps.resolve();
+        let choices = self.choices.resolve();
+        // One task said several ways is one task (`task_schema::Miner::aliases`).
+        let aliases = self.schema.aliases(&names);
+        self.schema.merge_tasks(&aliases);
+        self.decision.merge_tasks(&aliases);
+        self.causal.merge_tasks(&aliases);
         let mut all = Vec::new();
-        all.extend(self.schema.finish(newest));
-        let (playbooks, tops) = self.playbook.finish(newest);
+        all.extend(self.schema.finish(newest, &names));
+        let (playbooks, tops) = self.playbook.finish(newest, &names);
         all.extend(playbooks);
-        all.extend(self.causal.finish(newest, &tops));
-        all.extend(self.decision.finish(newest));
+        all.extend(self.causal.finish(newest, &tops, &names));
+        all.extend(self.decision.finish(newest, &names, &choices));
         let candidates = all.len() as u64;
         let mut artifacts: Vec<Draft> = all
             .into_iter()

@@ -12,6 +12,7 @@ struct Patterns {
     quoted: Regex,
     number: Regex,
     space: Regex,
+    remark: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -25,6 +26,7 @@ fn patterns() -> &'static Patterns {
         quoted: Regex::new(r#""[^"]*"|'[^']*'|`[^`]*`"#).expect("quote pattern"),
         number: Regex::new(r"\d+(?:\.\d+)*").expect("number pattern"),
         space: Regex::new(r"\s+").expect("space pattern"),
+        remark: Regex::new(r"\([^()]*\)|\[[^\[\]]*\]").expect("remark pattern"),
     })
 }
 
@@ -83,7 +85,9 @@ const STOPWORDS: &[&str] = &[
 /// and ids removed, at most eight words. `"Please deploy the payment service v2.4.1 to prod"` →
 /// `deploy payment service prod`.
 pub fn task_signature(text: &str) -> String {
-    let label = action_label(text, 64);
+    // Remarks in brackets ("(ticket 4411)", "[urgent]") are not the task.
+    let text = patterns().remark.replace_all(text, " ");
+    let label = action_label(&text, 64);
     let words: Vec<&str> = label
         .split(' ')
         .filter(|w| w.len() > 1 && !STOPWORDS.contains(w))
@@ -147,6 +151,10 @@ mod tests {
         assert_eq!(
             task_signature("Please deploy the payment service v2.4.1 to prod"),
             "deploy payment service prod"
+        );
+        assert_eq!(
+            task_signature("Deploy the payment service (ticket 4411) [urgent]"),
+            "deploy payment service"
         );
         assert_eq!(
             title_case("deploy payment service"),

@@ -12,7 +12,13 @@ use serde_json::Value;
 /// One action the agent took.
 #[derive(Clone, Debug)]
 pub struct Step {
+    /// The normalised signature (grouping and identity).
     pub action: String,
+    /// What the agent did, verbatim (the command with its flags, the tool with its arguments,
+    /// the edited path with its change): how an artifact shows the step.
+    pub text: String,
+    /// A result event may complete it (commands, tool calls, browser actions; not file edits).
+    pub completable: bool,
     /// Index of the event (in the session's event list) that recorded the action.
     pub event: usize,
     /// `Some(true)` succeeded, `Some(false)` failed, `None` unknown.
@@ -30,6 +36,8 @@ pub struct Step {
 pub struct Decision {
     pub question: String,
     pub choice: String,
+    /// The choice as recorded, verbatim.
+    pub choice_text: String,
     pub event: usize,
 }
 
@@ -47,7 +55,8 @@ pub struct Session {
     pub postconditions: Vec<String>,
     /// Every condition observed, in order, with its event index.
     pub conditions: Vec<(String, usize)>,
-    /// Errors that were not attached to a step: (signature, raw text, event index).
+    /// Errors that were not attached to a step: (signature, raw text, event index). HTTP
+    /// results of 400 and above count as errors (`HTTP 401 from POST https://…`).
     pub loose_errors: Vec<(String, String, usize)>,
     pub outcome: Option<bool>,
     /// Event index of the explicit outcome, if any.
@@ -142,31 +151,98 @@ pub fn error_text_of(p: &Value) -> Option<String> {
     text_of(p, &["stderr", "errorMessage", "message"]).map(str::to_string)
 }
 
-fn action_of(e: &Event) -> Option<String> {
+/// Whitespace runs folded to one space, ends trimmed.
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Most characters a verbatim step keeps.
+const MAX_TEXT: usize = 400;
+
+fn clip(s: String) -> String {
+    if s.len() <= MAX_TEXT {
+        return s;
+    }
+    let mut cut = MAX_TEXT;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}
+
+/// A step's signature (grouping) and verbatim text (presentation), and whether a result event
+/// may complete it.
+fn action_of(e: &Event) -> Option<(String, String, bool)> {
     let p = &e.payload;
-    let label = match e.kind.as_str() {
+    let (label, text, completable) = match e.kind.as_str() {
         "tool_call" => {
             let name = text_of(p, &["tool", "name", "toolName", "function"])?;
             let target = text_of(p, &["target", "action"]);
-            match target {
+            let label = match target {
                 Some(t) => format!("{name} {t}"),
                 None => name.to_string(),
-            }
+            };
+            let args = ["input", "arguments", "args", "parameters"]
+                .iter()
+                .find_map(|k| p.get(*k))
+                .filter(|a| a.as_object().is_some_and(|o| !o.is_empty()));
+            let text = match args {
+                Some(a) => format!("{label} {a}"),
+                None => label.clone(),
+            };
+            (label, text, true)
         }
-        "command_exec" => text_of(p, &["command", "cmd"])?.to_string(),
+        "command_exec" => {
+            let c = text_of(p, &["command", "cmd"])?;
+            (c.to_string(), collapse(c), true)
+        }
         "file_edit" | "file_change" => {
-            format!("edit {}", text_of(p, &["path", "file", "filename"])?)
+            let path = text_of(p, &["path", "file", "filename"])?;
+            let change = text_of(p, &["summary", "change", "description", "message"]);
+            let text = match change {
+                Some(c) => format!("edit {path} ({})", collapse(c)),
+                None => format!("edit {path}"),
+            };
+            (format!("edit {path}"), text, false)
         }
-        "browser_action" => format!("browser {}", text_of(p, &["action", "url"])?),
-        "test_run" => match text_of(p, &["suite", "command", "name"]) {
-            Some(s) => format!("run tests {s}"),
-            None => "run tests".to_string(),
-        },
-        "api_result" | "tool_result" => return None,
+        "browser_action" => {
+            let what = text_of(p, &["action", "url"])?;
+            let text = match (text_of(p, &["action"]), text_of(p, &["url"])) {
+                (Some(a), Some(u)) => format!("browser {a} {u}"),
+                _ => format!("browser {what}"),
+            };
+            (format!("browser {what}"), text, true)
+        }
+        "test_run" => {
+            let label = match text_of(p, &["suite", "command", "name"]) {
+                Some(s) => format!("run tests {s}"),
+                None => "run tests".to_string(),
+            };
+            let text = match text_of(p, &["command"]) {
+                Some(c) => collapse(c),
+                None => label.clone(),
+            };
+            (label, text, false)
+        }
         _ => return None,
     };
     let label = action_label(&label, 5);
-    (!label.is_empty()).then_some(label)
+    (!label.is_empty()).then(|| (label, clip(text), completable))
+}
+
+/// An HTTP failure a result reports: `HTTP 401 from POST https://…`.
+fn http_failure(p: &Value) -> Option<String> {
+    let status = p.get("status").or_else(|| p.get("statusCode"))?.as_u64()?;
+    if !(400..=599).contains(&status) {
+        return None;
+    }
+    let target = text_of(p, &["url", "endpoint", "path"]);
+    let method = text_of(p, &["method"]);
+    Some(match (method, target) {
+        (Some(m), Some(t)) => format!("HTTP {status} from {m} {t}"),
+        (None, Some(t)) => format!("HTTP {status} from {t}"),
+        _ => format!("HTTP {status}"),
+    })
 }
 
 fn condition_of(e: &Event) -> Option<String> {
@@ -212,11 +288,13 @@ impl Session {
                 }
                 "tool_result" | "api_result" => {
                     let ok = status_of(p);
-                    let err = error_text_of(p).filter(|_| ok == Some(false));
+                    let err = error_text_of(p)
+                        .or_else(|| http_failure(p))
+                        .filter(|_| ok == Some(false));
                     // A result completes the step before it when that step's status is not
                     // known yet; otherwise it reports on its own (e.g. a later health probe).
                     match s.steps.last_mut() {
-                        Some(last) if last.ok.is_none() => {
+                        Some(last) if last.ok.is_none() && last.completable => {
                             last.ok = ok;
                             if let Some(t) = err {
                                 last.error = Some(error_signature(&t));
@@ -259,11 +337,13 @@ impl Session {
                             .map(|q| action_label(q, 8))
                             .filter(|q| !q.is_empty())
                             .unwrap_or_else(|| "choice".to_string());
+                        let choice_text = clip(collapse(choice));
                         let choice = action_label(choice, 6);
                         if !choice.is_empty() {
                             s.decisions.push(Decision {
                                 question,
                                 choice,
+                                choice_text,
                                 event: i,
                             });
                         }
@@ -284,11 +364,20 @@ impl Session {
                     }
                 }
                 _ => {
-                    if let Some(action) = action_of(e) {
+                    if let Some((action, verbatim, completable)) = action_of(e) {
                         let ok = status_of(p);
-                        let text = error_text_of(p).filter(|_| ok == Some(false));
+                        let text = error_text_of(p)
+                            .or_else(|| {
+                                // A command that failed without saying why still reports its
+                                // exit: a concrete failure signal.
+                                (ok == Some(false) && e.kind == "command_exec")
+                                    .then(|| format!("`{verbatim}` exited non-zero"))
+                            })
+                            .filter(|_| ok == Some(false));
                         s.steps.push(Step {
                             action,
+                            text: verbatim,
+                            completable,
                             event: i,
                             ok,
                             error: text.as_deref().map(error_signature),
@@ -329,6 +418,21 @@ impl Session {
         for st in &self.steps {
             if !seen.contains(&st.action.as_str()) {
                 seen.push(st.action.as_str());
+            }
+        }
+        seen
+    }
+
+    /// Verbatim steps in first-occurrence order, without repeats; with `succeeded_only`, steps
+    /// that failed in this run are left out.
+    pub fn distinct_texts(&self, succeeded_only: bool) -> Vec<&Step> {
+        let mut seen: Vec<&Step> = Vec::new();
+        for st in &self.steps {
+            if succeeded_only && st.ok == Some(false) {
+                continue;
+            }
+            if !seen.iter().any(|x| x.text == st.text) {
+                seen.push(st);
             }
         }
         seen

@@ -5,10 +5,13 @@
 //! ordered by their mean relative position (first occurrence ÷ run length), ties by name. Steps
 //! seen in 20–50% of successful runs are variations. Needs at least `MIN_SUCCESSES` successful
 //! runs. Positions are summed as integers (parts per million) so the result does not depend on
-//! the order sessions arrive in.
+//! the order sessions arrive in. Steps are counted by their verbatim text (leaving out steps that
+//! failed in the run) and grouped into actions by `variants::Resolver` at finish; each is shown
+//! verbatim.
 
 use super::confidence::{round4, score};
 use super::normalize::title_case;
+use super::variants::Resolver;
 use super::{Draft, Evidence, SessionCtx};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -21,7 +24,7 @@ const VARIATION_SHARE: f64 = 0.2;
 struct Task {
     runs: u64,
     successes: u64,
-    /// action → (successful runs containing it, sum of relative positions in ppm)
+    /// verbatim step → (successful runs containing it, sum of relative positions in ppm)
     steps: BTreeMap<String, (u64, u64)>,
     pre: BTreeMap<String, u64>,
     post: BTreeMap<String, u64>,
@@ -53,10 +56,10 @@ impl Miner {
             return;
         }
         t.successes += 1;
-        let actions = s.distinct_actions();
-        let len = actions.len().max(1) as u64;
-        for (i, a) in actions.iter().enumerate() {
-            let e = t.steps.entry((*a).to_string()).or_default();
+        let done = s.distinct_texts(true);
+        let len = done.len().max(1) as u64;
+        for (i, st) in done.iter().enumerate() {
+            let e = t.steps.entry(st.text.clone()).or_default();
             e.0 += 1;
             e.1 += (i as u64 * 1_000_000) / len;
         }
@@ -70,31 +73,50 @@ impl Miner {
         t.evidence.add(ctx.at_ms, ctx.touched, ids);
     }
 
-    pub fn finish(&self, newest_ms: i64) -> Vec<Draft> {
+    pub fn finish(&self, newest_ms: i64, names: &Resolver) -> Vec<Draft> {
         let mut out = Vec::new();
         for (sig, t) in &self.tasks {
             if t.successes < MIN_SUCCESSES {
                 continue;
             }
             let n = t.successes as f64;
-            let mut steps: Vec<(&String, u64, u64)> = t
-                .steps
+            // Verbatim steps grouped into actions: key → (runs, position sum in ppm).
+            let mut actions: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+            for (text, (c, pos)) in &t.steps {
+                let a = actions.entry(names.key(text)).or_default();
+                a.0 += c;
+                a.1 += pos;
+            }
+            let share = |c: u64| c.min(t.successes) as f64 / n;
+            let mut steps: Vec<(&str, u64, u64)> = actions
                 .iter()
-                .filter(|(_, (c, _))| *c as f64 >= STEP_SHARE * n)
-                .map(|(a, (c, pos))| (a, *c, pos / c))
+                .filter(|(_, (c, _))| share(*c) >= STEP_SHARE)
+                .map(|(a, (c, pos))| (*a, (*c).min(t.successes), pos / c))
                 .collect();
             if steps.is_empty() {
                 continue;
             }
             steps.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.cmp(b.0)));
-            let variations: Vec<_> = t
-                .steps
+            let variations: Vec<_> = actions
                 .iter()
-                .filter(|(_, (c, _))| {
-                    let share = *c as f64 / n;
-                    (VARIATION_SHARE..STEP_SHARE).contains(&share)
+                .filter(|(_, (c, _))| (VARIATION_SHARE..STEP_SHARE).contains(&share(*c)))
+                .map(|(a, (c, _))| {
+                    json!({"action": names.display(a), "frequency": round4(share(*c))})
                 })
-                .map(|(a, (c, _))| json!({"action": a, "frequency": round4(*c as f64 / n)}))
+                .collect();
+            let details: Vec<_> = steps
+                .iter()
+                .map(|(a, c, _)| {
+                    let mut d = json!({
+                        "action": names.display(a),
+                        "signature": names.signature(a),
+                        "frequency": round4(share(*c)),
+                    });
+                    if let Some(v) = names.variants_json(a) {
+                        d["variants"] = v;
+                    }
+                    d
+                })
                 .collect();
             // Consistency: how often runs succeed and how fully they follow the schema.
             let coverage = steps.iter().map(|s| s.1 as f64 / n).sum::<f64>() / steps.len() as f64;
@@ -102,7 +124,9 @@ impl Miner {
             let consistency = coverage * (0.5 + 0.5 * success_rate);
             let content = json!({
                 "task": sig,
-                "steps": steps.iter().map(|s| s.0).collect::<Vec<_>>(),
+                "signature": sig,
+                "steps": steps.iter().map(|s| names.display(s.0)).collect::<Vec<_>>(),
+                "stepDetails": details,
                 "preconditions": frequent(&t.pre, t.successes, STEP_SHARE),
                 "postconditions": frequent(&t.post, t.successes, STEP_SHARE),
                 "variations": variations,
@@ -121,6 +145,136 @@ impl Miner {
             });
         }
         out
+    }
+}
+
+/// Word overlap (Jaccard) two task statements need to be one task…
+const ALIAS_WORDS: f64 = 0.25;
+/// …or the overlap at which they are one task whatever their steps (the same words reordered).
+const ALIAS_SAME_WORDS: f64 = 0.8;
+/// Overlap of their schema steps (Jaccard of the step actions in half their successful runs).
+const ALIAS_STEPS: f64 = 0.6;
+/// Successful runs a task needs before it is compared.
+const ALIAS_MIN_SUCCESSES: u64 = 2;
+
+impl Miner {
+    /// Tasks that are one task said differently: their statements share words and their
+    /// successful runs take the same steps, or their statements have (almost) the same words. Answers task → the name of its group (the member with
+    /// the most runs; ties: the smaller name); tasks alone in their group are not listed.
+    pub fn aliases(&self, names: &Resolver) -> BTreeMap<String, String> {
+        use std::collections::BTreeSet;
+        let mut sets: Vec<(&String, &Task, BTreeSet<&str>, BTreeSet<&str>)> = Vec::new();
+        for (sig, t) in &self.tasks {
+            if t.successes < ALIAS_MIN_SUCCESSES {
+                continue;
+            }
+            let mut keys: BTreeMap<&str, u64> = BTreeMap::new();
+            for (text, (c, _)) in &t.steps {
+                *keys.entry(names.key(text)).or_default() += c;
+            }
+            let steps: BTreeSet<&str> = keys
+                .into_iter()
+                .filter(|(_, c)| (*c).min(t.successes) as f64 >= STEP_SHARE * t.successes as f64)
+                .map(|(k, _)| k)
+                .collect();
+            if steps.is_empty() {
+                continue;
+            }
+            sets.push((sig, t, sig.split(' ').collect(), steps));
+        }
+        fn jaccard(a: &BTreeSet<&str>, b: &BTreeSet<&str>) -> f64 {
+            let inter = a.intersection(b).count();
+            let union = a.len() + b.len() - inter;
+            if union == 0 {
+                0.0
+            } else {
+                inter as f64 / union as f64
+            }
+        }
+        // Union-find over the tasks that share a word (candidates come from a word index, so
+        // unrelated tasks are never compared).
+        let mut parent: Vec<usize> = (0..sets.len()).collect();
+        fn root(p: &mut [usize], mut i: usize) -> usize {
+            while p[i] != i {
+                p[i] = p[p[i]];
+                i = p[i];
+            }
+            i
+        }
+        let mut by_word: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, s) in sets.iter().enumerate() {
+            for w in &s.2 {
+                by_word.entry(w).or_default().push(i);
+            }
+        }
+        let mut compared = std::collections::BTreeSet::new();
+        for list in by_word.values() {
+            for (x, &i) in list.iter().enumerate() {
+                for &j in &list[x + 1..] {
+                    if !compared.insert((i, j)) {
+                        continue;
+                    }
+                    let words = jaccard(&sets[i].2, &sets[j].2);
+                    let same_words = words >= ALIAS_SAME_WORDS;
+                    if same_words
+                        || (words >= ALIAS_WORDS && jaccard(&sets[i].3, &sets[j].3) >= ALIAS_STEPS)
+                    {
+                        let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                        if a != b {
+                            parent[a.max(b)] = a.min(b);
+                        }
+                    }
+                }
+            }
+        }
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for i in 0..sets.len() {
+            let r = root(&mut parent, i);
+            groups.entry(r).or_default().push(i);
+        }
+        let mut out = BTreeMap::new();
+        for members in groups.values().filter(|m| m.len() > 1) {
+            let head = members
+                .iter()
+                .max_by(|a, b| {
+                    sets[**a]
+                        .1
+                        .runs
+                        .cmp(&sets[**b].1.runs)
+                        .then_with(|| sets[**b].0.cmp(sets[**a].0))
+                })
+                .expect("a group has members");
+            for m in members {
+                if m != head {
+                    out.insert(sets[*m].0.clone(), sets[*head].0.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Folds aliased tasks into their group's task.
+    pub fn merge_tasks(&mut self, aliases: &BTreeMap<String, String>) {
+        for (from, to) in aliases {
+            let Some(t) = self.tasks.remove(from) else {
+                continue;
+            };
+            let into = self.tasks.entry(to.clone()).or_default();
+            into.runs += t.runs;
+            into.successes += t.successes;
+            for (k, (c, p)) in t.steps {
+                let e = into.steps.entry(k).or_default();
+                e.0 += c;
+                e.1 += p;
+            }
+            for (k, c) in t.pre {
+                *into.pre.entry(k).or_default() += c;
+            }
+            for (k, c) in t.post {
+                *into.post.entry(k).or_default() += c;
+            }
+            into.evidence.absorb(&t.evidence);
+        }
     }
 }
 

@@ -187,10 +187,35 @@ fn render_field(key: &str, v: &Value, out: &mut String) {
     }
 }
 
+/// Content fields for identity and detail (normalised signatures, per-variant counts): kept in
+/// the artifact, left out of the text a pack shows.
+const DETAIL_FIELDS: [&str; 5] = [
+    "signature",
+    "stepDetails",
+    "causeSignature",
+    "effectSignature",
+    "variants",
+];
+
+/// `v` without `DETAIL_FIELDS`, at any depth.
+fn presentable(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !DETAIL_FIELDS.contains(&k.as_str()))
+                .map(|(k, x)| (k.clone(), presentable(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(presentable).collect()),
+        other => other.clone(),
+    }
+}
+
 /// An artifact as readable text: `Procedure: <title>` and its content field by field.
 pub fn render_artifact(artifact_type: &str, title: &str, content: &Value) -> String {
     let mut out = String::with_capacity(256);
     let _ = writeln!(out, "{}: {}", heading(artifact_type), title.trim());
+    let content = &presentable(content);
     match content {
         Value::Object(m) => {
             let order = field_order(artifact_type);
