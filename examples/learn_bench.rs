@@ -4,7 +4,8 @@
 //! Events are written straight into the store (one transaction per 10,000 events) so the figure
 //! is the learn run alone, not capture. Run with `cargo run --release --example learn_bench`
 //! (optional arguments: number of sessions, default 10000; share of noise sessions in percent,
-//! default 20).
+//! default 20; `families` to generate the twelve families of `compiler::families` instead of the
+//! three of `compiler::trajectories`).
 
 use engram::compiler::trajectories::{generate, Spec};
 use serde_json::{json, Value};
@@ -67,7 +68,12 @@ async fn main() {
         noise: sessions - structured,
         prefix: "bench".into(),
     };
-    let gen = generate(&spec);
+    let families = std::env::args().any(|a| a == "families");
+    let gen = if families {
+        engram::compiler::families::generate(42, structured / 12, sessions - structured / 12 * 12)
+    } else {
+        generate(&spec)
+    };
     let rows: Vec<(String, String, String, String)> = gen
         .iter()
         .flat_map(|s| {
@@ -134,7 +140,12 @@ async fn main() {
     assert!(status.is_success(), "{body}");
     let data = &body["data"];
 
-    println!("learn_bench ({} sessions, {} events)", gen.len(), total);
+    println!(
+        "learn_bench ({} sessions, {} events, {} generator)",
+        gen.len(),
+        total,
+        if families { "twelve-family" } else { "three-family" }
+    );
     println!("| measure | value |");
     println!("|---|---|");
     println!(

@@ -23,8 +23,9 @@
 //! small or noisy samples are not reported.
 //!
 //! Mitigation: the action that sessions with the cause but without the effect took after the
-//! cause much more often (by at least `MITIGATION_GAP` of their runs) than both the sessions with
-//! the cause and the effect and the runs of the same tasks without the cause, verbatim; else the best recovery of the effect's playbook; else advice to double-check the
+//! cause much more often (by at least `MITIGATION_GAP` of their runs) than the sessions with the
+//! cause and the effect, and more often (by `MITIGATION_OVER_BASELINE`) than the runs of the same
+//! tasks without the cause — an action every run takes is no mitigation —, verbatim; else the best recovery of the effect's playbook; else advice to double-check the
 //! cause.
 
 use super::confidence::{round4, score};
@@ -44,8 +45,10 @@ const MIN_LIFT: f64 = 1.5;
 const MIN_Z: f64 = 3.0;
 const MIN_BASELINE: u64 = 3;
 const FAILS: &str = "the task fails";
-/// How much more often the mitigating action must occur without the effect than with it.
-const MITIGATION_GAP: f64 = 0.25;
+/// How much more often the mitigating action must occur without the effect than with it…
+const MITIGATION_GAP: f64 = 0.4;
+/// …and than in the task's runs without the cause (an action every run takes is no mitigation).
+const MITIGATION_OVER_BASELINE: f64 = 0.1;
 /// Sessions without the effect that must have taken the mitigating action.
 const MITIGATION_MIN: u64 = 2;
 
@@ -409,9 +412,9 @@ fn mitigating_action(
         } else {
             0.0
         };
-        let gap = n_escaped as f64 / escaped as f64
-            - (n_both as f64 / runs_with_both as f64).max(baseline);
-        if gap < MITIGATION_GAP {
+        let share = n_escaped as f64 / escaped as f64;
+        let gap = share - n_both as f64 / runs_with_both as f64;
+        if gap < MITIGATION_GAP || share < baseline + MITIGATION_OVER_BASELINE {
             continue;
         }
         let better = match best {

@@ -5,15 +5,19 @@
 //! later unless a mitigation ran first, task statements phrased several ways, and noise.
 //!
 //! `Truth` lists, per family, the exact strings learn must write. Everything is seeded; the
-//! quality test uses only `QUALITY_SEEDS`, a range no code was tuned on.
+//! quality test uses only `QUALITY_SEEDS`, a range no code was tuned on (`DEV_SEEDS` is the one
+//! development looked at).
 
 use super::trajectories::{GenEvent, GenSession};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-/// The seeds the quality test runs on (and nothing else).
-pub const QUALITY_SEEDS: std::ops::RangeInclusive<u64> = 9001..=9005;
+/// The seeds the quality test runs on, and nothing else: no threshold or rule of the compiler
+/// was chosen by looking at them (development used `DEV_SEEDS`).
+pub const QUALITY_SEEDS: std::ops::RangeInclusive<u64> = 41001..=41010;
+/// The seeds development looked at.
+pub const DEV_SEEDS: std::ops::RangeInclusive<u64> = 9001..=9040;
 
 /// What a family planted: the exact text learn must produce for it.
 #[derive(Clone, Debug, Default)]
@@ -277,7 +281,8 @@ fn deps(rng: &mut StdRng) -> Vec<GenEvent> {
     } else {
         b.edit("requirements-dev.txt", "bump pytest to 8.3");
     }
-    let reinstall = rng.gen_bool(0.3);
+    // Agents who know better reinstall after touching the packaging (and a few do anyway).
+    let reinstall = rng.gen_bool(if edited { 0.3 } else { 0.1 });
     if reinstall {
         b.ok("pip install -e .");
     }
@@ -449,7 +454,7 @@ fn catalog(rng: &mut StdRng) -> Vec<GenEvent> {
     if edited {
         b.edit("config/storefront.yaml", "switch to the v2 endpoint");
     }
-    let reload = rng.gen_bool(0.3);
+    let reload = rng.gen_bool(if edited { 0.3 } else { 0.1 });
     if reload {
         b.ok("vault kv get -field=token secret/storefront");
     }
@@ -475,9 +480,9 @@ fn train(rng: &mut StdRng) -> Vec<GenEvent> {
     b.ok("python prepare.py --split 0.8");
     let slow = rng.gen_bool(0.5);
     let (run, p) = if slow {
-        ("python train.py --epochs 20 --lr 0.001", 0.85)
+        ("python train.py --epochs 20 --lr 0.001", 0.9)
     } else {
-        ("python train.py --epochs 20 --lr 0.01", 0.25)
+        ("python train.py --epochs 20 --lr 0.01", 0.2)
     };
     let ok = rng.gen_bool(p);
     b.cmd(
@@ -924,7 +929,7 @@ mod tests {
     fn learn_writes_what_the_agents_did() {
         let mut failed = Vec::new();
         for seed in QUALITY_SEEDS {
-            let sessions = generate(seed, 40, 60);
+            let sessions = generate(seed, 60, 60);
             let drafts = compile(to_events(&sessions), Options::default()).artifacts;
             for c in check(&drafts) {
                 if !c.passed {
@@ -941,5 +946,21 @@ mod tests {
             failed.len(),
             failed.join("\n")
         );
+    }
+
+    #[test]
+    fn the_same_sessions_give_byte_identical_artifacts() {
+        let sessions = generate(*DEV_SEEDS.start(), 20, 20);
+        let a = compile(to_events(&sessions), Options::default()).artifacts;
+        let b = compile(to_events(&sessions), Options::default()).artifacts;
+        assert!(!a.is_empty());
+        assert_eq!(a, b);
+        let text = |d: &[crate::compiler::Draft]| {
+            d.iter()
+                .map(|x| x.content.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(text(&a), text(&b));
     }
 }
