@@ -144,7 +144,11 @@ async fn main() {
         "learn_bench ({} sessions, {} events, {} generator)",
         gen.len(),
         total,
-        if families { "twelve-family" } else { "three-family" }
+        if families {
+            "twelve-family"
+        } else {
+            "three-family"
+        }
     );
     println!("| measure | value |");
     println!("|---|---|");
