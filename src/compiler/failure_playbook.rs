@@ -18,6 +18,13 @@ use super::{Draft, Evidence, SessionCtx};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+/// The raw messages shown for a failure: the three most frequent (ties: the smaller), verbatim.
+fn symptoms(examples: &BTreeMap<String, u64>) -> Vec<&str> {
+    let mut v: Vec<(&String, &u64)> = examples.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    v.into_iter().take(3).map(|(m, _)| m.as_str()).collect()
+}
+
 /// A recovery step's action key (`retry <text>` keeps its prefix).
 fn step_key<'a>(names: &'a Resolver, text: &'a str) -> &'a str {
     match text.strip_prefix(RETRY) {
@@ -82,8 +89,8 @@ struct Playbook {
     actions: BTreeMap<String, u64>,
     /// Stated causes → count.
     causes: BTreeMap<String, u64>,
-    /// Raw messages (a few, smallest first) as symptoms.
-    examples: std::collections::BTreeSet<String>,
+    /// Raw messages → count (the most frequent are the symptoms).
+    examples: BTreeMap<String, u64>,
     /// Recovery (verbatim steps) → (tried, worked).
     recoveries: BTreeMap<Vec<String>, (u64, u64)>,
     evidence: Evidence,
@@ -138,12 +145,7 @@ impl Miner {
                     if let Some(c) = &st.cause {
                         *b.causes.entry(c.clone()).or_default() += 1;
                     }
-                    if b.examples.len() < 3 || raw < *b.examples.last().expect("non-empty") {
-                        b.examples.insert(raw);
-                        if b.examples.len() > 3 {
-                            b.examples.pop_last();
-                        }
-                    }
+                    *b.examples.entry(raw).or_default() += 1;
                     if let Some(o) = open.take() {
                         self.close(o, false, ctx);
                     }
@@ -261,7 +263,7 @@ impl Miner {
                 "errorSignature": sig,
                 "signature": sig,
                 "failingActions": failing.iter().map(|(a, _)| a).collect::<Vec<_>>(),
-                "symptoms": std::iter::once(sig.clone()).chain(b.examples.iter().cloned()).collect::<Vec<_>>(),
+                "symptoms": symptoms(&b.examples),
                 "rootCauses": root_causes,
                 "recoverySteps": steps,
                 "successRate": round4(success_rate),

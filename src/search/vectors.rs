@@ -260,9 +260,7 @@ impl Collector for TopVectors {
             .ok_or_else(|| {
                 tantivy::TantivyError::InternalError("segment vectors missing".into())
             })?;
-        let share = reader.max_doc() as f64 / self.total_docs.max(1) as f64;
-        let exact =
-            ((EXACT_AT_LEAST.max(self.k * 16) as f64 * share).ceil() as usize).max(self.k * 4);
+        let exact = exact_budget(self.k, reader.max_doc(), self.total_docs);
         Ok(SegmentTop {
             segment,
             exact,
@@ -284,15 +282,7 @@ impl Collector for TopVectors {
     }
 
     fn merge_fruits(&self, fruits: Vec<Vec<VectorHit>>) -> tantivy::Result<Vec<VectorHit>> {
-        let mut all: Vec<VectorHit> = fruits.into_iter().flatten().collect();
-        all.sort_by(|a, b| {
-            b.similarity
-                .total_cmp(&a.similarity)
-                .then(a.addr.segment_ord.cmp(&b.addr.segment_ord))
-                .then(a.addr.doc_id.cmp(&b.addr.doc_id))
-        });
-        all.truncate(self.k.max(1));
-        Ok(all)
+        Ok(merge_hits(fruits, self.k))
     }
 }
 
@@ -315,48 +305,239 @@ impl SegmentCollector for SegmentTop {
     }
 
     fn harvest(self) -> Vec<VectorHit> {
-        // Phase 1: the `exact` documents with the closest sketches (every document of a small
-        // segment): all below the distance where the count reaches it, then the first ones at
-        // that distance in document order.
-        let (mut below, mut cut) = (0usize, self.histogram.len());
-        for (d, n) in self.histogram.iter().enumerate() {
-            if below + *n as usize >= self.exact {
+        let mut pick = Phase2::new(&self.histogram, self.exact, self.k);
+        for &(doc, dist) in &self.matched {
+            pick.offer(&self.vectors, &self.query, self.segment, doc, dist as usize);
+        }
+        pick.hits()
+    }
+}
+
+/// Documents of a segment scored exactly at most: its share (by size) of `EXACT_AT_LEAST` (or
+/// 16 × k), and at least 4 × k.
+fn exact_budget(k: usize, max_doc: u32, total_docs: u64) -> usize {
+    let share = max_doc as f64 / total_docs.max(1) as f64;
+    ((EXACT_AT_LEAST.max(k * 16) as f64 * share).ceil() as usize).max(k * 4)
+}
+
+/// Phase 2 of a segment: given the sketch-distance histogram of its candidates, the `exact`
+/// closest (all below the distance where the count reaches it, then the first ones at that
+/// distance in document order) are scored exactly and the best `k` kept.
+struct Phase2 {
+    cut: usize,
+    at_cut: usize,
+    k: usize,
+    heap: BinaryHeap<Worst>,
+}
+
+impl Phase2 {
+    fn new(histogram: &[u32], exact: usize, k: usize) -> Phase2 {
+        let (mut below, mut cut) = (0usize, histogram.len());
+        for (d, n) in histogram.iter().enumerate() {
+            if below + *n as usize >= exact {
                 cut = d;
                 break;
             }
             below += *n as usize;
         }
-        let mut at_cut = self.exact.saturating_sub(below);
-        // Phase 2: exact similarity, the best k kept.
-        let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(self.k + 1);
-        for &(doc, dist) in &self.matched {
-            let dist = dist as usize;
-            if dist > cut {
-                continue;
+        Phase2 {
+            cut,
+            at_cut: exact.saturating_sub(below),
+            k: k.max(1),
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// A candidate at sketch distance `dist`, offered in document order.
+    #[inline]
+    fn offer(
+        &mut self,
+        vectors: &SegmentVectors,
+        query: &QueryVector,
+        segment: SegmentOrdinal,
+        doc: DocId,
+        dist: usize,
+    ) {
+        if dist > self.cut {
+            return;
+        }
+        if dist == self.cut {
+            if self.at_cut == 0 {
+                return;
             }
-            if dist == cut {
-                if at_cut == 0 {
-                    continue;
-                }
-                at_cut -= 1;
-            }
-            let Some(sim) = self.vectors.similarity(doc, &self.query) else {
-                continue;
-            };
-            if heap.len() < self.k {
-                heap.push(Worst(sim, self.segment, doc));
-            } else if let Some(worst) = heap.peek() {
-                if Worst(sim, self.segment, doc) < *worst {
-                    heap.pop();
-                    heap.push(Worst(sim, self.segment, doc));
-                }
+            self.at_cut -= 1;
+        }
+        let Some(sim) = vectors.similarity(doc, query) else {
+            return;
+        };
+        if self.heap.len() < self.k {
+            self.heap.push(Worst(sim, segment, doc));
+        } else if let Some(worst) = self.heap.peek() {
+            if Worst(sim, segment, doc) < *worst {
+                self.heap.pop();
+                self.heap.push(Worst(sim, segment, doc));
             }
         }
-        heap.into_iter()
+    }
+
+    fn hits(self) -> Vec<VectorHit> {
+        self.heap
+            .into_iter()
             .map(|Worst(similarity, segment_ord, doc_id)| VectorHit {
                 similarity,
                 addr: DocAddress::new(segment_ord, doc_id),
             })
             .collect()
+    }
+}
+
+/// Hits of all segments, best first (ties: the lower address), at most `k`.
+fn merge_hits(fruits: Vec<Vec<VectorHit>>, k: usize) -> Vec<VectorHit> {
+    let mut all: Vec<VectorHit> = fruits.into_iter().flatten().collect();
+    all.sort_by(|a, b| {
+        b.similarity
+            .total_cmp(&a.similarity)
+            .then(a.addr.segment_ord.cmp(&b.addr.segment_ord))
+            .then(a.addr.doc_id.cmp(&b.addr.doc_id))
+    });
+    all.truncate(k.max(1));
+    all
+}
+
+/// `TopVectors` over every live document, when nothing filters the search: the same two phases
+/// straight over the vector arrays — no query doc set, no list of matches — so the same hits come
+/// back at a fraction of the cost (two sequential passes over 32-byte sketches).
+pub fn top_all(
+    searcher: &Searcher,
+    segments: &[Arc<SegmentVectors>],
+    query: &QueryVector,
+    k: usize,
+) -> Vec<VectorHit> {
+    let total: u64 = searcher
+        .segment_readers()
+        .iter()
+        .map(|r| r.max_doc() as u64)
+        .sum();
+    let mut fruits = Vec::with_capacity(segments.len());
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        let Some(v) = segments.get(ord) else {
+            continue;
+        };
+        if v.dims == 0 || v.words != query.sketch.len() {
+            continue;
+        }
+        let alive = reader.alive_bitset();
+        let live = |doc: DocId| alive.map_or(true, |a| a.is_alive(doc));
+        let mut histogram = vec![0u32; v.dims + 1];
+        for doc in 0..reader.max_doc() {
+            if live(doc) {
+                if let Some(d) = v.distance(doc, query) {
+                    histogram[d as usize] += 1;
+                }
+            }
+        }
+        let mut pick = Phase2::new(&histogram, exact_budget(k, reader.max_doc(), total), k);
+        for doc in 0..reader.max_doc() {
+            if live(doc) {
+                if let Some(d) = v.distance(doc, query) {
+                    pick.offer(v, query, ord as SegmentOrdinal, doc, d as usize);
+                }
+            }
+        }
+        fruits.push(pick.hits());
+    }
+    merge_hits(fruits, k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::{docs, IndexOp, Search};
+
+    /// The direct scan and the collector over every document find the same neighbours, also
+    /// after deletions and across segments.
+    #[test]
+    fn the_direct_scan_finds_what_the_collector_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let search = Search::open(dir.path(), crate::embed::Embedder::bundled()).unwrap();
+        let words = [
+            "ferry",
+            "harbour",
+            "lasagna",
+            "ricotta",
+            "kubernetes",
+            "rollout",
+            "certificate",
+            "backfill",
+            "partition",
+            "refund",
+            "walrus",
+            "heron",
+            "violin",
+            "garden",
+            "tomato",
+        ];
+        for batch in 0..3 {
+            for i in 0..400usize {
+                let text = format!(
+                    "{} {} {} note {i}",
+                    words[i % words.len()],
+                    words[(i * 7 + batch) % words.len()],
+                    words[(i * 13 + 2) % words.len()]
+                );
+                let doc = docs::memory_doc(
+                    "ten_v",
+                    &format!("mem_{batch}_{i}"),
+                    "episodic",
+                    None,
+                    Some("s"),
+                    Vec::new(),
+                    &text,
+                    "2026-01-01T00:00:00.000Z",
+                    1.0,
+                    0.5,
+                );
+                search.submit(IndexOp::Upsert(Box::new(doc)));
+            }
+            search.flush_blocking();
+        }
+        for i in (0..400).step_by(3) {
+            search.submit(IndexOp::DeleteDoc {
+                tenant_id: "ten_v".into(),
+                doc_id: format!("mem_1_{i}"),
+            });
+        }
+        search.flush_blocking();
+        let (searcher, tenant) = search.searcher("ten_v").unwrap();
+        let segments = tenant.vectors.segments(&searcher).unwrap();
+        for q in [
+            "ferry to the harbour",
+            "tomato garden",
+            "walrus violin note",
+        ] {
+            let unit = search.embedder().embed_one(q).unwrap().unwrap();
+            let query = Arc::new(QueryVector::new(&unit).unwrap());
+            for k in [1, 10, 64] {
+                let collected = searcher
+                    .search(
+                        &tantivy::query::AllQuery,
+                        &TopVectors {
+                            k,
+                            total_docs: searcher
+                                .segment_readers()
+                                .iter()
+                                .map(|r| r.max_doc() as u64)
+                                .sum(),
+                            query: query.clone(),
+                            segments: segments.clone(),
+                        },
+                    )
+                    .unwrap();
+                let scanned = top_all(&searcher, &segments, &query, k);
+                assert_eq!(collected.len(), k);
+                assert_eq!(collected, scanned, "{q} k={k}");
+            }
+        }
+        search.close();
     }
 }
