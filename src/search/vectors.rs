@@ -419,6 +419,7 @@ pub fn top_all(
         .map(|r| r.max_doc() as u64)
         .sum();
     let mut fruits = Vec::with_capacity(segments.len());
+    let mut distances: Vec<u16> = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         let Some(v) = segments.get(ord) else {
             continue;
@@ -426,22 +427,31 @@ pub fn top_all(
         if v.dims == 0 || v.words != query.sketch.len() {
             continue;
         }
+        // Phase 1, one sequential pass: every live document's sketch distance (u16::MAX for
+        // none) and their histogram.
         let alive = reader.alive_bitset();
-        let live = |doc: DocId| alive.map_or(true, |a| a.is_alive(doc));
+        let max_doc = reader.max_doc() as usize;
+        distances.clear();
+        distances.resize(max_doc, u16::MAX);
         let mut histogram = vec![0u32; v.dims + 1];
-        for doc in 0..reader.max_doc() {
-            if live(doc) {
-                if let Some(d) = v.distance(doc, query) {
-                    histogram[d as usize] += 1;
-                }
+        let q = &query.sketch;
+        for (doc, sketch) in v.sketches.chunks_exact(v.words).enumerate().take(max_doc) {
+            if !v.has[doc] || alive.is_some_and(|a| !a.is_alive(doc as DocId)) {
+                continue;
             }
+            let d: u32 = sketch
+                .iter()
+                .zip(q)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
+            distances[doc] = d as u16;
+            histogram[d as usize] += 1;
         }
+        // Phase 2 over the distances, in document order.
         let mut pick = Phase2::new(&histogram, exact_budget(k, reader.max_doc(), total), k);
-        for doc in 0..reader.max_doc() {
-            if live(doc) {
-                if let Some(d) = v.distance(doc, query) {
-                    pick.offer(v, query, ord as SegmentOrdinal, doc, d as usize);
-                }
+        for (doc, d) in distances.iter().enumerate() {
+            if *d != u16::MAX {
+                pick.offer(v, query, ord as SegmentOrdinal, doc as DocId, *d as usize);
             }
         }
         fruits.push(pick.hits());
