@@ -1,4 +1,4 @@
-//! The memory compiler: raw events in, knowledge out (ARCHITECTURE.md "The memory compiler").
+//! The memory compiler: raw events in, knowledge out (docs/learn.md, docs/architecture.md).
 //!
 //! Events arrive grouped by session (callers stream them ordered by session, then by sequence),
 //! each session is read once into a `Session` and folded into per-signature aggregates held by

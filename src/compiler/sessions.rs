@@ -1,7 +1,7 @@
 //! One session's events read as an agent run: its task, the ordered actions with their outcomes,
 //! the errors raised, the decisions taken, the conditions observed, and how the run ended.
 //!
-//! Outcome rule (ARCHITECTURE.md): an explicit `outcome` event wins; otherwise the status of the
+//! Outcome rule (docs/learn.md): an explicit `outcome` event wins; otherwise the status of the
 //! last step whose status is known (`success`, `passed`, `exitCode == 0`, no `error`…); otherwise
 //! unknown. Everything here is a pure function of the events, in their stored order.
 
