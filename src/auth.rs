@@ -153,7 +153,7 @@ impl Role {
         }
     }
 
-    /// The permissions a role grants (API.md §1).
+    /// The permissions a role grants (docs/api.md "Common rules").
     pub fn scopes(self) -> Scopes {
         use Scope::*;
         match self {

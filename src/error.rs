@@ -1,7 +1,7 @@
 //! One error type for the whole server.
 //!
 //! Handlers return `Error`; `http::response` renders it in the format of the route's family
-//! (memory envelope or registry object, API.md §1). The message shown to clients is always safe:
+//! (memory envelope or registry object, docs/api.md "Common rules"). The message shown to clients is always safe:
 //! an `Internal` error carries its details only for the log, never for the body.
 
 use serde_json::{json, Value};

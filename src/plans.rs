@@ -1,4 +1,4 @@
-//! Plans and their limits (API.md §1 "Rate limits"). A tenant's plan sizes its rate limits and
+//! Plans and their limits (docs/api.md "Common rules"). A tenant's plan sizes its rate limits and
 //! monthly quotas; the operator can override any figure per tenant (`limits_json`).
 
 use serde::{Deserialize, Serialize};

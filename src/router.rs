@@ -15,7 +15,7 @@ pub type Handler = fn(Ctx) -> HandlerFut;
 
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
-/// Default body cap (API.md §1).
+/// Default body cap (docs/api.md "Common rules").
 pub const DEFAULT_CAP: usize = 256 * KIB;
 
 pub struct Route {
@@ -108,7 +108,7 @@ fn percent_decode_segment(s: &str) -> Option<String> {
 fn table() -> Vec<Route> {
     use api::{health, memory as m, registry as r};
     let mut routes = vec![
-        // Memory family (API.md §2).
+        // Memory family (docs/api.md "Memory family").
         route!(POST "/v1/capture" Memory m::capture::capture, MIB),
         route!(POST "/v1/capture/batch" Memory m::capture::capture_batch, 16 * MIB),
         route!(GET "/v1/events" Memory m::events::list_events),
@@ -154,7 +154,7 @@ fn table() -> Vec<Route> {
         route!(POST "/v1/api-keys" Memory m::keys::create),
         route!(GET "/v1/api-keys" Memory m::keys::list),
         route!(DELETE "/v1/api-keys/{id}" Memory m::keys::revoke),
-        // Registry family (API.md §3).
+        // Registry family (docs/api.md "Registry family").
         route!(GET "/v1/projects" Registry r::projects::list),
         route!(POST "/v1/projects" Registry r::projects::create),
         route!(GET "/v1/projects/{id}" Registry r::projects::get),

@@ -2,7 +2,7 @@
 //!
 //! `capture_events` is the one way events enter engram — the HTTP handlers and in-server callers
 //! (agent invocation) both use it. Its invariants:
-//! - Every event is validated on its own; errors name the field (API.md §2).
+//! - Every event is validated on its own; errors name the field (docs/api.md "Memory family").
 //! - The monthly event quota is reserved for the valid events before anything is written.
 //! - The valid events, their capture job and the usage counters are written by one closure on the
 //!   writer thread, combined with concurrent requests (`combiner`); the function returns only after
@@ -23,7 +23,7 @@ use crate::store::events::{self, NewEvent};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// The event types of API.md §2.
+/// The event types of docs/api.md "Memory family".
 pub const EVENT_TYPES: [&str; 15] = [
     "message",
     "tool_call",

@@ -26,7 +26,7 @@ const NOVELTY_BONUS: f64 = 0.15;
 const SIZE_BONUS: f64 = 0.1;
 const SIZE_SATURATION: f64 = 8192.0;
 
-/// The weight of an event type (the types of API.md §2).
+/// The weight of an event type (the types of docs/api.md "Memory family").
 pub fn type_weight(event_type: &str) -> f64 {
     match event_type {
         "error" => 0.55,

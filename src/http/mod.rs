@@ -1,5 +1,5 @@
 //! HTTP plumbing shared by every handler: the request context handlers receive, query-string
-//! parsing, and replies rendered in each family's format (API.md §1).
+//! parsing, and replies rendered in each family's format (docs/api.md "Common rules").
 
 pub mod body;
 pub mod client_ip;

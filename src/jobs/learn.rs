@@ -94,7 +94,7 @@ impl LearnInput {
     }
 }
 
-/// The response shape of a learn run (API.md §2) with zero counts.
+/// The response shape of a learn run (docs/api.md "Memory family") with zero counts.
 pub fn empty_result(job_id: &str, status: &str) -> Value {
     json!({
         "jobId": job_id,

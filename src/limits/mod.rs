@@ -1,4 +1,4 @@
-//! Rate limits and monthly quotas (API.md §1 "Rate limits").
+//! Rate limits and monthly quotas (docs/api.md "Common rules").
 //!
 //! The request pipeline authenticates first: a valid key is never refused for what other
 //! requests from its address did. When authentication fails it calls `auth_failed`, which counts

@@ -1,5 +1,5 @@
 //! Server-sent events, both ways: framing what invoke streams to its client (`event: chunk`,
-//! `event: tool`, `event: done`, then `data: [DONE]`, API.md §3), and splitting an upstream's
+//! `event: tool`, `event: done`, then `data: [DONE]`, docs/api.md "Registry family"), and splitting an upstream's
 //! SSE byte stream into events.
 //!
 //! Invariant: frames are produced whole (one `Bytes` per event), so a client never sees half an

@@ -1,6 +1,6 @@
 //! Streamed invocations (`stream: true`): the turn runs on its own task and its text deltas and
 //! tool calls are framed as SSE (`chunk`, `tool`, then `done` with the full response, then
-//! `data: [DONE]`, API.md §3) and flushed as they happen.
+//! `data: [DONE]`, docs/api.md "Registry family") and flushed as they happen.
 //!
 //! Invariants: a client that goes away (the body is dropped, so the channel closes) cancels the
 //! model call and any tool call in flight by dropping the work, and the turn is still recorded

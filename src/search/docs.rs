@@ -17,7 +17,7 @@ pub fn memory_section(kind: &str) -> &'static str {
     }
 }
 
-/// The synthesize section of an artifact type (API.md §2).
+/// The synthesize section of an artifact type (docs/api.md "Memory family").
 pub fn artifact_section(artifact_type: &str) -> &'static str {
     match artifact_type {
         "task_schema" => "procedures",

@@ -1,4 +1,4 @@
-//! A context pack as the memory-family `data` object of `POST /v1/synthesize` (API.md §2, the
+//! A context pack as the memory-family `data` object of `POST /v1/synthesize` (docs/api.md "Memory family", the
 //! superset of documented and SDK fields), serialised straight to JSON text.
 //!
 //! The reply only needs the text: building a `serde_json::Value` tree first (a map and a key

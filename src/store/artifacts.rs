@@ -77,7 +77,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ArtifactRow> {
 }
 
 impl ArtifactRow {
-    /// The ARTIFACT shape of API.md §2 (documented and SDK field names side by side).
+    /// The ARTIFACT shape of docs/api.md "Memory family" (documented and SDK field names side by side).
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id,

@@ -1,4 +1,4 @@
-//! Capture: `POST /v1/capture` and `POST /v1/capture/batch` (API.md §2).
+//! Capture: `POST /v1/capture` and `POST /v1/capture/batch` (docs/api.md "Memory family").
 //!
 //! Both answer 202 only after the events are committed (`capture::capture_validated`). A rejected
 //! single capture stores nothing; a batch stores its valid events and reports the invalid ones, but

@@ -1,5 +1,5 @@
 //! Events, memories and forgetting sessions: `GET /v1/events[/{id}]`, `GET /v1/memories[/{id}]`,
-//! `DELETE /v1/sessions/{id}` (API.md §2, "Memory routes beyond the seed").
+//! `DELETE /v1/sessions/{id}` (docs/api.md "Memory family").
 //!
 //! Lists are newest first (`order=asc` reverses), `limit` 1–100 (default 50), and `cursor` is the
 //! last id of the previous page (`nextCursor`). Everything is scoped to the caller's tenant: an id

@@ -1,4 +1,4 @@
-//! `GET /v1/usage-metrics` (API.md §2): the documented fields and the ones the SDK's
+//! `GET /v1/usage-metrics` (docs/api.md "Memory family"): the documented fields and the ones the SDK's
 //! `get_metrics()` reads, all from the usage counters of the caller's key mode (live or test).
 //!
 //! The period (`1h` `24h` `7d` `30d`) is covered by whole buckets of the granularity (`minute`

@@ -1,4 +1,4 @@
-//! The memory family (API.md §2): responses use the `{ok, data, meta}` envelope.
+//! The memory family (docs/api.md "Memory family"): responses use the `{ok, data, meta}` envelope.
 
 pub mod artifacts;
 pub mod capture;

@@ -1,4 +1,4 @@
-//! `POST /v1/synthesize`: a token-budgeted context pack for a task (API.md §2).
+//! `POST /v1/synthesize`: a token-budgeted context pack for a task (docs/api.md "Memory family").
 //!
 //! Both request forms are accepted: top-level fields (`query`, `maxTokens`, …) and the SDK's nested
 //! `options` object; a field in `options` wins over the same field at the top level, and both

@@ -1,4 +1,4 @@
-//! Agents: deploy, list, get (by id or slug), delete (API.md §3).
+//! Agents: deploy, list, get (by id or slug), delete (docs/api.md "Registry family").
 //!
 //! Deploy validates every field before anything is stored and reports all problems at once
 //! (400 `bad_request` with `details`). The slug comes from the name and is unique per tenant: a
@@ -17,7 +17,7 @@ use crate::http::{Ctx, Reply};
 use crate::store::agents::{self, Agent, ListQuery, NewAgent, ScriptRule, ScriptTool};
 use serde_json::{json, Map, Value};
 
-/// Largest instruction, in bytes (API.md: ≤ 32 KiB).
+/// Largest instruction, in bytes (docs/api.md: ≤ 32 KiB).
 const MAX_INSTRUCTION: usize = 32 * 1024;
 const MAX_SCRIPT_RULES: usize = 200;
 const MAX_PATTERN: usize = 2000;
@@ -335,7 +335,7 @@ pub async fn deploy(ctx: Ctx) -> Result<Reply> {
     })))
 }
 
-/// `per_page`: 1 or more, default 20; above 100 is clamped to 100 (API.md §3).
+/// `per_page`: 1 or more, default 20; above 100 is clamped to 100 (docs/api.md "Registry family").
 fn per_page(ctx: &Ctx) -> Result<i64> {
     let Some(v) = ctx.query.get("per_page") else {
         return Ok(20);

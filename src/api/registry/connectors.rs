@@ -1,5 +1,5 @@
 //! Connectors: the public catalogue (`GET /v1/connectors/registry`, any registry scope) and a
-//! project's private MCP connectors (API.md §3).
+//! project's private MCP connectors (docs/api.md "Registry family").
 //!
 //! Project connectors follow the project rules of `projects.rs`: only members see them (others
 //! get 404); listing needs `projects:read` or `connectors:manage`; registering and deleting need

@@ -1,4 +1,4 @@
-//! `POST /v1/agents/{id}/invoke` (API.md §3): validates the request, takes an invocation from the
+//! `POST /v1/agents/{id}/invoke` (docs/api.md "Registry family"): validates the request, takes an invocation from the
 //! monthly quota, and hands the turn to `runtime::invoke`.
 
 use crate::auth::Scope;

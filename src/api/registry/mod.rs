@@ -1,4 +1,4 @@
-//! The registry family (API.md §3): responses are bare JSON objects.
+//! The registry family (docs/api.md "Registry family"): responses are bare JSON objects.
 
 pub mod agents;
 pub mod connectors;

@@ -1,4 +1,4 @@
-//! Projects and members (API.md §3).
+//! Projects and members (docs/api.md "Registry family").
 //!
 //! Permissions are checked twice: the key must carry the route's scope (its effective scopes,
 //! bounded by the developer's tenant-wide role), and the developer must have a role in the
@@ -11,7 +11,7 @@
 //!   OWNER, ADMIN and DEVELOPER roles); the creator becomes its OWNER.
 //!
 //! A project of another tenant and a project a DEVELOPER or VIEWER is not a member of both answer
-//! 404, so ids reveal nothing. `GET /v1/projects` lists the caller's memberships (API.md §3). Membership checks and the writes they guard run in one transaction.
+//! 404, so ids reveal nothing. `GET /v1/projects` lists the caller's memberships (docs/api.md "Registry family"). Membership checks and the writes they guard run in one transaction.
 
 use super::fields::{self, Fields};
 use crate::app::AppState;
