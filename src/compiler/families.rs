@@ -100,6 +100,36 @@ fn fail_then_fix(
     ok
 }
 
+/// A step a family plants a failure in: the command that fails, what agents try in vain, the fix,
+/// and what a run that does not fail runs.
+struct Planted {
+    failing: &'static str,
+    decoy: &'static str,
+    fix: &'static str,
+    direct: &'static str,
+}
+
+/// With probability `p` the step fails with `error` and is recovered (`fail_then_fix`), otherwise
+/// the direct command runs. Answers (whether it failed, whether the run is still fine).
+fn may_fail(
+    b: &mut B,
+    rng: &mut StdRng,
+    p: f64,
+    step: &Planted,
+    error: impl FnOnce(&mut StdRng) -> String,
+) -> (bool, bool) {
+    if rng.gen_bool(p) {
+        let error = error(rng);
+        (
+            true,
+            fail_then_fix(b, step.failing, error, step.decoy, step.fix, rng),
+        )
+    } else {
+        b.ok(step.direct);
+        (false, true)
+    }
+}
+
 // 1. Infrastructure — a container killed for memory; the fix is the same command with limits.
 fn container(rng: &mut StdRng) -> Vec<GenEvent> {
     let mut b = B::new(
@@ -111,22 +141,23 @@ fn container(rng: &mut StdRng) -> Vec<GenEvent> {
         rng,
     );
     b.ok("docker build -t reports:1.4 .");
-    let mut ok = true;
-    if rng.gen_bool(0.6) {
-        ok = fail_then_fix(
-            &mut b,
-            "docker run -d --name reports reports:1.4",
+    let (_, ok) = may_fail(
+        &mut b,
+        rng,
+        0.6,
+        &Planted {
+            failing: "docker run -d --name reports reports:1.4",
+            decoy: "docker system prune -f",
+            fix: "docker run -d --name reports --memory=2g --cpus=1 reports:1.4",
+            direct: "docker run -d --name reports --memory=2g --cpus=1 reports:1.4",
+        },
+        |rng| {
             format!(
                 "container reports exited with code 137 after {}s (OOMKilled)",
                 rng.gen_range(3..90)
-            ),
-            "docker system prune -f",
-            "docker run -d --name reports --memory=2g --cpus=1 reports:1.4",
-            rng,
-        );
-    } else {
-        b.ok("docker run -d --name reports --memory=2g --cpus=1 reports:1.4");
-    }
+            )
+        },
+    );
     if ok {
         b.ok("curl -f http://localhost:8080/healthz");
     }
@@ -172,22 +203,21 @@ fn certs(rng: &mut StdRng) -> Vec<GenEvent> {
     );
     b.ok("certbot --version");
     let issue = "certbot certonly --server https://acme-v02.example.org/dir -d shop.example.org";
-    let mut ok = true;
-    if rng.gen_bool(0.6) {
-        ok = fail_then_fix(
-            &mut b,
-            issue,
-            format!(
-                "Challenge failed for domain shop.example.org: connection timed out after {}ms",
-                rng.gen_range(2000..9000)
-            ),
-            "systemctl restart nginx",
-            "certbot certonly --server https://acme-v02.example.org/dir -d shop.example.org --preferred-challenges dns",
-            rng,
-        );
-    } else {
-        b.ok(issue);
-    }
+    let (_, ok) = may_fail(
+        &mut b,
+        rng,
+        0.6,
+        &Planted {
+            failing: issue,
+            decoy: "systemctl restart nginx",
+            fix: "certbot certonly --server https://acme-v02.example.org/dir -d shop.example.org --preferred-challenges dns",
+            direct: issue,
+        },
+        |rng| format!(
+            "Challenge failed for domain shop.example.org: connection timed out after {}ms",
+            rng.gen_range(2000..9000)
+        ),
+    );
     if ok {
         b.ok("systemctl reload nginx");
     }
@@ -207,22 +237,21 @@ fn index(rng: &mut StdRng) -> Vec<GenEvent> {
     b.ok("psql -d shop -c \"SELECT count(*) FROM orders\"");
     let build =
         "psql -d shop -c \"CREATE INDEX CONCURRENTLY idx_orders_created ON orders (created_at)\"";
-    let mut ok = true;
-    if rng.gen_bool(0.55) {
-        ok = fail_then_fix(
-            &mut b,
-            build,
-            format!(
-                "ERROR: canceling statement due to statement timeout (pid {})",
-                rng.gen_range(1000..99999)
-            ),
-            "psql -d shop -c \"VACUUM orders\"",
-            "psql -d shop -c \"SET statement_timeout = 0\" -c \"CREATE INDEX CONCURRENTLY idx_orders_created ON orders (created_at)\"",
-            rng,
-        );
-    } else {
-        b.ok(build);
-    }
+    let (_, ok) = may_fail(
+        &mut b,
+        rng,
+        0.55,
+        &Planted {
+            failing: build,
+            decoy: "psql -d shop -c \"VACUUM orders\"",
+            fix: "psql -d shop -c \"SET statement_timeout = 0\" -c \"CREATE INDEX CONCURRENTLY idx_orders_created ON orders (created_at)\"",
+            direct: build,
+        },
+        |rng| format!(
+            "ERROR: canceling statement due to statement timeout (pid {})",
+            rng.gen_range(1000..99999)
+        ),
+    );
     if ok {
         b.ok("psql -d shop -c \"ANALYZE orders\"");
     }
@@ -241,22 +270,23 @@ fn frontend(rng: &mut StdRng) -> Vec<GenEvent> {
     );
     b.ok("npm ci");
     let build = "npm run build";
-    let mut ok = true;
-    if rng.gen_bool(0.55) {
-        ok = fail_then_fix(
-            &mut b,
-            build,
+    let (_, ok) = may_fail(
+        &mut b,
+        rng,
+        0.55,
+        &Planted {
+            failing: build,
+            decoy: "rm -rf node_modules",
+            fix: "NODE_OPTIONS=--max-old-space-size=4096 npm run build",
+            direct: "NODE_OPTIONS=--max-old-space-size=4096 npm run build",
+        },
+        |rng| {
             format!(
-                "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory ({} MB)",
-                rng.gen_range(1900..2100)
-            ),
-            "rm -rf node_modules",
-            "NODE_OPTIONS=--max-old-space-size=4096 npm run build",
-            rng,
-        );
-    } else {
-        b.ok("NODE_OPTIONS=--max-old-space-size=4096 npm run build");
-    }
+            "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory ({} MB)",
+            rng.gen_range(1900..2100)
+        )
+        },
+    );
     if ok {
         b.ok("npx playwright test --project=chromium");
     }
@@ -317,22 +347,24 @@ fn backfill(rng: &mut StdRng) -> Vec<GenEvent> {
     );
     b.ok("airflow dags list-runs -d events_daily");
     let run = "airflow dags backfill events_daily -s 2026-01-01 -e 2026-01-07";
-    let mut ok = true;
-    if rng.gen_bool(0.6) {
-        ok = fail_then_fix(
-            &mut b,
-            run,
+    let (_, ok) = may_fail(
+        &mut b,
+        rng,
+        0.6,
+        &Planted {
+            failing: run,
+            decoy: "airflow tasks clear events_daily -y",
+            fix:
+                "airflow dags backfill events_daily -s 2026-01-01 -e 2026-01-07 --pool large_memory",
+            direct: run,
+        },
+        |rng| {
             format!(
                 "Task events_daily.load exited with return code -9 (attempt {})",
                 rng.gen_range(1..4)
-            ),
-            "airflow tasks clear events_daily -y",
-            "airflow dags backfill events_daily -s 2026-01-01 -e 2026-01-07 --pool large_memory",
-            rng,
-        );
-    } else {
-        b.ok(run);
-    }
+            )
+        },
+    );
     if ok {
         b.ok("dbt test --select events_daily");
     }
@@ -388,20 +420,21 @@ fn terraform(rng: &mut StdRng) -> Vec<GenEvent> {
     b.ok("terraform init -backend-config=staging.hcl");
     b.ok("terraform plan -out=tfplan");
     let apply = "terraform apply tfplan";
-    let mut ok = true;
-    if rng.gen_bool(0.5) {
-        let id = format!("{:08x}-{:04x}", rng.gen::<u32>(), rng.gen::<u16>());
-        ok = fail_then_fix(
-            &mut b,
-            apply,
-            format!("Error acquiring the state lock: ConditionalCheckFailedException (lock {id})"),
-            "terraform refresh",
-            "terraform apply -lock-timeout=5m tfplan",
-            rng,
-        );
-    } else {
-        b.ok(apply);
-    }
+    let (_, ok) = may_fail(
+        &mut b,
+        rng,
+        0.5,
+        &Planted {
+            failing: apply,
+            decoy: "terraform refresh",
+            fix: "terraform apply -lock-timeout=5m tfplan",
+            direct: apply,
+        },
+        |rng| {
+            let id = format!("{:08x}-{:04x}", rng.gen::<u32>(), rng.gen::<u16>());
+            format!("Error acquiring the state lock: ConditionalCheckFailedException (lock {id})")
+        },
+    );
     b.outcome(ok);
     b.events
 }
@@ -417,21 +450,20 @@ fn merge(rng: &mut StdRng) -> Vec<GenEvent> {
     );
     b.ok("git fetch origin");
     let m = "git merge --no-ff origin/release/2.4";
-    let mut ok = true;
-    if rng.gen_bool(0.55) {
-        ok = fail_then_fix(
-            &mut b,
-            m,
-            "CONFLICT (content): Merge conflict in Cargo.lock".to_string(),
-            "git merge --abort",
-            "git checkout --theirs Cargo.lock",
-            rng,
-        );
-        if ok {
-            b.ok("git commit --no-edit");
-        }
-    } else {
-        b.ok(m);
+    let (failed, ok) = may_fail(
+        &mut b,
+        rng,
+        0.55,
+        &Planted {
+            failing: m,
+            decoy: "git merge --abort",
+            fix: "git checkout --theirs Cargo.lock",
+            direct: m,
+        },
+        |_| "CONFLICT (content): Merge conflict in Cargo.lock".to_string(),
+    );
+    if failed && ok {
+        b.ok("git commit --no-edit");
     }
     if ok {
         b.ok("cargo test --workspace");

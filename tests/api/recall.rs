@@ -355,15 +355,9 @@ async fn a_turn_comes_with_its_neighbours_once_with_every_turn_in_its_provenance
 #[tokio::test]
 async fn relative_time_in_a_message_gets_its_date() {
     let srv = TestServer::start().await;
-    let (s, b) = srv
-        .post(
-            "/v1/capture?wait=searchable",
-            json!({"type": "message", "sessionId": "d1",
+    say(&srv, json!({"type": "message", "sessionId": "d1",
                "payload": {"role": "Priya", "date": "4:20 pm on 8 May, 2023",
-                           "content": "I went to a pottery workshop yesterday and I'm moving next month."}}),
-        )
-        .await;
-    assert_eq!(s, 202, "{b}");
+                           "content": "I went to a pottery workshop yesterday and I'm moving next month."}})).await;
     let p = pack(&srv, json!({"query": "pottery workshop"})).await;
     assert_eq!(
         p["entries"][0]["content"],
@@ -503,10 +497,7 @@ async fn an_external_embeddings_provider_is_used_recorded_and_never_mixed() {
         .await;
     assert_eq!(s, 202, "{b}");
     let p = pack(&srv, json!({"query": "backup replica"})).await;
-    assert!(p["entries"][0]["content"]
-        .as_str()
-        .unwrap()
-        .contains("backup"));
+    assert!(first(&p).contains("backup"), "{p}");
     let reqs = peer.requests.lock().unwrap().clone();
     assert!(reqs.len() >= 2, "documents and the query were embedded");
     for r in &reqs {
@@ -530,19 +521,14 @@ async fn an_external_embeddings_provider_is_used_recorded_and_never_mixed() {
 
     // The provider fails: documents stay searchable by their words, health says so.
     peer.fail.store(true, Ordering::SeqCst);
-    let (s, b) = srv
-        .post(
-            "/v1/capture?wait=searchable",
-            json!({"type": "message", "sessionId": "e2",
+    say(
+        &srv,
+        json!({"type": "message", "sessionId": "e2",
                    "payload": {"role": "user", "content": "quarterly invoice reconciliation"}}),
-        )
-        .await;
-    assert_eq!(s, 202, "{b}");
+    )
+    .await;
     let p = pack(&srv, json!({"query": "invoice reconciliation"})).await;
-    assert!(p["entries"][0]["content"]
-        .as_str()
-        .unwrap()
-        .contains("invoice"));
+    assert!(first(&p).contains("invoice"), "{p}");
     let h = health_search(&srv).await;
     assert_eq!(h["embeddings"]["documentsWithoutVector"], 1);
     let key = srv.key.clone();
@@ -560,10 +546,7 @@ async fn an_external_embeddings_provider_is_used_recorded_and_never_mixed() {
     let marker = std::fs::read_to_string(dir.path().join("index/engram-index.json")).unwrap();
     assert!(marker.contains("potion-base-8M"), "{marker}");
     let p = synth_as(&srv, &key, json!({"query": "invoice reconciliation"})).await;
-    assert!(p["entries"][0]["content"]
-        .as_str()
-        .unwrap()
-        .contains("invoice"));
+    assert!(first(&p).contains("invoice"), "{p}");
     srv.shutdown().await;
 
     // `engram reindex` re-embeds with the provider it is given, and shows its progress.
@@ -608,19 +591,14 @@ async fn an_external_embeddings_provider_is_used_recorded_and_never_mixed() {
 #[tokio::test]
 async fn without_embeddings_words_alone_rank_and_the_index_says_so() {
     let srv = TestServer::start_with(|c| c.embeddings.off = true).await;
-    let (s, b) = srv
-        .post(
-            "/v1/capture?wait=searchable",
-            json!({"type": "message", "sessionId": "w1",
+    say(
+        &srv,
+        json!({"type": "message", "sessionId": "w1",
                    "payload": {"role": "user", "content": "the replica lag alert fired at noon"}}),
-        )
-        .await;
-    assert_eq!(s, 202, "{b}");
+    )
+    .await;
     let p = pack(&srv, json!({"query": "replica lag"})).await;
-    assert!(p["entries"][0]["content"]
-        .as_str()
-        .unwrap()
-        .contains("replica lag"));
+    assert!(first(&p).contains("replica lag"), "{p}");
     // Nothing matches these words, and without vectors nothing is merely similar.
     let p = pack(&srv, json!({"query": "database delay warning"})).await;
     assert_eq!(p["entries"], json!([]), "{p}");
@@ -634,6 +612,17 @@ async fn without_embeddings_words_alone_rank_and_the_index_says_so() {
     let h = health_search(&srv).await;
     assert_eq!(h["embeddings"]["model"], "potion-base-8M@bf8b0566-q8");
     srv.shutdown().await;
+}
+
+/// Captures one event and waits until it is searchable.
+async fn say(srv: &TestServer, event: Value) {
+    let (s, b) = srv.post("/v1/capture?wait=searchable", event).await;
+    assert_eq!(s, 202, "{b}");
+}
+
+/// The text of a pack's first entry ("" when it has none).
+fn first(p: &Value) -> &str {
+    p["entries"][0]["content"].as_str().unwrap_or_default()
 }
 
 async fn synth_as(srv: &TestServer, key: &str, body: Value) -> Value {
