@@ -259,8 +259,21 @@ async fn pack(srv: &TestServer, key: &str, query: &str) -> Value {
 async fn export_import_export_is_byte_identical_and_the_tenant_answers_the_same() {
     let a = server(VAULT_KEY, None).await;
     let (tenant, key, item) = populate(&a).await;
+    // Another tenant's data on the same server never enters the export.
+    let (s, _) = a
+        .post(
+            "/v1/capture?wait=searchable",
+            json!({"type": "message", "sessionId": "elsewhere",
+                   "payload": {"content": "the bootstrap tenant keeps its marmalade recipe"}}),
+        )
+        .await;
+    assert_eq!(s, 202);
     settled(&a).await;
     let first = export(&a, &tenant).await;
+    assert!(
+        !first.contains("marmalade"),
+        "another tenant's event was exported"
+    );
     let found = kinds(&first);
     for kind in [
         "engram-export",
@@ -322,6 +335,8 @@ async fn export_import_export_is_byte_identical_and_the_tenant_answers_the_same(
     let (s, me) = as_key(&b, &key, Method::GET, "/v1/me", json!({})).await;
     assert_eq!(s, 200, "{me}");
     assert_eq!(pack(&b, &key, "what goes in the lasagna").await, lasagna);
+    let other = pack(&b, &key, "marmalade recipe").await;
+    assert!(!other.to_string().contains("marmalade"), "{other}");
     assert_eq!(pack(&b, &key, "when does the ferry leave").await, ferry);
     let (s, v) = as_key(
         &b,
