@@ -28,7 +28,8 @@ fn cpu_secs() -> f64 {
 
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let conn = engram::store::open_direct(dir.path()).expect("database");
+    let mut db = engram::store::open_direct(dir.path()).expect("database");
+    let conn = db.conn();
     // This connection plays the writer: it keeps the novelty counts of unprocessed events.
     engram::store::novelty::rebuild_pending(&conn).expect("novelty counts");
     let t =
@@ -47,11 +48,12 @@ fn main() {
         .collect();
     let started = Instant::now();
     let cpu = cpu_secs();
+    let tenant = t.id.clone();
     for b in batches {
-        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        engram::store::events::insert_batch(&conn, &t.id, "live", b, 0, engram::time::now())
-            .expect("insert");
-        conn.execute_batch("COMMIT").expect("commit");
+        db.transaction(|c| {
+            engram::store::events::insert_batch(c, &tenant, "live", b, 0, engram::time::now())
+        })
+        .expect("insert");
     }
     let secs = started.elapsed().as_secs_f64();
     let n = (BATCHES * PER_BATCH) as f64;

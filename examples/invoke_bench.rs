@@ -71,7 +71,7 @@ async fn make_agent(state: &engram::app::AppState, key: &str, model: &str) -> St
         .write(move |c| {
             let id = engram::ids::new("ag");
             let now = engram::time::now_rfc3339();
-            c.execute(
+            c.sqlite().execute(
                 "INSERT INTO agents (id, tenant_id, name, slug, model, instruction, created_at, updated_at)
                  VALUES (?1, ?2, ?1, ?1, ?3, 'Classify the sentiment of the message.', ?4, ?4)",
                 rusqlite::params![id, p.tenant_id, model, now],

@@ -95,7 +95,7 @@ async fn main() {
         state
             .db
             .write(move |c| {
-                let mut stmt = c.prepare_cached(
+                let mut stmt = c.sqlite().prepare_cached(
                     "INSERT INTO events(id, tenant_id, session_id, type, payload, metadata,
                                         salience, trace_id, mode, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0.5, ?7, 'live', ?8)",

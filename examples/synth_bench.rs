@@ -178,7 +178,7 @@ fn load_tenant(state: &engram::app::AppState, z: &Zipf, t: usize, tenant_id: &st
         state
             .db
             .write_blocking(move |c| {
-                let mut st = c.prepare_cached(
+                let mut st = c.sqlite().prepare_cached(
                     "INSERT INTO memories(id, tenant_id, kind, session_id, content, confidence,
                         salience, status, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'active', ?8, ?8)",

@@ -11,19 +11,9 @@
 //! The catalogue is not tenant data: every tenant sees the same list.
 
 use crate::error::{Error, Result};
-use crate::time::now_rfc3339;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::{catalog as rows, Conn};
 
-/// One catalogue entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub slug: String,
-    pub name: String,
-    pub category: String,
-    pub status: String,
-    pub mcp_url: Option<String>,
-    pub builtin: bool,
-}
+pub use crate::store::catalog::Entry;
 
 /// Shipped entries: (slug, name, category, status, MCP endpoint). All are remote MCP servers run
 /// by the vendor of the service they expose ("Verified").
@@ -156,56 +146,24 @@ pub fn validate_mcp_url(raw: &str) -> std::result::Result<String, String> {
 
 /// Merges the shipped entries into the table (refreshing shipped rows, leaving operator rows and
 /// hidden flags alone). Returns how many shipped entries are stored.
-pub fn seed(conn: &Connection) -> Result<usize> {
-    let now = now_rfc3339();
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO connector_catalog(slug, name, category, status, mcp_url, builtin, hidden,
-                                       created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, ?6)
-         ON CONFLICT(slug) DO UPDATE SET name = excluded.name, category = excluded.category,
-             status = excluded.status, mcp_url = excluded.mcp_url
-         WHERE connector_catalog.builtin = 1",
-    )?;
-    for (slug, name, category, status, url) in BUILTIN {
-        stmt.execute(params![slug, name, category, status, url, now])?;
-    }
+pub fn seed(conn: &Conn) -> Result<usize> {
+    rows::merge_builtin(conn, BUILTIN)?;
     Ok(BUILTIN.len())
 }
 
-fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
-    Ok(Entry {
-        slug: r.get(0)?,
-        name: r.get(1)?,
-        category: r.get(2)?,
-        status: r.get(3)?,
-        mcp_url: r.get(4)?,
-        builtin: r.get::<_, i64>(5)? != 0,
-    })
-}
-
 /// Visible entries ordered by name, optionally of one category (case-insensitive).
-pub fn list(conn: &Connection, category: Option<&str>) -> Result<Vec<Entry>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT slug, name, category, status, mcp_url, builtin FROM connector_catalog
-         WHERE hidden = 0 AND (?1 IS NULL OR category = ?1 COLLATE NOCASE)
-         ORDER BY name COLLATE NOCASE, slug",
-    )?;
-    let rows = stmt.query_map([category], row_to_entry)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn list(conn: &Conn, category: Option<&str>) -> Result<Vec<Entry>> {
+    rows::list(conn, category)
 }
 
 /// A visible entry by slug.
-pub fn get(conn: &Connection, slug: &str) -> Result<Option<Entry>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT slug, name, category, status, mcp_url, builtin FROM connector_catalog
-         WHERE slug = ?1 AND hidden = 0",
-    )?;
-    Ok(stmt.query_row([slug], row_to_entry).optional()?)
+pub fn get(conn: &Conn, slug: &str) -> Result<Option<Entry>> {
+    rows::get(conn, slug)
 }
 
 /// Adds or replaces an operator entry. `slug` defaults to the slug of the name.
 pub fn add(
-    conn: &Connection,
+    conn: &Conn,
     slug: Option<&str>,
     name: &str,
     category: &str,
@@ -240,45 +198,25 @@ pub fn add(
         }
     }
     let url = validate_mcp_url(mcp_url).map_err(|m| Error::validation("url", m))?;
-    conn.execute(
-        "INSERT INTO connector_catalog(slug, name, category, status, mcp_url, builtin, hidden,
-                                       created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6)
-         ON CONFLICT(slug) DO UPDATE SET name = excluded.name, category = excluded.category,
-             status = excluded.status, mcp_url = excluded.mcp_url, builtin = 0, hidden = 0",
-        params![
-            slug,
-            name,
-            category.trim(),
-            status.trim(),
-            url,
-            now_rfc3339()
-        ],
-    )?;
-    Ok(Entry {
+    let entry = Entry {
         slug,
         name: name.to_string(),
         category: category.trim().to_string(),
         status: status.trim().to_string(),
         mcp_url: Some(url),
         builtin: false,
-    })
+    };
+    rows::put_operator(conn, &entry)?;
+    Ok(entry)
 }
 
 /// Removes an entry: shipped ones are hidden (so the next start does not restore them),
 /// operator ones deleted. `false` when no visible entry has that slug.
-pub fn remove(conn: &Connection, slug: &str) -> Result<bool> {
+pub fn remove(conn: &Conn, slug: &str) -> Result<bool> {
     let Some(entry) = get(conn, slug)? else {
         return Ok(false);
     };
-    if entry.builtin {
-        conn.execute(
-            "UPDATE connector_catalog SET hidden = 1 WHERE slug = ?1",
-            [slug],
-        )?;
-    } else {
-        conn.execute("DELETE FROM connector_catalog WHERE slug = ?1", [slug])?;
-    }
+    rows::remove(conn, &entry)?;
     Ok(true)
 }
 
@@ -306,7 +244,8 @@ mod tests {
     #[test]
     fn seed_merge_keeps_operator_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_direct(dir.path()).unwrap();
+        let db = crate::store::open_direct(dir.path()).unwrap();
+        let conn = db.conn();
         seed(&conn).unwrap();
         assert_eq!(list(&conn, None).unwrap().len(), BUILTIN.len());
         assert!(BUILTIN.len() >= 12);

@@ -6,6 +6,7 @@
 
 use serde_json::{json, Value};
 use std::fmt;
+use std::sync::Arc;
 
 /// Which API family a route belongs to; decides the error and success body formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,7 +31,7 @@ impl FieldError {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Error {
     /// Invalid body: 422 (memory) or 400 (registry), naming the fields.
     Validation {
@@ -79,6 +80,12 @@ pub enum Error {
     },
     /// Details go to the log with the request id; the client sees a generic message.
     Internal(String),
+    /// An internal failure caused by another error (the database, the connection pool, JSON),
+    /// kept whole for the log (`std::error::Error::source`); the client sees a generic message.
+    Failed {
+        context: &'static str,
+        source: Arc<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl Error {
@@ -145,7 +152,7 @@ impl Error {
             Error::Upstream(_) => 502,
             Error::Unavailable(_) | Error::Saturated { .. } => 503,
             Error::Injected { status, .. } => *status,
-            Error::Internal(_) => 500,
+            Error::Internal(_) | Error::Failed { .. } => 500,
         }
     }
 
@@ -177,7 +184,7 @@ impl Error {
             (Error::Upstream(_), _) => "upstream_error",
             (Error::Unavailable(_), _) | (Error::Saturated { .. }, _) => "unavailable",
             (Error::Injected { status, .. }, family) => injected_code(*status, family),
-            (Error::Internal(_), _) => "internal_error",
+            (Error::Internal(_) | Error::Failed { .. }, _) => "internal_error",
         }
     }
 
@@ -211,7 +218,7 @@ impl Error {
             Error::PayloadTooLarge { limit } => {
                 format!("request body is larger than this route's limit of {limit} bytes")
             }
-            Error::Internal(_) => "internal server error".to_string(),
+            Error::Internal(_) | Error::Failed { .. } => "internal server error".to_string(),
         }
     }
 
@@ -295,6 +302,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Internal(detail) => write!(f, "internal error: {detail}"),
+            Error::Failed { context, source } => write!(f, "internal error: {context}: {source}"),
             other => write!(
                 f,
                 "{} ({})",
@@ -305,23 +313,36 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Internal(format!("sqlite: {e}"))
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Failed { source, .. } => Some(source.as_ref()),
+            _ => None,
+        }
     }
 }
 
-impl From<r2d2::Error> for Error {
-    fn from(e: r2d2::Error) -> Self {
-        Error::Internal(format!("connection pool: {e}"))
+impl Error {
+    /// An internal failure caused by `source`, described by `context` (what was being done).
+    pub fn failed(
+        context: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Failed {
+            context,
+            source: Arc::new(source),
+        }
+    }
+
+    /// Whether the client is told only "internal server error" (details go to the log).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Error::Internal(_) | Error::Failed { .. })
     }
 }
 
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
-        Error::Internal(format!("json: {e}"))
+        Error::failed("json", e)
     }
 }
 

@@ -577,24 +577,19 @@ async fn wait_for_signal() {
     }
 }
 
-fn open(data_dir: &std::path::Path) -> Result<rusqlite::Connection, String> {
+fn open(data_dir: &std::path::Path) -> Result<store::Direct, String> {
     store::open_direct(data_dir).map_err(|e| e.to_string())
 }
 
 /// Runs `f` in one IMMEDIATE transaction (waits for a running server's writer if needed).
 fn in_tx<T>(
-    conn: &mut rusqlite::Connection,
-    f: impl FnOnce(&rusqlite::Connection) -> engram::error::Result<T>,
+    db: &mut store::Direct,
+    f: impl FnOnce(&store::Conn) -> engram::error::Result<T>,
 ) -> Result<T, String> {
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
-    let v = f(&tx).map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())?;
-    Ok(v)
+    db.transaction(f).map_err(|e| e.to_string())
 }
 
-fn resolve_tenant(conn: &rusqlite::Connection, tenant: Option<String>) -> Result<String, String> {
+fn resolve_tenant(conn: &store::Conn, tenant: Option<String>) -> Result<String, String> {
     match tenant {
         Some(t) => match tenants::get(conn, &t).map_err(|e| e.to_string())? {
             Some(_) => Ok(t),
@@ -651,8 +646,6 @@ fn keys_command(cmd: KeysCommand) -> Result<(), String> {
                                     "developer {d} not found in tenant {tenant_id}"
                                 ))
                             })?;
-                        let role: engram::auth::Role =
-                            role.parse().map_err(engram::error::Error::Internal)?;
                         let theirs = engram::auth::developer_scopes(role, project_admin);
                         if !scopes.is_subset_of(theirs) {
                             return Err(engram::error::Error::Forbidden(format!(
@@ -694,8 +687,8 @@ fn keys_command(cmd: KeysCommand) -> Result<(), String> {
         KeysCommand::List { data, tenant } => {
             require_existing(&data.data_dir)?;
             let conn = open(&data.data_dir)?;
-            let tenant_id = resolve_tenant(&conn, tenant)?;
-            let rows = keys::list(&conn, &tenant_id, true).map_err(|e| e.to_string())?;
+            let tenant_id = resolve_tenant(&conn.conn(), tenant)?;
+            let rows = keys::list(&conn.conn(), &tenant_id, true).map_err(|e| e.to_string())?;
             println!(
                 "{:<32} {:<20} {:<14} {:<6} {:<10} SCOPES",
                 "ID", "NAME", "KEY", "MODE", "STATE"
@@ -805,9 +798,9 @@ fn tenants_command(cmd: TenantsCommand) -> Result<(), String> {
         TenantsCommand::List { data } => {
             require_existing(&data.data_dir)?;
             let conn = open(&data.data_dir)?;
-            let default = tenants::default_tenant_id(&conn).map_err(|e| e.to_string())?;
+            let default = tenants::default_tenant_id(&conn.conn()).map_err(|e| e.to_string())?;
             println!("{:<32} {:<11} {:<24} LIMIT OVERRIDES", "ID", "PLAN", "NAME");
-            for t in tenants::list(&conn).map_err(|e| e.to_string())? {
+            for t in tenants::list(&conn.conn()).map_err(|e| e.to_string())? {
                 let mark = if default.as_deref() == Some(t.id.as_str()) {
                     " (default)"
                 } else {
@@ -956,7 +949,7 @@ fn export(
     use std::io::Write;
     require_existing(data_dir)?;
     let conn = open(data_dir)?;
-    let total = store::transfer::record_count(&conn, tenant).map_err(|e| e.to_string())?;
+    let total = store::transfer::record_count(&conn.conn(), tenant).map_err(|e| e.to_string())?;
     let mut out: Box<dyn Write> = match to {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::OpenOptions::new()
@@ -969,7 +962,7 @@ fn export(
     };
     let progress = Progress::new("export", "records");
     let mut done = 0u64;
-    let result = store::transfer::export(&conn, tenant, &mut |line| {
+    let result = store::transfer::export(&conn.conn(), tenant, &mut |line| {
         out.write_all(line.as_bytes())
             .map_err(|e| engram::error::Error::Unavailable(format!("cannot write: {e}")))?;
         done += 1;
@@ -1127,7 +1120,7 @@ fn rotate_vault_key(data_dir: &std::path::Path) -> Result<(), String> {
     use engram::store::vault as v;
     use engram::vault::{MasterKey, KEY_ENV};
     let mut conn = open(data_dir)?;
-    let expected = store::meta_get(&conn, v::FINGERPRINT_META).map_err(|e| e.to_string())?;
+    let expected = store::meta_get(&conn.conn(), v::FINGERPRINT_META).map_err(|e| e.to_string())?;
     let env = std::env::var(KEY_ENV).ok();
     let old = MasterKey::load(data_dir, env.as_deref(), expected.as_deref())?;
     if expected.as_deref().is_some_and(|f| f != old.fingerprint()) {
@@ -1188,9 +1181,7 @@ fn backup(data_dir: &std::path::Path, to: &std::path::Path) -> Result<(), String
         return Err(format!("{} already exists", to.display()));
     }
     require_existing(data_dir)?;
-    let conn = open(data_dir)?;
-    conn.execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])
-        .map_err(|e| e.to_string())?;
+    open(data_dir)?.backup_to(to).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", to.display());
     Ok(())
 }

@@ -374,8 +374,8 @@ async fn handle(
         let mut resp = match result {
             Ok(reply) => render(reply, family, &meta),
             Err(e) => {
-                if let Error::Internal(detail) = &e {
-                    tracing::error!(request_id = %request_id, error = %detail, "internal error");
+                if e.is_internal() {
+                    tracing::error!(request_id = %request_id, error = %e, "internal error");
                 }
                 render_error(&e, family, &meta)
             }

@@ -30,7 +30,7 @@ pub async fn import(state: &Arc<AppState>, text: String) -> Result<(Imported, u6
     .await
     .map_err(Error::internal)??;
     for kind in imported.queued_jobs.keys() {
-        state.jobs.ring(kind);
+        state.jobs.ring(*kind);
     }
     Ok((imported, indexed))
 }

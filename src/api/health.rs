@@ -2,9 +2,10 @@
 //! Health never needs the write lock: it reads pool state, the index reader and queue counts
 //! through a pooled read connection.
 
+use crate::domain::{JobKind, JobStatus};
 use crate::error::Result;
 use crate::http::{Ctx, Reply};
-use crate::jobs::{queue, CAPTURE, LEARN};
+use crate::store::jobs as queue;
 use serde_json::{json, Value};
 
 /// Backlog above which the workers count as degraded (they are not keeping up).
@@ -16,11 +17,11 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
         .db
         .read(|c| {
             let mut out = Vec::new();
-            for kind in [CAPTURE, LEARN] {
+            for kind in JobKind::ALL {
                 out.push((
-                    kind,
-                    queue::count(c, kind, "queued")?,
-                    queue::count(c, kind, "failed")?,
+                    *kind,
+                    queue::count(c, *kind, JobStatus::Queued)?,
+                    queue::count(c, *kind, JobStatus::Failed)?,
                 ));
             }
             Ok((out, crate::store::events::watermarks(c)?))
@@ -69,7 +70,7 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
         backlog += waiting;
         queues.insert(
             kind.to_string(),
-            json!({"waiting": waiting, "active": state.jobs.active(kind), "failed": failed}),
+            json!({"waiting": waiting, "active": state.jobs.active(*kind), "failed": failed}),
         );
     }
     let workers_ok = backlog < BACKLOG_DEGRADED;

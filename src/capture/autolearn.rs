@@ -10,30 +10,21 @@
 //! - The sweep task stops when the server shuts down.
 
 use crate::app::AppState;
+use crate::domain::{JobKind, KeyMode};
 use crate::error::Result;
-use crate::jobs::{queue, LEARN};
-use crate::store::usage;
-use rusqlite::Connection;
+use crate::store::{jobs, usage, Conn};
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-fn has_queued_learn(conn: &Connection, tenant_id: &str) -> Result<bool> {
-    // The queue index (kind, status, seq) keeps this to the few queued learn jobs.
-    let mut stmt = conn.prepare_cached(
-        "SELECT EXISTS(SELECT 1 FROM jobs WHERE kind = ?1 AND status = 'queued' AND tenant_id = ?2)",
-    )?;
-    Ok(stmt.query_row([LEARN, tenant_id], |r| r.get(0))?)
-}
-
 /// Events of a tenant processed so far (both key modes).
-pub fn processed_total(conn: &Connection, tenant_id: &str) -> Result<i64> {
+pub fn processed_total(conn: &Conn, tenant_id: &str) -> Result<i64> {
     let mut total = 0;
-    for mode in ["live", "test"] {
+    for mode in KeyMode::ALL {
         total += usage::get(
             conn,
             tenant_id,
-            mode,
+            mode.as_str(),
             usage::EVENTS_PROCESSED,
             usage::ALL_TIME,
         )?;
@@ -44,7 +35,7 @@ pub fn processed_total(conn: &Connection, tenant_id: &str) -> Result<i64> {
 /// Call in the transaction that counted `n` more processed events (`before` = the count until
 /// then): enqueues a learn job when a multiple of `every` was crossed. Returns its id.
 pub fn on_processed(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     before: i64,
     n: i64,
@@ -54,29 +45,26 @@ pub fn on_processed(
         return Ok(None);
     }
     let every = every as i64;
-    if (before + n) / every == before / every || has_queued_learn(conn, tenant_id)? {
+    if (before + n) / every == before / every || jobs::has_queued(conn, tenant_id, JobKind::Learn)?
+    {
         return Ok(None);
     }
     let input = json!({"scope": "incremental", "trigger": "auto"});
-    Ok(Some(queue::enqueue(conn, tenant_id, LEARN, &input)?))
+    Ok(Some(jobs::enqueue(
+        conn,
+        tenant_id,
+        JobKind::Learn,
+        &input,
+    )?))
 }
 
 /// Enqueues a learn job for every tenant with unlearned events and no queued or running learn job.
 /// Returns the tenants it enqueued for.
-pub fn sweep(conn: &Connection) -> Result<Vec<String>> {
-    let tenants: Vec<String> = conn
-        .prepare_cached(
-            "SELECT t.id FROM tenants t
-             WHERE EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = t.id AND e.learned_at IS NULL)
-               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = ?1
-                               AND j.status IN ('queued', 'running') AND j.tenant_id = t.id)
-             ORDER BY t.id",
-        )?
-        .query_map([LEARN], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+pub fn sweep(conn: &Conn) -> Result<Vec<String>> {
+    let tenants = jobs::tenants_with_unlearned_events(conn, JobKind::Learn)?;
     let input = json!({"scope": "incremental", "trigger": "sweep"});
     for t in &tenants {
-        queue::enqueue(conn, t, LEARN, &input)?;
+        jobs::enqueue(conn, t, JobKind::Learn, &input)?;
     }
     Ok(tenants)
 }
@@ -97,7 +85,7 @@ pub fn start_sweep(state: Arc<AppState>, stop: watch::Receiver<bool>) {
                         tenants = tenants.len(),
                         "auto-learn sweep enqueued learn jobs"
                     );
-                    state.jobs.ring(LEARN);
+                    state.jobs.ring(JobKind::Learn);
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "auto-learn sweep failed"),

@@ -13,7 +13,7 @@ pub mod autolearn;
 pub mod backlog;
 pub mod combiner;
 pub mod render;
-pub mod salience;
+pub use crate::salience;
 
 use crate::app::AppState;
 use crate::auth::Principal;

@@ -26,10 +26,10 @@
 use super::{Job, JobHandler, KindSpec, Outcome};
 use crate::app::AppState;
 use crate::capture::{autolearn, render};
-use crate::error::Result as DbResult;
+use crate::domain::{JobKind, JobStatus};
+use crate::error::{Error, Result};
 use crate::search::IndexOp;
-use crate::store::{events, memories, novelty, usage};
-use rusqlite::{params, Connection};
+use crate::store::{events, jobs, memories, novelty, usage, Conn};
 use serde_json::{json, Value};
 use std::sync::{Arc, Weak};
 
@@ -67,12 +67,12 @@ struct Range {
     count: i64,
 }
 
-fn range_of(job_id: &str, input: &Value) -> Result<Range, String> {
+fn range_of(job_id: &str, input: &Value) -> Result<Range> {
     let get = |k: &str| {
         input
             .get(k)
             .and_then(Value::as_i64)
-            .ok_or_else(|| format!("capture job input lacks {k}"))
+            .ok_or_else(|| Error::Internal(format!("capture job input lacks {k}")))
     };
     let (first, last) = (get("firstSeq")?, get("lastSeq")?);
     Ok(Range {
@@ -84,19 +84,11 @@ fn range_of(job_id: &str, input: &Value) -> Result<Range, String> {
 }
 
 /// Other queued capture jobs of the tenant, oldest first, within the coalescing bounds.
-fn queued_siblings(conn: &Connection, tenant: &str, budget: i64) -> DbResult<Vec<Range>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, input FROM jobs WHERE kind = ?1 AND status = 'queued' AND tenant_id = ?2
-         ORDER BY seq LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![super::CAPTURE, tenant, COALESCE_JOBS], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
+fn queued_siblings(conn: &Conn, tenant: &str, budget: i64) -> Result<Vec<Range>> {
     let mut out = Vec::new();
     let mut events = 0;
-    for row in rows {
-        let (id, input) = row?;
-        let Ok(range) = range_of(&id, &serde_json::from_str(&input).unwrap_or(Value::Null)) else {
+    for (id, input) in jobs::queued_inputs(conn, tenant, JobKind::Capture, COALESCE_JOBS)? {
+        let Ok(range) = range_of(&id, &input) else {
             continue; // a malformed job fails on its own when a worker claims it
         };
         if range.count > COALESCE_MAX_JOB {
@@ -136,23 +128,12 @@ fn prepare(tenant: &str, rows: Vec<events::EventRow>) -> Vec<Prepared> {
         .collect()
 }
 
-/// Takes over a queued job: `true` when it was still queued (it is now completed).
-fn take_over(conn: &Connection, job_id: &str, by: &str, at: &str) -> DbResult<bool> {
-    let mut stmt = conn.prepare_cached(
-        "UPDATE jobs SET status = 'completed', attempts = attempts + 1, started_at = ?3,
-                         finished_at = ?3, result = ?2
-         WHERE id = ?1 AND status = 'queued'",
-    )?;
-    let result = json!({"processedBy": by}).to_string();
-    Ok(stmt.execute(params![job_id, result, at])? == 1)
-}
-
 impl JobHandler for Handler {
-    fn run(&self, job: &Job) -> Result<Outcome, String> {
+    fn run(&self, job: &Job) -> Result<Outcome> {
         let state = self
             .state
             .upgrade()
-            .ok_or_else(|| "the server is shutting down".to_string())?;
+            .ok_or_else(|| Error::Unavailable("the server is shutting down".into()))?;
         let own = range_of(&job.id, &job.input)?;
         let (first, last) = (own.first, own.last);
         if own.count <= COALESCE_MAX_JOB {
@@ -163,18 +144,15 @@ impl JobHandler for Handler {
         let (own_rows, siblings) = {
             let tenant = tenant.clone();
             let budget = COALESCE_EVENTS - own.count;
-            state
-                .db
-                .read_blocking(|c| {
-                    let own_rows = events::unprocessed_in_range(c, &tenant, first, last)?;
-                    let mut siblings = Vec::new();
-                    for r in queued_siblings(c, &tenant, budget)? {
-                        let rows = events::unprocessed_in_range(c, &tenant, r.first, r.last)?;
-                        siblings.push((r.job_id, rows));
-                    }
-                    Ok((own_rows, siblings))
-                })
-                .map_err(|e| e.to_string())?
+            state.db.read_blocking(|c| {
+                let own_rows = events::unprocessed_in_range(c, &tenant, first, last)?;
+                let mut siblings = Vec::new();
+                for r in queued_siblings(c, &tenant, budget)? {
+                    let rows = events::unprocessed_in_range(c, &tenant, r.first, r.last)?;
+                    siblings.push((r.job_id, rows));
+                }
+                Ok((own_rows, siblings))
+            })?
         };
         // Chunks: this job's events split by size; the taken-over jobs whole, packed together.
         let mut chunks: Vec<Chunk> = Vec::new();
@@ -209,16 +187,13 @@ impl JobHandler for Handler {
             let search = state.search.clone();
             let (job_id, tenant) = (job.id.clone(), tenant.clone());
             let reindex = rerun && n == 0;
-            let (p, t, learn) = state
-                .db
-                .write_background(move |c| {
-                    let r = write_chunk(c, &tenant, &job_id, chunk, every, &search)?;
-                    if reindex {
-                        reindex_range(c, &tenant, first, last, &search)?;
-                    }
-                    Ok(r)
-                })
-                .map_err(|e| e.to_string())?;
+            let (p, t, learn) = state.db.write_background(move |c| {
+                let r = write_chunk(c, &tenant, &job_id, chunk, every, &search)?;
+                if reindex {
+                    reindex_range(c, &tenant, first, last, &search)?;
+                }
+                Ok(r)
+            })?;
             processed += p;
             taken += t;
             learn_jobs.extend(learn);
@@ -227,7 +202,7 @@ impl JobHandler for Handler {
             state.jobs.ring(super::LEARN);
         }
         Ok(Outcome {
-            status: "completed",
+            status: JobStatus::Completed,
             result: json!({
                 "eventsProcessed": processed,
                 "jobsCoalesced": taken,
@@ -246,13 +221,13 @@ struct Chunk {
 /// One processing write (see the module docs). Returns (events processed, jobs taken over, the
 /// auto-learn job enqueued).
 fn write_chunk(
-    c: &Connection,
+    c: &Conn,
     tenant: &str,
     job_id: &str,
     mut chunk: Chunk,
     every: u64,
     search: &crate::search::Search,
-) -> DbResult<(i64, i64, Option<String>)> {
+) -> Result<(i64, i64, Option<String>)> {
     let now = crate::time::now();
     let at = crate::time::rfc3339(now);
     // Events of jobs another worker claimed meanwhile are left to it.
@@ -261,7 +236,7 @@ fn write_chunk(
     let mut offset = own;
     let mut taken = 0;
     for (id, n) in &chunk.jobs {
-        if take_over(c, id, job_id, &at)? {
+        if jobs::take_over(c, id, job_id, &at)? {
             taken += 1;
             batch.extend(offset..offset + n);
         }
@@ -311,17 +286,16 @@ fn write_chunk(
 
 /// Re-submits the memories of a range's events to the index (after a crash; upserts replace).
 fn reindex_range(
-    c: &Connection,
+    c: &Conn,
     tenant: &str,
     first: i64,
     last: i64,
     search: &crate::search::Search,
-) -> DbResult<()> {
-    let ids: Vec<String> = c
-        .prepare_cached("SELECT id FROM events WHERE seq BETWEEN ?1 AND ?2 AND tenant_id = ?3")?
-        .query_map(params![first, last, tenant], |r| r.get::<_, String>(0))?
-        .map(|id| id.map(|id| memories::episodic_id(&id)))
-        .collect::<rusqlite::Result<_>>()?;
+) -> Result<()> {
+    let ids: Vec<String> = events::ids_in_range(c, tenant, first, last)?
+        .iter()
+        .map(|id| memories::episodic_id(id))
+        .collect();
     for id in ids {
         if let Some(m) = memories::get(c, tenant, &id)? {
             search.submit(IndexOp::Upsert(Box::new(m.search_doc())));

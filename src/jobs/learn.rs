@@ -25,11 +25,12 @@
 
 use super::{Job, JobHandler, KindSpec, Outcome};
 use crate::app::AppState;
-use crate::compiler::{self, Compiler, Event, Options};
+use crate::compiler::{self, Compiler, Options};
+use crate::domain::JobStatus;
 use crate::error::Result;
 use crate::search::{IndexOp, Search};
-use crate::store::{artifacts, semantic, usage, Db};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::learn_rows::{self, Selection};
+use crate::store::{artifacts, semantic, usage, Conn, Db};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -105,13 +106,6 @@ pub fn empty_result(job_id: &str, status: &str) -> Value {
     })
 }
 
-/// The selection's SQL condition: ?1 tenant, ?2 agent, ?3 session, ?4 event ids (JSON array or
-/// NULL), ?5 whether only unlearned events count.
-const SELECTED: &str = "tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)
-     AND (?3 IS NULL OR session_id = ?3)
-     AND (?4 IS NULL OR id IN (SELECT value FROM json_each(?4)))
-     AND (?5 = 0 OR learned_at IS NULL)";
-
 /// Events marked learned per transaction.
 const MARK_CHUNK: usize = 5_000;
 
@@ -128,64 +122,28 @@ struct Plan {
     focus: Option<HashSet<String>>,
 }
 
-fn plan(conn: &Connection, tenant: &str, i: &LearnInput) -> Result<Option<Plan>> {
-    let ids = (!i.event_ids.is_empty()).then(|| json!(i.event_ids).to_string());
-    let unlearned = !i.full;
-    let p = params![tenant, i.agent_id, i.session_id, ids, unlearned];
-    let (count, max_seq): (i64, Option<i64>) = conn
-        .prepare_cached(&format!(
-            "SELECT count(*), max(seq) FROM events WHERE {SELECTED}"
-        ))?
-        .query_row(p, |r| Ok((r.get(0)?, r.get(1)?)))?;
+fn plan(conn: &Conn, tenant: &str, i: &LearnInput) -> Result<Option<Plan>> {
+    let sel = selection(tenant, i, !i.full);
+    let (count, max_seq) = learn_rows::count_and_last(conn, &sel)?;
     let Some(mut cutoff) = max_seq else {
         return Ok(None);
     };
     let mut selected = count;
     let mut more = false;
     if let Some(n) = i.max_events.filter(|n| *n < count) {
-        cutoff = conn
-            .prepare_cached(&format!(
-                "SELECT seq FROM events WHERE {SELECTED} ORDER BY seq LIMIT 1 OFFSET ?6"
-            ))?
-            .query_row(
-                params![tenant, i.agent_id, i.session_id, ids, unlearned, n - 1],
-                |r| r.get(0),
-            )?;
+        cutoff = learn_rows::nth_seq(conn, &sel, n - 1)?;
         selected = n;
         more = true;
     }
-    let focus = if i.session_id.is_some() || ids.is_some() {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT DISTINCT session_id FROM events WHERE {SELECTED} AND seq <= ?6"
-        ))?;
-        let set = stmt
-            .query_map(
-                params![tenant, i.agent_id, i.session_id, ids, unlearned, cutoff],
-                |r| r.get(0),
-            )?
-            .collect::<rusqlite::Result<HashSet<String>>>()?;
-        Some(set)
+    let focus = if i.session_id.is_some() || !i.event_ids.is_empty() {
+        Some(learn_rows::sessions_upto(conn, &sel, cutoff)?)
     } else {
         None
     };
-    let total: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM events WHERE tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)",
-        )?
-        .query_row(params![tenant, i.agent_id], |r| r.get(0))?;
+    let total = learn_rows::count_in_scope(conn, tenant, i.agent_id.as_deref())?;
     let mode = match &i.mode {
         Some(m) => m.clone(),
-        None => conn
-            .prepare_cached(&format!(
-                "SELECT mode FROM events WHERE {SELECTED} AND seq <= ?6
-                 GROUP BY mode ORDER BY count(*) DESC, mode LIMIT 1"
-            ))?
-            .query_row(
-                params![tenant, i.agent_id, i.session_id, ids, unlearned, cutoff],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or_else(|| "live".to_string()),
+        None => learn_rows::main_mode(conn, &sel, cutoff)?.unwrap_or_else(|| "live".to_string()),
     };
     Ok(Some(Plan {
         mode,
@@ -197,38 +155,25 @@ fn plan(conn: &Connection, tenant: &str, i: &LearnInput) -> Result<Option<Plan>>
     }))
 }
 
-/// The columns `event_of` reads.
-const EVENT_COLUMNS: &str = "id, session_id, agent_id, type, payload, metadata, created_at, seq";
-
-fn event_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
-    let payload: String = r.get(4)?;
-    let metadata: Option<String> = r.get(5)?;
-    Ok(Event {
-        id: r.get(0)?,
-        session_id: r.get(1)?,
-        agent_id: r.get(2)?,
-        kind: r.get(3)?,
-        payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-        metadata: metadata
-            .and_then(|m| serde_json::from_str(&m).ok())
-            .unwrap_or(Value::Null),
-        created_at: r.get(6)?,
-    })
+/// The events a learn input selects (`unlearned`: only those not learned yet).
+fn selection<'a>(tenant: &'a str, i: &'a LearnInput, unlearned: bool) -> Selection<'a> {
+    Selection {
+        tenant,
+        agent_id: i.agent_id.as_deref(),
+        session_id: i.session_id.as_deref(),
+        event_ids: &i.event_ids,
+        unlearned,
+    }
 }
 
 /// Streams the events in scope (ordered by session, then sequence) through the compiler.
-fn compile(
-    conn: &Connection,
-    tenant: &str,
-    i: &LearnInput,
-    plan: &Plan,
-) -> Result<compiler::Output> {
+fn compile(conn: &Conn, tenant: &str, i: &LearnInput, plan: &Plan) -> Result<compiler::Output> {
     let mut c = Compiler::new(Options {
         types: i.types.clone(),
         min_strength: i.min_strength,
         focus: plan.focus.clone(),
     });
-    for_each_session(
+    learn_rows::for_each_session(
         conn,
         tenant,
         i.agent_id.as_deref(),
@@ -236,73 +181,6 @@ fn compile(
         |session, events| c.add_session(session, events),
     )?;
     Ok(c.finish())
-}
-
-/// Calls `f` once per session of the tenant's events up to `cutoff` (of one agent, if given),
-/// in session order, with the session's events in `seq` order.
-///
-/// Processed events come from the session index, already in (session, seq) order (without
-/// forcing it the planner may take the seq range and sort every event in memory). Events still
-/// waiting for processing are not in that index: their (session, seq) keys are sorted here and
-/// merged in, each row read when its turn comes. Only one session's events are in memory at once.
-fn for_each_session(
-    conn: &Connection,
-    tenant: &str,
-    agent: Option<&str>,
-    cutoff: i64,
-    mut f: impl FnMut(&str, &[Event]),
-) -> Result<()> {
-    let mut pending: Vec<(String, i64)> = conn
-        .prepare_cached(
-            "SELECT session_id, seq FROM events INDEXED BY events_pending
-             WHERE tenant_id = ?1 AND processed_at IS NULL AND (?2 IS NULL OR agent_id = ?2)
-               AND seq <= ?3",
-        )?
-        .query_map(params![tenant, agent, cutoff], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    pending.sort_unstable();
-    let mut one = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"
-    ))?;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_session
-         WHERE tenant_id = ?1 AND processed_at IS NOT NULL AND (?2 IS NULL OR agent_id = ?2)
-           AND seq <= ?3
-         ORDER BY session_id, seq"
-    ))?;
-    let mut rows = stmt.query(params![tenant, agent, cutoff])?;
-    let mut current: Vec<Event> = Vec::new();
-    let mut add = |e: Event| {
-        if current
-            .first()
-            .is_some_and(|first| first.session_id != e.session_id)
-        {
-            f(&current[0].session_id.clone(), &current);
-            current.clear();
-        }
-        current.push(e);
-    };
-    let mut next_pending = pending.into_iter().peekable();
-    while let Some(r) = rows.next()? {
-        let e = event_of(r)?;
-        let seq: i64 = r.get(7)?;
-        while let Some((_, p)) =
-            next_pending.next_if(|(s, q)| (s.as_str(), *q) < (e.session_id.as_str(), seq))
-        {
-            add(one.query_row([p], event_of)?);
-        }
-        add(e);
-    }
-    for (_, p) in next_pending {
-        add(one.query_row([p], event_of)?);
-    }
-    if let Some(first) = current.first() {
-        let id = first.session_id.clone();
-        f(&id, &current);
-    }
-    Ok(())
 }
 
 #[derive(Default)]
@@ -423,22 +301,8 @@ pub fn run(
     loop {
         let (t, i) = (tenant.to_string(), input.clone());
         let n = db.write_background(move |c| {
-            let ids = (!i.event_ids.is_empty()).then(|| json!(i.event_ids).to_string());
             let now = crate::time::now_rfc3339();
-            Ok(c.prepare_cached(&format!(
-                "UPDATE events SET learned_at = ?7 WHERE seq IN (
-                     SELECT seq FROM events WHERE {SELECTED} AND learned_at IS NULL AND seq <= ?6
-                     ORDER BY seq LIMIT {MARK_CHUNK})"
-            ))?
-            .execute(params![
-                t,
-                i.agent_id,
-                i.session_id,
-                ids,
-                false,
-                cutoff,
-                now
-            ])?)
+            learn_rows::mark_learned(c, &selection(&t, &i, true), cutoff, MARK_CHUNK, &now)
         })?;
         marked += n;
         if n < MARK_CHUNK {
@@ -488,27 +352,25 @@ struct Handler {
 }
 
 impl JobHandler for Handler {
-    fn run(&self, job: &Job) -> std::result::Result<Outcome, String> {
+    fn run(&self, job: &Job) -> Result<Outcome> {
         let input = LearnInput::from_json(&job.input);
-        match run(&self.db, &self.search, &job.tenant_id, &job.id, &input) {
-            Ok((result, partial)) => Ok(Outcome {
-                status: if partial { "partial" } else { "completed" },
-                result,
-            }),
-            Err(e) => Err(e.to_string()),
-        }
+        let (result, partial) = run(&self.db, &self.search, &job.tenant_id, &job.id, &input)?;
+        Ok(Outcome {
+            status: if partial {
+                JobStatus::Partial
+            } else {
+                JobStatus::Completed
+            },
+            result,
+        })
     }
 }
 
 /// Enqueues, within the caller's transaction, the recompilation that follows forgetting a
 /// session: a full learn of the tenant whose artifacts no longer supported by the remaining
 /// events are deprecated. Returns the job id; ring `jobs::LEARN` after the commit.
-pub fn forget_session_evidence(
-    conn: &Connection,
-    tenant_id: &str,
-    session_id: &str,
-) -> Result<String> {
-    super::queue::enqueue(
+pub fn forget_session_evidence(conn: &Conn, tenant_id: &str, session_id: &str) -> Result<String> {
+    crate::store::jobs::enqueue(
         conn,
         tenant_id,
         super::LEARN,
@@ -557,9 +419,10 @@ mod tests {
                 let w = events::insert_batch(c, &t.id, "live", events, 0, crate::time::now())?;
                 // Events 1, 2 and 6 processed; the rest still waiting.
                 let seqs: Vec<i64> = c
+                    .sqlite()
                     .prepare("SELECT seq FROM events ORDER BY seq")?
                     .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
+                    .collect::<std::result::Result<_, _>>()?;
                 for k in [1, 2, 6] {
                     events::mark_processed(c, &t.id, seqs[k], seqs[k], "2026-01-01T00:00:00.000Z")?;
                 }
@@ -579,7 +442,7 @@ mod tests {
         let seen = db
             .read_blocking(move |c| {
                 let mut seen: Vec<(String, Vec<String>)> = Vec::new();
-                for_each_session(c, &tenant, None, i64::MAX, |s, evs| {
+                learn_rows::for_each_session(c, &tenant, None, i64::MAX, |s, evs| {
                     seen.push((s.to_string(), evs.iter().map(|e| e.id.clone()).collect()));
                 })?;
                 Ok(seen)

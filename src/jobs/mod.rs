@@ -16,12 +16,12 @@
 
 pub mod capture;
 pub mod learn;
-pub mod queue;
 
-pub use queue::{Job, JobRow};
+pub use crate::domain::{JobKind, JobStatus};
+pub use crate::store::jobs::{Job, JobRow};
 
-use crate::error::Result;
-use crate::store::Db;
+use crate::error::{Error, Result};
+use crate::store::{jobs as queue, Db};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -31,24 +31,25 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub const CAPTURE: &str = "capture";
-pub const LEARN: &str = "learn";
+pub const CAPTURE: JobKind = JobKind::Capture;
+pub const LEARN: JobKind = JobKind::Learn;
 
 /// What a finished job reports.
 pub struct Outcome {
-    /// `completed` or `partial`.
-    pub status: &'static str,
+    /// `Completed` or `Partial`.
+    pub status: JobStatus,
     pub result: Value,
 }
 
-/// Runs jobs of one kind. Called on a worker thread (blocking calls are fine).
+/// Runs jobs of one kind. Called on a worker thread (blocking calls are fine). An error marks the
+/// job failed with the error's text (its source chain goes to the log).
 pub trait JobHandler: Send + Sync + 'static {
-    fn run(&self, job: &Job) -> std::result::Result<Outcome, String>;
+    fn run(&self, job: &Job) -> Result<Outcome>;
 }
 
 /// How a kind is run.
 pub struct KindSpec {
-    pub kind: &'static str,
+    pub kind: JobKind,
     pub workers: usize,
     pub handler: Arc<dyn JobHandler>,
 }
@@ -63,14 +64,14 @@ struct KindState {
 /// The job system: queue access plus the worker threads.
 pub struct Jobs {
     db: Db,
-    kinds: HashMap<&'static str, Arc<KindState>>,
+    kinds: HashMap<JobKind, Arc<KindState>>,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Jobs {
     /// Creates the job system for these kinds; workers start with `start`.
-    pub fn new(db: Db, kinds: &[&'static str], exclusive: &[&'static str]) -> Jobs {
+    pub fn new(db: Db, kinds: &[JobKind], exclusive: &[JobKind]) -> Jobs {
         let kinds = kinds
             .iter()
             .map(|k| {
@@ -105,7 +106,7 @@ impl Jobs {
         }
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         for spec in specs {
-            let Some(state) = self.kinds.get(spec.kind).cloned() else {
+            let Some(state) = self.kinds.get(&spec.kind).cloned() else {
                 continue;
             };
             for n in 0..spec.workers.max(1) {
@@ -130,23 +131,23 @@ impl Jobs {
     }
 
     /// Wakes a worker of `kind` (call after the transaction that enqueued the job committed).
-    pub fn ring(&self, kind: &str) {
-        if let Some(k) = self.kinds.get(kind) {
+    pub fn ring(&self, kind: JobKind) {
+        if let Some(k) = self.kinds.get(&kind) {
             // A full bell already holds a wake-up: nothing is lost.
             let _ = k.bell.try_send(());
         }
     }
 
     /// Jobs of `kind` being run right now.
-    pub fn active(&self, kind: &str) -> usize {
+    pub fn active(&self, kind: JobKind) -> usize {
         self.kinds
-            .get(kind)
+            .get(&kind)
             .map(|k| k.active.load(Ordering::Relaxed))
             .unwrap_or(0)
     }
 
-    pub fn is_exclusive(&self, kind: &str) -> bool {
-        self.kinds.get(kind).is_some_and(|k| k.exclusive)
+    pub fn is_exclusive(&self, kind: JobKind) -> bool {
+        self.kinds.get(&kind).is_some_and(|k| k.exclusive)
     }
 
     /// Stops claiming, lets each worker finish its job in hand, and joins them.
@@ -174,7 +175,7 @@ impl Jobs {
 
 fn worker_loop(
     db: Db,
-    kind: &'static str,
+    kind: JobKind,
     state: Arc<KindState>,
     handler: Arc<dyn JobHandler>,
     stop: Arc<AtomicBool>,
@@ -192,20 +193,25 @@ fn worker_loop(
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                tracing::error!(error = %e, kind, "could not claim a job");
+                tracing::error!(error = %e, %kind, "could not claim a job");
                 std::thread::sleep(Duration::from_millis(500));
                 continue;
             }
         };
         state.active.fetch_add(1, Ordering::Relaxed);
-        let outcome = catch_unwind(AssertUnwindSafe(|| handler.run(&job)))
-            .unwrap_or_else(|p| Err(format!("job panicked: {}", crate::store::panic_text(&p))));
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.run(&job))).unwrap_or_else(|p| {
+            Err(Error::Internal(format!(
+                "job panicked: {}",
+                crate::store::panic_text(&p)
+            )))
+        });
         state.active.fetch_sub(1, Ordering::Relaxed);
         let id = job.id.clone();
         let finished = match outcome {
             Ok(o) => db.write_background(move |c| queue::complete(c, &id, o.status, &o.result)),
-            Err(msg) => {
-                tracing::warn!(job = %job.id, kind, error = %msg, "job failed");
+            Err(e) => {
+                tracing::warn!(job = %job.id, %kind, error = %e, "job failed");
+                let msg = e.to_string();
                 db.write_background(move |c| queue::fail(c, &id, &msg))
             }
         };

@@ -316,7 +316,7 @@ fn find<'a>(
 
 /// This month's committed use of every quota, in `Quota::ALL` order.
 fn read_used(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Conn,
     tenant: &str,
     mode: &str,
     now: DateTime<Utc>,

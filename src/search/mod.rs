@@ -20,7 +20,8 @@
 //!   `index/engram-index.json` is written only after a complete rebuild; without it (first start,
 //!   an older layout, a crash mid-rebuild) or with an unreadable tenant index, `needs_rebuild` is set.
 
-pub mod docs;
+pub use crate::index_doc as docs;
+pub use crate::index_doc::{IndexOp, SearchDoc};
 mod indexer;
 pub mod pack;
 pub mod pack_text;
@@ -45,49 +46,6 @@ const MARKER: &str = "engram-index.json";
 fn marker_text(model_id: &str) -> String {
     serde_json::json!({"layout": "per-tenant", "version": 4, "embeddingModel": model_id})
         .to_string()
-}
-
-/// One searchable item.
-#[derive(Clone, Debug)]
-pub struct SearchDoc {
-    pub tenant_id: String,
-    /// `mem_…` or `art_…`.
-    pub doc_id: String,
-    /// `episodic`, `semantic` or `artifact`.
-    pub kind: &'static str,
-    /// The synthesize section: procedures failures decisions facts causal context.
-    pub section: &'static str,
-    pub agent_id: Option<String>,
-    pub session_id: Option<String>,
-    pub tags: Vec<String>,
-    /// The content shown in context packs (and scored by BM25).
-    pub text: String,
-    /// cl100k_base tokens of `text`.
-    pub tokens: u64,
-    pub created_ms: u64,
-    pub confidence: f64,
-    pub salience: f64,
-}
-
-pub enum IndexOp {
-    /// Adds a document, replacing any with the same `doc_id` in its tenant's index.
-    Upsert(Box<SearchDoc>),
-    /// Removes a document by id from whichever tenant index holds it (prefer `DeleteDoc`, which
-    /// touches only one tenant's index).
-    Delete { doc_id: String },
-    /// Removes a document of a known tenant.
-    DeleteDoc { tenant_id: String, doc_id: String },
-    /// Removes every document of a tenant's session.
-    DeleteSession {
-        tenant_id: String,
-        session_id: String,
-    },
-    /// Removes every document of a tenant (its data was reset or deleted).
-    DeleteTenant { tenant_id: String },
-    /// Removes everything (before a rebuild).
-    DeleteAll,
-    /// Commits what is pending and answers once it is searchable.
-    Flush(Sender<()>),
 }
 
 #[derive(Clone, Debug)]

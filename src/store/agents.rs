@@ -11,10 +11,11 @@
 //! - `search_name` is the name case-folded by Rust (full Unicode), so name search is
 //!   case-insensitive beyond ASCII (SQLite's `LIKE`/`lower` only fold ASCII).
 
+use super::Conn;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::time::now_rfc3339;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -144,19 +145,14 @@ fn row_to_agent(r: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
     })
 }
 
-pub fn count(conn: &Connection, tenant_id: &str) -> Result<i64> {
+pub fn count(conn: &Conn, tenant_id: &str) -> Result<i64> {
     let mut stmt = conn.prepare_cached("SELECT COUNT(*) FROM agents WHERE tenant_id = ?1")?;
     Ok(stmt.query_row([tenant_id], |r| r.get(0))?)
 }
 
 /// Stores a new agent. `limit` is the plan's agent limit (`None` = unlimited): reached → 429
 /// `quota_exceeded`. A name whose slug is taken in the tenant → 409.
-pub fn insert(
-    conn: &Connection,
-    tenant_id: &str,
-    new: &NewAgent,
-    limit: Option<u64>,
-) -> Result<Agent> {
+pub fn insert(conn: &Conn, tenant_id: &str, new: &NewAgent, limit: Option<u64>) -> Result<Agent> {
     let slug = slugify(&new.name);
     if slug.is_empty() {
         return Err(Error::validation(
@@ -237,7 +233,7 @@ pub fn insert(
     })
 }
 
-fn get_by_slug(conn: &Connection, tenant_id: &str, slug: &str) -> Result<Option<Agent>> {
+fn get_by_slug(conn: &Conn, tenant_id: &str, slug: &str) -> Result<Option<Agent>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agents WHERE tenant_id = ?1 AND slug = ?2"
     ))?;
@@ -245,7 +241,7 @@ fn get_by_slug(conn: &Connection, tenant_id: &str, slug: &str) -> Result<Option<
 }
 
 /// An agent of the tenant by id (`ag_…`) or slug (compared without ASCII case).
-pub fn get(conn: &Connection, tenant_id: &str, id_or_slug: &str) -> Result<Option<Agent>> {
+pub fn get(conn: &Conn, tenant_id: &str, id_or_slug: &str) -> Result<Option<Agent>> {
     if id_or_slug.starts_with("ag_") {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM agents WHERE tenant_id = ?1 AND id = ?2"
@@ -271,7 +267,7 @@ pub struct ListQuery {
 }
 
 /// One page of the tenant's agents, newest first, and the total matching the filters.
-pub fn list(conn: &Connection, tenant_id: &str, q: &ListQuery) -> Result<(Vec<Agent>, i64)> {
+pub fn list(conn: &Conn, tenant_id: &str, q: &ListQuery) -> Result<(Vec<Agent>, i64)> {
     use rusqlite::types::Value as Sql;
     let mut filter = String::from("tenant_id = ?1");
     let mut args: Vec<Sql> = vec![Sql::Text(tenant_id.to_string())];
@@ -301,7 +297,7 @@ pub fn list(conn: &Connection, tenant_id: &str, q: &ListQuery) -> Result<(Vec<Ag
 
 /// Deletes an agent by id or slug with its conversation history; returns the deleted agent.
 /// Its invocation records stay (they are this month's usage).
-pub fn delete(conn: &Connection, tenant_id: &str, id_or_slug: &str) -> Result<Option<Agent>> {
+pub fn delete(conn: &Conn, tenant_id: &str, id_or_slug: &str) -> Result<Option<Agent>> {
     let Some(agent) = get(conn, tenant_id, id_or_slug)? else {
         return Ok(None);
     };
@@ -321,7 +317,7 @@ pub fn delete(conn: &Connection, tenant_id: &str, id_or_slug: &str) -> Result<Op
 }
 
 /// Counts one invocation of an agent (by id); `false` when the agent no longer exists.
-pub fn record_invocation(conn: &Connection, tenant_id: &str, id: &str) -> Result<bool> {
+pub fn record_invocation(conn: &Conn, tenant_id: &str, id: &str) -> Result<bool> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agents SET invocation_count = invocation_count + 1
          WHERE tenant_id = ?1 AND id = ?2",

@@ -12,11 +12,12 @@
 //!   caller must submit after its transaction committed.
 //! - Every function takes the tenant and touches only that tenant's rows.
 
+use super::Conn;
 use crate::compiler::Draft;
 use crate::error::Result;
-use crate::search::{docs, IndexOp};
+use crate::index_doc::{self as docs, IndexOp};
 use crate::store::memories::episodic_id;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 use serde_json::{json, Value};
 
 /// A stored artifact.
@@ -123,7 +124,7 @@ pub fn token_estimate(title: &str, content: &Value) -> i64 {
     ((title.len() + text.len()) as i64 + 3) / 4
 }
 
-pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<ArtifactRow>> {
+pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<ArtifactRow>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM artifacts WHERE tenant_id = ?1 AND id = ?2"
     ))?;
@@ -132,7 +133,7 @@ pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Artifa
 
 /// The non-superseded row of an identity.
 pub fn find(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     artifact_type: &str,
     signature: &str,
@@ -159,7 +160,7 @@ pub struct Filter {
 }
 
 /// A page of artifacts and the total matching the filter.
-pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<ArtifactRow>, i64)> {
+pub fn list(conn: &Conn, tenant_id: &str, f: &Filter) -> Result<(Vec<ArtifactRow>, i64)> {
     let column = match f.sort.as_str() {
         "updatedAt" => "updated_at",
         "confidence" => "confidence",
@@ -188,7 +189,7 @@ pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<Artif
 /// Sets `deprecated` or `active`; returns the row after the change and the index change to make.
 /// A superseded artifact cannot change status (`Err` names it).
 pub fn set_status(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     id: &str,
     status: &str,
@@ -242,7 +243,7 @@ fn verdict(artifact_type: &str, content: &Value) -> Value {
 /// Stores a draft under (tenant, type, `signature`), per the module's rules. Index changes are
 /// appended to `ops`.
 pub fn apply(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     agent_id: Option<&str>,
     signature: &str,
@@ -359,7 +360,7 @@ pub fn apply(
 /// Deprecates the active artifacts of a scope (agent or tenant-wide) whose signatures are not in
 /// `keep` — used after a session was forgotten and what remains no longer supports them.
 pub fn deprecate_unsupported(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     agent_id: Option<&str>,
     keep: &std::collections::HashSet<(String, String)>,
@@ -395,8 +396,17 @@ pub fn deprecate_unsupported(
     Ok(n)
 }
 
+/// Active artifacts of a tenant (for metrics totals).
+pub fn count_active(conn: &Conn, tenant_id: &str) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM artifacts WHERE tenant_id = ?1 AND status = 'active'",
+        )?
+        .query_row([tenant_id], |r| r.get(0))?)
+}
+
 /// Artifacts of a tenant (for totals).
-pub fn count(conn: &Connection, tenant_id: &str) -> Result<i64> {
+pub fn count(conn: &Conn, tenant_id: &str) -> Result<i64> {
     Ok(conn
         .prepare_cached("SELECT count(*) FROM artifacts WHERE tenant_id = ?1")?
         .query_row([tenant_id], |r| r.get(0))?)

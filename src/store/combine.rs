@@ -16,10 +16,10 @@
 //! - The group-write function returns one result per item, in item order. A failed group write
 //!   fails every item of the group; nothing of it is stored.
 
+use super::writer::{run_caught, settle};
+use super::Conn;
 use crate::error::{Error, Result};
 use crate::store::{Db, PendingWrite, QueuedWrite};
-use rusqlite::Connection;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use tokio::sync::oneshot;
 
 /// How a combiner groups and writes its items.
@@ -30,7 +30,7 @@ pub struct GroupWrite<I, R> {
     pub max_weight: usize,
     pub weight: fn(&I) -> usize,
     /// Stores a group in the writer's transaction: one result per item, in order.
-    pub write: fn(&Connection, Vec<I>) -> Result<Vec<R>>,
+    pub write: fn(&Conn, Vec<I>) -> Result<Vec<R>>,
 }
 
 impl<I, R> Clone for GroupWrite<I, R> {
@@ -49,13 +49,6 @@ pub struct WriteCombiner<I, R> {
 
 fn shutting_down() -> Error {
     Error::Unavailable("the server is shutting down".into())
-}
-
-fn copy_error(e: &Error) -> Error {
-    match e {
-        Error::Unavailable(m) => Error::Unavailable(m.clone()),
-        other => Error::Internal(other.to_string()),
-    }
 }
 
 impl<I: Send + 'static, R: Send + 'static> WriteCombiner<I, R> {
@@ -90,28 +83,22 @@ struct Combined<I, R> {
 }
 
 impl<I: Send + 'static, R: Send + 'static> PendingWrite for Combined<I, R> {
-    fn apply(&mut self, conn: &Connection) -> bool {
+    fn apply(&mut self, conn: &rusqlite::Connection) -> bool {
+        let conn = &Conn(conn);
         let items = std::mem::take(&mut self.items);
         let n = items.len();
         let write = self.how.write;
-        let r = catch_unwind(AssertUnwindSafe(|| write(conn, items)))
-            .unwrap_or_else(|p| {
+        let r = run_caught(|| write(conn, items)).and_then(|results| {
+            if results.len() == n {
+                Ok(results)
+            } else {
                 Err(Error::Internal(format!(
-                    "panic in write: {}",
-                    crate::store::panic_text(&p)
+                    "{} group write returned {} results for {n} items",
+                    self.how.what,
+                    results.len()
                 )))
-            })
-            .and_then(|results| {
-                if results.len() == n {
-                    Ok(results)
-                } else {
-                    Err(Error::Internal(format!(
-                        "{} group write returned {} results for {n} items",
-                        self.how.what,
-                        results.len()
-                    )))
-                }
-            });
+            }
+        });
         let ok = r.is_ok();
         self.results = Some(r);
         ok
@@ -119,23 +106,18 @@ impl<I: Send + 'static, R: Send + 'static> PendingWrite for Combined<I, R> {
 
     fn complete(self: Box<Self>, commit: std::result::Result<(), String>) {
         let what = self.how.what;
-        match (commit, self.results) {
-            (Ok(()), Some(Ok(results))) => {
+        match settle(commit, self.results) {
+            Ok(results) => {
                 for (reply, r) in self.replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(r));
                 }
             }
-            (commit, results) => {
-                let e = match (commit, results) {
-                    (_, Some(Err(e))) => e,
-                    (Err(e), _) => Error::Internal(format!("commit failed: {e}")),
-                    _ => Error::Internal("write was not applied".into()),
-                };
+            Err(e) => {
                 if !self.replies.is_empty() {
                     tracing::error!(error = %e, items = self.replies.len(), what, "group write failed");
                 }
                 for reply in self.replies {
-                    let _ = reply.send(Err(copy_error(&e)));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }

@@ -4,10 +4,11 @@
 //! connector's slug comes from its name and is unique within its project (`connectors_slug`);
 //! connectors go away with their project (`ON DELETE CASCADE`).
 
+use super::Conn;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::time::now_rfc3339;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 #[derive(Clone, Debug)]
 pub struct Connector {
@@ -41,7 +42,7 @@ fn row_to_connector(r: &rusqlite::Row<'_>) -> rusqlite::Result<Connector> {
 
 /// Registers a connector (fields already validated). Its slug taken in the project → 409.
 pub fn insert(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     project_id: &str,
     name: &str,
@@ -82,11 +83,7 @@ pub fn insert(
 }
 
 /// A project's connectors, in the order they were registered.
-pub fn list_for_project(
-    conn: &Connection,
-    tenant_id: &str,
-    project_id: &str,
-) -> Result<Vec<Connector>> {
+pub fn list_for_project(conn: &Conn, tenant_id: &str, project_id: &str) -> Result<Vec<Connector>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM connectors WHERE tenant_id = ?1 AND project_id = ?2
          ORDER BY created_at, id"
@@ -97,7 +94,7 @@ pub fn list_for_project(
 
 /// A connector of a project by id (`con_…`) or slug.
 pub fn get(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     project_id: &str,
     id_or_slug: &str,
@@ -114,7 +111,7 @@ pub fn get(
 }
 
 fn get_by_slug(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     project_id: &str,
     slug: &str,
@@ -128,12 +125,7 @@ fn get_by_slug(
 }
 
 /// Deletes a connector by id or slug; `false` when the project has no such connector.
-pub fn delete(
-    conn: &Connection,
-    tenant_id: &str,
-    project_id: &str,
-    id_or_slug: &str,
-) -> Result<bool> {
+pub fn delete(conn: &Conn, tenant_id: &str, project_id: &str, id_or_slug: &str) -> Result<bool> {
     let Some(c) = get(conn, tenant_id, project_id, id_or_slug)? else {
         return Ok(false);
     };

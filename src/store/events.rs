@@ -11,11 +11,12 @@
 //!   stored tenant by tenant and nothing else writes in between): their capture job addresses them
 //!   as a `seq` range.
 
+use super::Conn;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::store::{novelty, usage};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -69,7 +70,7 @@ pub struct GroupItem {
 
 /// Stores one request's events; see `insert_group`.
 pub fn insert_batch(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     mode: &'static str,
     events: Vec<NewEvent>,
@@ -91,7 +92,7 @@ pub fn insert_batch(
 /// `seq` range is contiguous: items are stored tenant by tenant), and the usage counters are
 /// bumped once per tenant and mode.
 pub fn insert_group(
-    conn: &Connection,
+    conn: &Conn,
     items: Vec<GroupItem>,
     now: DateTime<Utc>,
 ) -> Result<Vec<BatchWrite>> {
@@ -134,7 +135,7 @@ struct Statements<'c> {
 }
 
 impl<'c> Statements<'c> {
-    fn new(conn: &'c Connection) -> Result<Statements<'c>> {
+    fn new(conn: &'c Conn) -> Result<Statements<'c>> {
         Ok(Statements {
             find_idem: conn.prepare_cached(
                 "SELECT id, salience, trace_id, job_id FROM events
@@ -178,7 +179,7 @@ impl TenantWrite {
 
     fn insert(
         &mut self,
-        conn: &Connection,
+        conn: &Conn,
         st: &mut Statements<'_>,
         tenant_id: &str,
         job_id: &str,
@@ -223,7 +224,7 @@ impl TenantWrite {
                     count
                 }
             };
-            let salience = crate::capture::salience::with_novelty(e.base_salience, count);
+            let salience = crate::salience::with_novelty(e.base_salience, count);
             let id = ids::new("evt");
             let trace_id = ids::new("trace");
             st.insert.execute(params![
@@ -268,24 +269,18 @@ impl TenantWrite {
     }
 
     /// Novelty counts, the capture job and the usage counters of the tenant's part.
-    fn finish(
-        &self,
-        conn: &Connection,
-        tenant_id: &str,
-        job_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    fn finish(&self, conn: &Conn, tenant_id: &str, job_id: &str, now: DateTime<Utc>) -> Result<()> {
         for (sig, (_, new)) in &self.sig_counts {
             novelty::add_pending(conn, tenant_id, *sig, *new)?;
         }
         if self.ingested > 0 {
             let input = json!({"firstSeq": self.first_seq, "lastSeq": self.last_seq,
                                "count": self.ingested});
-            crate::jobs::queue::enqueue_with_id(
+            super::jobs::enqueue_with_id(
                 conn,
                 job_id,
                 tenant_id,
-                crate::jobs::CAPTURE,
+                crate::domain::JobKind::Capture,
                 &input,
             )?;
         }
@@ -380,7 +375,7 @@ impl EventRow {
     }
 }
 
-pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<EventRow>> {
+pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<EventRow>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM events WHERE id = ?1 AND tenant_id = ?2"
     ))?;
@@ -389,7 +384,7 @@ pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<EventR
 
 /// Unprocessed events of a tenant in a `seq` range (what a capture job works on).
 pub fn unprocessed_in_range(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     first_seq: i64,
     last_seq: i64,
@@ -402,10 +397,18 @@ pub fn unprocessed_in_range(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The ids of a tenant's events in a `seq` range, processed or not.
+pub fn ids_in_range(conn: &Conn, tenant_id: &str, first: i64, last: i64) -> Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id FROM events WHERE seq BETWEEN ?1 AND ?2 AND tenant_id = ?3")?;
+    let rows = stmt.query_map(params![first, last, tenant_id], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Marks a tenant's unprocessed events in `first..=last` processed; returns their `seq`s (events
 /// forgotten or processed meanwhile are not among them).
 pub fn mark_processed(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     first: i64,
     last: i64,
@@ -444,7 +447,7 @@ pub struct Filter {
 /// session was forgotten) still works: ids are ordered like `seq`, so the nearest id on the far
 /// side of it marks the spot.
 fn cursor_bound(
-    conn: &Connection,
+    conn: &Conn,
     table: &str,
     tenant_id: &str,
     cursor: &str,
@@ -472,7 +475,7 @@ fn cursor_bound(
 
 /// Builds the `seq` condition of a page; `None` when the cursor lies past the end.
 pub(crate) fn page_condition(
-    conn: &Connection,
+    conn: &Conn,
     table: &str,
     tenant_id: &str,
     cursor: Option<&str>,
@@ -495,7 +498,7 @@ pub(crate) fn page_condition(
 }
 
 /// A page of a tenant's events and whether more follow.
-pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<EventRow>, bool)> {
+pub fn list(conn: &Conn, tenant_id: &str, f: &Filter) -> Result<(Vec<EventRow>, bool)> {
     if let Some(session) = f.session_id.as_deref() {
         return list_split(conn, tenant_id, Split::Session(session), f);
     }
@@ -520,7 +523,7 @@ pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<Event
 /// A keyset page (by `seq`) of a tenant's rows of `table`, filtered by column equality, and
 /// whether more rows follow. Shared by the event and memory listings.
 pub(crate) fn list_page<T>(
-    conn: &Connection,
+    conn: &Conn,
     table: &str,
     columns: &str,
     tenant_id: &str,
@@ -564,7 +567,7 @@ enum Split<'a> {
 /// its unprocessed ones from `events_pending`; each part yields at most a page, in order, and the
 /// page is the first of their union.
 fn list_split(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     split: Split<'_>,
     f: &Filter,
@@ -626,7 +629,7 @@ fn list_split(
 /// events are settled first: forgetting a session never lowers a count (`novelty`).
 /// How many of the tenant's events `ids` are stored and not processed yet (forgotten ones count
 /// as done).
-pub fn count_unprocessed(conn: &Connection, tenant_id: &str, ids: &[String]) -> Result<u64> {
+pub fn count_unprocessed(conn: &Conn, tenant_id: &str, ids: &[String]) -> Result<u64> {
     let mut n = 0u64;
     let mut stmt = conn.prepare_cached(
         "SELECT processed_at IS NULL FROM events WHERE id = ?1 AND tenant_id = ?2",
@@ -642,7 +645,7 @@ pub fn count_unprocessed(conn: &Connection, tenant_id: &str, ids: &[String]) -> 
 
 /// The capture watermarks: the highest event seq stored, and the highest seq up to which every
 /// event is processed.
-pub fn watermarks(conn: &Connection) -> Result<(i64, i64)> {
+pub fn watermarks(conn: &Conn) -> Result<(i64, i64)> {
     let captured: i64 =
         conn.query_row("SELECT coalesce(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
     let first_pending: Option<i64> = conn.query_row(
@@ -655,7 +658,7 @@ pub fn watermarks(conn: &Connection) -> Result<(i64, i64)> {
 
 /// Events stored but not processed yet, across tenants, counted up to `limit` (the count stops
 /// there, so it costs at most `limit` index entries).
-pub fn count_pending(conn: &Connection, limit: u64) -> Result<u64> {
+pub fn count_pending(conn: &Conn, limit: u64) -> Result<u64> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM (SELECT 1 FROM events INDEXED BY events_pending
                                WHERE processed_at IS NULL LIMIT ?1)",
@@ -665,7 +668,7 @@ pub fn count_pending(conn: &Connection, limit: u64) -> Result<u64> {
     Ok(n.max(0) as u64)
 }
 
-pub fn delete_session(conn: &Connection, tenant_id: &str, session_id: &str) -> Result<usize> {
+pub fn delete_session(conn: &Conn, tenant_id: &str, session_id: &str) -> Result<usize> {
     let unprocessed: Vec<i64> = conn
         .prepare_cached(
             "SELECT type, payload FROM events INDEXED BY events_pending
@@ -735,7 +738,7 @@ mod tests {
     }
 
     /// Every page of a listing, following cursors.
-    fn all_pages(conn: &Connection, tenant: &str, mut f: Filter) -> Vec<String> {
+    fn all_pages(conn: &Conn, tenant: &str, mut f: Filter) -> Vec<String> {
         let mut ids = Vec::new();
         loop {
             let (rows, more) = list(conn, tenant, &f).expect("list");

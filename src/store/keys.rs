@@ -3,11 +3,13 @@
 //! A key is `{hk|hx}_{live|test}_` followed by at least 32 base62 characters. Only its SHA-256 (hex)
 //! is stored, with a display prefix and the last four characters.
 
-use crate::auth::Scopes;
+use super::Conn;
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::perms::{Role, Scopes};
+use crate::plans::Plan;
 use crate::time::now_rfc3339;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 /// Characters of randomness in generated keys.
@@ -90,7 +92,7 @@ fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
 
 /// Stores a key (its hash). The key must be well-formed; a duplicate is a conflict.
 pub fn insert(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     developer_id: &str,
     name: &str,
@@ -148,7 +150,7 @@ pub fn insert(
 }
 
 /// The tenant's keys, newest first; revoked keys included when asked.
-pub fn list(conn: &Connection, tenant_id: &str, include_revoked: bool) -> Result<Vec<KeyRow>> {
+pub fn list(conn: &Conn, tenant_id: &str, include_revoked: bool) -> Result<Vec<KeyRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM api_keys WHERE tenant_id = ?1 {} ORDER BY created_at DESC, id DESC",
         if include_revoked {
@@ -162,7 +164,7 @@ pub fn list(conn: &Connection, tenant_id: &str, include_revoked: bool) -> Result
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<KeyRow>> {
+pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<KeyRow>> {
     Ok(conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM api_keys WHERE tenant_id = ?1 AND id = ?2"),
@@ -173,7 +175,7 @@ pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<KeyRow
 }
 
 /// Revokes a key of the tenant; `false` when there is no such (unrevoked) key.
-pub fn revoke(conn: &Connection, tenant_id: &str, id: &str) -> Result<bool> {
+pub fn revoke(conn: &Conn, tenant_id: &str, id: &str) -> Result<bool> {
     let n = conn.execute(
         "UPDATE api_keys SET revoked_at = ?3 WHERE tenant_id = ?1 AND id = ?2 AND revoked_at IS NULL",
         params![tenant_id, id, now_rfc3339()],
@@ -186,10 +188,10 @@ pub fn revoke(conn: &Connection, tenant_id: &str, id: &str) -> Result<bool> {
 pub struct KeyAuth {
     pub key_hash: String,
     pub key: KeyRow,
-    pub role: String,
+    pub role: Role,
     /// The key's developer is an OWNER or ADMIN of at least one project.
     pub project_admin: bool,
-    pub plan: String,
+    pub plan: Plan,
     pub limits_json: Option<String>,
 }
 
@@ -201,10 +203,10 @@ const PROJECT_ADMIN_SQL: &str = "EXISTS (SELECT 1 FROM project_members m
 /// A developer's tenant role and whether they administer a project, or `None` when the
 /// developer is not in the tenant.
 pub fn developer_grant(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     developer_id: &str,
-) -> Result<Option<(String, bool)>> {
+) -> Result<Option<(Role, bool)>> {
     Ok(conn
         .query_row(
             "SELECT d.role, EXISTS (SELECT 1 FROM project_members m
@@ -212,12 +214,12 @@ pub fn developer_grant(
                    AND m.role IN ('OWNER', 'ADMIN'))
              FROM developers d WHERE d.tenant_id = ?1 AND d.id = ?2",
             [tenant_id, developer_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((super::spelled(r, 0, "developers", developer_id)?, r.get(1)?)),
         )
         .optional()?)
 }
 
-pub fn lookup(conn: &Connection, key_hash: &str) -> Result<Option<KeyAuth>> {
+pub fn lookup(conn: &Conn, key_hash: &str) -> Result<Option<KeyAuth>> {
     let sql = format!(
         "SELECT {cols}, d.role, t.plan, t.limits_json, k.key_hash, {admin}
          FROM api_keys k JOIN developers d ON d.id = k.developer_id
@@ -233,10 +235,11 @@ pub fn lookup(conn: &Connection, key_hash: &str) -> Result<Option<KeyAuth>> {
     let mut stmt = conn.prepare_cached(&sql)?;
     Ok(stmt
         .query_row([key_hash], |r| {
+            let key = row_to_key(r)?;
             Ok(KeyAuth {
-                key: row_to_key(r)?,
-                role: r.get(12)?,
-                plan: r.get(13)?,
+                role: super::spelled(r, 12, "developers", &key.developer_id)?,
+                plan: super::spelled(r, 13, "tenants", &key.tenant_id)?,
+                key,
                 limits_json: r.get(14)?,
                 key_hash: r.get(15)?,
                 project_admin: r.get(16)?,
@@ -246,7 +249,7 @@ pub fn lookup(conn: &Connection, key_hash: &str) -> Result<Option<KeyAuth>> {
 }
 
 /// Records use of a key (called at most about once a minute per key).
-pub fn touch(conn: &Connection, id: &str, at: &str) -> Result<()> {
+pub fn touch(conn: &Conn, id: &str, at: &str) -> Result<()> {
     conn.execute(
         "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
         params![id, at],

@@ -7,9 +7,10 @@
 //!   second one, and its search document is replaced rather than duplicated.
 //! - Every read is scoped by tenant.
 
+use super::Conn;
 use crate::error::Result;
 use crate::store::events::{list_page, Order};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 use serde_json::{json, Value};
 
 /// The id of the episodic memory of event `evt_X`: `mem_X`.
@@ -43,12 +44,12 @@ pub struct PreparedEpisodic {
     sources: String,
     /// Its search document: the same one `MemoryRow::search_doc` gives for the stored row
     /// (an `Option` so the writer can move it to the indexer instead of copying it).
-    pub doc: Option<crate::search::SearchDoc>,
+    pub doc: Option<crate::index_doc::SearchDoc>,
 }
 
 impl NewEpisodic {
     pub fn prepare(self, tenant_id: &str) -> PreparedEpisodic {
-        let doc = crate::search::docs::memory_doc(
+        let doc = crate::index_doc::memory_doc(
             tenant_id,
             &self.id,
             "episodic",
@@ -71,7 +72,7 @@ impl NewEpisodic {
 }
 
 /// Stores an episodic memory; `false` when it exists already.
-pub fn insert_episodic(conn: &Connection, tenant_id: &str, p: &PreparedEpisodic) -> Result<bool> {
+pub fn insert_episodic(conn: &Conn, tenant_id: &str, p: &PreparedEpisodic) -> Result<bool> {
     let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO memories(id, tenant_id, kind, agent_id, session_id, event_id, content,
                                         tags_json, confidence, salience, metadata,
@@ -165,8 +166,8 @@ impl MemoryRow {
     }
 
     /// The search document of this memory (the one place rows become documents).
-    pub fn search_doc(&self) -> crate::search::SearchDoc {
-        crate::search::docs::memory_doc(
+    pub fn search_doc(&self) -> crate::index_doc::SearchDoc {
+        crate::index_doc::memory_doc(
             &self.tenant_id,
             &self.id,
             &self.kind,
@@ -181,7 +182,7 @@ impl MemoryRow {
     }
 }
 
-pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<MemoryRow>> {
+pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<MemoryRow>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM memories WHERE id = ?1 AND tenant_id = ?2"
     ))?;
@@ -189,7 +190,7 @@ pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Memory
 }
 
 /// The episodic memory of an event, if it has one (found by its derived id).
-pub fn by_event(conn: &Connection, tenant_id: &str, event_id: &str) -> Result<Option<MemoryRow>> {
+pub fn by_event(conn: &Conn, tenant_id: &str, event_id: &str) -> Result<Option<MemoryRow>> {
     get(conn, tenant_id, &episodic_id(event_id))
 }
 
@@ -205,7 +206,7 @@ pub struct Filter {
 }
 
 /// A page of a tenant's memories and whether more follow.
-pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<MemoryRow>, bool)> {
+pub fn list(conn: &Conn, tenant_id: &str, f: &Filter) -> Result<(Vec<MemoryRow>, bool)> {
     list_page(
         conn,
         "memories",
@@ -222,7 +223,7 @@ pub fn list(conn: &Connection, tenant_id: &str, f: &Filter) -> Result<(Vec<Memor
 }
 
 /// Deletes a tenant's session's memories; returns how many.
-pub fn delete_session(conn: &Connection, tenant_id: &str, session_id: &str) -> Result<usize> {
+pub fn delete_session(conn: &Conn, tenant_id: &str, session_id: &str) -> Result<usize> {
     Ok(conn.execute(
         "DELETE FROM memories WHERE tenant_id = ?1 AND session_id = ?2",
         [tenant_id, session_id],
@@ -230,7 +231,7 @@ pub fn delete_session(conn: &Connection, tenant_id: &str, session_id: &str) -> R
 }
 
 /// Number of a tenant's memories (for metrics totals).
-pub fn count(conn: &Connection, tenant_id: &str) -> Result<i64> {
+pub fn count(conn: &Conn, tenant_id: &str) -> Result<i64> {
     Ok(conn
         .prepare_cached("SELECT count(*) FROM memories WHERE tenant_id = ?1")?
         .query_row([tenant_id], |r| r.get(0))?)

@@ -17,13 +17,14 @@
 //!   opens (`rebuild_pending`), so a restart or a crash loses nothing.
 //! - Only the writer connection may call these functions (the TEMP table is its own).
 
-use crate::capture::salience;
+use super::Conn;
 use crate::error::Result;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::salience;
+use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
 
 /// Creates the writer connection's pending table and fills it from the unprocessed events.
-pub fn rebuild_pending(conn: &Connection) -> Result<()> {
+pub fn rebuild_pending(conn: &Conn) -> Result<()> {
     conn.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS novelty_pending (
              tenant_id TEXT NOT NULL,
@@ -58,7 +59,7 @@ pub fn signature_of_value(event_type: &str, payload: &serde_json::Value) -> i64 
 }
 
 /// (tenant, signature) → number of events not processed yet.
-fn unprocessed_counts(conn: &Connection) -> Result<HashMap<(String, i64), i64>> {
+fn unprocessed_counts(conn: &Conn) -> Result<HashMap<(String, i64), i64>> {
     let mut counts: HashMap<(String, i64), i64> = HashMap::new();
     let mut stmt = conn.prepare(
         "SELECT tenant_id, type, payload FROM events INDEXED BY events_pending
@@ -78,7 +79,7 @@ fn unprocessed_counts(conn: &Connection) -> Result<HashMap<(String, i64), i64>> 
 
 /// Schema version 3 moved the counts of unprocessed events out of `event_signatures` (they were
 /// counted there at capture): subtracts them, so `rebuild_pending` does not count them twice.
-pub fn migrate_to_pending(conn: &Connection) -> Result<()> {
+pub fn migrate_to_pending(conn: &Conn) -> Result<()> {
     let mut sub = conn.prepare(
         "UPDATE event_signatures SET seen = max(seen - ?3, 0)
          WHERE tenant_id = ?1 AND signature = ?2",
@@ -90,7 +91,7 @@ pub fn migrate_to_pending(conn: &Connection) -> Result<()> {
 }
 
 /// How many events of `signature` the tenant has captured so far (processed or not).
-pub fn seen(conn: &Connection, tenant_id: &str, signature: i64) -> Result<i64> {
+pub fn seen(conn: &Conn, tenant_id: &str, signature: i64) -> Result<i64> {
     let mut stmt = conn.prepare_cached(
         "SELECT coalesce((SELECT seen FROM event_signatures
                           WHERE tenant_id = ?1 AND signature = ?2), 0)
@@ -101,7 +102,7 @@ pub fn seen(conn: &Connection, tenant_id: &str, signature: i64) -> Result<i64> {
 }
 
 /// Counts `n` newly stored (unprocessed) events of `signature`.
-pub fn add_pending(conn: &Connection, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
+pub fn add_pending(conn: &Conn, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO temp.novelty_pending(tenant_id, signature, n) VALUES (?1, ?2, ?3)
          ON CONFLICT(tenant_id, signature) DO UPDATE SET n = n + excluded.n",
@@ -112,7 +113,7 @@ pub fn add_pending(conn: &Connection, tenant_id: &str, signature: i64, n: i64) -
 
 /// Moves `n` events of `signature` from the pending count to the persistent one (they were just
 /// processed, or their session is being forgotten before they were).
-pub fn settle(conn: &Connection, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
+pub fn settle(conn: &Conn, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO event_signatures(tenant_id, signature, seen) VALUES (?1, ?2, ?3)
          ON CONFLICT(tenant_id, signature) DO UPDATE SET seen = seen + excluded.seen",
@@ -135,7 +136,7 @@ pub fn settle(conn: &Connection, tenant_id: &str, signature: i64, n: i64) -> Res
 }
 
 /// `settle` for many events: `sigs` lists one signature per event.
-pub fn settle_all(conn: &Connection, tenant_id: &str, sigs: &[i64]) -> Result<()> {
+pub fn settle_all(conn: &Conn, tenant_id: &str, sigs: &[i64]) -> Result<()> {
     let mut counts: Vec<(i64, i64)> = Vec::new();
     let mut sorted = sigs.to_vec();
     sorted.sort_unstable();
@@ -153,7 +154,7 @@ pub fn settle_all(conn: &Connection, tenant_id: &str, sigs: &[i64]) -> Result<()
 
 /// Drops a tenant's pending counts (its events were deleted). Only the server's writer connection
 /// has them; on any other connection (the CLI) there is nothing to drop.
-pub fn forget_tenant(conn: &Connection, tenant_id: &str) -> Result<()> {
+pub fn forget_tenant(conn: &Conn, tenant_id: &str) -> Result<()> {
     let has_table: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE name = 'novelty_pending')",
         [],

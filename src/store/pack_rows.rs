@@ -2,8 +2,8 @@
 //! a status change), the neighbouring turns of a conversational memory, and how many documents a
 //! complete index holds.
 
+use super::Conn;
 use crate::error::{Error, Result};
-use rusqlite::Connection;
 use std::collections::HashMap;
 
 /// What a hit shows.
@@ -40,7 +40,7 @@ pub struct CurrentRow {
 /// (`CROSS JOIN` fixes the loop order; `+tenant_id` keeps the planner off the tenant index, which
 /// would scan the tenant).
 pub fn current_rows(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     doc_ids: &[String],
     min_confidence: f64,
@@ -144,7 +144,7 @@ pub struct Around {
 /// `Around` of each memory of `memory_ids` that renders a `message` event of a session (others
 /// are absent: only conversation turns have neighbours worth showing).
 pub fn session_neighbours(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     memory_ids: &[String],
 ) -> Result<HashMap<String, Around>> {
@@ -182,7 +182,7 @@ pub fn session_neighbours(
 }
 
 /// How many rows the search index holds when complete: active memories and active artifacts.
-pub fn active_documents(conn: &Connection) -> Result<u64> {
+pub fn active_documents(conn: &Conn) -> Result<u64> {
     let n: i64 = conn.query_row(
         "SELECT (SELECT count(*) FROM memories WHERE status = 'active')
               + (SELECT count(*) FROM artifacts WHERE status = 'active')",
@@ -209,7 +209,7 @@ pub struct MemoryIndexRow {
 
 /// Active memories after `after` (a seq), in seq order, at most `limit`; of one tenant or all.
 pub fn active_memories(
-    conn: &Connection,
+    conn: &Conn,
     tenant: Option<&str>,
     after: i64,
     limit: i64,
@@ -253,7 +253,7 @@ pub struct ArtifactIndexRow {
 }
 
 /// Every active artifact, in seq order; of one tenant or all.
-pub fn active_artifacts(conn: &Connection, tenant: Option<&str>) -> Result<Vec<ArtifactIndexRow>> {
+pub fn active_artifacts(conn: &Conn, tenant: Option<&str>) -> Result<Vec<ArtifactIndexRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT tenant_id, id, type, agent_id, title, content_json, updated_at, confidence
          FROM artifacts WHERE status = 'active' AND (?1 IS NULL OR tenant_id = ?1)

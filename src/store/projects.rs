@@ -14,12 +14,13 @@
 //!   role; other developers only see projects they are members of. Listings ("my projects")
 //!   show memberships only.
 
-use crate::auth::Role;
+use super::Conn;
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::perms::Role;
 use crate::store::tenants;
 use crate::time::now_rfc3339;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 #[derive(Clone, Debug)]
 pub struct Project {
@@ -72,14 +73,14 @@ const MEMBER_COLUMNS: &str = "m.id, m.project_id, m.developer_id, d.email, d.nam
                               m.status, m.invited_by, m.invited_at";
 
 fn row_to_member(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
-    let role: String = r.get(5)?;
+    let id: String = r.get(0)?;
     Ok(Member {
-        id: r.get(0)?,
+        role: super::spelled(r, 5, "project_members", &id)?,
+        id,
         project_id: r.get(1)?,
         developer_id: r.get(2)?,
         email: r.get(3)?,
         name: r.get(4)?,
-        role: role.parse().unwrap_or(Role::Viewer),
         status: r.get(6)?,
         invited_by: r.get(7)?,
         invited_at: r.get(8)?,
@@ -88,7 +89,7 @@ fn row_to_member(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
 
 /// Creates a project with `developer_id` as its OWNER member.
 pub fn create(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     developer_id: &str,
     name: &str,
@@ -118,7 +119,7 @@ pub fn create(
     })
 }
 
-pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Project>> {
+pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<Project>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.tenant_id = ?1 AND p.id = ?2"
     ))?;
@@ -127,19 +128,21 @@ pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Projec
 
 /// The role of a developer in a project, `None` when not a member (or no such project).
 pub fn member_role(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     project_id: &str,
     developer_id: &str,
 ) -> Result<Option<Role>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT role FROM project_members
+        "SELECT role, id FROM project_members
          WHERE tenant_id = ?1 AND project_id = ?2 AND developer_id = ?3",
     )?;
-    let role: Option<String> = stmt
-        .query_row([tenant_id, project_id, developer_id], |r| r.get(0))
-        .optional()?;
-    Ok(role.map(|r| r.parse().unwrap_or(Role::Viewer)))
+    Ok(stmt
+        .query_row([tenant_id, project_id, developer_id], |r| {
+            let id: String = r.get(1)?;
+            super::spelled(r, 0, "project_members", &id)
+        })
+        .optional()?)
 }
 
 /// The role a developer acts with in a project: the higher of their membership role and, for
@@ -153,7 +156,7 @@ pub fn effective_role(membership: Option<Role>, tenant_role: Role) -> Option<Rol
 /// A project as seen by a developer; `None` when there is no such project in the tenant or the
 /// developer has no role in it (`effective_role`): both answer 404 to the caller.
 pub fn view(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     project_id: &str,
     developer_id: &str,
@@ -174,7 +177,7 @@ pub fn view(
     }))
 }
 
-pub fn member_count(conn: &Connection, tenant_id: &str, project_id: &str) -> Result<i64> {
+pub fn member_count(conn: &Conn, tenant_id: &str, project_id: &str) -> Result<i64> {
     let mut stmt = conn.prepare_cached(
         "SELECT COUNT(*) FROM project_members WHERE tenant_id = ?1 AND project_id = ?2",
     )?;
@@ -183,7 +186,7 @@ pub fn member_count(conn: &Connection, tenant_id: &str, project_id: &str) -> Res
 
 /// The projects a developer is a member of, oldest first, with their role and member count.
 pub fn list_for_developer(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     developer_id: &str,
 ) -> Result<Vec<ProjectView>> {
@@ -196,10 +199,10 @@ pub fn list_for_developer(
          ORDER BY p.created_at, p.id"
     ))?;
     let rows = stmt.query_map([tenant_id, developer_id], |r| {
-        let role: String = r.get(7)?;
+        let project = row_to_project(r)?;
         Ok(ProjectView {
-            project: row_to_project(r)?,
-            role: role.parse().unwrap_or(Role::Viewer),
+            role: super::spelled(r, 7, "project_members", &project.id)?,
+            project,
             member_count: r.get(8)?,
         })
     })?;
@@ -207,7 +210,7 @@ pub fn list_for_developer(
 }
 
 /// A project's members, in the order they joined.
-pub fn members(conn: &Connection, tenant_id: &str, project_id: &str) -> Result<Vec<Member>> {
+pub fn members(conn: &Conn, tenant_id: &str, project_id: &str) -> Result<Vec<Member>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {MEMBER_COLUMNS}
          FROM project_members m JOIN developers d ON d.id = m.developer_id AND d.tenant_id = m.tenant_id
@@ -220,7 +223,7 @@ pub fn members(conn: &Connection, tenant_id: &str, project_id: &str) -> Result<V
 
 /// One member of a project, by membership id (`mem_…`) or developer id (`dev_…`).
 pub fn get_member(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     project_id: &str,
     member_id: &str,
@@ -245,7 +248,7 @@ pub struct Inviter<'a> {
 /// (trimmed, lower case). A developer of the tenant with that email is reused; otherwise one is
 /// created with status `invited`. Already a member: 409.
 pub fn invite(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     project_id: &str,
     inviter: &Inviter<'_>,
@@ -312,7 +315,7 @@ pub fn invite(
 }
 
 /// Owners of a project.
-pub fn owner_count(conn: &Connection, tenant_id: &str, project_id: &str) -> Result<i64> {
+pub fn owner_count(conn: &Conn, tenant_id: &str, project_id: &str) -> Result<i64> {
     let mut stmt = conn.prepare_cached(
         "SELECT COUNT(*) FROM project_members
          WHERE tenant_id = ?1 AND project_id = ?2 AND role = 'OWNER'",
@@ -323,7 +326,7 @@ pub fn owner_count(conn: &Connection, tenant_id: &str, project_id: &str) -> Resu
 /// Removes a membership by its id; `false` when there is no such member. Refuses to remove the
 /// last OWNER (409), so a project always has someone who can manage it.
 pub fn remove_member(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     project_id: &str,
     member: &Member,
@@ -343,7 +346,7 @@ pub fn remove_member(
     Ok(n > 0)
 }
 
-fn touch(conn: &Connection, tenant_id: &str, project_id: &str, now: &str) -> Result<()> {
+fn touch(conn: &Conn, tenant_id: &str, project_id: &str, now: &str) -> Result<()> {
     conn.execute(
         "UPDATE projects SET updated_at = ?3 WHERE tenant_id = ?1 AND id = ?2",
         params![tenant_id, project_id, now],
@@ -354,7 +357,7 @@ fn touch(conn: &Connection, tenant_id: &str, project_id: &str, now: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::effective_role;
-    use crate::auth::Role::*;
+    use crate::perms::Role::*;
 
     #[test]
     fn tenant_admins_act_in_every_project() {

@@ -8,11 +8,12 @@
 //!   alone; another value for the key contradicts it: the old row becomes `superseded` (its
 //!   metadata names the successor) and leaves the index, the new row is inserted and indexed.
 
+use super::Conn;
 use crate::compiler::facts::FactDraft;
 use crate::error::Result;
-use crate::search::IndexOp;
+use crate::index_doc::IndexOp;
 use crate::store::memories::{self, MemoryRow};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use serde_json::{json, Value};
 
 /// What applying a fact did.
@@ -23,7 +24,7 @@ pub enum Applied {
     Superseded,
 }
 
-fn find(conn: &Connection, tenant_id: &str, signature: &str) -> Result<Option<String>> {
+fn find(conn: &Conn, tenant_id: &str, signature: &str) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached(
             "SELECT id FROM memories WHERE tenant_id = ?1 AND kind = 'semantic'
@@ -42,7 +43,7 @@ fn metadata_of(row: &MemoryRow) -> Value {
 
 /// Stores a fact under `signature`; index changes are appended to `ops`.
 pub fn apply(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     agent_id: Option<&str>,
     signature: &str,

@@ -10,10 +10,11 @@
 //!   `invocation_count`, the usage counters, the memory events and their capture job commit
 //!   together or not at all.
 
+use super::Conn;
 use super::{events, usage};
 use crate::error::Result;
 use events::{GroupItem, NewEvent};
-use rusqlite::{params, Connection};
+use rusqlite::params;
 use std::collections::HashMap;
 
 /// One stored message of a session.
@@ -31,7 +32,7 @@ pub struct StoredMessage {
 /// messages, without decoding the older ones (a stored count of 0 means "not counted" and only
 /// makes the read go further back).
 pub fn recent_messages(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     agent_id: &str,
     session_id: &str,
@@ -103,7 +104,7 @@ pub struct TurnWritten {
 /// once, an agent's `invocation_count` once (by the number of its turns), the usage counters once
 /// per tenant and mode, and the events of one tenant get one capture job
 /// (`events::insert_group`).
-pub fn record_turns(conn: &Connection, turns: Vec<Turn>) -> Result<Vec<TurnWritten>> {
+pub fn record_turns(conn: &Conn, turns: Vec<Turn>) -> Result<Vec<TurnWritten>> {
     let mut sessions: HashMap<(&str, &str, &str), &str> = HashMap::new();
     let mut agents: HashMap<(&str, &str), i64> = HashMap::new();
     // (tenant, mode) -> (invocations, tokens)

@@ -1,12 +1,13 @@
 //! Tenants, their developers, and the first-start bootstrap.
 
+use super::Conn;
 use super::{keys, meta_get, meta_set};
-use crate::auth::{Role, Scopes};
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::perms::{Role, Scopes};
 use crate::plans::Plan;
 use crate::time::now_rfc3339;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
 #[derive(Clone, Debug)]
@@ -19,18 +20,18 @@ pub struct Tenant {
 }
 
 fn row_to_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
-    let plan: String = r.get(2)?;
+    let id: String = r.get(0)?;
     let limits: Option<String> = r.get(3)?;
     Ok(Tenant {
-        id: r.get(0)?,
+        plan: super::spelled(r, 2, "tenants", &id)?,
+        id,
         name: r.get(1)?,
-        plan: plan.parse().unwrap_or(Plan::Free),
         limits: limits.and_then(|s| serde_json::from_str(&s).ok()),
         created_at: r.get(4)?,
     })
 }
 
-pub fn create(conn: &Connection, name: &str, plan: Plan) -> Result<Tenant> {
+pub fn create(conn: &Conn, name: &str, plan: Plan) -> Result<Tenant> {
     let id = ids::new("ten");
     let now = now_rfc3339();
     conn.execute(
@@ -47,14 +48,14 @@ pub fn create(conn: &Connection, name: &str, plan: Plan) -> Result<Tenant> {
 }
 
 /// Whether tenant `id` exists.
-pub fn exists(conn: &Connection, id: &str) -> Result<bool> {
+pub fn exists(conn: &Conn, id: &str) -> Result<bool> {
     Ok(conn
         .query_row("SELECT 1 FROM tenants WHERE id = ?1", [id], |_| Ok(()))
         .optional()?
         .is_some())
 }
 
-pub fn get(conn: &Connection, id: &str) -> Result<Option<Tenant>> {
+pub fn get(conn: &Conn, id: &str) -> Result<Option<Tenant>> {
     Ok(conn
         .query_row(
             "SELECT id, name, plan, limits_json, created_at FROM tenants WHERE id = ?1",
@@ -64,7 +65,7 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Tenant>> {
         .optional()?)
 }
 
-pub fn list(conn: &Connection) -> Result<Vec<Tenant>> {
+pub fn list(conn: &Conn) -> Result<Vec<Tenant>> {
     let mut stmt = conn.prepare(
         "SELECT id, name, plan, limits_json, created_at FROM tenants ORDER BY created_at, id",
     )?;
@@ -72,7 +73,7 @@ pub fn list(conn: &Connection) -> Result<Vec<Tenant>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn set_plan(conn: &Connection, id: &str, plan: Plan) -> Result<()> {
+pub fn set_plan(conn: &Conn, id: &str, plan: Plan) -> Result<()> {
     let n = conn.execute(
         "UPDATE tenants SET plan = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, plan.as_str(), now_rfc3339()],
@@ -84,7 +85,7 @@ pub fn set_plan(conn: &Connection, id: &str, plan: Plan) -> Result<()> {
 }
 
 /// Replaces the operator's limit overrides (`None` clears them).
-pub fn set_limits(conn: &Connection, id: &str, limits: Option<&Value>) -> Result<()> {
+pub fn set_limits(conn: &Conn, id: &str, limits: Option<&Value>) -> Result<()> {
     let n = conn.execute(
         "UPDATE tenants SET limits_json = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, limits.map(|v| v.to_string()), now_rfc3339()],
@@ -107,7 +108,7 @@ pub struct Developer {
 }
 
 pub fn create_developer(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     name: &str,
     email: &str,
@@ -142,19 +143,19 @@ pub fn create_developer(
 }
 
 fn row_to_developer(r: &rusqlite::Row<'_>) -> rusqlite::Result<Developer> {
-    let role: String = r.get(5)?;
+    let id: String = r.get(0)?;
     Ok(Developer {
-        id: r.get(0)?,
+        role: super::spelled(r, 5, "developers", &id)?,
+        id,
         tenant_id: r.get(1)?,
         name: r.get(2)?,
         email: r.get(3)?,
         company: r.get(4)?,
-        role: role.parse().unwrap_or(Role::Viewer),
         status: r.get(6)?,
     })
 }
 
-pub fn get_developer(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Developer>> {
+pub fn get_developer(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<Developer>> {
     Ok(conn
         .query_row(
             "SELECT id, tenant_id, name, email, company, role, status FROM developers
@@ -166,7 +167,7 @@ pub fn get_developer(conn: &Connection, tenant_id: &str, id: &str) -> Result<Opt
 }
 
 /// The tenant's first OWNER (the developer CLI-created keys belong to by default).
-pub fn first_owner(conn: &Connection, tenant_id: &str) -> Result<Option<Developer>> {
+pub fn first_owner(conn: &Conn, tenant_id: &str) -> Result<Option<Developer>> {
     Ok(conn
         .query_row(
             "SELECT id, tenant_id, name, email, company, role, status FROM developers
@@ -188,7 +189,7 @@ pub struct NewTenant {
 /// Creates a tenant with its OWNER and an admin key. `key` is used as the key if given (it must be
 /// well-formed); otherwise a new `hk_live_…` key is generated.
 pub fn create_with_owner(
-    conn: &Connection,
+    conn: &Conn,
     name: &str,
     plan: Plan,
     owner_email: &str,
@@ -237,7 +238,7 @@ pub fn create_with_owner(
 /// Returns the new tenant (with the key to print) or `None` when the database was bootstrapped
 /// before.
 pub fn ensure_bootstrap(
-    conn: &Connection,
+    conn: &Conn,
     plan: Plan,
     bootstrap_key: Option<&str>,
 ) -> Result<Option<NewTenant>> {
@@ -251,7 +252,7 @@ pub fn ensure_bootstrap(
 }
 
 /// The tenant created at first start.
-pub fn default_tenant_id(conn: &Connection) -> Result<Option<String>> {
+pub fn default_tenant_id(conn: &Conn) -> Result<Option<String>> {
     meta_get(conn, "bootstrap_tenant_id")
 }
 
@@ -280,7 +281,7 @@ const DATA_TABLES: &[&str] = &[
 /// Deletes all of a tenant's data (`DATA_TABLES`) and, unless `keep_keys`, its API keys. Run on
 /// the writer connection, so the novelty counts of its unprocessed events go too. Returns whether
 /// the tenant exists.
-pub fn reset_data(conn: &Connection, id: &str, keep_keys: bool) -> Result<bool> {
+pub fn reset_data(conn: &Conn, id: &str, keep_keys: bool) -> Result<bool> {
     if get(conn, id)?.is_none() {
         return Ok(false);
     }
@@ -295,7 +296,7 @@ pub fn reset_data(conn: &Connection, id: &str, keep_keys: bool) -> Result<bool> 
 }
 
 /// Deletes a tenant with everything it has (`ON DELETE CASCADE`). Returns whether it existed.
-pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
+pub fn delete(conn: &Conn, id: &str) -> Result<bool> {
     crate::store::novelty::forget_tenant(conn, id)?;
     Ok(conn.execute("DELETE FROM tenants WHERE id = ?1", [id])? > 0)
 }

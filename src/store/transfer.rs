@@ -22,9 +22,9 @@
 //!   waiting capture job is pointed at the seqs its events got here (seqs are per database).
 //!   An export of a tenant at rest (nothing waiting) round-trips byte for byte.
 
+use super::Conn;
 use crate::error::{Error, Result};
 use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -104,7 +104,7 @@ fn json_column(name: &str) -> bool {
 }
 
 /// The exported columns of a table, in table order.
-fn columns(conn: &Connection, table: &Table) -> Result<Vec<Column>> {
+fn columns(conn: &Conn, table: &Table) -> Result<Vec<Column>> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", table.table))?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
     let mut out = Vec::new();
@@ -172,12 +172,12 @@ pub struct Header {
 
 /// The fingerprint of the master key this database's vault is encrypted under (recorded at
 /// every server start), if any.
-fn vault_fingerprint(conn: &Connection) -> Result<Option<String>> {
+fn vault_fingerprint(conn: &Conn) -> Result<Option<String>> {
     crate::store::meta_get(conn, crate::store::vault::FINGERPRINT_META)
 }
 
 /// How many records an export of the tenant holds (for progress).
-pub fn record_count(conn: &Connection, tenant_id: &str) -> Result<u64> {
+pub fn record_count(conn: &Conn, tenant_id: &str) -> Result<u64> {
     let mut n = 0i64;
     for table in TABLES {
         let filter = if table.table == "tenants" {
@@ -198,15 +198,16 @@ pub fn record_count(conn: &Connection, tenant_id: &str) -> Result<u64> {
 /// of records (header and end line not counted). Run on a read connection: the whole export is
 /// one snapshot.
 pub fn export(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     out: &mut dyn FnMut(String) -> Result<()>,
 ) -> Result<u64> {
-    let tx = conn.unchecked_transaction()?;
-    if !crate::store::tenants::exists(&tx, tenant_id)? {
+    let tx = conn.sqlite().unchecked_transaction()?;
+    let snapshot = Conn(&tx);
+    if !crate::store::tenants::exists(&snapshot, tenant_id)? {
         return Err(Error::not_found("tenant"));
     }
-    let vault_key = vault_fingerprint(&tx)?;
+    let vault_key = vault_fingerprint(&snapshot)?;
     let schema: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let header = json!({
         "kind": FORMAT,
@@ -224,7 +225,7 @@ pub fn export(
     ))?;
     let mut records = 0u64;
     for table in TABLES {
-        let cols = columns(&tx, table)?;
+        let cols = columns(&snapshot, table)?;
         let list = cols
             .iter()
             .map(|c| format!("\"{}\"", c.name))
@@ -313,14 +314,14 @@ pub struct Imported {
     /// Events not processed yet (their capture jobs were imported queued).
     pub unprocessed_events: u64,
     /// Jobs waiting to run, by kind.
-    pub queued_jobs: BTreeMap<String, u64>,
+    pub queued_jobs: BTreeMap<crate::domain::JobKind, u64>,
 }
 
 /// Recreates a tenant from an export's lines (`(line number, text)`, the header included) with
 /// its ids; `progress(records)` is called every thousand records. Run on the writer: one write
 /// operation, so a failure leaves nothing behind.
 pub fn import<'a>(
-    conn: &Connection,
+    conn: &Conn,
     lines: impl IntoIterator<Item = (usize, &'a str)>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Imported> {
@@ -455,7 +456,8 @@ pub fn import<'a>(
         "SELECT kind, COUNT(*) FROM jobs WHERE tenant_id = ?1 AND status = 'queued' GROUP BY kind",
     )?;
     for row in stmt.query_map([&header.tenant_id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        let kind: crate::domain::JobKind = super::spelled(r, 0, "jobs", &header.tenant_id)?;
+        Ok((kind, r.get::<_, i64>(1)?))
     })? {
         let (k, n) = row?;
         done.queued_jobs.insert(k, n as u64);
@@ -478,7 +480,7 @@ impl Nullish for Option<&Value> {
 
 /// Inserts one record into its table; every field must be a column of it.
 fn insert(
-    conn: &Connection,
+    conn: &Conn,
     table: &Table,
     cols: &[Column],
     record: &Map<String, Value>,

@@ -6,9 +6,10 @@
 //! the caller's transaction; callers aggregate (one `incr` per request or job, not per item).
 //! `mode` is `live` or `test`: test keys count separately.
 
+use super::Conn;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// Events ingested (stored new; not duplicates or invalid ones). Also the monthly quota's count.
 pub const EVENTS: &str = "events";
@@ -47,7 +48,7 @@ pub const ALL_TIME: &str = "T";
 
 /// Adds `n` to `metric` in every bucket of `at` (all time, month, day, hour, minute).
 pub fn incr(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     mode: &str,
     metric: &str,
@@ -60,7 +61,7 @@ pub fn incr(
 /// `incr` for several (mode, metric, amount) counters at once: the buckets of `at` are worked
 /// out once.
 pub fn incr_all(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     counters: &[(&str, &str, i64)],
     at: DateTime<Utc>,
@@ -88,13 +89,7 @@ pub fn incr_all(
 }
 
 /// One counter's value (0 when never counted).
-pub fn get(
-    conn: &Connection,
-    tenant_id: &str,
-    mode: &str,
-    metric: &str,
-    bucket: &str,
-) -> Result<i64> {
+pub fn get(conn: &Conn, tenant_id: &str, mode: &str, metric: &str, bucket: &str) -> Result<i64> {
     let mut stmt = conn.prepare_cached(
         "SELECT value FROM usage_counters
          WHERE tenant_id = ?1 AND mode = ?2 AND metric = ?3 AND bucket = ?4",
@@ -108,7 +103,7 @@ pub fn get(
 /// Values of `metric` for buckets in `[from, to]` (bucket names compare in time order within one
 /// granularity), ascending.
 pub fn range(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     mode: &str,
     metric: &str,
@@ -129,7 +124,7 @@ pub fn range(
 
 /// Every metric with a prefix in one bucket (e.g. all `events_type:` counters this month).
 pub fn by_prefix(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     mode: &str,
     prefix: &str,
@@ -148,11 +143,35 @@ pub fn by_prefix(
 
 /// Drops minute buckets older than `keep_from` (minute counters are only needed for recent
 /// series and the current minute). Hour and coarser buckets are kept.
-pub fn prune_minutes(conn: &Connection, keep_from: DateTime<Utc>) -> Result<usize> {
+pub fn prune_minutes(conn: &Conn, keep_from: DateTime<Utc>) -> Result<usize> {
     Ok(conn.execute(
         "DELETE FROM usage_counters WHERE bucket >= 'N' AND bucket < ?1",
         [minute_bucket(keep_from)],
     )?)
+}
+
+/// Every counter of a tenant and mode in buckets `from..=to` of one granularity (bucket names
+/// start with `prefix`): (bucket, metric, value).
+pub fn in_buckets(
+    conn: &Conn,
+    tenant: &str,
+    mode: &str,
+    prefix: char,
+    from: &str,
+    to: &str,
+) -> Result<Vec<(String, String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT bucket, metric, value FROM usage_counters
+         WHERE tenant_id = ?1 AND mode = ?2 AND bucket >= ?3 AND bucket <= ?4 AND bucket >= ?5
+           AND bucket < ?6",
+    )?;
+    // The prefix bounds keep the range inside one granularity's buckets.
+    let lo = prefix.to_string();
+    let hi = ((prefix as u8) + 1) as char;
+    let rows = stmt.query_map(params![tenant, mode, from, to, lo, hi.to_string()], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 #[cfg(test)]
@@ -162,7 +181,8 @@ mod tests {
     #[test]
     fn counts_in_every_bucket() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_direct(dir.path()).unwrap();
+        let db = crate::store::open_direct(dir.path()).unwrap();
+        let conn = db.conn();
         let t = crate::store::tenants::create(&conn, "t", crate::plans::Plan::Free).unwrap();
         let at = crate::time::now();
         incr(&conn, &t.id, "live", EVENTS, 3, at).unwrap();

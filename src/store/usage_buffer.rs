@@ -21,6 +21,7 @@
 //!   `usage::get`) can trail by up to one interval; quota checks of counters added here must
 //!   `flush` first or add `pending`.
 
+use super::Conn;
 use super::{usage, Db};
 use crate::error::Result;
 use chrono::{DateTime, TimeZone, Utc};
@@ -134,7 +135,7 @@ impl UsageBuffer {
 }
 
 /// The write of a flush: every taken count through `usage::incr`.
-fn write_counts(conn: &rusqlite::Connection, counts: &Counts) -> Result<()> {
+fn write_counts(conn: &Conn, counts: &Counts) -> Result<()> {
     for (k, n) in counts {
         usage::incr(
             conn,
@@ -195,7 +196,7 @@ impl Db {
 
 /// The background flusher: every `FLUSH_INTERVAL` until `stop` fires or is dropped.
 pub(super) fn run_flusher(
-    db: std::sync::Weak<super::Inner>,
+    db: std::sync::Weak<super::db::Inner>,
     stop: crossbeam_channel::Receiver<()>,
 ) {
     loop {

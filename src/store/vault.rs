@@ -5,10 +5,11 @@
 //! first use (`ensure_main`); items and audit rows go with their tenant, items with their vault.
 //! Nothing here sees a plaintext value: the caller seals and opens (`crate::vault`).
 
+use super::Conn;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::time::now_rfc3339;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 pub const MAIN_VAULT: &str = "Main Vault";
 /// The `meta` key holding the fingerprint of the key the vault is encrypted with.
@@ -93,7 +94,7 @@ fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
 }
 
 /// The tenant's vaults, oldest first; the "Main Vault" is created when the tenant has none.
-pub fn ensure_main(conn: &Connection, tenant_id: &str) -> Result<()> {
+pub fn ensure_main(conn: &Conn, tenant_id: &str) -> Result<()> {
     let any: Option<String> = conn
         .query_row(
             "SELECT id FROM vaults WHERE tenant_id = ?1 LIMIT 1",
@@ -108,7 +109,7 @@ pub fn ensure_main(conn: &Connection, tenant_id: &str) -> Result<()> {
 }
 
 pub fn create(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     name: &str,
     description: Option<&str>,
@@ -142,7 +143,7 @@ pub fn create(
     })
 }
 
-pub fn list(conn: &Connection, tenant_id: &str) -> Result<Vec<Vault>> {
+pub fn list(conn: &Conn, tenant_id: &str) -> Result<Vec<Vault>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {VAULT_COLUMNS} FROM vaults v WHERE v.tenant_id = ?1 ORDER BY v.created_at, v.id"
     ))?;
@@ -150,7 +151,7 @@ pub fn list(conn: &Connection, tenant_id: &str) -> Result<Vec<Vault>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Vault>> {
+pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<Vault>> {
     Ok(conn
         .query_row(
             &format!("SELECT {VAULT_COLUMNS} FROM vaults v WHERE v.tenant_id = ?1 AND v.id = ?2"),
@@ -161,7 +162,7 @@ pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Vault>
 }
 
 /// Deletes a vault and its items; `false` when there is no such vault.
-pub fn delete(conn: &Connection, tenant_id: &str, id: &str) -> Result<bool> {
+pub fn delete(conn: &Conn, tenant_id: &str, id: &str) -> Result<bool> {
     conn.execute(
         "DELETE FROM vault_items WHERE tenant_id = ?1 AND vault_id = ?2",
         [tenant_id, id],
@@ -174,7 +175,7 @@ pub fn delete(conn: &Connection, tenant_id: &str, id: &str) -> Result<bool> {
 
 /// Stores a new item under `id` (the id its value was sealed for).
 pub fn insert_item(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     vault_id: &str,
     id: &str,
@@ -205,7 +206,7 @@ pub fn insert_item(
     get_item(conn, tenant_id, id)?.ok_or_else(|| Error::Internal("inserted item vanished".into()))
 }
 
-pub fn get_item(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<Item>> {
+pub fn get_item(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<Item>> {
     Ok(conn
         .query_row(
             &format!(
@@ -219,7 +220,7 @@ pub fn get_item(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<I
 }
 
 /// An item with its sealed value (for reveal).
-pub fn get_sealed(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<(Item, Sealed)>> {
+pub fn get_sealed(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<(Item, Sealed)>> {
     let Some(item) = get_item(conn, tenant_id, id)? else {
         return Ok(None);
     };
@@ -237,7 +238,7 @@ pub fn get_sealed(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option
 }
 
 /// The items of one vault, or of all the tenant's vaults, oldest first.
-pub fn list_items(conn: &Connection, tenant_id: &str, vault_id: Option<&str>) -> Result<Vec<Item>> {
+pub fn list_items(conn: &Conn, tenant_id: &str, vault_id: Option<&str>) -> Result<Vec<Item>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ITEM_COLUMNS} FROM vault_items i JOIN vaults v ON v.id = i.vault_id
          WHERE i.tenant_id = ?1 AND (?2 IS NULL OR i.vault_id = ?2)
@@ -249,7 +250,7 @@ pub fn list_items(conn: &Connection, tenant_id: &str, vault_id: Option<&str>) ->
 
 /// Changes an item's metadata and, when `sealed` is given, its value. `None` when not found.
 pub fn update_item(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     id: &str,
     f: &ItemFields,
@@ -284,7 +285,7 @@ pub fn update_item(
     get_item(conn, tenant_id, id)
 }
 
-pub fn delete_item(conn: &Connection, tenant_id: &str, id: &str) -> Result<bool> {
+pub fn delete_item(conn: &Conn, tenant_id: &str, id: &str) -> Result<bool> {
     Ok(conn.execute(
         "DELETE FROM vault_items WHERE tenant_id = ?1 AND id = ?2",
         [tenant_id, id],
@@ -292,7 +293,7 @@ pub fn delete_item(conn: &Connection, tenant_id: &str, id: &str) -> Result<bool>
 }
 
 /// Every item's sealed value, across tenants (key rotation): (tenant, id, sealed).
-pub fn all_sealed(conn: &Connection) -> Result<Vec<(String, String, Sealed)>> {
+pub fn all_sealed(conn: &Conn) -> Result<Vec<(String, String, Sealed)>> {
     let mut stmt = conn.prepare("SELECT tenant_id, id, nonce, ciphertext FROM vault_items")?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -308,7 +309,7 @@ pub fn all_sealed(conn: &Connection) -> Result<Vec<(String, String, Sealed)>> {
 }
 
 /// Replaces an item's sealed value (key rotation).
-pub fn reseal(conn: &Connection, tenant_id: &str, id: &str, sealed: &Sealed) -> Result<()> {
+pub fn reseal(conn: &Conn, tenant_id: &str, id: &str, sealed: &Sealed) -> Result<()> {
     conn.execute(
         "UPDATE vault_items SET nonce = ?3, ciphertext = ?4 WHERE tenant_id = ?1 AND id = ?2",
         params![tenant_id, id, sealed.nonce, sealed.ciphertext],
@@ -317,7 +318,7 @@ pub fn reseal(conn: &Connection, tenant_id: &str, id: &str, sealed: &Sealed) -> 
 }
 
 /// How many items the vault holds, across tenants.
-pub fn item_count(conn: &Connection) -> Result<i64> {
+pub fn item_count(conn: &Conn) -> Result<i64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM vault_items", [], |r| r.get(0))?)
 }
 
@@ -335,7 +336,7 @@ pub struct Audit {
 }
 
 /// Records what happened to an item (or an attempt on one).
-pub fn audit(conn: &Connection, tenant_id: &str, a: &Audit) -> Result<()> {
+pub fn audit(conn: &Conn, tenant_id: &str, a: &Audit) -> Result<()> {
     conn.execute(
         "INSERT INTO vault_audit(id, tenant_id, item_id, action, key_id, request_id, ip, reason, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -349,7 +350,7 @@ pub fn audit(conn: &Connection, tenant_id: &str, a: &Audit) -> Result<()> {
 /// Audit rows, newest first, after the row `cursor` (an audit id) when given; one more than
 /// `limit` is returned when there is a next page.
 pub fn audit_page(
-    conn: &Connection,
+    conn: &Conn,
     tenant_id: &str,
     item_id: Option<&str>,
     cursor: Option<&str>,

@@ -412,8 +412,11 @@ async fn cli_keys_create_works_on_a_running_server() {
 async fn newer_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let conn = engram::store::open_direct(dir.path()).unwrap();
-        conn.execute_batch("PRAGMA user_version = 999").unwrap();
+        let db = engram::store::open_direct(dir.path()).unwrap();
+        db.conn()
+            .sqlite()
+            .execute_batch("PRAGMA user_version = 999")
+            .unwrap();
     }
     let cfg = engram::config::Config::for_data_dir(dir.path());
     let err = engram::start(cfg).await.err().expect("refused");

@@ -360,7 +360,8 @@ async fn superseded_and_deprecated_artifacts_leave_at_once() {
         srv.state()
             .db
             .write(move |c| {
-                c.execute("UPDATE artifacts SET status = ?1 WHERE id = ?2", [st, id])?;
+                c.sqlite()
+                    .execute("UPDATE artifacts SET status = ?1 WHERE id = ?2", [st, id])?;
                 Ok(())
             })
             .await
@@ -547,7 +548,8 @@ async fn text_changed_after_indexing_is_shown_and_recounted() {
     srv.state()
         .db
         .write(move |c| {
-            c.execute("UPDATE memories SET content = ?1 WHERE id = ?2", [l, i])?;
+            c.sqlite()
+                .execute("UPDATE memories SET content = ?1 WHERE id = ?2", [l, i])?;
             Ok(())
         })
         .await

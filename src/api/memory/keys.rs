@@ -164,7 +164,6 @@ pub async fn create(ctx: Ctx) -> Result<Reply> {
                 Some(d) => {
                     let (role, project_admin) = keys::developer_grant(c, &p.tenant_id, &d)?
                         .ok_or_else(|| Error::not_found("developer"))?;
-                    let role: Role = role.parse().map_err(Error::Internal)?;
                     let theirs = developer_scopes(role, project_admin);
                     if !scopes.is_subset_of(theirs) {
                         return Err(Error::Forbidden(format!(

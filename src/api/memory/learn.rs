@@ -7,7 +7,8 @@ use crate::auth::Scope;
 use crate::compiler::TYPES;
 use crate::error::{Error, FieldError, Result};
 use crate::http::{Ctx, Reply};
-use crate::jobs::{self, learn::empty_result, queue, JobRow};
+use crate::jobs::{self, learn::empty_result, JobRow, JobStatus};
+use crate::store::jobs as queue;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
@@ -213,8 +214,11 @@ pub fn job_json(row: &JobRow) -> Value {
     v
 }
 
-fn finished(status: &str) -> bool {
-    matches!(status, "completed" | "partial" | "failed")
+fn finished(status: JobStatus) -> bool {
+    matches!(
+        status,
+        JobStatus::Completed | JobStatus::Partial | JobStatus::Failed
+    )
 }
 
 pub async fn learn(ctx: Ctx) -> Result<Reply> {
@@ -247,7 +251,7 @@ pub async fn learn(ctx: Ctx) -> Result<Reply> {
             .read(move |c| queue::get(c, &t, &id))
             .await?
             .ok_or_else(|| Error::Internal("a learn job vanished".into()))?;
-        if finished(&row.status) {
+        if finished(row.status) {
             state.search.flush().await;
             let applied = format!("wait={}", wait.as_secs());
             let mut reply = Reply::ok(job_json(&row));

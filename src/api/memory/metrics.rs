@@ -9,9 +9,8 @@
 use crate::auth::Scope;
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
-use crate::store::usage;
+use crate::store::{artifacts, memories, usage};
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use rusqlite::{params, Connection};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -36,35 +35,6 @@ fn bucket_name(granularity: &str, t: DateTime<Utc>) -> String {
         "day" => usage::day_bucket(t),
         _ => usage::hour_bucket(t),
     }
-}
-
-/// Every `metric` and per-type counter in buckets `from..=to` of one granularity.
-fn load(
-    conn: &Connection,
-    tenant: &str,
-    mode: &str,
-    prefix: char,
-    from: &str,
-    to: &str,
-) -> Result<Vec<(String, String, i64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT bucket, metric, value FROM usage_counters
-         WHERE tenant_id = ?1 AND mode = ?2 AND bucket >= ?3 AND bucket <= ?4 AND bucket >= ?5
-           AND bucket < ?6",
-    )?;
-    // The prefix bounds keep the range inside one granularity's buckets.
-    let lo = prefix.to_string();
-    let hi = ((prefix as u8) + 1) as char;
-    let rows = stmt.query_map(params![tenant, mode, from, to, lo, hi.to_string()], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-fn count(conn: &Connection, sql: &str, tenant: &str) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(sql)?
-        .query_row([tenant], |r| r.get(0))?)
 }
 
 pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
@@ -119,7 +89,7 @@ pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
         .state
         .db
         .read(move |c| {
-            let rows = load(c, &tenant, mode, prefix, &from, &to)?;
+            let rows = usage::in_buckets(c, &tenant, mode, prefix, &from, &to)?;
             let get = |metric: &str, bucket: &str| usage::get(c, &tenant, mode, metric, bucket);
             let month_b = usage::month_bucket(now);
             let day_b = usage::day_bucket(now);
@@ -129,16 +99,8 @@ pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
                 get(usage::COMPILATIONS, &day_b)?,
             );
             let all_time = get(usage::EVENTS, usage::ALL_TIME)?;
-            let memories = count(
-                c,
-                "SELECT count(*) FROM memories WHERE tenant_id = ?1",
-                &tenant,
-            )?;
-            let artifacts = count(
-                c,
-                "SELECT count(*) FROM artifacts WHERE tenant_id = ?1 AND status = 'active'",
-                &tenant,
-            )?;
+            let memories = memories::count(c, &tenant)?;
+            let artifacts = artifacts::count_active(c, &tenant)?;
             Ok((rows, month, today, all_time, memories, artifacts))
         })
         .await?;

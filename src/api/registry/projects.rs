@@ -19,7 +19,7 @@ use crate::auth::{Principal, Role, Scope};
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
 use crate::store::projects::{self, Inviter, Member, ProjectView};
-use rusqlite::Connection;
+use crate::store::Conn;
 use serde_json::{json, Value};
 
 pub(crate) fn project_json(v: &ProjectView) -> Value {
@@ -51,11 +51,7 @@ fn member_json(m: &Member) -> Value {
 
 /// The project as seen by the caller, or 404 when it does not exist in the caller's tenant or
 /// the caller has no role in it (the two are indistinguishable on purpose).
-pub(crate) fn member_view(
-    conn: &Connection,
-    p: &Principal,
-    project_id: &str,
-) -> Result<ProjectView> {
+pub(crate) fn member_view(conn: &Conn, p: &Principal, project_id: &str) -> Result<ProjectView> {
     projects::view(conn, &p.tenant_id, project_id, &p.developer_id, p.role)?
         .ok_or_else(|| Error::not_found("project"))
 }

@@ -17,8 +17,9 @@ async fn auto_learn_is_enqueued_every_n_events_and_by_the_sweep() {
         let db = srv.state().db.clone();
         async move {
             db.read(|c| {
-                let mut stmt =
-                    c.prepare("SELECT input FROM jobs WHERE kind = 'learn' ORDER BY seq")?;
+                let mut stmt = c
+                    .sqlite()
+                    .prepare("SELECT input FROM jobs WHERE kind = 'learn' ORDER BY seq")?;
                 let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })

@@ -97,7 +97,9 @@ pub async fn one<T: rusqlite::types::FromSql + Send + 'static>(
         .db
         .read(move |c| {
             use rusqlite::OptionalExtension;
-            Ok(c.query_row(sql, [arg], |r| r.get::<_, T>(0)).optional()?)
+            Ok(c.sqlite()
+                .query_row(sql, [arg], |r| r.get::<_, T>(0))
+                .optional()?)
         })
         .await
         .expect("query runs")

@@ -279,7 +279,7 @@ async fn background_learn(srv: &TestServer, trigger: &str) -> Value {
     let id = srv
         .state()
         .db
-        .write(move |c| engram::jobs::queue::enqueue(c, &tenant, engram::jobs::LEARN, &input))
+        .write(move |c| engram::store::jobs::enqueue(c, &tenant, engram::jobs::LEARN, &input))
         .await
         .unwrap();
     srv.state().jobs.ring(engram::jobs::LEARN);

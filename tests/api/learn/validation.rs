@@ -72,11 +72,10 @@ async fn every_validation_error_names_its_field() {
         .state()
         .db
         .read(|c| {
-            Ok(
-                c.query_row("SELECT count(*) FROM jobs WHERE kind = 'learn'", [], |r| {
+            Ok(c.sqlite()
+                .query_row("SELECT count(*) FROM jobs WHERE kind = 'learn'", [], |r| {
                     r.get::<_, i64>(0)
-                })?,
-            )
+                })?)
         })
         .await
         .unwrap();

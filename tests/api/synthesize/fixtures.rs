@@ -68,7 +68,7 @@ pub async fn insert_memory(srv: &TestServer, tenant: &str, m: Mem<'_>) -> String
     srv.state()
         .db
         .write(move |c| {
-            c.execute(
+            c.sqlite().execute(
                 "INSERT INTO memories(id, tenant_id, kind, agent_id, session_id, content, tags_json,
                     confidence, salience, status, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'active', ?10, ?10)",
@@ -121,7 +121,7 @@ pub async fn insert_artifact(
     srv.state()
         .db
         .write(move |c| {
-            c.execute(
+            c.sqlite().execute(
                 "INSERT INTO artifacts(id, tenant_id, type, signature, title, status, confidence,
                     evidence_count, token_count, content_json, compiled_at, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?1, ?4, 'active', ?5, 3, 10, ?6, ?7, ?7, ?7)",

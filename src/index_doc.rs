@@ -1,3 +1,7 @@
+//! Search documents and the index operations the storage layer hands to the indexer, and how
+//! stored rows become search documents (a leaf module: `store` builds them, `search` consumes
+//! them).
+//!
 //! How stored rows become search documents. Capture, learn and rebuild all go through here, so a
 //! rebuilt index holds exactly what live indexing produced.
 //!
@@ -5,9 +9,52 @@
 //! rendered here as readable text (a heading, then their content field by field in a fixed order),
 //! and the token count of that text (cl100k_base) is computed once, here, on the caller's thread.
 
-use super::SearchDoc;
+use crossbeam_channel::Sender;
 use serde_json::Value;
 use std::fmt::Write;
+
+/// One searchable item.
+#[derive(Clone, Debug)]
+pub struct SearchDoc {
+    pub tenant_id: String,
+    /// `mem_…` or `art_…`.
+    pub doc_id: String,
+    /// `episodic`, `semantic` or `artifact`.
+    pub kind: &'static str,
+    /// The synthesize section: procedures failures decisions facts causal context.
+    pub section: &'static str,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub tags: Vec<String>,
+    /// The content shown in context packs (and scored by BM25).
+    pub text: String,
+    /// cl100k_base tokens of `text`.
+    pub tokens: u64,
+    pub created_ms: u64,
+    pub confidence: f64,
+    pub salience: f64,
+}
+
+pub enum IndexOp {
+    /// Adds a document, replacing any with the same `doc_id` in its tenant's index.
+    Upsert(Box<SearchDoc>),
+    /// Removes a document by id from whichever tenant index holds it (prefer `DeleteDoc`, which
+    /// touches only one tenant's index).
+    Delete { doc_id: String },
+    /// Removes a document of a known tenant.
+    DeleteDoc { tenant_id: String, doc_id: String },
+    /// Removes every document of a tenant's session.
+    DeleteSession {
+        tenant_id: String,
+        session_id: String,
+    },
+    /// Removes every document of a tenant (its data was reset or deleted).
+    DeleteTenant { tenant_id: String },
+    /// Removes everything (before a rebuild).
+    DeleteAll,
+    /// Commits what is pending and answers once it is searchable.
+    Flush(Sender<()>),
+}
 
 /// The synthesize section of a memory kind.
 pub fn memory_section(kind: &str) -> &'static str {

@@ -1,9 +1,11 @@
 //! The `jobs` table as a queue: enqueue inside a caller's write, claim, complete, fail, count.
 
+use super::Conn;
+use crate::domain::{JobKind, JobStatus};
 use crate::error::Result;
 use crate::ids;
 use crate::time::now_rfc3339;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
 /// A claimed job.
@@ -11,7 +13,7 @@ use serde_json::Value;
 pub struct Job {
     pub id: String,
     pub tenant_id: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub input: Value,
     pub attempts: i64,
 }
@@ -21,8 +23,8 @@ pub struct Job {
 pub struct JobRow {
     pub id: String,
     pub tenant_id: String,
-    pub kind: String,
-    pub status: String,
+    pub kind: JobKind,
+    pub status: JobStatus,
     pub input: Value,
     pub result: Option<Value>,
     pub error: Option<String>,
@@ -34,7 +36,7 @@ pub struct JobRow {
 
 /// Enqueues a job within the caller's transaction; returns its id. Ring the kind's bell after the
 /// commit.
-pub fn enqueue(conn: &Connection, tenant_id: &str, kind: &str, input: &Value) -> Result<String> {
+pub fn enqueue(conn: &Conn, tenant_id: &str, kind: JobKind, input: &Value) -> Result<String> {
     let id = ids::new("job");
     enqueue_with_id(conn, &id, tenant_id, kind, input)?;
     Ok(id)
@@ -42,10 +44,10 @@ pub fn enqueue(conn: &Connection, tenant_id: &str, kind: &str, input: &Value) ->
 
 /// `enqueue` with an id chosen by the caller (e.g. one already shown to a client).
 pub fn enqueue_with_id(
-    conn: &Connection,
+    conn: &Conn,
     id: &str,
     tenant_id: &str,
-    kind: &str,
+    kind: JobKind,
     input: &Value,
 ) -> Result<()> {
     let mut stmt = conn.prepare_cached(
@@ -55,7 +57,7 @@ pub fn enqueue_with_id(
     stmt.execute(params![
         id,
         tenant_id,
-        kind,
+        kind.as_str(),
         input.to_string(),
         now_rfc3339()
     ])?;
@@ -64,7 +66,7 @@ pub fn enqueue_with_id(
 
 /// Claims the oldest queued job of `kind`. With `exclusive`, tenants that already have a running
 /// job of this kind are skipped.
-pub fn claim(conn: &Connection, kind: &str, exclusive: bool) -> Result<Option<Job>> {
+pub fn claim(conn: &Conn, kind: JobKind, exclusive: bool) -> Result<Option<Job>> {
     let sql = if exclusive {
         "UPDATE jobs SET status = 'running', started_at = ?2, attempts = attempts + 1
          WHERE seq = (SELECT j.seq FROM jobs j
@@ -81,12 +83,13 @@ pub fn claim(conn: &Connection, kind: &str, exclusive: bool) -> Result<Option<Jo
     };
     let mut stmt = conn.prepare_cached(sql)?;
     Ok(stmt
-        .query_row(params![kind, now_rfc3339()], |r| {
+        .query_row(params![kind.as_str(), now_rfc3339()], |r| {
             let input: String = r.get(3)?;
+            let id: String = r.get(0)?;
             Ok(Job {
-                id: r.get(0)?,
+                kind: super::spelled(r, 2, "jobs", &id)?,
+                id,
                 tenant_id: r.get(1)?,
-                kind: r.get(2)?,
                 input: serde_json::from_str(&input).unwrap_or(Value::Null),
                 attempts: r.get(4)?,
             })
@@ -94,15 +97,20 @@ pub fn claim(conn: &Connection, kind: &str, exclusive: bool) -> Result<Option<Jo
         .optional()?)
 }
 
-pub fn complete(conn: &Connection, id: &str, status: &str, result: &Value) -> Result<()> {
+pub fn complete(conn: &Conn, id: &str, status: JobStatus, result: &Value) -> Result<()> {
     conn.prepare_cached(
         "UPDATE jobs SET status = ?2, result = ?3, error = NULL, finished_at = ?4 WHERE id = ?1",
     )?
-    .execute(params![id, status, result.to_string(), now_rfc3339()])?;
+    .execute(params![
+        id,
+        status.as_str(),
+        result.to_string(),
+        now_rfc3339()
+    ])?;
     Ok(())
 }
 
-pub fn fail(conn: &Connection, id: &str, error: &str) -> Result<()> {
+pub fn fail(conn: &Conn, id: &str, error: &str) -> Result<()> {
     conn.prepare_cached(
         "UPDATE jobs SET status = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1",
     )?
@@ -111,14 +119,14 @@ pub fn fail(conn: &Connection, id: &str, error: &str) -> Result<()> {
 }
 
 /// Returns jobs left `running` (by a crash or a stop) to the queue.
-pub fn requeue_running(conn: &Connection) -> Result<usize> {
+pub fn requeue_running(conn: &Conn) -> Result<usize> {
     Ok(conn.execute(
         "UPDATE jobs SET status = 'queued', started_at = NULL WHERE status = 'running'",
         [],
     )?)
 }
 
-pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<JobRow>> {
+pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<JobRow>> {
     Ok(conn
         .query_row(
             "SELECT id, tenant_id, kind, status, input, result, error, attempts, created_at,
@@ -128,11 +136,12 @@ pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<JobRow
             |r| {
                 let input: String = r.get(4)?;
                 let result: Option<String> = r.get(5)?;
+                let id: String = r.get(0)?;
                 Ok(JobRow {
-                    id: r.get(0)?,
+                    kind: super::spelled(r, 2, "jobs", &id)?,
+                    status: super::spelled(r, 3, "jobs", &id)?,
+                    id,
                     tenant_id: r.get(1)?,
-                    kind: r.get(2)?,
-                    status: r.get(3)?,
                     input: serde_json::from_str(&input).unwrap_or(Value::Null),
                     result: result.and_then(|s| serde_json::from_str(&s).ok()),
                     error: r.get(6)?,
@@ -147,8 +156,62 @@ pub fn get(conn: &Connection, tenant_id: &str, id: &str) -> Result<Option<JobRow
 }
 
 /// Number of jobs of `kind` in `status` (all tenants; for health).
-pub fn count(conn: &Connection, kind: &str, status: &str) -> Result<u64> {
+pub fn count(conn: &Conn, kind: JobKind, status: JobStatus) -> Result<u64> {
     let mut stmt =
         conn.prepare_cached("SELECT count(*) FROM jobs WHERE kind = ?1 AND status = ?2")?;
-    Ok(stmt.query_row([kind, status], |r| r.get::<_, i64>(0))? as u64)
+    Ok(stmt.query_row([kind.as_str(), status.as_str()], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// Whether `tenant_id` has a job of `kind` waiting to be claimed.
+pub fn has_queued(conn: &Conn, tenant_id: &str, kind: JobKind) -> Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM jobs WHERE kind = ?1 AND status = 'queued' AND tenant_id = ?2)",
+    )?;
+    Ok(stmt.query_row([kind.as_str(), tenant_id], |r| r.get(0))?)
+}
+
+/// The oldest `limit` queued jobs of `kind` of a tenant: (id, input), oldest first.
+pub fn queued_inputs(
+    conn: &Conn,
+    tenant_id: &str,
+    kind: JobKind,
+    limit: i64,
+) -> Result<Vec<(String, Value)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, input FROM jobs WHERE kind = ?1 AND status = 'queued' AND tenant_id = ?2
+         ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![kind.as_str(), tenant_id, limit], |r| {
+        let input: String = r.get(1)?;
+        Ok((
+            r.get::<_, String>(0)?,
+            serde_json::from_str(&input).unwrap_or(Value::Null),
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Completes a job another job's run did the work of, if it is still queued: `true` when it
+/// was (it is now completed, its result naming `by`), `false` when a worker claimed it meanwhile.
+pub fn take_over(conn: &Conn, job_id: &str, by: &str, at: &str) -> Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE jobs SET status = 'completed', attempts = attempts + 1, started_at = ?3,
+                         finished_at = ?3, result = ?2
+         WHERE id = ?1 AND status = 'queued'",
+    )?;
+    let result = serde_json::json!({"processedBy": by}).to_string();
+    Ok(stmt.execute(params![job_id, result, at])? == 1)
+}
+
+/// Tenants with events not yet learned and no queued or running job of `kind`, by id.
+pub fn tenants_with_unlearned_events(conn: &Conn, kind: JobKind) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.id FROM tenants t
+         WHERE EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = t.id AND e.learned_at IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = ?1
+                           AND j.status IN ('queued', 'running') AND j.tenant_id = t.id)
+         ORDER BY t.id",
+    )?;
+    let rows = stmt.query_map([kind.as_str()], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -1,0 +1,218 @@
+//! The rows learn reads and marks: the selection a learn input makes, its plan figures, the
+//! session stream the compiler consumes, and the `learned_at` marks.
+
+use super::Conn;
+use crate::compiler::Event;
+use crate::error::Result;
+use rusqlite::{params, OptionalExtension, ToSql};
+use serde_json::Value;
+use std::collections::HashSet;
+
+/// The events one learn run considers.
+pub struct Selection<'a> {
+    pub tenant: &'a str,
+    pub agent_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    /// Only these events (none: all).
+    pub event_ids: &'a [String],
+    /// Only events not learned yet.
+    pub unlearned: bool,
+}
+
+/// The selection's SQL condition: ?1 tenant, ?2 agent, ?3 session, ?4 event ids (JSON array or
+/// NULL), ?5 whether only unlearned events count.
+const SELECTED: &str = "tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)
+     AND (?3 IS NULL OR session_id = ?3)
+     AND (?4 IS NULL OR id IN (SELECT value FROM json_each(?4)))
+     AND (?5 = 0 OR learned_at IS NULL)";
+
+impl Selection<'_> {
+    fn ids(&self) -> Option<String> {
+        (!self.event_ids.is_empty()).then(|| Value::from(self.event_ids.to_vec()).to_string())
+    }
+
+    /// The parameters ?1..?5 of `SELECTED` (`ids` from `Selection::ids`), then `extra` as ?6.
+    fn with<'p>(&'p self, ids: &'p Option<String>, extra: &'p dyn ToSql) -> [&'p dyn ToSql; 6] {
+        [
+            &self.tenant,
+            &self.agent_id,
+            &self.session_id,
+            ids,
+            &self.unlearned,
+            extra,
+        ]
+    }
+}
+
+/// How many events the selection holds, and the last one's `seq`.
+pub fn count_and_last(conn: &Conn, s: &Selection) -> Result<(i64, Option<i64>)> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT count(*), max(seq) FROM events WHERE {SELECTED}"
+    ))?;
+    let p = params![s.tenant, s.agent_id, s.session_id, s.ids(), s.unlearned];
+    Ok(stmt.query_row(p, |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
+/// The `seq` of the selection's `n`-th event (from 0, in `seq` order).
+pub fn nth_seq(conn: &Conn, s: &Selection, n: i64) -> Result<i64> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT seq FROM events WHERE {SELECTED} ORDER BY seq LIMIT 1 OFFSET ?6"
+    ))?;
+    let ids = s.ids();
+    Ok(stmt.query_row(s.with(&ids, &n), |r| r.get(0))?)
+}
+
+/// The sessions of the selection's events up to `cutoff`.
+pub fn sessions_upto(conn: &Conn, s: &Selection, cutoff: i64) -> Result<HashSet<String>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT DISTINCT session_id FROM events WHERE {SELECTED} AND seq <= ?6"
+    ))?;
+    let p = params![
+        s.tenant,
+        s.agent_id,
+        s.session_id,
+        s.ids(),
+        s.unlearned,
+        cutoff
+    ];
+    let rows = stmt.query_map(p, |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Events of a tenant (of one agent, if given), learned or not.
+pub fn count_in_scope(conn: &Conn, tenant: &str, agent: Option<&str>) -> Result<i64> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT count(*) FROM events WHERE tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)",
+    )?;
+    Ok(stmt.query_row(params![tenant, agent], |r| r.get(0))?)
+}
+
+/// The key mode most of the selection's events up to `cutoff` were captured with.
+pub fn main_mode(conn: &Conn, s: &Selection, cutoff: i64) -> Result<Option<String>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT mode FROM events WHERE {SELECTED} AND seq <= ?6
+         GROUP BY mode ORDER BY count(*) DESC, mode LIMIT 1"
+    ))?;
+    let p = params![
+        s.tenant,
+        s.agent_id,
+        s.session_id,
+        s.ids(),
+        s.unlearned,
+        cutoff
+    ];
+    Ok(stmt.query_row(p, |r| r.get(0)).optional()?)
+}
+
+/// Marks up to `limit` of the selection's unlearned events up to `cutoff` learned (oldest
+/// first); returns how many it marked.
+pub fn mark_learned(
+    conn: &Conn,
+    s: &Selection,
+    cutoff: i64,
+    limit: usize,
+    now: &str,
+) -> Result<usize> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE events SET learned_at = ?7 WHERE seq IN (
+             SELECT seq FROM events WHERE {SELECTED} AND learned_at IS NULL AND seq <= ?6
+             ORDER BY seq LIMIT ?8)"
+    ))?;
+    let p = params![
+        s.tenant,
+        s.agent_id,
+        s.session_id,
+        s.ids(),
+        s.unlearned,
+        cutoff,
+        now,
+        limit as i64
+    ];
+    Ok(stmt.execute(p)?)
+}
+
+/// The columns `event_of` reads.
+const EVENT_COLUMNS: &str = "id, session_id, agent_id, type, payload, metadata, created_at, seq";
+
+fn event_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let payload: String = r.get(4)?;
+    let metadata: Option<String> = r.get(5)?;
+    Ok(Event {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        agent_id: r.get(2)?,
+        kind: r.get(3)?,
+        payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+        metadata: metadata
+            .and_then(|m| serde_json::from_str(&m).ok())
+            .unwrap_or(Value::Null),
+        created_at: r.get(6)?,
+    })
+}
+
+/// Calls `f` once per session of the tenant's events up to `cutoff` (of one agent, if given),
+/// in session order, with the session's events in `seq` order.
+///
+/// Processed events come from the session index, already in (session, seq) order (without
+/// forcing it the planner may take the seq range and sort every event in memory). Events still
+/// waiting for processing are not in that index: their (session, seq) keys are sorted here and
+/// merged in, each row read when its turn comes. Only one session's events are in memory at once.
+pub fn for_each_session(
+    conn: &Conn,
+    tenant: &str,
+    agent: Option<&str>,
+    cutoff: i64,
+    mut f: impl FnMut(&str, &[Event]),
+) -> Result<()> {
+    let mut pending: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT session_id, seq FROM events INDEXED BY events_pending
+             WHERE tenant_id = ?1 AND processed_at IS NULL AND (?2 IS NULL OR agent_id = ?2)
+               AND seq <= ?3",
+        )?
+        .query_map(params![tenant, agent, cutoff], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    pending.sort_unstable();
+    let mut one = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"
+    ))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_session
+         WHERE tenant_id = ?1 AND processed_at IS NOT NULL AND (?2 IS NULL OR agent_id = ?2)
+           AND seq <= ?3
+         ORDER BY session_id, seq"
+    ))?;
+    let mut rows = stmt.query(params![tenant, agent, cutoff])?;
+    let mut current: Vec<Event> = Vec::new();
+    let mut add = |e: Event| {
+        if current
+            .first()
+            .is_some_and(|first| first.session_id != e.session_id)
+        {
+            f(&current[0].session_id.clone(), &current);
+            current.clear();
+        }
+        current.push(e);
+    };
+    let mut next_pending = pending.into_iter().peekable();
+    while let Some(r) = rows.next()? {
+        let e = event_of(r)?;
+        let seq: i64 = r.get(7)?;
+        while let Some((_, p)) =
+            next_pending.next_if(|(s, q)| (s.as_str(), *q) < (e.session_id.as_str(), seq))
+        {
+            add(one.query_row([p], event_of)?);
+        }
+        add(e);
+    }
+    for (_, p) in next_pending {
+        add(one.query_row([p], event_of)?);
+    }
+    if let Some(first) = current.first() {
+        let id = first.session_id.clone();
+        f(&id, &current);
+    }
+    Ok(())
+}
