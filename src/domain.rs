@@ -138,6 +138,25 @@ spelled! {
 }
 
 spelled! {
+    /// The kinds of memory.
+    MemoryKind, "memory kind" {
+        /// What one event recorded (written when the event is processed).
+        Episodic = "episodic",
+        /// A fact learn distilled from many events.
+        Semantic = "semantic",
+    }
+}
+
+spelled! {
+    /// Whether a memory is in use.
+    MemoryStatus, "memory status" {
+        Active = "active",
+        /// Replaced by a newer statement of the same fact; kept as history, never packed.
+        Superseded = "superseded",
+    }
+}
+
+spelled! {
     /// The sections of a synthesized context pack, in the order they are rendered.
     Section, "section" {
         Procedures = "procedures",

@@ -26,7 +26,7 @@
 use super::{Job, JobHandler, KindSpec, Outcome};
 use crate::app::AppState;
 use crate::capture::{autolearn, render};
-use crate::domain::{JobKind, JobStatus};
+use crate::domain::{JobKind, JobStatus, KeyMode};
 use crate::error::{Error, Result};
 use crate::search::IndexOp;
 use crate::store::{events, jobs, memories, novelty, usage, Conn};
@@ -53,7 +53,7 @@ struct Handler {
 
 struct Prepared {
     seq: i64,
-    mode: String,
+    mode: KeyMode,
     /// Novelty signature (`capture::salience::signature`).
     signature: i64,
     memory: memories::PreparedEpisodic,
@@ -107,17 +107,21 @@ fn prepare(tenant: &str, rows: Vec<events::EventRow>) -> Vec<Prepared> {
     rows.into_iter()
         .map(|e| {
             let payload = e.payload_json();
-            let signature = novelty::signature_of_value(&e.event_type, &payload);
+            let signature = novelty::signature_of_value(e.event_type.as_str(), &payload);
             Prepared {
                 seq: e.seq,
                 signature,
                 memory: memories::NewEpisodic {
                     id: memories::episodic_id(&e.id),
-                    content: render::memory_text(&e.event_type, &payload, Some(&e.created_at)),
+                    content: render::memory_text(
+                        e.event_type.as_str(),
+                        &payload,
+                        Some(&e.created_at),
+                    ),
                     agent_id: e.agent_id,
                     session_id: e.session_id,
                     event_id: e.id,
-                    event_type: e.event_type,
+                    event_type: e.event_type.as_str().to_string(),
                     salience: e.salience,
                     created_at: e.created_at,
                 }
@@ -246,7 +250,7 @@ fn write_chunk(
     // flipped (not forgotten or processed meanwhile) get a memory.
     let events_of = &mut chunk.events;
     batch.sort_by_key(|i| events_of[*i].seq);
-    let mut per_mode: Vec<(String, i64)> = Vec::new();
+    let mut per_mode: Vec<(KeyMode, i64)> = Vec::new();
     let mut signatures: Vec<i64> = Vec::with_capacity(batch.len());
     let mut start = 0;
     while start < batch.len() {
@@ -269,7 +273,7 @@ fn write_chunk(
             }
             match per_mode.iter_mut().find(|(m, _)| *m == p.mode) {
                 Some((_, n)) => *n += 1,
-                None => per_mode.push((p.mode.clone(), 1)),
+                None => per_mode.push((p.mode, 1)),
             }
         }
         start = end;
@@ -278,7 +282,7 @@ fn write_chunk(
     let processed: i64 = per_mode.iter().map(|(_, n)| n).sum();
     let before = autolearn::processed_total(c, tenant)?;
     for (mode, n) in &per_mode {
-        usage::incr(c, tenant, mode, usage::EVENTS_PROCESSED, *n, now)?;
+        usage::incr(c, tenant, mode.as_str(), usage::EVENTS_PROCESSED, *n, now)?;
     }
     let learn = autolearn::on_processed(c, tenant, before, processed, every)?;
     Ok((processed, taken, learn))

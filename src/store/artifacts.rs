@@ -14,6 +14,7 @@
 
 use super::Conn;
 use crate::compiler::Draft;
+use crate::domain::{ArtifactStatus, ArtifactType};
 use crate::error::Result;
 use crate::index_doc::{self as docs, IndexOp};
 use crate::store::memories::episodic_id;
@@ -25,11 +26,11 @@ use serde_json::{json, Value};
 pub struct ArtifactRow {
     pub id: String,
     pub tenant_id: String,
-    pub artifact_type: String,
+    pub artifact_type: ArtifactType,
     pub signature: String,
     pub agent_id: Option<String>,
     pub title: String,
-    pub status: String,
+    pub status: ArtifactStatus,
     pub version: i64,
     pub confidence: f64,
     pub evidence_count: i64,
@@ -54,14 +55,15 @@ fn parse(s: String) -> Value {
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ArtifactRow> {
+    let id: String = r.get(0)?;
     Ok(ArtifactRow {
-        id: r.get(0)?,
+        artifact_type: super::spelled(r, 2, "artifacts", &id)?,
+        status: super::spelled(r, 6, "artifacts", &id)?,
+        id,
         tenant_id: r.get(1)?,
-        artifact_type: r.get(2)?,
         signature: r.get(3)?,
         agent_id: r.get(4)?,
         title: r.get(5)?,
-        status: r.get(6)?,
         version: r.get(7)?,
         confidence: r.get(8)?,
         evidence_count: r.get(9)?,
@@ -85,7 +87,7 @@ impl ArtifactRow {
             "type": self.artifact_type,
             "title": self.title,
             "status": self.status,
-            "isActive": self.status == "active",
+            "isActive": self.status == ArtifactStatus::Active,
             "version": self.version,
             "confidence": self.confidence,
             "evidenceCount": self.evidence_count,
@@ -107,7 +109,7 @@ impl ArtifactRow {
         IndexOp::Upsert(Box::new(docs::artifact_doc(
             &self.tenant_id,
             &self.id,
-            &self.artifact_type,
+            self.artifact_type.as_str(),
             self.agent_id.as_deref(),
             &self.title,
             &self.content,
@@ -192,13 +194,13 @@ pub fn set_status(
     conn: &Conn,
     tenant_id: &str,
     id: &str,
-    status: &str,
+    status: ArtifactStatus,
     now: &str,
 ) -> Result<Option<(ArtifactRow, IndexOp)>> {
     let Some(row) = get(conn, tenant_id, id)? else {
         return Ok(None);
     };
-    if row.status == "superseded" {
+    if row.status == ArtifactStatus::Superseded {
         return Err(crate::error::Error::Conflict(format!(
             "artifact {id} was superseded by {}; change that one instead",
             row.superseded_by.as_deref().unwrap_or("its successor")
@@ -208,10 +210,10 @@ pub fn set_status(
         conn.prepare_cached(
             "UPDATE artifacts SET status = ?3, updated_at = ?4 WHERE tenant_id = ?1 AND id = ?2",
         )?
-        .execute(params![tenant_id, id, status, now])?;
+        .execute(params![tenant_id, id, status.as_str(), now])?;
     }
     let row = get(conn, tenant_id, id)?.expect("row just read");
-    let op = if status == "active" {
+    let op = if status == ArtifactStatus::Active {
         row.index_op()
     } else {
         IndexOp::Delete {
@@ -302,7 +304,7 @@ pub fn apply(
     {
         return Ok(Applied::Unchanged);
     }
-    let contradicts = old.status == "active"
+    let contradicts = old.status == ArtifactStatus::Active
         && verdict(d.artifact_type, &old.content) != verdict(d.artifact_type, &d.content);
     if contradicts {
         let id = crate::ids::new("art");
@@ -351,7 +353,7 @@ pub fn apply(
         memories,
         now
     ])?;
-    if old.status == "active" {
+    if old.status == ArtifactStatus::Active {
         ops.push(get(conn, tenant_id, &old.id)?.expect("updated").index_op());
     }
     Ok(Applied::Updated)

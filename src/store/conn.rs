@@ -127,3 +127,53 @@ impl From<r2d2::Error> for Error {
         Error::failed("connection pool", e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{jobs, open_direct, tenants};
+
+    /// A value this binary does not know, written by hand or by a newer binary, is an error that
+    /// names the table, the row and the column; it never becomes a default (a `free` plan, a
+    /// `VIEWER` role, or no scopes, which would mean the role's permissions).
+    #[test]
+    fn an_unknown_spelling_in_a_row_is_an_error_naming_row_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = open_direct(dir.path()).unwrap();
+        let t = db
+            .transaction(|c| tenants::create(c, "t", crate::plans::Plan::Pro))
+            .unwrap();
+        let raw = db.conn().sqlite();
+        raw.execute(
+            "UPDATE tenants SET plan = 'platinum' WHERE id = ?1",
+            [&t.id],
+        )
+        .unwrap();
+        let e = tenants::get(&db.conn(), &t.id).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("tenants row {}, column plan", t.id)) && e.contains("platinum"),
+            "{e}"
+        );
+        raw.execute(
+            "INSERT INTO jobs(id, tenant_id, kind, status, input, created_at)
+             VALUES ('job_x', ?1, 'compile', 'queued', '{}', '2026-01-01T00:00:00.000Z')",
+            [&t.id],
+        )
+        .unwrap();
+        let e = jobs::get(&db.conn(), &t.id, "job_x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("jobs row job_x, column kind: unknown job kind 'compile'"),
+            "{e}"
+        );
+        raw.execute("UPDATE jobs SET kind = 'learn', status = 'paused'", [])
+            .unwrap();
+        let e = jobs::get(&db.conn(), &t.id, "job_x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("column status: unknown job status 'paused'"),
+            "{e}"
+        );
+    }
+}

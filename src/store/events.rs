@@ -12,6 +12,7 @@
 //!   as a `seq` range.
 
 use super::Conn;
+use crate::domain::{EventType, KeyMode};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::store::{novelty, usage};
@@ -302,14 +303,14 @@ pub struct EventRow {
     pub tenant_id: String,
     pub session_id: String,
     pub agent_id: Option<String>,
-    pub event_type: String,
+    pub event_type: EventType,
     pub payload: String,
     pub metadata: Option<String>,
     pub idempotency_key: Option<String>,
     pub salience: f64,
     pub trace_id: String,
     pub job_id: Option<String>,
-    pub mode: String,
+    pub mode: KeyMode,
     pub created_at: String,
     pub processed_at: Option<String>,
     pub learned_at: Option<String>,
@@ -320,20 +321,21 @@ const COLUMNS: &str = "seq, id, tenant_id, session_id, agent_id, type, payload, 
                        learned_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
+    let id: String = r.get(1)?;
     Ok(EventRow {
+        event_type: super::spelled(r, 5, "events", &id)?,
+        mode: super::spelled(r, 12, "events", &id)?,
         seq: r.get(0)?,
-        id: r.get(1)?,
+        id,
         tenant_id: r.get(2)?,
         session_id: r.get(3)?,
         agent_id: r.get(4)?,
-        event_type: r.get(5)?,
         payload: r.get(6)?,
         metadata: r.get(7)?,
         idempotency_key: r.get(8)?,
         salience: r.get(9)?,
         trace_id: r.get(10)?,
         job_id: r.get(11)?,
-        mode: r.get(12)?,
         created_at: r.get(13)?,
         processed_at: r.get(14)?,
         learned_at: r.get(15)?,

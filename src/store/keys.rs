@@ -4,6 +4,7 @@
 //! is stored, with a display prefix and the last four characters.
 
 use super::Conn;
+use crate::domain::KeyMode;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::perms::{Role, Scopes};
@@ -61,7 +62,7 @@ pub struct KeyRow {
     pub prefix: String,
     pub last4: String,
     pub scopes: Scopes,
-    pub mode: String,
+    pub mode: KeyMode,
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub expires_at: Option<String>,
@@ -73,16 +74,25 @@ const COLUMNS: &str =
                        last_used_at, expires_at, revoked_at";
 
 fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+    let id: String = r.get(0)?;
     let scopes: String = r.get(6)?;
+    // An unknown scope is an error, never "no scopes" (which would mean the role's permissions).
+    let scopes = Scopes::parse_list(scopes.split_whitespace()).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            6,
+            rusqlite::types::Type::Text,
+            format!("api_keys row {id}, column scopes: {e}").into(),
+        )
+    })?;
     Ok(KeyRow {
-        id: r.get(0)?,
+        mode: super::spelled(r, 7, "api_keys", &id)?,
+        id,
         tenant_id: r.get(1)?,
         developer_id: r.get(2)?,
         name: r.get(3)?,
         prefix: r.get(4)?,
         last4: r.get(5)?,
-        scopes: Scopes::parse_list(scopes.split_whitespace()).unwrap_or(Scopes::EMPTY),
-        mode: r.get(7)?,
+        scopes,
         created_at: r.get(8)?,
         last_used_at: r.get(9)?,
         expires_at: r.get(10)?,
@@ -141,7 +151,7 @@ pub fn insert(
         prefix,
         last4,
         scopes,
-        mode: mode.into(),
+        mode: mode.parse().map_err(Error::Internal)?,
         created_at: now,
         last_used_at: None,
         expires_at: expires_at.map(str::to_string),

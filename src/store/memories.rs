@@ -8,6 +8,7 @@
 //! - Every read is scoped by tenant.
 
 use super::Conn;
+use crate::domain::{MemoryKind, MemoryStatus};
 use crate::error::Result;
 use crate::store::events::{list_page, Order};
 use rusqlite::{params, OptionalExtension, Row};
@@ -102,7 +103,7 @@ pub struct MemoryRow {
     pub seq: i64,
     pub id: String,
     pub tenant_id: String,
-    pub kind: String,
+    pub kind: MemoryKind,
     pub agent_id: Option<String>,
     pub session_id: Option<String>,
     pub event_id: Option<String>,
@@ -110,7 +111,7 @@ pub struct MemoryRow {
     pub tags: Vec<String>,
     pub confidence: f64,
     pub salience: f64,
-    pub status: String,
+    pub status: MemoryStatus,
     pub metadata: Option<String>,
     pub source_events: Vec<String>,
     pub created_at: String,
@@ -124,11 +125,13 @@ const COLUMNS: &str = "seq, id, tenant_id, kind, agent_id, session_id, event_id,
 fn from_row(r: &Row<'_>) -> rusqlite::Result<MemoryRow> {
     let tags: String = r.get(8)?;
     let sources: String = r.get(13)?;
+    let id: String = r.get(1)?;
     Ok(MemoryRow {
+        kind: super::spelled(r, 3, "memories", &id)?,
+        status: super::spelled(r, 11, "memories", &id)?,
         seq: r.get(0)?,
-        id: r.get(1)?,
+        id,
         tenant_id: r.get(2)?,
-        kind: r.get(3)?,
         agent_id: r.get(4)?,
         session_id: r.get(5)?,
         event_id: r.get(6)?,
@@ -136,7 +139,6 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<MemoryRow> {
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         confidence: r.get(9)?,
         salience: r.get(10)?,
-        status: r.get(11)?,
         metadata: r.get(12)?,
         source_events: serde_json::from_str(&sources).unwrap_or_default(),
         created_at: r.get(14)?,
@@ -170,7 +172,7 @@ impl MemoryRow {
         crate::index_doc::memory_doc(
             &self.tenant_id,
             &self.id,
-            &self.kind,
+            self.kind.as_str(),
             self.agent_id.as_deref(),
             self.session_id.as_deref(),
             self.tags.clone(),

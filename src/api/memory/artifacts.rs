@@ -5,6 +5,7 @@
 
 use crate::auth::Scope;
 use crate::compiler::TYPES;
+use crate::domain::ArtifactStatus;
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
 use crate::store::artifacts::{self, Filter};
@@ -87,7 +88,7 @@ pub async fn get(ctx: Ctx) -> Result<Reply> {
     Ok(Reply::ok(row.to_json()))
 }
 
-async fn set_status(ctx: &Ctx, status: &'static str) -> Result<Reply> {
+async fn set_status(ctx: &Ctx, status: ArtifactStatus) -> Result<Reply> {
     let p = ctx.principal()?;
     let (tenant, id) = (p.tenant_id.clone(), ctx.param(0).to_string());
     let search = ctx.state.search.clone();
@@ -113,15 +114,15 @@ async fn set_status(ctx: &Ctx, status: &'static str) -> Result<Reply> {
 
 pub async fn delete(ctx: Ctx) -> Result<Reply> {
     ctx.principal()?.require(Scope::Write)?;
-    set_status(&ctx, "deprecated").await
+    set_status(&ctx, ArtifactStatus::Deprecated).await
 }
 
 pub async fn patch(ctx: Ctx) -> Result<Reply> {
     ctx.principal()?.require(Scope::Write)?;
     let body = ctx.json_object(false)?;
     let status = match body.get("status") {
-        Some(Value::String(s)) if s == "deprecated" => "deprecated",
-        Some(Value::String(s)) if s == "active" => "active",
+        Some(Value::String(s)) if s == "deprecated" => ArtifactStatus::Deprecated,
+        Some(Value::String(s)) if s == "active" => ArtifactStatus::Active,
         None | Some(Value::Null) => return Err(Error::validation("status", "is required")),
         Some(_) => {
             return Err(Error::validation(
