@@ -390,8 +390,13 @@ fn engine_run(
                             ..Default::default()
                         };
                         let t = Instant::now();
-                        let pack = engram::search::pack::synthesize_blocking(state, tenant, &req)
-                            .expect("pack");
+                        let pack = engram::search::pack::synthesize_blocking(
+                            &state.db,
+                            &state.search,
+                            tenant,
+                            &req,
+                        )
+                        .expect("pack");
                         std::hint::black_box(engram::search::pack_text::to_json_text(&pack, true));
                         lat.push(t.elapsed());
                         i += threads;

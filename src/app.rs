@@ -36,6 +36,23 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A context pack for `tenant_id` (`search::pack::synthesize_pack` with this server's search
+    /// concurrency).
+    pub async fn synthesize(
+        &self,
+        tenant_id: &str,
+        req: crate::search::pack::SynthRequest,
+    ) -> crate::error::Result<crate::search::pack::Pack> {
+        crate::search::pack::synthesize_pack(
+            &self.db,
+            &self.search,
+            self.config.search_concurrency,
+            tenant_id,
+            req,
+        )
+        .await
+    }
+
     /// The base URL clients reach this server at (for agent endpoints).
     pub fn public_url(&self) -> String {
         match &self.config.public_url {

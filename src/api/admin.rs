@@ -200,7 +200,7 @@ pub async fn export_tenant(ctx: Ctx) -> Result<Reply> {
     {
         return Err(Error::not_found("tenant"));
     }
-    let (tx, body) = crate::runtime::sse::channel_body(16);
+    let (tx, body) = crate::http::sse::channel_body(16);
     let db = ctx.state.db.clone();
     tokio::task::spawn_blocking(move || {
         let mut chunk = String::with_capacity(CHUNK);

@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod conn;
 pub mod query;
 pub mod response;
+pub mod sse;
 
 pub use query::Query;
 pub use response::{Body, Reply};

@@ -19,6 +19,7 @@ pub mod recorder;
 pub mod session_cache;
 pub mod sse;
 mod streaming;
+mod turn;
 
 use crate::config::{Config, ProviderKind};
 use serde_json::Value;

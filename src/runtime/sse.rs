@@ -1,39 +1,5 @@
-//! Server-sent events, both ways: framing what invoke streams to its client (`event: chunk`,
-//! `event: tool`, `event: done`, then `data: [DONE]`, docs/api.md "Registry family"), and splitting an upstream's
-//! SSE byte stream into events.
-//!
-//! Invariant: frames are produced whole (one `Bytes` per event), so a client never sees half an
-//! event, and each one is handed to hyper as soon as it exists (no buffering here).
-
-use crate::http::Body;
-use bytes::Bytes;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
-use serde_json::Value;
-use std::convert::Infallible;
-use tokio::sync::mpsc;
-
-/// One `event: <name>` frame with a JSON `data` line.
-pub fn frame(event: &str, data: &Value) -> Bytes {
-    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
-}
-
-/// The final `data: [DONE]` frame.
-pub fn done_marker() -> Bytes {
-    Bytes::from_static(b"data: [DONE]\n\n")
-}
-
-/// A response body fed by a channel: every `Bytes` sent is flushed to the client as it comes;
-/// when the client goes away the receiver is dropped and the sender sees the channel closed.
-pub fn channel_body(capacity: usize) -> (mpsc::Sender<Bytes>, Body) {
-    let (tx, rx) = mpsc::channel::<Bytes>(capacity);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-    });
-    (tx, StreamBody::new(stream).boxed_unsync())
-}
+//! Server-sent events from an upstream: splitting a provider's SSE byte stream into events
+//! (`http::sse` frames what this server streams).
 
 /// Splits an upstream SSE byte stream into `(event, data)` pairs (`data` lines joined by `\n`).
 #[derive(Default)]
@@ -114,11 +80,5 @@ mod tests {
             ]
         );
         assert!(p.finish().is_none());
-    }
-
-    #[test]
-    fn frames_events() {
-        let f = frame("chunk", &serde_json::json!({"delta": "hi"}));
-        assert_eq!(&f[..], b"event: chunk\ndata: {\"delta\":\"hi\"}\n\n");
     }
 }

@@ -1,25 +1,26 @@
-//! Streamed invocations (`stream: true`): the turn runs on its own task and its text deltas and
-//! tool calls are framed as SSE (`chunk`, `tool`, then `done` with the full response, then
-//! `data: [DONE]`, docs/api.md "Registry family") and flushed as they happen.
+//! Streamed invocations (`stream: true`): the turn runs on its own task and reports its text
+//! deltas and tool calls as `TurnUpdate`s as they happen, then `Done` with the response object or
+//! `Failed` (`api` frames them as SSE, docs/api.md "Registry family").
 //!
-//! Invariants: a client that goes away (the body is dropped, so the channel closes) cancels the
-//! model call and any tool call in flight by dropping the work, and the turn is still recorded
-//! with what was produced so far (status `cancelled`); failures after the stream started end it
-//! with an `event: error` frame in the registry error format, then `[DONE]`.
+//! Invariants: a receiver that goes away (the client disconnected) cancels the model call and
+//! any tool call in flight by dropping the work, and the turn is still recorded with what was
+//! produced so far (status `cancelled`).
 
-use super::invoke::{converse, finish, timeout_error, End, Progress, Turnkit};
-use super::{sse, Note};
+use super::invoke::TurnUpdate;
+use super::turn::{converse, finish, timeout_error, End, Progress, Turnkit};
+use super::Note;
 use crate::app::AppState;
-use crate::error::Error;
-use crate::http::Reply;
 use crate::limits::Reservation;
-use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Starts the turn on its own task and answers with its SSE stream.
-pub(super) fn stream(state: Arc<AppState>, kit: Turnkit, reservation: Reservation) -> Reply {
-    let (out, body) = sse::channel_body(64);
+/// Starts the turn on its own task; returns its updates.
+pub(super) fn stream(
+    state: Arc<AppState>,
+    kit: Turnkit,
+    reservation: Reservation,
+) -> mpsc::Receiver<TurnUpdate> {
+    let (out, updates) = mpsc::channel::<TurnUpdate>(64);
     tokio::spawn(async move {
         let (tx, mut rx) = mpsc::unbounded_channel::<Note>();
         let mut progress = Progress::default();
@@ -71,39 +72,28 @@ pub(super) fn stream(state: Arc<AppState>, kit: Turnkit, reservation: Reservatio
         if client_gone {
             return;
         }
-        let frame = match (end, body) {
-            (_, Err(e)) => sse::frame("error", &error_json(&e)),
-            (End::Completed | End::Cancelled, Ok(b)) => sse::frame("done", &b),
-            (End::Failed(e), Ok(_)) => sse::frame("error", &error_json(&e.into_error())),
-            (End::TimedOut, Ok(_)) => {
-                sse::frame("error", &error_json(&timeout_error(kit.timeout_secs)))
-            }
+        let last = match (end, body) {
+            (_, Err(e)) => TurnUpdate::Failed(e),
+            (End::Completed | End::Cancelled, Ok(b)) => TurnUpdate::Done(b),
+            (End::Failed(e), Ok(_)) => TurnUpdate::Failed(e.into_error()),
+            (End::TimedOut, Ok(_)) => TurnUpdate::Failed(timeout_error(kit.timeout_secs)),
         };
-        if out.send(frame).await.is_ok() {
-            let _ = out.send(sse::done_marker()).await;
-        }
+        let _ = out.send(last).await;
     });
-    Reply::stream(body, "text/event-stream").header(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-cache"),
-    )
+    updates
 }
 
 async fn forward(
-    out: &mpsc::Sender<bytes::Bytes>,
+    out: &mpsc::Sender<TurnUpdate>,
     note: Note,
     streamed: &mut String,
-) -> std::result::Result<(), mpsc::error::SendError<bytes::Bytes>> {
-    let frame = match note {
+) -> std::result::Result<(), mpsc::error::SendError<TurnUpdate>> {
+    let update = match note {
         Note::Delta(d) => {
             streamed.push_str(&d);
-            sse::frame("chunk", &json!({"delta": d}))
+            TurnUpdate::Chunk(d)
         }
-        Note::Tool(item) => sse::frame("tool", &item),
+        Note::Tool(item) => TurnUpdate::Tool(item),
     };
-    out.send(frame).await
-}
-
-fn error_json(e: &Error) -> Value {
-    e.registry_body()
+    out.send(update).await
 }

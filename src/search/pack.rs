@@ -23,12 +23,12 @@
 //! (included or dropped); `compressionRatio = source tokens / used` (0 when nothing was packed).
 
 use super::query::{self, Candidate, Spec};
-use crate::app::AppState;
+use super::Search;
 use crate::error::{Error, Result};
 use crate::store::pack_rows::Around;
+use crate::store::Db;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 /// A synthesize request, after validation.
 #[derive(Clone, Debug)]
@@ -204,7 +204,7 @@ fn join_turns(turns: &[&str]) -> String {
 /// it in its session when they fit, as one entry; an entry whose words repeat one already packed
 /// is left out.
 fn assemble(
-    state: &AppState,
+    db: &Db,
     tenant_id: &str,
     req: &SynthRequest,
     cands: &[Candidate],
@@ -236,7 +236,7 @@ fn assemble(
         wanted.sort();
         wanted.dedup();
         let (t, min_conf) = (tenant_id.to_string(), req.min_confidence);
-        let (rows, neighbour_rows) = state.db.read_blocking(move |c| {
+        let (rows, neighbour_rows) = db.read_blocking(move |c| {
             let rows = crate::store::pack_rows::current_rows(c, &t, &ids, min_conf)?;
             let found = crate::store::pack_rows::current_rows(c, &t, &wanted, min_conf)?;
             let by_id: HashMap<String, crate::store::pack_rows::CurrentRow> = wanted
@@ -385,7 +385,12 @@ fn shown(row: crate::store::pack_rows::CurrentRow, c: &Candidate) -> Shown {
 }
 
 /// Searches, ranks and packs (blocking: SQLite and tantivy calls, and the query's embedding).
-pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest) -> Result<Pack> {
+pub fn synthesize_blocking(
+    db: &Db,
+    search: &Search,
+    tenant_id: &str,
+    req: &SynthRequest,
+) -> Result<Pack> {
     let mut pack = Pack {
         pack_id: crate::ids::new("pack"),
         query: req.query.clone(),
@@ -395,14 +400,14 @@ pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest
         source_tokens: 0,
         dropped: 0,
     };
-    let Some((searcher, tenant_index)) = state.search.searcher(tenant_id) else {
+    let Some((searcher, tenant_index)) = search.searcher(tenant_id) else {
         return Ok(pack);
     };
     let vector = match req.query.as_deref().filter(|q| !q.trim().is_empty()) {
-        Some(q) => match state.search.embedder().embed_one(q) {
+        Some(q) => match search.embedder().embed_one(q) {
             Ok(v) => v
                 .and_then(|v| super::vectors::QueryVector::new(&v))
-                .map(Arc::new),
+                .map(std::sync::Arc::new),
             Err(e) => {
                 tracing::warn!(error = %e, "query embedding failed; ranking by words alone");
                 None
@@ -426,7 +431,7 @@ pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest
     let mut cands = gather(
         &searcher,
         &tenant_index,
-        &state.search.fields,
+        &search.fields,
         &spec,
         req.max_tokens,
     )
@@ -437,13 +442,12 @@ pub fn synthesize_blocking(state: &AppState, tenant_id: &str, req: &SynthRequest
         .map(|c| c.doc_id.clone())
         .collect();
     let t = tenant_id.to_string();
-    let around = state
-        .db
-        .read_blocking(move |c| crate::store::pack_rows::session_neighbours(c, &t, &memory_ids))?;
+    let around =
+        db.read_blocking(move |c| crate::store::pack_rows::session_neighbours(c, &t, &memory_ids))?;
     if req.query.is_some() {
         smooth(&mut cands, &around);
     }
-    assemble(state, tenant_id, req, &cands, &around, &mut pack)?;
+    assemble(db, tenant_id, req, &cands, &around, &mut pack)?;
     Ok(pack)
 }
 
@@ -486,23 +490,25 @@ fn smooth(cands: &mut [Candidate], around: &HashMap<String, Around>) {
     cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc_key.cmp(&b.doc_key)));
 }
 
-/// Builds a context pack for a tenant: bounded search concurrency (a semaphore of
-/// `config.search_concurrency` in front of `spawn_blocking`), then `synthesize_blocking`. Usable
-/// by any caller that needs memory for a prompt (e.g. agent invocation with `agent_id` set).
-/// Counts nothing: the HTTP handler records usage.
+/// Builds a context pack for a tenant: bounded search concurrency (a semaphore of `concurrency`
+/// permits in front of `spawn_blocking`), then `synthesize_blocking`. Usable by any caller that
+/// needs memory for a prompt (e.g. agent invocation with `agent_id` set). Counts nothing: the
+/// HTTP handler records usage.
 pub async fn synthesize_pack(
-    state: &Arc<AppState>,
+    db: &Db,
+    search: &Search,
+    concurrency: usize,
     tenant_id: &str,
     req: SynthRequest,
 ) -> Result<Pack> {
-    let permits = state.search.permits(state.config.search_concurrency);
+    let permits = search.permits(concurrency);
     let _permit = permits
         .acquire_owned()
         .await
         .map_err(|_| Error::Unavailable("search is shutting down".into()))?;
-    let state = state.clone();
+    let (db, search) = (db.clone(), search.clone());
     let tenant = tenant_id.to_string();
-    tokio::task::spawn_blocking(move || synthesize_blocking(&state, &tenant, &req))
+    tokio::task::spawn_blocking(move || synthesize_blocking(&db, &search, &tenant, &req))
         .await
         .map_err(Error::internal)?
 }

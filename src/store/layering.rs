@@ -1,6 +1,7 @@
-//! Checks of the storage layer's boundary (docs/architecture.md, "Layers"), run as unit tests:
-//! no file outside `src/store/` holds SQL or names rusqlite, and no file in it imports a layer
-//! above it. Test modules (from `#[cfg(test)]` to the end of a file) are not checked: a test may
+//! Checks of the layers' boundaries (docs/architecture.md, "Layers"), run as unit tests: no file
+//! outside `src/store/` holds SQL or names rusqlite, no file in it imports a layer above it, and
+//! the runtime, search, jobs, capture and the compiler return values (they never import `api` or
+//! `http`, which render them). Test modules (from `#[cfg(test)]` to the end of a file) are not checked: a test may
 //! build its input with the layers above.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,9 @@ const ABOVE: &[&str] = &[
     "api", "capture", "jobs", "search", "runtime", "limits", "auth", "server", "router", "http",
     "app", "fixture", "transfer", "catalog", "vault",
 ];
+
+/// The layers below `api` that must not import `api` or `http`.
+const RETURN_VALUES: &[&str] = &["runtime", "search", "jobs", "capture", "compiler"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("readable source dir") {
@@ -50,6 +54,7 @@ fn violations(root: &Path) -> Vec<String> {
     files.sort();
     let sql = sql_literal();
     let above = regex::Regex::new(&format!(r"crate::({})\b", ABOVE.join("|"))).expect("regex");
+    let rendering = regex::Regex::new(r"crate::(api|http)\b").expect("regex");
     let store = root.join("store");
     let mut out = Vec::new();
     for path in files {
@@ -63,6 +68,12 @@ fn violations(root: &Path) -> Vec<String> {
             let line_no = n + 1;
             if line.trim_start().starts_with("//") {
                 continue;
+            }
+            let below_api = RETURN_VALUES.iter().any(|d| path.starts_with(root.join(d)));
+            if below_api {
+                if let Some(m) = rendering.find(line) {
+                    out.push(format!("src/{name}:{line_no}: imports `{}`", m.as_str()));
+                }
             }
             if path.starts_with(&store) {
                 if let Some(m) = above.find(line) {
@@ -102,6 +113,12 @@ fn the_check_finds_planted_violations() {
     let root = dir.path();
     std::fs::create_dir_all(root.join("store")).unwrap();
     std::fs::create_dir_all(root.join("jobs")).unwrap();
+    std::fs::create_dir_all(root.join("runtime")).unwrap();
+    std::fs::write(
+        root.join("runtime/invoke.rs"),
+        "use crate::http::Reply;\nuse crate::store::Db;\n",
+    )
+    .unwrap();
     std::fs::write(
         root.join("jobs/queue.rs"),
         "fn f(c: &rusqlite::Connection) {\n    c.execute(\"UPDATE jobs SET status = 'x'\", []);\n}\n\
@@ -121,6 +138,7 @@ fn the_check_finds_planted_violations() {
         vec![
             "src/jobs/queue.rs:1: rusqlite outside src/store/".to_string(),
             "src/jobs/queue.rs:2: SQL outside src/store/".to_string(),
+            "src/runtime/invoke.rs:1: imports `crate::http`".to_string(),
             "src/store/events.rs:1: store imports `crate::capture`".to_string(),
         ]
     );

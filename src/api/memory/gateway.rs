@@ -15,11 +15,12 @@
 use crate::auth::{Principal, Scope};
 use crate::error::Result;
 use crate::http::response::full;
+use crate::http::sse::channel_body;
 use crate::http::{Ctx, Reply};
 use crate::runtime::gateway::{self as gw, Failure, Upstream, Wire};
-use crate::runtime::sse::{channel_body, SseParser};
+use crate::runtime::sse::SseParser;
 use crate::runtime::{ModelReply, Note};
-use crate::search::pack::{synthesize_pack, SynthRequest};
+use crate::search::pack::SynthRequest;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::StatusCode;
 use serde_json::{json, Value};
@@ -65,7 +66,7 @@ async fn memory_context(
         max_tokens: MEMORY_TOKENS,
         ..SynthRequest::default()
     };
-    match synthesize_pack(&ctx.state, &p.tenant_id, req).await {
+    match ctx.state.synthesize(&p.tenant_id, req).await {
         Ok(pack) if !pack.entries.is_empty() => {
             let mut text = String::from("[Hippocortex Memory Context]\n");
             for e in &pack.entries {

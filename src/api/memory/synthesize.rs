@@ -9,7 +9,7 @@
 use crate::auth::Scope;
 use crate::error::{Error, FieldError, Result};
 use crate::http::{Ctx, Reply};
-use crate::search::pack::{synthesize_pack, SynthRequest};
+use crate::search::pack::SynthRequest;
 use crate::search::schema::SECTIONS;
 use crate::store::usage;
 use serde_json::{Map, Value};
@@ -213,7 +213,7 @@ pub async fn synthesize(ctx: Ctx) -> Result<Reply> {
     let (tenant, mode) = (p.tenant_id.clone(), p.mode);
     let body = ctx.json_object(true)?;
     let (req, include_provenance) = parse_request(&body)?;
-    let pack = synthesize_pack(&ctx.state, &tenant, req).await?;
+    let pack = ctx.state.synthesize(&tenant, req).await?;
     // Counted in memory and written within `usage_buffer::FLUSH_INTERVAL` (or before any usage
     // read): a read-only request does not wait for the single writer.
     ctx.state.db.usage().add_many(

@@ -3,10 +3,11 @@
 
 use crate::auth::Scope;
 use crate::error::{Error, FieldError, Result};
-use crate::http::{Ctx, Reply};
+use crate::http::{sse, Ctx, Reply};
 use crate::limits::Quota;
-use crate::runtime::invoke::{Caller, InvokeInput};
-use serde_json::{Map, Value};
+use crate::runtime::invoke::{Caller, Invocation, InvokeInput, TurnUpdate};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
 
 /// Largest accepted `message` (characters).
 const MAX_MESSAGE_CHARS: usize = 128 * 1024;
@@ -95,12 +96,50 @@ pub async fn invoke(ctx: Ctx) -> Result<Reply> {
         request_id: ctx.request_id.clone(),
         started: ctx.started,
     };
-    crate::runtime::invoke::invoke(
+    let invocation = crate::runtime::invoke::invoke(
         ctx.state.clone(),
         caller,
         ctx.param(0).to_string(),
         input,
         reservation,
     )
-    .await
+    .await?;
+    Ok(match invocation {
+        Invocation::Done(body) => Reply::ok(body),
+        Invocation::Stream(updates) => sse_reply(updates),
+    })
+}
+
+/// A streamed turn as SSE: `event: chunk` (`{"delta"}`), `event: tool`, then `event: done` with
+/// the response object or `event: error` in the registry error format, then `data: [DONE]`
+/// (docs/api.md "Registry family"). A client that goes away drops the updates' receiver, which
+/// cancels the turn (it is still recorded).
+fn sse_reply(mut updates: mpsc::Receiver<TurnUpdate>) -> Reply {
+    let (out, body) = sse::channel_body(64);
+    tokio::spawn(async move {
+        loop {
+            let update = tokio::select! {
+                u = updates.recv() => u,
+                _ = out.closed() => return,
+            };
+            let Some(update) = update else { return };
+            let (frame, last) = match update {
+                TurnUpdate::Chunk(d) => (sse::frame("chunk", &json!({"delta": d})), false),
+                TurnUpdate::Tool(item) => (sse::frame("tool", &item), false),
+                TurnUpdate::Done(b) => (sse::frame("done", &b), true),
+                TurnUpdate::Failed(e) => (sse::frame("error", &e.registry_body()), true),
+            };
+            if out.send(frame).await.is_err() {
+                return;
+            }
+            if last {
+                let _ = out.send(sse::done_marker()).await;
+                return;
+            }
+        }
+    });
+    Reply::stream(body, "text/event-stream").header(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-cache"),
+    )
 }
