@@ -89,6 +89,9 @@ pub struct Config {
     pub model_providers: Vec<(String, ProviderKind)>,
     /// Where embeddings come from (default: the bundled model).
     pub embeddings: EmbeddingsConfig,
+    /// The time quota periods, rate windows and usage counters follow (the wall clock unless a
+    /// test moves it; `time::Clock`).
+    pub clock: crate::time::Clock,
 }
 
 /// An external OpenAI-compatible embeddings provider; `url: None` = the bundled model.
@@ -166,6 +169,7 @@ impl Config {
             anthropic_api_key: None,
             model_providers: Vec::new(),
             embeddings: EmbeddingsConfig::default(),
+            clock: crate::time::Clock::default(),
         }
     }
 

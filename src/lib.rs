@@ -238,6 +238,7 @@ pub async fn start(config: Config) -> Result<Running> {
             config.limits_enabled,
             config.vault_reveals_per_minute,
             db.clone(),
+            config.clock.clone(),
         ),
         vault: vault_key,
         runtime: runtime::Runtime::new(&config),

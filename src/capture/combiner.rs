@@ -26,7 +26,7 @@ impl Combiner {
                 what: "capture",
                 max_weight: MAX_GROUP_EVENTS,
                 weight: |item| item.events.len(),
-                write: |c, items| events::insert_group(c, items, crate::time::now()),
+                write: events::insert_group,
             },
         ))
     }

@@ -285,6 +285,7 @@ pub async fn capture_validated(
             mode: principal.mode,
             events: valid,
             invalid,
+            at: state.config.clock.now(),
         })
         .await?;
     if let Some(r) = reservation {

@@ -25,7 +25,8 @@ use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::plans::PlanLimits;
 use crate::store::Db;
-use rate::{ceil_secs, epoch_secs_f64, RateLimiters, Reading, Size};
+use crate::time::Clock;
+use rate::{ceil_secs, RateLimiters, Reading, Size};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -83,22 +84,32 @@ pub struct Limits {
     /// Vault reveals per minute per key (their own bucket).
     reveals_per_minute: u64,
     db: Db,
+    clock: Clock,
     rates: RateLimiters,
     ledger: quota::Ledger,
 }
 
 impl Limits {
-    pub fn new(enabled: bool, reveals_per_minute: u64, db: Db) -> Limits {
+    pub fn new(enabled: bool, reveals_per_minute: u64, db: Db, clock: Clock) -> Limits {
         Limits {
             enabled,
             reveals_per_minute,
-            rates: RateLimiters::new(Size {
-                per_minute: ANONYMOUS_PER_MINUTE,
-                burst: ANONYMOUS_BURST,
-            }),
-            ledger: quota::Ledger::new(db.clone()),
+            rates: RateLimiters::new(
+                Size {
+                    per_minute: ANONYMOUS_PER_MINUTE,
+                    burst: ANONYMOUS_BURST,
+                },
+                clock.clone(),
+            ),
+            ledger: quota::Ledger::new(db.clone(), clock.clone()),
+            clock,
             db,
         }
+    }
+
+    /// The time quota periods and rate windows follow.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn enabled(&self) -> bool {
@@ -141,13 +152,13 @@ impl Limits {
         };
         let key = self.rates.take(key_size, &principal.key_id);
         if !key.allowed() {
-            return refusal(key, "this API key");
+            return refusal(key, "this API key", self.rates.epoch_secs());
         }
         let tenant = self
             .rates
             .take(key_size.scaled(TENANT_FACTOR), &principal.tenant_id);
         if !tenant.allowed() {
-            return refusal(tenant, "this tenant");
+            return refusal(tenant, "this tenant", self.rates.epoch_secs());
         }
         // The bucket with less left decides; on a tie, the one that takes longer to refill.
         let decides = if (tenant.remaining, std::cmp::Reverse(tenant.until_full))
@@ -158,7 +169,7 @@ impl Limits {
             key
         };
         Admission {
-            info: Some(info_of(&decides)),
+            info: Some(info_of(&decides, self.rates.epoch_secs())),
             result: Ok(()),
         }
     }
@@ -244,7 +255,15 @@ impl Limits {
                 .status(&principal.tenant_id, principal.mode, quota, limit)
                 .await
         } else {
-            quota::stored_status(&self.db, &principal.tenant_id, principal.mode, quota, limit).await
+            quota::stored_status(
+                &self.db,
+                &self.clock,
+                &principal.tenant_id,
+                principal.mode,
+                quota,
+                limit,
+            )
+            .await
         }
     }
 
@@ -271,18 +290,19 @@ fn quota_limit(limits: &PlanLimits, quota: Quota) -> Option<u64> {
     }
 }
 
-fn info_of(r: &Reading) -> RateInfo {
+/// The headers' figures; `epoch` is now, in seconds since the epoch on the server's clock.
+fn info_of(r: &Reading, epoch: f64) -> RateInfo {
     RateInfo {
         limit: r.size.per_minute,
         remaining: r.remaining,
-        reset: (epoch_secs_f64() + r.until_full.as_secs_f64()).ceil() as u64,
+        reset: (epoch + r.until_full.as_secs_f64()).ceil() as u64,
     }
 }
 
-fn refusal(r: Reading, whose: &str) -> Admission {
+fn refusal(r: Reading, whose: &str, epoch: f64) -> Admission {
     let retry_after = ceil_secs(r.wait.unwrap_or(Duration::from_secs(1)));
     Admission {
-        info: Some(info_of(&r)),
+        info: Some(info_of(&r, epoch)),
         result: Err(Error::RateLimited {
             retry_after,
             message: format!(

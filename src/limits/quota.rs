@@ -13,6 +13,7 @@
 use super::Quota;
 use crate::error::{Error, Result};
 use crate::store::{usage, Db};
+use crate::time::Clock;
 use chrono::{DateTime, Datelike, Utc};
 use serde_json::json;
 use std::collections::HashMap;
@@ -62,6 +63,7 @@ type Figures = HashMap<String, Vec<Figure>>;
 
 struct Inner {
     db: Db,
+    clock: Clock,
     figures: Mutex<Figures>,
     refresh_after: Duration,
 }
@@ -131,14 +133,15 @@ impl Drop for Hold {
 }
 
 impl Ledger {
-    pub fn new(db: Db) -> Ledger {
-        Self::with_refresh(db, REFRESH_AFTER)
+    pub fn new(db: Db, clock: Clock) -> Ledger {
+        Self::with_refresh(db, clock, REFRESH_AFTER)
     }
 
-    fn with_refresh(db: Db, refresh_after: Duration) -> Ledger {
+    fn with_refresh(db: Db, clock: Clock, refresh_after: Duration) -> Ledger {
         Ledger {
             inner: Arc::new(Inner {
                 db,
+                clock,
                 figures: Mutex::new(HashMap::new()),
                 refresh_after,
             }),
@@ -148,7 +151,7 @@ impl Ledger {
     /// Makes sure the current month's figures of (tenant, mode) are in memory (one database read
     /// the first time in a month), and refreshes stale ones in the background.
     pub async fn prepare(&self, tenant: &str, mode: &'static str) -> Result<()> {
-        let month = month_index(crate::time::now());
+        let month = month_index(self.inner.clock.now());
         let mut stale = Vec::new();
         let refresh_after = self.inner.refresh_after;
         let missing = {
@@ -188,7 +191,7 @@ impl Ledger {
         limit: Option<u64>,
         n: u64,
     ) -> Result<Hold> {
-        let now = crate::time::now();
+        let now = self.inner.clock.now();
         let month = month_index(now);
         let present = find(&mut lock(&self.inner.figures), tenant, mode, quota, month).is_some();
         if !present {
@@ -228,7 +231,7 @@ impl Ledger {
         limit: Option<u64>,
     ) -> Result<QuotaStatus> {
         self.prepare(tenant, mode).await?;
-        let now = crate::time::now();
+        let now = self.inner.clock.now();
         let month = month_index(now);
         let used = find(&mut lock(&self.inner.figures), tenant, mode, quota, month)
             .map(|f| f.used)
@@ -238,9 +241,10 @@ impl Ledger {
 
     async fn load(&self, tenant: &str, mode: &'static str) -> Result<[u64; 2]> {
         let t = tenant.to_string();
+        let now = self.inner.clock.now();
         self.inner
             .db
-            .read(move |c| read_used(c, &t, mode, crate::time::now()))
+            .read(move |c| read_used(c, &t, mode, now))
             .await
     }
 
@@ -348,13 +352,14 @@ pub(super) fn status_of(
 /// This month's use straight from the usage counters (when the ledger is off).
 pub(super) async fn stored_status(
     db: &Db,
+    clock: &Clock,
     tenant: &str,
     mode: &'static str,
     quota: Quota,
     limit: Option<u64>,
 ) -> Result<QuotaStatus> {
     let t = tenant.to_string();
-    let now = crate::time::now();
+    let now = clock.now();
     let used = db.read(move |c| read_used(c, &t, mode, now)).await?;
     Ok(status_of(quota, limit, used[quota as usize], now))
 }
@@ -406,20 +411,28 @@ mod tests {
             .write(|c| crate::store::tenants::create(c, "t", Plan::Free))
             .await
             .unwrap();
-        (dir, Ledger::with_refresh(db, refresh_after), t.id)
+        // Mid-month, far from its end: nothing here races the wall clock's month.
+        let clock = Clock::default();
+        clock.set(at("2031-03-14T10:30:00Z")).unwrap();
+        (dir, Ledger::with_refresh(db, clock, refresh_after), t.id)
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        crate::time::parse(s).unwrap()
     }
 
     async fn count(l: &Ledger, tenant: &str, n: i64) {
         let t = tenant.to_string();
+        let now = l.inner.clock.now();
         l.inner
             .db
-            .write(move |c| usage::incr(c, &t, "live", usage::EVENTS, n, crate::time::now()))
+            .write(move |c| usage::incr(c, &t, "live", usage::EVENTS, n, now))
             .await
             .unwrap();
     }
 
     fn used(l: &Ledger, tenant: &str) -> u64 {
-        let month = month_index(crate::time::now());
+        let month = month_index(l.inner.clock.now());
         find(
             &mut lock(&l.inner.figures),
             tenant,
@@ -469,5 +482,38 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, Error::QuotaExceeded { .. }));
+    }
+
+    /// A quota is refused until its month ends, says exactly when that is, and is whole again in
+    /// the next month; the clock is moved, not waited for.
+    #[tokio::test]
+    async fn an_exhausted_quota_comes_back_when_the_month_turns() {
+        let (_dir, l, t) = ledger(REFRESH_AFTER).await;
+        l.prepare(&t, "live").await.unwrap();
+        l.reserve(&t, "live", Quota::Events, Some(5), 5)
+            .unwrap()
+            .commit(5);
+        let err = l
+            .reserve(&t, "live", Quota::Events, Some(5), 1)
+            .err()
+            .unwrap();
+        let Error::QuotaExceeded {
+            retry_after,
+            details,
+            ..
+        } = err
+        else {
+            panic!("expected quota_exceeded, got {err}");
+        };
+        // 2031-03-14T10:30 to 2031-04-01T00:00: 17 days 13.5 hours (give or take the test's own
+        // milliseconds).
+        let expected = (17 * 24 + 13) * 3600 + 1800;
+        assert!(retry_after.abs_diff(expected) <= 1, "{retry_after}");
+        assert_eq!(details["resetAt"], "2031-04-01T00:00:00.000Z");
+        l.inner.clock.set(at("2031-04-01T00:00:01Z")).unwrap();
+        l.reserve(&t, "live", Quota::Events, Some(5), 5)
+            .expect("a new month, a whole quota")
+            .commit(5);
+        assert!(l.reserve(&t, "live", Quota::Events, Some(5), 1).is_err());
     }
 }

@@ -11,7 +11,7 @@
 //! holds more than `MAX_KEYS` buckets is reset (everyone it held starts with a full bucket again,
 //! which only ever errs on the generous side).
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock as _;
 use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::state::keyed::DashMapStateStore;
 use governor::{NotUntil, Quota, RateLimiter};
@@ -21,10 +21,22 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-type Instant_ = <DefaultClock as Clock>::Instant;
-type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, DefaultClock, StateInformationMiddleware>;
+type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, RateClock, StateInformationMiddleware>;
+
+/// The server's clock as governor reads it: monotonic time since the clock was made, moved
+/// forward with it (`time::Clock::advance`), so a test can refill a bucket without waiting.
+#[derive(Clone)]
+struct RateClock(crate::time::Clock);
+
+impl governor::clock::Clock for RateClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
 
 /// How often idle buckets are swept.
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
@@ -87,7 +99,7 @@ struct Sized {
 }
 
 pub(super) struct RateLimiters {
-    clock: DefaultClock,
+    clock: RateClock,
     by_size: RwLock<HashMap<Size, Arc<Sized>>>,
     /// Failed authentications per client address.
     anonymous: RwLock<Keyed<IpAddr>>,
@@ -102,8 +114,8 @@ pub(super) struct RateLimiters {
 }
 
 impl RateLimiters {
-    pub fn new(anonymous_size: Size) -> RateLimiters {
-        let clock = DefaultClock::default();
+    pub fn new(anonymous_size: Size, clock: crate::time::Clock) -> RateLimiters {
+        let clock = RateClock(clock);
         RateLimiters {
             anonymous: RwLock::new(keyed(anonymous_size, &clock)),
             prefixes: RwLock::new(keyed(anonymous_size, &clock)),
@@ -114,6 +126,11 @@ impl RateLimiters {
             started: Instant::now(),
             next_cleanup_ms: AtomicU64::new(CLEANUP_EVERY.as_millis() as u64),
         }
+    }
+
+    /// Seconds since the epoch on the server's clock.
+    pub fn epoch_secs(&self) -> f64 {
+        self.clock.0.now().timestamp_millis() as f64 / 1000.0
     }
 
     /// Takes one request from `key`'s bucket of `size`.
@@ -149,7 +166,7 @@ impl RateLimiters {
 
     /// Counts one request of `tenant` in the current minute.
     pub fn count_request(&self, tenant: &str) {
-        let minute = epoch_secs_f64() as u64 / 60;
+        let minute = self.epoch_secs() as u64 / 60;
         let mut minutes = lock(&self.minutes);
         match minutes.get_mut(tenant) {
             Some(entry) if entry.0 == minute => entry.1 += 1,
@@ -161,7 +178,7 @@ impl RateLimiters {
     }
 
     pub fn requests_this_minute(&self, tenant: &str) -> u64 {
-        let minute = epoch_secs_f64() as u64 / 60;
+        let minute = self.epoch_secs() as u64 / 60;
         match lock(&self.minutes).get(tenant) {
             Some(&(m, n)) if m == minute => n,
             _ => 0,
@@ -207,7 +224,7 @@ impl RateLimiters {
         }
         self.sweep(&self.anonymous, "per-address");
         self.sweep(&self.prefixes, "per-key-prefix");
-        let minute = epoch_secs_f64() as u64 / 60;
+        let minute = self.epoch_secs() as u64 / 60;
         lock(&self.minutes).retain(|_, (m, _)| *m == minute);
     }
 
@@ -251,7 +268,7 @@ impl RateLimiters {
         &self,
         size: Size,
         interval: Duration,
-        outcome: Result<StateSnapshot, NotUntil<Instant_>>,
+        outcome: Result<StateSnapshot, NotUntil<Duration>>,
     ) -> Reading {
         match outcome {
             Ok(snapshot) => {
@@ -282,7 +299,7 @@ impl RateLimiters {
     }
 }
 
-fn keyed<K: Hash + Eq + Clone>(size: Size, clock: &DefaultClock) -> Keyed<K> {
+fn keyed<K: Hash + Eq + Clone>(size: Size, clock: &RateClock) -> Keyed<K> {
     let burst = NonZeroU32::new(size.burst.max(1)).expect("burst is at least 1");
     let quota = Quota::with_period(size.interval())
         .expect("interval is positive")
@@ -303,13 +320,6 @@ fn address_key(ip: IpAddr) -> IpAddr {
             }
         },
     }
-}
-
-pub(super) fn epoch_secs_f64() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Whole seconds, rounded up, and at least one: what a client should wait.
@@ -335,10 +345,13 @@ mod tests {
 
     #[test]
     fn a_bucket_allows_its_burst_then_refuses() {
-        let r = RateLimiters::new(Size {
-            per_minute: 60,
-            burst: 3,
-        });
+        let r = RateLimiters::new(
+            Size {
+                per_minute: 60,
+                burst: 3,
+            },
+            crate::time::Clock::default(),
+        );
         let size = Size {
             per_minute: 1,
             burst: 3,
@@ -356,24 +369,34 @@ mod tests {
         assert!(refused.until_full >= wait + Duration::from_secs(119));
         // Another key of the same size has its own bucket.
         assert!(r.take(size, &"key_b".to_string()).allowed());
+        // A minute later (the clock moved, nobody waited) one request is earned back.
+        r.clock.0.advance(Duration::from_secs(60));
+        assert!(r.take(size, &key).allowed());
+        assert!(!r.take(size, &key).allowed());
     }
 
     #[test]
     fn zero_requests_per_minute_refuses_everything() {
-        let r = RateLimiters::new(Size {
-            per_minute: 60,
-            burst: 3,
-        });
+        let r = RateLimiters::new(
+            Size {
+                per_minute: 60,
+                burst: 3,
+            },
+            crate::time::Clock::default(),
+        );
         let size = Size::from_plan(Some(0), Some(5)).unwrap();
         assert!(!r.take(size, &"key_a".to_string()).allowed());
     }
 
     #[test]
     fn cleanup_forgets_full_buckets() {
-        let r = RateLimiters::new(Size {
-            per_minute: 60,
-            burst: 3,
-        });
+        let r = RateLimiters::new(
+            Size {
+                per_minute: 60,
+                burst: 3,
+            },
+            crate::time::Clock::default(),
+        );
         // A bucket that refills in a millisecond is full again at once.
         let fast = Size {
             per_minute: 60_000,

@@ -282,7 +282,7 @@ pub(super) async fn finish(
 ) -> Result<Value> {
     let latency_ms = kit.caller.started.elapsed().as_millis() as u64;
     let tokens_used = progress.upstream_tokens.unwrap_or(progress.counted_tokens);
-    let now = crate::time::now_rfc3339();
+    let now = state.config.clock.now_rfc3339();
     let mut events = Vec::with_capacity(progress.events.len() + 2);
     events.push(TurnEvent {
         kind: "message",

@@ -67,6 +67,9 @@ pub struct GroupItem {
     pub events: Vec<NewEvent>,
     /// Events of the request that failed validation (counted as errors).
     pub invalid: u64,
+    /// When the request arrived (the server's clock): its events' `created_at` and the usage
+    /// buckets they count in.
+    pub at: DateTime<Utc>,
 }
 
 /// Stores one request's events; see `insert_group`.
@@ -83,8 +86,9 @@ pub fn insert_batch(
         mode,
         events,
         invalid,
+        at: now,
     };
-    Ok(insert_group(conn, vec![item], now)?.remove(0))
+    Ok(insert_group(conn, vec![item])?.remove(0))
 }
 
 /// Stores the events of several requests in the caller's transaction and returns one
@@ -92,11 +96,11 @@ pub fn insert_batch(
 /// store nothing and return the original. Each tenant's new events get one capture job (their
 /// `seq` range is contiguous: items are stored tenant by tenant), and the usage counters are
 /// bumped once per tenant and mode.
-pub fn insert_group(
-    conn: &Conn,
-    items: Vec<GroupItem>,
-    now: DateTime<Utc>,
-) -> Result<Vec<BatchWrite>> {
+pub fn insert_group(conn: &Conn, items: Vec<GroupItem>) -> Result<Vec<BatchWrite>> {
+    // One time for the group: the latest of its requests' (they arrived within milliseconds).
+    let Some(now) = items.iter().map(|i| i.at).max() else {
+        return Ok(Vec::new());
+    };
     let created_at = crate::time::rfc3339(now);
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|a, b| items[*a].tenant_id.cmp(&items[*b].tenant_id));

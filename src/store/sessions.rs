@@ -105,6 +105,10 @@ pub struct TurnWritten {
 /// per tenant and mode, and the events of one tenant get one capture job
 /// (`events::insert_group`).
 pub fn record_turns(conn: &Conn, turns: Vec<Turn>) -> Result<Vec<TurnWritten>> {
+    let turns_at = turns
+        .iter()
+        .filter_map(|t| crate::time::parse(&t.created_at))
+        .max();
     let mut sessions: HashMap<(&str, &str, &str), &str> = HashMap::new();
     let mut agents: HashMap<(&str, &str), i64> = HashMap::new();
     // (tenant, mode) -> (invocations, tokens)
@@ -186,7 +190,8 @@ pub fn record_turns(conn: &Conn, turns: Vec<Turn>) -> Result<Vec<TurnWritten>> {
     for ((tenant, agent), n) in &agents {
         count.execute(params![tenant, agent, n])?;
     }
-    let now = crate::time::now();
+    // The latest turn's time (the server's clock, stamped when it finished).
+    let now = turns_at.unwrap_or_else(crate::time::now);
     for ((tenant, mode), (n, tokens)) in &counters {
         usage::incr(conn, tenant, mode, usage::INVOCATIONS, *n, now)?;
         usage::incr(conn, tenant, mode, usage::INVOCATION_TOKENS, *tokens, now)?;
@@ -202,13 +207,14 @@ pub fn record_turns(conn: &Conn, turns: Vec<Turn>) -> Result<Vec<TurnWritten>> {
                 mode: t.mode,
                 events: t.events,
                 invalid: 0,
+                at: now,
             });
         }
     }
     if !items.is_empty() {
         for (i, batch) in with_events
             .into_iter()
-            .zip(events::insert_group(conn, items, now)?)
+            .zip(events::insert_group(conn, items)?)
         {
             written[i].events = batch.ingested;
         }

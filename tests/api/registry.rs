@@ -421,15 +421,16 @@ async fn invite_rules_follow_the_project_role() {
 
 #[tokio::test]
 async fn usage_counts_this_month_per_mode() {
-    let srv = TestServer::start().await;
+    // The month is the server clock's, set to mid-March: no month ends during the test.
+    let srv = TestServer::start_at("2031-03-14T10:30:00Z").await;
     let tenant = tenant_of(&srv).await;
     deploy(&srv, &srv.key, "one").await;
     deploy(&srv, &srv.key, "two").await;
     let t = tenant.clone();
+    let now = srv.clock().now();
     srv.state()
         .db
         .write(move |c| {
-            let now = engram::time::now();
             engram::store::usage::incr(c, &t, "live", engram::store::usage::INVOCATIONS, 7, now)?;
             // Last month's invocations do not count this month.
             let (start, _) = engram::time::month_bounds(now);
@@ -451,16 +452,8 @@ async fn usage_counts_this_month_per_mode() {
     assert_eq!(u["invocations_limit"], 10_000);
     assert_eq!(u["agents_used"], 2);
     assert_eq!(u["agents_limit"], 100);
-    let (start, next) = engram::time::month_bounds(engram::time::now());
-    assert_eq!(
-        u["period_start"],
-        start.format("%Y-%m-%dT00:00:00Z").to_string()
-    );
-    let last = next - chrono::Duration::seconds(1);
-    assert_eq!(
-        u["period_end"],
-        last.format("%Y-%m-%dT23:59:59Z").to_string()
-    );
+    assert_eq!(u["period_start"], "2031-03-01T00:00:00Z");
+    assert_eq!(u["period_end"], "2031-03-31T23:59:59Z");
     // Test keys count separately.
     let (s, b) = srv
         .post("/v1/api-keys", json!({"name": "t", "mode": "test"}))

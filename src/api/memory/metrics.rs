@@ -65,7 +65,7 @@ pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
             format!("{granularity} buckets over {period} are too many; use a coarser granularity"),
         ));
     }
-    let now = crate::time::now();
+    let now = ctx.state.config.clock.now();
     // Whole buckets covering the period; a period shorter than a bucket gets the current one.
     let trunc = |t: DateTime<Utc>| t.duration_trunc(step).map_err(Error::internal);
     let first = trunc(now - span + step)?.min(trunc(now)?);

@@ -219,7 +219,7 @@ pub async fn synthesize(ctx: Ctx) -> Result<Reply> {
     ctx.state.db.usage().add_many(
         &tenant,
         mode,
-        crate::time::now(),
+        ctx.state.config.clock.now(),
         &[
             (usage::SYNTHESES, 1),
             (usage::SYNTHESIS_TOKENS, pack.used as i64),

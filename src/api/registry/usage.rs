@@ -16,7 +16,7 @@ fn second_precision(t: chrono::DateTime<chrono::Utc>) -> String {
 /// may read it: it shows counts, no data.
 pub async fn usage(ctx: Ctx) -> Result<Reply> {
     let p = ctx.principal()?.clone();
-    let now = crate::time::now();
+    let now = ctx.state.config.clock.now();
     let (start, next) = crate::time::month_bounds(now);
     let limits = p.plan.limits().with_overrides(p.limits_override.as_ref());
     let (tenant_id, mode) = (p.tenant_id.clone(), p.mode);

@@ -51,7 +51,7 @@ async fn quota_of(srv: &TestServer, key: &str) -> Value {
 
 #[tokio::test]
 async fn capture_stops_at_the_events_quota() {
-    let srv = TestServer::start().await;
+    let srv = TestServer::start_at("2031-03-14T10:30:00Z").await;
     let t = tenant(&srv, Plan::Free, Some(json!({"eventsPerMonth": 4}))).await;
     for i in 0..4 {
         let (s, b, _) = capture(&srv, &t.key, i).await;
@@ -68,9 +68,10 @@ async fn capture_stops_at_the_events_quota() {
     let retry = retry.expect("Retry-After");
     assert_eq!(e["retryAfter"], retry);
     assert_eq!(e["details"]["retryAfter"], retry);
-    let now = engram::time::now();
+    let now = srv.clock().now();
     let until_reset = (engram::time::month_bounds(now).1 - now).num_seconds() as u64;
     assert!(retry.abs_diff(until_reset) <= 2, "{retry} vs {until_reset}");
+    assert_eq!(e["details"]["resetAt"], "2031-04-01T00:00:00.000Z");
     assert_eq!(stored_events(&srv, &t.key).await, 4);
 
     let q = quota_of(&srv, &t.key).await;
@@ -90,12 +91,22 @@ async fn capture_stops_at_the_events_quota() {
     let other = tenant(&srv, Plan::Free, Some(json!({"eventsPerMonth": 4}))).await;
     assert_eq!(capture(&srv, &other.key, 0).await.0, 202);
 
-    // The count survives a restart.
+    // The count survives a restart (on the same clock).
+    let at = srv.clock().now();
     let dir = srv.shutdown().await;
-    let srv = TestServer::start_in(dir, |_| {}).await;
+    let srv = TestServer::start_in(dir, |c| c.clock.set(at).unwrap()).await;
     let (s, b, _) = capture(&srv, &t.key, 5).await;
     assert_eq!(s, 429, "{b}");
     assert_eq!(b["error"]["details"]["used"], 4);
+
+    // A new month, a whole quota.
+    srv.clock()
+        .set(engram::time::parse("2031-04-01T00:00:01Z").unwrap())
+        .unwrap();
+    let (s, b, _) = capture(&srv, &t.key, 6).await;
+    assert_eq!(s, 202, "{b}");
+    let q = quota_of(&srv, &t.key).await;
+    assert_eq!(q["quota"]["eventsUsed"], 1);
     srv.shutdown().await;
 }
 

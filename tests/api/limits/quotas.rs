@@ -16,7 +16,10 @@ async fn count(srv: &TestServer, tenant: &str, mode: &'static str, metric: &'sta
     let tenant = tenant.to_string();
     srv.state()
         .db
-        .write(move |c| usage::incr(c, &tenant, mode, metric, n, engram::time::now()))
+        .write({
+            let now = srv.clock().now();
+            move |c| usage::incr(c, &tenant, mode, metric, n, now)
+        })
         .await
         .expect("counted");
 }
@@ -35,7 +38,7 @@ fn exceeded(r: Result<Reservation, Error>) -> (u64, serde_json::Value) {
 
 #[tokio::test]
 async fn an_exhausted_quota_is_refused_until_the_month_ends() {
-    let srv = TestServer::start().await;
+    let srv = TestServer::start_at("2031-03-14T10:30:00Z").await;
     let t = tenant(&srv, Plan::Free, Some(json!({"eventsPerMonth": 5}))).await;
     let p = principal(&srv, &t.key).await;
     let limits = &srv.state().limits;
@@ -52,14 +55,14 @@ async fn an_exhausted_quota_is_refused_until_the_month_ends() {
     assert_eq!(d["remaining"], 2);
     assert_eq!(d["requested"], 3);
     assert_eq!(d["quota"], "events");
-    let now = engram::time::now();
+    let now = srv.clock().now();
     let (_, month_end) = engram::time::month_bounds(now);
     let until_reset = (month_end - now).num_seconds() as u64;
     assert!(
         retry.abs_diff(until_reset) <= 2,
         "retry {retry} vs {until_reset}"
     );
-    assert_eq!(d["resetAt"], engram::time::rfc3339(month_end));
+    assert_eq!(d["resetAt"], "2031-04-01T00:00:00.000Z");
 
     // Held units count: with 2 held, nothing is left; dropping the hold gives them back.
     let held = limits.reserve(&p, Quota::Events, 2).expect("the last 2");
@@ -84,6 +87,17 @@ async fn an_exhausted_quota_is_refused_until_the_month_ends() {
         .reserve(&p, Quota::Invocations, 1)
         .expect("invocations untouched")
         .commit(1);
+
+    // The month turns: the whole quota is there again.
+    srv.clock()
+        .set(engram::time::parse("2031-04-01T00:00:01Z").unwrap())
+        .unwrap();
+    limits.prepare(&p).await.unwrap();
+    limits
+        .reserve(&p, Quota::Events, 5)
+        .expect("a new month")
+        .commit(5);
+    exceeded(limits.reserve(&p, Quota::Events, 1));
     srv.shutdown().await;
 }
 

@@ -33,7 +33,7 @@ async fn invoke(srv: &TestServer, key: &str, agent: &str) -> (u16, Value, Option
 
 #[tokio::test]
 async fn invocations_and_agents_stop_at_their_quotas() {
-    let srv = TestServer::start().await;
+    let srv = TestServer::start_at("2031-03-14T10:30:00Z").await;
     let t = tenant(
         &srv,
         Plan::Free,
@@ -60,7 +60,7 @@ async fn invocations_and_agents_stop_at_their_quotas() {
     assert_eq!(b["error"], "quota_exceeded");
     let retry = retry.expect("Retry-After");
     assert_eq!(b["retry_after"], retry);
-    let now = engram::time::now();
+    let now = srv.clock().now();
     let until_reset = (engram::time::month_bounds(now).1 - now).num_seconds() as u64;
     assert!(retry.abs_diff(until_reset) <= 2, "{retry} vs {until_reset}");
     assert_eq!(b["details"]["quota"], "invocations");
@@ -77,13 +77,24 @@ async fn invocations_and_agents_stop_at_their_quotas() {
     let (s, b, _) = invoke(&srv, &test_key, &agent).await;
     assert_eq!(s, 200, "{b}");
 
-    // A restart keeps the count.
+    // A restart (on the same clock) keeps the count.
+    let at = srv.clock().now();
     let dir = srv.shutdown().await;
-    let srv = TestServer::start_in(dir, |_| {}).await;
+    let srv = TestServer::start_in(dir, |c| c.clock.set(at).unwrap()).await;
     let (s, b, _) = invoke(&srv, &t.key, &agent).await;
     assert_eq!(
         (s, b["error"].as_str()),
         (429, Some("quota_exceeded")),
+        "{b}"
+    );
+    // The month turns: invocations are allowed again.
+    srv.clock()
+        .set(engram::time::parse("2031-04-01T00:00:01Z").unwrap())
+        .unwrap();
+    let (s, b, _) = invoke(&srv, &t.key, &agent).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        b["timestamp"].as_str().unwrap().starts_with("2031-04-01"),
         "{b}"
     );
     srv.shutdown().await;

@@ -59,6 +59,18 @@ impl TestServer {
         }
     }
 
+    /// Starts with the server's clock moved forward to `at` (RFC 3339): quota periods and rate
+    /// windows then follow it, so a test never races the wall clock's month or minute.
+    pub async fn start_at(at: &str) -> TestServer {
+        let t = engram::time::parse(at).expect("an RFC 3339 time");
+        Self::start_with(|c| c.clock.set(t).expect("a time in the future")).await
+    }
+
+    /// The server's clock (`engram::time::Clock`); moving it moves quota periods and rate windows.
+    pub fn clock(&self) -> &engram::time::Clock {
+        &self.state().config.clock
+    }
+
     pub fn state(&self) -> &engram::app::AppState {
         &self.running.as_ref().expect("running").state
     }
