@@ -245,3 +245,136 @@ impl Authenticator {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{tenants, Db};
+
+    #[test]
+    fn bearer_tokens_are_read_leniently_and_other_schemes_refused() {
+        assert_eq!(bearer_token("Bearer hk_live_abc"), Some("hk_live_abc"));
+        assert_eq!(bearer_token("bearer \t hk_live_abc  "), Some("hk_live_abc"));
+        assert_eq!(bearer_token("BEARER x"), Some("x"));
+        assert_eq!(bearer_token("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer   "), None);
+        assert_eq!(bearer_token("hk_live_abc"), None);
+        assert_eq!(
+            presented_prefix(Some("Bearer hk_live_0123456789abcdef")).as_deref(),
+            Some("hk_live_01234567")
+        );
+        assert_eq!(presented_prefix(None), None);
+    }
+
+    #[test]
+    fn a_project_admin_may_invite_and_nobody_else_gains_it() {
+        for role in [Role::Owner, Role::Admin, Role::Developer, Role::Viewer] {
+            assert!(developer_scopes(role, true).contains(Scope::MembersInvite));
+            assert_eq!(developer_scopes(role, false), role.scopes());
+        }
+        assert!(!Role::Developer.scopes().contains(Scope::MembersInvite));
+        assert!(!Role::Viewer.scopes().contains(Scope::MembersInvite));
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        db: Db,
+        auth: Authenticator,
+        tenant: String,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("engram.db"), 2).unwrap();
+        let tenant = db
+            .write(|c| tenants::create(c, "t", Plan::Pro))
+            .await
+            .unwrap()
+            .id;
+        Fixture {
+            auth: Authenticator::new(db.clone()),
+            _dir: dir,
+            db,
+            tenant,
+        }
+    }
+
+    /// A developer of `role` with a key of `scopes` (none: the role's permissions).
+    async fn key(
+        f: &Fixture,
+        role: Role,
+        scopes: &[Scope],
+        expires: Option<&str>,
+    ) -> (String, String) {
+        let (t, expires) = (f.tenant.clone(), expires.map(str::to_string));
+        let scopes = Scopes::of(scopes);
+        let key = keys::generate("hk", "live");
+        let k = key.clone();
+        let row =
+            f.db.write(move |c| {
+                let email = format!("{}@example.org", crate::ids::new("dev"));
+                let d = tenants::create_developer(c, &t, "d", &email, None, role, "active")?;
+                keys::insert(c, &t, &d.id, "k", scopes, &k, expires.as_deref())
+            })
+            .await
+            .unwrap();
+        (format!("Bearer {key}"), row.id)
+    }
+
+    #[tokio::test]
+    async fn a_key_never_exceeds_its_developers_role() {
+        let f = fixture().await;
+        // A viewer's key asking for write and deploy gets only what a viewer has of them.
+        let (h, _) = key(
+            &f,
+            Role::Viewer,
+            &[Scope::Read, Scope::Write, Scope::AgentsDeploy],
+            None,
+        )
+        .await;
+        let p = f.auth.authenticate(Some(&h)).await.unwrap();
+        assert_eq!(p.role, Role::Viewer);
+        assert_eq!(p.scopes, Scopes::of(&[Scope::Read]));
+        assert!(p.require(Scope::Read).is_ok());
+        assert!(matches!(p.require(Scope::Write), Err(Error::Forbidden(_))));
+        assert!(p.require_any(&[Scope::Write, Scope::Read]).is_ok());
+        assert_eq!(p.plan, Plan::Pro);
+        assert_eq!(p.mode, "live");
+        // A key without scopes has exactly its developer's permissions.
+        let (h, _) = key(&f, Role::Developer, &[], None).await;
+        let p = f.auth.authenticate(Some(&h)).await.unwrap();
+        assert_eq!(p.scopes, Role::Developer.scopes());
+        assert_eq!(p.grant, Role::Developer.scopes());
+    }
+
+    #[tokio::test]
+    async fn unknown_revoked_and_expired_keys_are_refused_with_the_reason() {
+        let f = fixture().await;
+        let reason = |r: Result<Principal>| match r {
+            Err(Error::Unauthorized(m)) => m,
+            other => panic!("expected 401, got {other:?}"),
+        };
+        assert!(reason(f.auth.authenticate(None).await).contains("missing"));
+        let unknown = format!("Bearer {}", keys::generate("hk", "live"));
+        assert_eq!(
+            reason(f.auth.authenticate(Some(&unknown)).await),
+            "unknown API key"
+        );
+
+        // Revoked while cached: eviction makes the revocation immediate.
+        let (h, id) = key(&f, Role::Developer, &[], None).await;
+        f.auth.authenticate(Some(&h)).await.unwrap();
+        let (t, i) = (f.tenant.clone(), id.clone());
+        assert!(f.db.write(move |c| keys::revoke(c, &t, &i)).await.unwrap());
+        f.auth.evict_key_id(&id);
+        assert!(reason(f.auth.authenticate(Some(&h)).await).contains("revoked"));
+
+        // Expiry is checked on every request, cached or not.
+        let soon = crate::time::rfc3339(crate::time::now() + chrono::Duration::milliseconds(300));
+        let (h, _) = key(&f, Role::Developer, &[], Some(&soon)).await;
+        f.auth.authenticate(Some(&h)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(reason(f.auth.authenticate(Some(&h)).await).contains("expired"));
+    }
+}

@@ -400,3 +400,124 @@ pub(super) async fn finish(
     }
     Ok(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perms::{Role, Scopes};
+    use std::time::Duration;
+
+    fn kit(script: Value, message: &str) -> Turnkit {
+        let principal = crate::auth::Principal {
+            tenant_id: "ten_t".into(),
+            developer_id: "dev_d".into(),
+            key_id: "key_k".into(),
+            role: Role::Owner,
+            scopes: Scopes::EMPTY,
+            grant: Scopes::EMPTY,
+            mode: "live",
+            plan: crate::plans::Plan::Pro,
+            limits_override: None,
+        };
+        let agent = AgentRow {
+            id: "ag_a".into(),
+            model: "offline-echo".into(),
+            instruction: "You answer briefly.".into(),
+        };
+        let memory = vec!["the deploy uses blue-green".to_string()];
+        let prompt_tokens = count_tokens(&agent.instruction) + count_tokens(message);
+        Turnkit {
+            caller: Caller {
+                principal,
+                request_id: "req_r".into(),
+                started: Instant::now(),
+            },
+            system: system_prompt(&agent, &memory),
+            agent,
+            rules: offline::parse_script(&script).expect("a valid script"),
+            provider: ProviderKind::Offline,
+            session_id: "sess_s".into(),
+            trace_id: "trace_t".into(),
+            message: message.into(),
+            memory,
+            history: Vec::new(),
+            prompt_tokens,
+            message_tokens: count_tokens(message),
+            connectors: Vec::new(),
+            stream: false,
+            deadline: Instant::now() + Duration::from_secs(10),
+            timeout_secs: 10,
+        }
+    }
+
+    fn runtime() -> (tempfile::TempDir, Runtime) {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Runtime::new(&crate::config::Config::for_data_dir(dir.path()));
+        (dir, rt)
+    }
+
+    #[test]
+    fn the_system_prompt_is_the_instruction_then_the_memory_one_line_each() {
+        let agent = AgentRow {
+            id: "ag".into(),
+            model: "m".into(),
+            instruction: "Be brief.".into(),
+        };
+        assert_eq!(system_prompt(&agent, &[]), "Be brief.");
+        let s = system_prompt(&agent, &["one\ntwo".to_string(), "three".to_string()]);
+        assert!(s.starts_with("Be brief.\n\n## Memory\n"), "{s}");
+        assert!(s.ends_with("- one two\n- three\n"), "{s}");
+        assert_eq!(clip("abcdef", 3), "abc…");
+        assert_eq!(clip("abc", 3), "abc");
+    }
+
+    /// A plain answer: the text, no events, and the tokens counted as prompt plus reply.
+    #[tokio::test]
+    async fn a_turn_without_tools_is_one_model_call() {
+        let (_dir, rt) = runtime();
+        let k = kit(json!([{"match": "ping", "reply": "pong"}]), "ping");
+        let mut p = Progress::default();
+        converse(&rt, &k, None, &mut p).await.unwrap();
+        assert_eq!(p.text, "pong");
+        assert!(p.events.is_empty() && p.tools_called.is_empty());
+        assert_eq!(p.reply_tokens, count_tokens("pong"));
+        assert_eq!(p.counted_tokens, k.prompt_tokens + count_tokens("pong"));
+    }
+
+    /// A tool the agent has no connector for: the call fails, the failure is recorded as a
+    /// `tool_call` and an error `tool_result`, and the model's next step answers in words.
+    #[tokio::test]
+    async fn a_failed_tool_call_is_recorded_and_the_turn_goes_on() {
+        let (_dir, rt) = runtime();
+        let script = json!([{"match": "weather in (\\w+)", "reply": "I could not check: {{result}}",
+                             "tool": {"connector": "weather", "name": "lookup",
+                                      "arguments": {"city": "{{1}}"}}}]);
+        let k = kit(script, "weather in Oslo");
+        let mut p = Progress::default();
+        converse(&rt, &k, None, &mut p).await.unwrap();
+        let kinds: Vec<&str> = p.events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec!["tool_call", "tool_result"]);
+        assert_eq!(p.events[0].payload["arguments"], json!({"city": "Oslo"}));
+        assert_eq!(p.events[1].payload["status"], "error");
+        assert_eq!(p.tools_called.len(), 1);
+        assert_eq!(p.tools_called[0]["is_error"], true);
+        assert!(p.text.starts_with("I could not check"), "{}", p.text);
+    }
+
+    /// A scripted failure status ends the turn with that status (`End::Failed`).
+    #[tokio::test]
+    async fn a_scripted_status_fails_the_turn() {
+        let (_dir, rt) = runtime();
+        let k = kit(
+            json!([{"match": ".", "status": 503, "reply": "overloaded"}]),
+            "hi",
+        );
+        let mut p = Progress::default();
+        let e = converse(&rt, &k, None, &mut p).await.unwrap_err();
+        assert!(
+            matches!(e, ProviderError::Scripted { status: 503, .. }),
+            "{e:?}"
+        );
+        assert!(p.text.is_empty());
+    }
+}

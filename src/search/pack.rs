@@ -512,3 +512,177 @@ pub async fn synthesize_pack(
         .await
         .map_err(Error::internal)?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{memories, pack_rows, tenants};
+
+    #[test]
+    fn dates_and_speakers_do_not_make_a_line_new() {
+        assert_eq!(
+            dedup_key("[2023-05-08] Caroline: I went to the LGBTQ support group!"),
+            dedup_key("Caroline: i went to the lgbtq support group")
+        );
+        assert_ne!(
+            dedup_key("I went to the group"),
+            dedup_key("I left the group")
+        );
+        assert_eq!(strip_date("[8 May 2023] hi"), (Some("8 May 2023"), "hi"));
+        assert_eq!(strip_date("[not closed hi"), (None, "[not closed hi"));
+        assert_eq!(
+            join_turns(&["[d1] A: one", "[d1] B: two", "[d2] A: three"]),
+            "[d1] A: one\nB: two\n[d2] A: three"
+        );
+    }
+
+    /// A tenant with `(session, event type, text)` memories; returns the database, the tenant and
+    /// the memory ids in order.
+    fn stored(rows: &[(&str, &str, &str)]) -> (tempfile::TempDir, Db, String, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("engram.db"), 2).unwrap();
+        let rows: Vec<(String, String, String)> = rows
+            .iter()
+            .map(|(s, t, x)| (s.to_string(), t.to_string(), x.to_string()))
+            .collect();
+        let (tenant, ids) = db
+            .write_blocking(move |c| {
+                let t = tenants::create(c, "t", crate::plans::Plan::Pro)?.id;
+                let mut ids = Vec::new();
+                for (i, (session, event_type, text)) in rows.into_iter().enumerate() {
+                    let event_id = format!("evt_{i:04}");
+                    let id = memories::episodic_id(&event_id);
+                    let m = memories::NewEpisodic {
+                        id: id.clone(),
+                        agent_id: None,
+                        session_id: session,
+                        event_id,
+                        event_type,
+                        content: text,
+                        salience: 0.5,
+                        created_at: format!("2026-01-01T00:00:{i:02}.000Z"),
+                    }
+                    .prepare(&t);
+                    memories::insert_episodic(c, &t, &m)?;
+                    ids.push(id);
+                }
+                Ok((t, ids))
+            })
+            .unwrap();
+        (dir, db, tenant, ids)
+    }
+
+    fn candidates(ids: &[&String]) -> Vec<Candidate> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| Candidate {
+                addr: tantivy::DocAddress::new(0, i as u32),
+                doc_id: id.to_string(),
+                score: 1.0 / (i + 1) as f64,
+                doc_key: i as u64,
+                tokens: 10,
+                text_hash: 0,
+                confidence: 1.0,
+                section_no: 5,
+            })
+            .collect()
+    }
+
+    fn pack_of(db: &Db, tenant: &str, cands: &[Candidate], max_tokens: u32) -> Pack {
+        let req = SynthRequest {
+            max_tokens,
+            ..SynthRequest::default()
+        };
+        let ids: Vec<String> = cands.iter().map(|c| c.doc_id.clone()).collect();
+        let t = tenant.to_string();
+        let around = db
+            .read_blocking(move |c| pack_rows::session_neighbours(c, &t, &ids))
+            .unwrap();
+        let mut pack = Pack {
+            pack_id: "pack_test".into(),
+            query: None,
+            entries: Vec::new(),
+            limit: max_tokens,
+            used: 0,
+            source_tokens: 0,
+            dropped: 0,
+        };
+        assemble(db, tenant, &req, cands, &around, &mut pack).unwrap();
+        pack
+    }
+
+    /// The budget is never exceeded; an entry that does not fit is dropped and the smaller ones
+    /// after it are still packed; a line saying what an earlier one said is left out; a candidate
+    /// whose row is gone is skipped.
+    #[test]
+    fn entries_fit_the_budget_in_rank_order_without_repeats() {
+        let long = "deploy the payment service to the staging cluster ".repeat(20);
+        let (_dir, db, tenant, ids) = stored(&[
+            ("s1", "tool_call", "ran the migration for the orders table"),
+            ("s2", "tool_call", &long),
+            (
+                "s3",
+                "tool_call",
+                "Ran the migration, for the ORDERS table!",
+            ),
+            ("s4", "tool_call", "restarted the api gateway"),
+        ]);
+        let gone = "mem_gone".to_string();
+        let cands = candidates(&[&ids[0], &ids[1], &gone, &ids[2], &ids[3]]);
+        let pack = pack_of(&db, &tenant, &cands, 40);
+        let shown: Vec<&str> = pack.entries.iter().map(|e| e.source_id.as_str()).collect();
+        assert_eq!(shown, vec![ids[0].as_str(), ids[3].as_str()]);
+        assert!(pack.used <= 40, "{}", pack.used);
+        assert_eq!(
+            pack.used,
+            pack.entries.iter().map(|e| e.tokens).sum::<u64>()
+        );
+        assert_eq!(pack.dropped, 2, "the long one and the repeat");
+        // The same candidates, the same pack.
+        let again = pack_of(&db, &tenant, &cands, 40);
+        let again: Vec<&str> = again.entries.iter().map(|e| e.source_id.as_str()).collect();
+        assert_eq!(again, shown);
+    }
+
+    /// A turn of a conversation comes with the turns around it when they fit, as one entry that
+    /// names them; a turn shown that way is not shown again; with less room it comes alone.
+    #[test]
+    fn a_turn_brings_its_neighbours_when_they_fit() {
+        let (_dir, db, tenant, ids) = stored(&[
+            (
+                "chat",
+                "message",
+                "[8 May 2023] Mel: how was the support group?",
+            ),
+            (
+                "chat",
+                "message",
+                "[8 May 2023] Caroline: it was powerful, I felt accepted",
+            ),
+            (
+                "chat",
+                "message",
+                "[8 May 2023] Mel: that is wonderful to hear",
+            ),
+        ]);
+        let cands = candidates(&[&ids[1], &ids[0]]);
+        let pack = pack_of(&db, &tenant, &cands, 200);
+        assert_eq!(pack.entries.len(), 1, "{:?}", pack.entries);
+        let e = &pack.entries[0];
+        assert_eq!(e.source_id, ids[1]);
+        assert_eq!(
+            e.content,
+            "[8 May 2023] Mel: how was the support group?\nCaroline: it was powerful, I felt \
+             accepted\nMel: that is wonderful to hear"
+        );
+        let joined: Vec<&str> = e.joined.iter().map(|j| j.source_id.as_str()).collect();
+        assert_eq!(joined, vec![ids[0].as_str(), ids[2].as_str()]);
+        let alone = crate::index_doc::count_tokens(
+            "[8 May 2023] Caroline: it was powerful, I felt accepted",
+        );
+        let pack = pack_of(&db, &tenant, &cands[..1], alone as u32);
+        assert_eq!(pack.entries.len(), 1);
+        assert!(pack.entries[0].joined.is_empty());
+        assert_eq!(pack.used, alone);
+    }
+}
