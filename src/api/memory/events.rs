@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
 use crate::search::IndexOp;
 use crate::store::events::{self, check_cursor, Order};
-use crate::store::memories;
+use crate::store::{memories, Conn};
 use serde_json::{json, Value};
 
 const DEFAULT_LIMIT: i64 = 50;
@@ -55,31 +55,63 @@ fn text_param(ctx: &Ctx, name: &str) -> Result<Option<String>> {
     }
 }
 
+/// The query of a cursor-paged listing (events, memories): `limit`, `order`, `cursor` (an id
+/// `{prefix}_…` from a previous page), `sessionId`, `agentId`, and the listing's own filter
+/// `{kind_param}`, one of `kinds`.
+struct Listing {
+    limit: usize,
+    order: Order,
+    kind: Option<String>,
+    cursor: Option<String>,
+    session_id: Option<String>,
+    agent_id: Option<String>,
+}
+
+fn listing(ctx: &Ctx, prefix: &str, kind_param: &str, kinds: &[&str]) -> Result<Listing> {
+    let (limit, order) = limit_and_order(ctx)?;
+    let kind = ctx.query.one_of(kind_param, kinds)?;
+    let cursor = ctx.query.get("cursor").map(str::to_string);
+    if let Some(c) = &cursor {
+        check_cursor(prefix, c)?;
+    }
+    Ok(Listing {
+        limit,
+        order,
+        kind,
+        cursor,
+        session_id: text_param(ctx, "sessionId")?,
+        agent_id: text_param(ctx, "agentId")?,
+    })
+}
+
+/// Reads one page with `list` and answers it as `{items, …}` (`page`), each row through `json`.
+async fn answer_page<R: Send + 'static>(
+    ctx: &Ctx,
+    limit: usize,
+    what: &'static str,
+    list: impl FnOnce(&Conn) -> Result<(Vec<R>, bool)> + Send + 'static,
+    json: fn(&R) -> Value,
+) -> Result<Reply> {
+    let (rows, more) = ctx.state.db.read(list).await?;
+    let items = rows.iter().map(json).collect();
+    Ok(Reply::ok(page(items, limit, more, what)))
+}
+
 pub async fn list_events(ctx: Ctx) -> Result<Reply> {
     let p = ctx.principal()?;
     p.require(Scope::Read)?;
-    let (limit, order) = limit_and_order(&ctx)?;
-    let event_type = ctx.query.one_of("type", &crate::capture::EVENT_TYPES)?;
-    let cursor = ctx.query.get("cursor").map(str::to_string);
-    if let Some(c) = &cursor {
-        check_cursor("evt", c)?;
-    }
+    let l = listing(&ctx, "evt", "type", &crate::capture::EVENT_TYPES)?;
     let filter = events::Filter {
-        session_id: text_param(&ctx, "sessionId")?,
-        agent_id: text_param(&ctx, "agentId")?,
-        event_type,
-        limit,
-        cursor,
-        order,
+        session_id: l.session_id,
+        agent_id: l.agent_id,
+        event_type: l.kind,
+        limit: l.limit,
+        cursor: l.cursor,
+        order: l.order,
     };
     let tenant = p.tenant_id.clone();
-    let (rows, more) = ctx
-        .state
-        .db
-        .read(move |c| events::list(c, &tenant, &filter))
-        .await?;
-    let items = rows.iter().map(events::EventRow::to_json).collect();
-    Ok(Reply::ok(page(items, limit, more, "events")))
+    let list = move |c: &Conn| events::list(c, &tenant, &filter);
+    answer_page(&ctx, l.limit, "events", list, events::EventRow::to_json).await
 }
 
 pub async fn get_event(ctx: Ctx) -> Result<Reply> {
@@ -106,28 +138,25 @@ pub async fn get_event(ctx: Ctx) -> Result<Reply> {
 pub async fn list_memories(ctx: Ctx) -> Result<Reply> {
     let p = ctx.principal()?;
     p.require(Scope::Read)?;
-    let (limit, order) = limit_and_order(&ctx)?;
-    let kind = ctx.query.one_of("kind", &["episodic", "semantic"])?;
-    let cursor = ctx.query.get("cursor").map(str::to_string);
-    if let Some(c) = &cursor {
-        check_cursor("mem", c)?;
-    }
+    let l = listing(&ctx, "mem", "kind", &["episodic", "semantic"])?;
     let filter = memories::Filter {
-        agent_id: text_param(&ctx, "agentId")?,
-        session_id: text_param(&ctx, "sessionId")?,
-        kind,
-        limit,
-        cursor,
-        order,
+        agent_id: l.agent_id,
+        session_id: l.session_id,
+        kind: l.kind,
+        limit: l.limit,
+        cursor: l.cursor,
+        order: l.order,
     };
     let tenant = p.tenant_id.clone();
-    let (rows, more) = ctx
-        .state
-        .db
-        .read(move |c| memories::list(c, &tenant, &filter))
-        .await?;
-    let items = rows.iter().map(memories::MemoryRow::to_json).collect();
-    Ok(Reply::ok(page(items, limit, more, "memories")))
+    let list = move |c: &Conn| memories::list(c, &tenant, &filter);
+    answer_page(
+        &ctx,
+        l.limit,
+        "memories",
+        list,
+        memories::MemoryRow::to_json,
+    )
+    .await
 }
 
 pub async fn get_memory(ctx: Ctx) -> Result<Reply> {

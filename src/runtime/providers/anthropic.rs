@@ -6,7 +6,7 @@
 //! parsed once the stream ends; token usage is input + output as reported.
 
 use super::{json_body, send};
-use crate::runtime::sse::SseParser;
+use super::{read_events, Flow};
 use crate::runtime::{DeltaSink, ModelReply, ModelRequest, ProviderError, Role, ToolCall};
 use serde_json::{json, Value};
 
@@ -161,94 +161,87 @@ async fn read_stream(
     mut resp: reqwest::Response,
     sink: Option<&DeltaSink>,
 ) -> Result<ModelReply, ProviderError> {
-    let mut parser = SseParser::default();
     let mut reply = ModelReply::default();
     let mut blocks: Vec<(u64, Block)> = Vec::new();
     let (mut input_tokens, mut output_tokens) = (None::<u64>, None::<u64>);
-    let mut finished = false;
-    while !finished {
-        let (events, ended) = parser
-            .next_events(&mut resp)
-            .await
-            .map_err(|e| ProviderError::Upstream(format!("the {NAME} model stream broke: {e}")))?;
-        finished |= ended;
-        for (event, data) in events {
-            let v: Value = match serde_json::from_str(&data) {
-                Ok(v) => v,
-                Err(_) if event == "ping" => continue,
-                Err(e) => {
-                    return Err(ProviderError::Upstream(format!(
-                        "the {NAME} model stream sent invalid JSON: {e}"
-                    )))
-                }
-            };
-            let kind = v["type"].as_str().unwrap_or(event.as_str()).to_string();
-            match kind.as_str() {
-                "message_start" => {
-                    input_tokens = v
-                        .pointer("/message/usage/input_tokens")
-                        .and_then(Value::as_u64);
-                }
-                "content_block_start" => {
-                    let idx = v["index"].as_u64().unwrap_or(0);
-                    let cb = &v["content_block"];
-                    let block = match cb["type"].as_str() {
-                        Some("text") => {
-                            if let Some(t) = cb["text"].as_str().filter(|t| !t.is_empty()) {
-                                reply.text.push_str(t);
-                                crate::runtime::emit(sink, t);
-                            }
-                            Block::Text
-                        }
-                        Some("tool_use") => Block::Tool {
-                            id: cb["id"].as_str().unwrap_or("").to_string(),
-                            name: cb["name"].as_str().unwrap_or("").to_string(),
-                            json: String::new(),
-                        },
-                        _ => Block::Other,
-                    };
-                    blocks.push((idx, block));
-                }
-                "content_block_delta" => {
-                    let idx = v["index"].as_u64().unwrap_or(0);
-                    let delta = &v["delta"];
-                    let block = blocks
-                        .iter_mut()
-                        .rev()
-                        .find(|(i, _)| *i == idx)
-                        .map(|(_, b)| b);
-                    match (delta["type"].as_str(), block) {
-                        (Some("text_delta"), _) => {
-                            let t = delta["text"].as_str().unwrap_or("");
-                            if !t.is_empty() {
-                                reply.text.push_str(t);
-                                crate::runtime::emit(sink, t);
-                            }
-                        }
-                        (Some("input_json_delta"), Some(Block::Tool { json, .. })) => {
-                            json.push_str(delta["partial_json"].as_str().unwrap_or(""));
-                        }
-                        _ => {}
-                    }
-                }
-                "message_delta" => {
-                    if let Some(o) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
-                        output_tokens = Some(o);
-                    }
-                }
-                "message_stop" => finished = true,
-                "error" => {
-                    return Err(ProviderError::Upstream(format!(
-                        "the {NAME} model stream reported an error: {}",
-                        v.pointer("/error/message")
-                            .and_then(Value::as_str)
-                            .unwrap_or("unknown error")
-                    )))
-                }
-                _ => {}
+    read_events(&mut resp, NAME, |event, data| {
+        let v: Value = match serde_json::from_str(data) {
+            Ok(v) => v,
+            Err(_) if event == "ping" => return Ok(Flow::More),
+            Err(e) => {
+                return Err(ProviderError::Upstream(format!(
+                    "the {NAME} model stream sent invalid JSON: {e}"
+                )))
             }
+        };
+        let kind = v["type"].as_str().unwrap_or(event).to_string();
+        match kind.as_str() {
+            "message_start" => {
+                input_tokens = v
+                    .pointer("/message/usage/input_tokens")
+                    .and_then(Value::as_u64);
+            }
+            "content_block_start" => {
+                let idx = v["index"].as_u64().unwrap_or(0);
+                let cb = &v["content_block"];
+                let block = match cb["type"].as_str() {
+                    Some("text") => {
+                        if let Some(t) = cb["text"].as_str().filter(|t| !t.is_empty()) {
+                            reply.text.push_str(t);
+                            crate::runtime::emit(sink, t);
+                        }
+                        Block::Text
+                    }
+                    Some("tool_use") => Block::Tool {
+                        id: cb["id"].as_str().unwrap_or("").to_string(),
+                        name: cb["name"].as_str().unwrap_or("").to_string(),
+                        json: String::new(),
+                    },
+                    _ => Block::Other,
+                };
+                blocks.push((idx, block));
+            }
+            "content_block_delta" => {
+                let idx = v["index"].as_u64().unwrap_or(0);
+                let delta = &v["delta"];
+                let block = blocks
+                    .iter_mut()
+                    .rev()
+                    .find(|(i, _)| *i == idx)
+                    .map(|(_, b)| b);
+                match (delta["type"].as_str(), block) {
+                    (Some("text_delta"), _) => {
+                        let t = delta["text"].as_str().unwrap_or("");
+                        if !t.is_empty() {
+                            reply.text.push_str(t);
+                            crate::runtime::emit(sink, t);
+                        }
+                    }
+                    (Some("input_json_delta"), Some(Block::Tool { json, .. })) => {
+                        json.push_str(delta["partial_json"].as_str().unwrap_or(""));
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(o) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                    output_tokens = Some(o);
+                }
+            }
+            "message_stop" => return Ok(Flow::Done),
+            "error" => {
+                return Err(ProviderError::Upstream(format!(
+                    "the {NAME} model stream reported an error: {}",
+                    v.pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown error")
+                )))
+            }
+            _ => {}
         }
-    }
+        Ok(Flow::More)
+    })
+    .await?;
     for (_, b) in blocks {
         if let Block::Tool { id, name, json } = b {
             let arguments = if json.trim().is_empty() {

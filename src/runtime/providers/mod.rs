@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod offline;
 pub mod openai;
 
+use super::sse::SseParser;
 use super::ProviderError;
 
 /// Most characters of an upstream error body quoted in our error message.
@@ -81,4 +82,33 @@ pub(crate) async fn json_body(
             "the {provider} model API sent an unreadable answer: {e}"
         ))
     })
+}
+
+/// Whether a stream's reader wants more events.
+pub(crate) enum Flow {
+    More,
+    Done,
+}
+
+/// Reads a provider's SSE response event by event, handing `(event, data)` to `handle`, until it
+/// answers `Done` or the stream ends. A broken stream is an upstream error naming the provider.
+pub(crate) async fn read_events(
+    resp: &mut reqwest::Response,
+    provider: &str,
+    mut handle: impl FnMut(&str, &str) -> Result<Flow, ProviderError>,
+) -> Result<(), ProviderError> {
+    let mut parser = SseParser::default();
+    loop {
+        let (events, ended) = parser.next_events(resp).await.map_err(|e| {
+            ProviderError::Upstream(format!("the {provider} model stream broke: {e}"))
+        })?;
+        for (event, data) in &events {
+            if let Flow::Done = handle(event, data)? {
+                return Ok(());
+            }
+        }
+        if ended {
+            return Ok(());
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! passed on as a string rather than dropped.
 
 use super::{json_body, send};
-use crate::runtime::sse::SseParser;
+use super::{read_events, Flow};
 use crate::runtime::{DeltaSink, ModelReply, ModelRequest, ProviderError, Role, ToolCall};
 use serde_json::{json, Value};
 
@@ -156,70 +156,62 @@ async fn read_stream(
     mut resp: reqwest::Response,
     sink: Option<&DeltaSink>,
 ) -> Result<ModelReply, ProviderError> {
-    let mut parser = SseParser::default();
     let mut reply = ModelReply::default();
     let mut calls: Vec<PartialCall> = Vec::new();
-    let mut finished = false;
-    while !finished {
-        let (events, ended) = parser
-            .next_events(&mut resp)
-            .await
-            .map_err(|e| ProviderError::Upstream(format!("the {NAME} model stream broke: {e}")))?;
-        finished |= ended;
-        for (_, data) in events {
-            if data.trim() == "[DONE]" {
-                finished = true;
-                break;
-            }
-            let v: Value = serde_json::from_str(&data).map_err(|e| {
-                ProviderError::Upstream(format!("the {NAME} model stream sent invalid JSON: {e}"))
-            })?;
-            if let Some(err) = v.get("error") {
-                return Err(ProviderError::Upstream(format!(
-                    "the {NAME} model stream reported an error: {}",
-                    err.get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or(&err.to_string())
-                )));
-            }
-            if let Some(t) = v.pointer("/usage/total_tokens").and_then(Value::as_u64) {
-                reply.tokens = Some(t);
-            }
-            let Some(delta) = v.pointer("/choices/0/delta") else {
-                continue;
-            };
-            if let Some(text) = delta.get("content").and_then(Value::as_str) {
-                if !text.is_empty() {
-                    reply.text.push_str(text);
-                    crate::runtime::emit(sink, text);
-                }
-            }
-            for c in delta
-                .get("tool_calls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let i = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
-                if i > 127 {
-                    continue;
-                }
-                while calls.len() <= i {
-                    calls.push(PartialCall::default());
-                }
-                let p = &mut calls[i];
-                if let Some(id) = c.get("id").and_then(Value::as_str) {
-                    p.id = id.to_string();
-                }
-                if let Some(n) = c.pointer("/function/name").and_then(Value::as_str) {
-                    p.name.push_str(n);
-                }
-                if let Some(a) = c.pointer("/function/arguments").and_then(Value::as_str) {
-                    p.arguments.push_str(a);
-                }
+    read_events(&mut resp, NAME, |_, data| {
+        if data.trim() == "[DONE]" {
+            return Ok(Flow::Done);
+        }
+        let v: Value = serde_json::from_str(data).map_err(|e| {
+            ProviderError::Upstream(format!("the {NAME} model stream sent invalid JSON: {e}"))
+        })?;
+        if let Some(err) = v.get("error") {
+            return Err(ProviderError::Upstream(format!(
+                "the {NAME} model stream reported an error: {}",
+                err.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&err.to_string())
+            )));
+        }
+        if let Some(t) = v.pointer("/usage/total_tokens").and_then(Value::as_u64) {
+            reply.tokens = Some(t);
+        }
+        let Some(delta) = v.pointer("/choices/0/delta") else {
+            return Ok(Flow::More);
+        };
+        if let Some(text) = delta.get("content").and_then(Value::as_str) {
+            if !text.is_empty() {
+                reply.text.push_str(text);
+                crate::runtime::emit(sink, text);
             }
         }
-    }
+        for c in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let i = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if i > 127 {
+                continue;
+            }
+            while calls.len() <= i {
+                calls.push(PartialCall::default());
+            }
+            let p = &mut calls[i];
+            if let Some(id) = c.get("id").and_then(Value::as_str) {
+                p.id = id.to_string();
+            }
+            if let Some(n) = c.pointer("/function/name").and_then(Value::as_str) {
+                p.name.push_str(n);
+            }
+            if let Some(a) = c.pointer("/function/arguments").and_then(Value::as_str) {
+                p.arguments.push_str(a);
+            }
+        }
+        Ok(Flow::More)
+    })
+    .await?;
     reply.tool_calls = calls
         .into_iter()
         .enumerate()
