@@ -12,8 +12,8 @@
 use crate::app::AppState;
 use crate::domain::{JobKind, KeyMode};
 use crate::error::Result;
+use crate::jobs::learn::JobInput;
 use crate::store::{jobs, usage, Conn};
-use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -49,7 +49,7 @@ pub fn on_processed(
     {
         return Ok(None);
     }
-    let input = json!({"scope": "incremental", "trigger": "auto"});
+    let input = JobInput::automatic("auto").to_value();
     Ok(Some(jobs::enqueue(
         conn,
         tenant_id,
@@ -62,7 +62,7 @@ pub fn on_processed(
 /// Returns the tenants it enqueued for.
 pub fn sweep(conn: &Conn) -> Result<Vec<String>> {
     let tenants = jobs::tenants_with_unlearned_events(conn, JobKind::Learn)?;
-    let input = json!({"scope": "incremental", "trigger": "sweep"});
+    let input = JobInput::automatic("sweep").to_value();
     for t in &tenants {
         jobs::enqueue(conn, t, JobKind::Learn, &input)?;
     }

@@ -26,17 +26,88 @@
 use super::{Job, JobHandler, KindSpec, Outcome};
 use crate::app::AppState;
 use crate::compiler::{self, Compiler, Options};
-use crate::domain::JobStatus;
+use crate::domain::{JobStatus, KeyMode};
 use crate::error::Result;
 use crate::search::{IndexOp, Search};
 use crate::store::learn_rows::{self, Selection};
 use crate::store::{artifacts, semantic, usage, Conn, Db};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A learn job's input, as the handler reads it.
+/// A learn job's input as stored: the `POST /v1/learn` body after validation plus `trigger` and
+/// `mode`; automatic and forget jobs carry fewer keys. Read back strictly: a stored input of the
+/// wrong shape fails its job with the reason, it is never guessed at.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobInput {
+    #[serde(default)]
+    pub scope: LearnScope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "LearnOptions::is_empty")]
+    pub options: LearnOptions,
+    /// `api`, `auto`, `sweep` or `forget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// The caller's key mode; `None`: decided by the events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<KeyMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forgot_session_id: Option<String>,
+}
+
+/// Which events a run compiles: those not learned yet, or all of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LearnScope {
+    #[default]
+    Incremental,
+    Full,
+}
+
+/// `options` of a learn body.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_events: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_types: Option<Vec<String>>,
+    /// One type (older clients); joins `artifact_types`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_pattern_strength: Option<f64>,
+}
+
+impl LearnOptions {
+    pub fn is_empty(&self) -> bool {
+        *self == LearnOptions::default()
+    }
+}
+
+impl JobInput {
+    /// An automatic run (`trigger`: `auto` or `sweep`) over what is not learned yet.
+    pub fn automatic(trigger: &str) -> JobInput {
+        JobInput {
+            trigger: Some(trigger.to_string()),
+            ..JobInput::default()
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a learn input serializes")
+    }
+}
+
+/// A learn job's input, as the handler uses it.
 #[derive(Clone, Debug, Default)]
 pub struct LearnInput {
     pub full: bool,
@@ -52,46 +123,31 @@ pub struct LearnInput {
 }
 
 impl LearnInput {
-    /// Reads a stored input leniently (the API validated it; auto jobs carry only a few keys).
-    pub fn from_json(v: &Value) -> LearnInput {
-        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        let opts = v.get("options").cloned().unwrap_or(Value::Null);
-        let mut types: Vec<String> = opts
-            .get("artifactTypes")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(t) = opts.get("artifactType").and_then(Value::as_str) {
-            if !types.iter().any(|x| x == t) {
-                types.push(t.to_string());
+    /// Reads a stored input (`JobInput`); an input of the wrong shape is an error saying why.
+    pub fn from_stored(v: &Value) -> Result<LearnInput> {
+        let i: JobInput = serde_json::from_value(v.clone()).map_err(|e| {
+            crate::error::Error::Internal(format!("the learn job's input is malformed: {e}"))
+        })?;
+        let mut types = i.options.artifact_types.unwrap_or_default();
+        if let Some(t) = i.options.artifact_type {
+            if !types.contains(&t) {
+                types.push(t);
             }
         }
-        LearnInput {
-            full: s("scope").as_deref() == Some("full"),
-            agent_id: s("agentId"),
-            session_id: s("sessionId"),
-            event_ids: v
-                .get("eventIds")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|t| t.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            max_events: opts.get("maxEvents").and_then(Value::as_i64),
+        Ok(LearnInput {
+            full: i.scope == LearnScope::Full,
+            agent_id: i.agent_id,
+            session_id: i.session_id,
+            event_ids: i.event_ids.unwrap_or_default(),
+            max_events: i.options.max_events,
             types,
-            min_strength: opts
-                .get("minPatternStrength")
-                .and_then(Value::as_f64)
+            min_strength: i
+                .options
+                .min_pattern_strength
                 .unwrap_or(compiler::DEFAULT_MIN_STRENGTH),
-            trigger: s("trigger").unwrap_or_else(|| "api".into()),
-            mode: s("mode").filter(|m| m == "live" || m == "test"),
-        }
+            trigger: i.trigger.unwrap_or_else(|| "api".into()),
+            mode: i.mode.map(|m| m.as_str().to_string()),
+        })
     }
 }
 
@@ -353,7 +409,7 @@ struct Handler {
 
 impl JobHandler for Handler {
     fn run(&self, job: &Job) -> Result<Outcome> {
-        let input = LearnInput::from_json(&job.input);
+        let input = LearnInput::from_stored(&job.input)?;
         let (result, partial) = run(&self.db, &self.search, &job.tenant_id, &job.id, &input)?;
         Ok(Outcome {
             status: if partial {
@@ -374,7 +430,13 @@ pub fn forget_session_evidence(conn: &Conn, tenant_id: &str, session_id: &str) -
         conn,
         tenant_id,
         super::LEARN,
-        &json!({"scope": "full", "trigger": "forget", "forgotSessionId": session_id}),
+        &JobInput {
+            scope: LearnScope::Full,
+            trigger: Some("forget".into()),
+            forgot_session_id: Some(session_id.to_string()),
+            ..JobInput::default()
+        }
+        .to_value(),
     )
 }
 

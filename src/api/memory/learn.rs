@@ -3,11 +3,13 @@
 //! counts, after the index made the new artifacts searchable. `GET /v1/learn/{jobId}` reports the
 //! same shape at any time. The body is validated completely before anything is enqueued.
 
+use crate::api::fields::Fields;
 use crate::auth::Scope;
 use crate::compiler::TYPES;
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
-use crate::jobs::{self, learn::empty_result, JobRow, JobStatus};
+use crate::jobs::learn::{empty_result, JobInput, LearnOptions, LearnScope};
+use crate::jobs::{self, JobRow, JobStatus};
 use crate::store::jobs as queue;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
@@ -17,146 +19,102 @@ const MAX_EVENT_IDS: usize = 1000;
 const DEFAULT_WAIT: u64 = 30;
 const MAX_WAIT: u64 = 300;
 
-fn id_field(body: &Map<String, Value>, key: &str, errors: &mut Vec<FieldError>) -> Value {
-    match body.get(key) {
-        None | Some(Value::Null) => Value::Null,
-        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_ID_CHARS => json!(s),
-        Some(Value::String(_)) => {
-            errors.push(FieldError::new(key, "must be 1 to 256 characters long"));
-            Value::Null
-        }
-        Some(_) => {
-            errors.push(FieldError::new(key, "must be a string"));
-            Value::Null
-        }
-    }
-}
-
-fn artifact_type(v: &Value, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
-    match v.as_str() {
-        Some(t) if TYPES.contains(&t) => Some(t.to_string()),
-        _ => {
-            errors.push(FieldError::new(
-                field,
-                format!("must be one of {}", TYPES.join(", ")),
-            ));
+/// A validated `POST /v1/learn` body: the job's input without `trigger` and `mode`.
+pub fn from_body(body: &Map<String, Value>) -> Result<JobInput> {
+    let mut f = Fields::new(body);
+    let agent_id = f.id("agentId", MAX_ID_CHARS);
+    let session_id = f.id("sessionId", MAX_ID_CHARS);
+    let event_ids = match f.raw("eventIds") {
+        None => None,
+        Some(Value::Array(a)) if a.is_empty() => {
+            f.error("eventIds", "must not be empty");
             None
         }
-    }
-}
-
-/// Validates a learn body and returns the normalised job input (without trigger and mode).
-pub fn validate(body: &Map<String, Value>) -> Result<Value> {
-    let mut errors = Vec::new();
-    let agent = id_field(body, "agentId", &mut errors);
-    let session = id_field(body, "sessionId", &mut errors);
-    let mut event_ids = Value::Null;
-    match body.get("eventIds") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(a)) if a.is_empty() => {
-            errors.push(FieldError::new("eventIds", "must not be empty"))
+        Some(Value::Array(a)) if a.len() > MAX_EVENT_IDS => {
+            f.error("eventIds", format!("at most {MAX_EVENT_IDS} ids"));
+            None
         }
-        Some(Value::Array(a)) if a.len() > MAX_EVENT_IDS => errors.push(FieldError::new(
-            "eventIds",
-            format!("at most {MAX_EVENT_IDS} ids"),
-        )),
         Some(Value::Array(a)) => {
             let mut ids = Vec::new();
             for (n, v) in a.iter().enumerate() {
                 match v.as_str() {
-                    Some(s) if !s.is_empty() && s.len() <= MAX_ID_CHARS => ids.push(json!(s)),
-                    _ => errors.push(FieldError::new(
-                        format!("eventIds[{n}]"),
-                        "must be a non-empty string id",
-                    )),
+                    Some(s) if !s.is_empty() && s.len() <= MAX_ID_CHARS => ids.push(s.to_string()),
+                    _ => f.error(&format!("eventIds[{n}]"), "must be a non-empty string id"),
                 }
             }
-            event_ids = Value::Array(ids);
+            Some(ids)
         }
-        Some(_) => errors.push(FieldError::new("eventIds", "must be an array of event ids")),
-    }
-    let scope = match body.get("scope") {
-        None | Some(Value::Null) => "incremental",
-        Some(Value::String(s)) if s == "incremental" || s == "full" => s.as_str(),
         Some(_) => {
-            errors.push(FieldError::new("scope", "must be one of incremental, full"));
-            "incremental"
+            f.error("eventIds", "must be an array of event ids");
+            None
         }
     };
-    let mut options = Map::new();
-    match body.get("options") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(o)) => {
-            match o.get("maxEvents") {
-                None | Some(Value::Null) => {}
-                Some(v) => match v.as_i64() {
-                    Some(n) if (1..=10_000_000).contains(&n) => {
-                        options.insert("maxEvents".into(), json!(n));
-                    }
-                    _ => errors.push(FieldError::new(
-                        "options.maxEvents",
-                        "must be an integer between 1 and 10000000",
-                    )),
-                },
-            }
-            let mut types: Vec<String> = Vec::new();
-            match o.get("artifactTypes") {
-                // An empty list means every type, as no list does (the SDK sends `[]`).
-                None | Some(Value::Null) => {}
-                Some(Value::Array(a)) => {
-                    for (n, v) in a.iter().enumerate() {
-                        if let Some(t) =
-                            artifact_type(v, &format!("options.artifactTypes[{n}]"), &mut errors)
-                        {
-                            if !types.contains(&t) {
-                                types.push(t);
-                            }
-                        }
-                    }
+    let scope = match f.one_of("scope", &["incremental", "full"], "incremental") {
+        "full" => LearnScope::Full,
+        _ => LearnScope::Incremental,
+    };
+    let mut options = LearnOptions::default();
+    if let Some(mut o) = f.object("options") {
+        options.max_events = match o.raw("maxEvents") {
+            None => None,
+            Some(v) => match v.as_i64() {
+                Some(n) if (1..=10_000_000).contains(&n) => Some(n),
+                _ => {
+                    o.error("maxEvents", "must be an integer between 1 and 10000000");
+                    None
                 }
-                Some(_) => errors.push(FieldError::new(
-                    "options.artifactTypes",
-                    "must be an array of artifact types",
-                )),
-            }
-            match o.get("artifactType") {
-                None | Some(Value::Null) => {}
-                Some(v) => {
-                    if let Some(t) = artifact_type(v, "options.artifactType", &mut errors) {
+            },
+        };
+        let mut types: Vec<String> = Vec::new();
+        match o.raw("artifactTypes") {
+            // An empty list means every type, as no list does (the SDK sends `[]`).
+            None => {}
+            Some(Value::Array(a)) => {
+                for (n, v) in a.iter().enumerate() {
+                    if let Some(t) = artifact_type(&mut o, v, &format!("artifactTypes[{n}]")) {
                         if !types.contains(&t) {
                             types.push(t);
                         }
                     }
                 }
             }
-            if !types.is_empty() {
-                options.insert("artifactTypes".into(), json!(types));
-            }
-            match o.get("minPatternStrength") {
-                None | Some(Value::Null) => {}
-                Some(v) => match v.as_f64() {
-                    Some(x) if (0.0..=1.0).contains(&x) => {
-                        options.insert("minPatternStrength".into(), json!(x));
-                    }
-                    _ => errors.push(FieldError::new(
-                        "options.minPatternStrength",
-                        "must be a number between 0 and 1",
-                    )),
-                },
+            Some(_) => o.error("artifactTypes", "must be an array of artifact types"),
+        }
+        if let Some(v) = o.raw("artifactType") {
+            if let Some(t) = artifact_type(&mut o, v, "artifactType") {
+                if !types.contains(&t) {
+                    types.push(t);
+                }
             }
         }
-        Some(_) => errors.push(FieldError::new("options", "must be an object")),
+        options.artifact_types = (!types.is_empty()).then_some(types);
+        options.min_pattern_strength = o.number(
+            "minPatternStrength",
+            0.0,
+            1.0,
+            "must be a number between 0 and 1",
+        );
+        f.merge(o);
     }
-    if !errors.is_empty() {
-        return Err(Error::invalid(errors));
+    f.finish()?;
+    Ok(JobInput {
+        scope,
+        agent_id,
+        session_id,
+        event_ids,
+        options,
+        ..JobInput::default()
+    })
+}
+
+fn artifact_type(f: &mut Fields<'_>, v: &Value, field: &str) -> Option<String> {
+    match v.as_str() {
+        Some(t) if TYPES.contains(&t) => Some(t.to_string()),
+        _ => {
+            f.error(field, format!("must be one of {}", TYPES.join(", ")));
+            None
+        }
     }
-    Ok(json!({
-        "scope": scope,
-        "agentId": agent,
-        "sessionId": session,
-        "eventIds": event_ids,
-        "options": options,
-    }))
 }
 
 /// How long the caller asked to wait: `?wait=true|false|N` or `Prefer: wait=N`; without either,
@@ -226,9 +184,10 @@ pub async fn learn(ctx: Ctx) -> Result<Reply> {
     p.require(Scope::Write)?;
     let body = ctx.json_object(true)?;
     let wait = wait_for(&ctx)?;
-    let mut input = validate(&body)?;
-    input["trigger"] = json!("api");
-    input["mode"] = json!(p.mode);
+    let mut input = from_body(&body)?;
+    input.trigger = Some("api".into());
+    input.mode = Some(p.mode.parse().map_err(Error::Internal)?);
+    let input = input.to_value();
     let tenant = p.tenant_id.clone();
     let state = ctx.state.clone();
     let job_id = {

@@ -9,8 +9,8 @@
 //!
 //! Scopes: deploy and delete need `agents:deploy`; list and get accept any registry scope.
 
-use super::fields::Fields;
 use super::projects::{member_view, require_project_role};
+use crate::api::fields::Fields;
 use crate::auth::{Role, Scope};
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};

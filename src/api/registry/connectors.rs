@@ -6,8 +6,8 @@
 //! `connectors:manage` and the DEVELOPER role or higher in the project. `mcp_url` must be an
 //! absolute http(s) URL that the outbound policy allows (docs/security.md); the slug comes from the name and is unique within the project (409).
 
-use super::fields::Fields;
 use super::projects::{member_view, read_view, require_project_role};
+use crate::api::fields::Fields;
 use crate::auth::{Role, Scope};
 use crate::catalog;
 use crate::error::{Error, Result};

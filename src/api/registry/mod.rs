@@ -2,7 +2,6 @@
 
 pub mod agents;
 pub mod connectors;
-pub mod fields;
 pub mod invoke;
 pub mod projects;
 pub mod usage;

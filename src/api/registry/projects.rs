@@ -13,7 +13,7 @@
 //! A project of another tenant and a project a DEVELOPER or VIEWER is not a member of both answer
 //! 404, so ids reveal nothing. `GET /v1/projects` lists the caller's memberships (docs/api.md "Registry family"). Membership checks and the writes they guard run in one transaction.
 
-use super::fields::{self, Fields};
+use crate::api::fields::{self, Fields};
 use crate::app::AppState;
 use crate::auth::{Principal, Role, Scope};
 use crate::error::{Error, Result};

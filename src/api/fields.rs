@@ -1,14 +1,18 @@
-//! Field-by-field validation of registry request bodies.
+//! Field-by-field validation of request bodies, the one mechanism of both API families.
 //!
-//! `Fields` reads typed values from a JSON object and collects every problem (naming its field)
-//! instead of stopping at the first, so a client learns all it must fix from one 400. Handlers
-//! call `finish` before touching storage: nothing is written for a rejected request.
+//! `Fields` reads typed values from a JSON object and collects every problem (naming its field,
+//! nested ones as `options.maxEvents`, list items as `eventIds[2]`) instead of stopping at the
+//! first, so a client learns all it must fix from one answer (422 in the memory family, 400 in
+//! the registry family). Each route's request type is built by its `from_body`, which calls
+//! `finish` before the handler touches storage: nothing is written for a rejected request.
 
 use crate::error::{Error, FieldError, Result};
 use serde_json::{Map, Value};
 
 pub struct Fields<'a> {
     body: &'a Map<String, Value>,
+    /// `options.` for the fields of a nested object (`object`).
+    prefix: String,
     pub errors: Vec<FieldError>,
 }
 
@@ -16,12 +20,66 @@ impl<'a> Fields<'a> {
     pub fn new(body: &'a Map<String, Value>) -> Fields<'a> {
         Fields {
             body,
+            prefix: String::new(),
             errors: Vec::new(),
         }
     }
 
     pub fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(field, message));
+        self.errors
+            .push(FieldError::new(format!("{}{field}", self.prefix), message));
+    }
+
+    /// The fields of a nested object, named `{name}.{field}`: `None` when absent (or an error
+    /// when it is not an object). Hand it back to `merge` to keep its errors.
+    pub fn object(&mut self, name: &str) -> Option<Fields<'a>> {
+        match self.raw(name) {
+            None => None,
+            Some(Value::Object(o)) => Some(Fields {
+                body: o,
+                prefix: format!("{}{name}.", self.prefix),
+                errors: Vec::new(),
+            }),
+            Some(_) => {
+                self.error(name, "must be an object");
+                None
+            }
+        }
+    }
+
+    /// Keeps the errors of a nested object's fields.
+    pub fn merge(&mut self, nested: Fields<'_>) {
+        self.errors.extend(nested.errors);
+    }
+
+    /// One of `allowed` (exact spelling), `default` when absent.
+    pub fn one_of<'v>(&mut self, name: &str, allowed: &[&'v str], default: &'v str) -> &'v str {
+        match self.raw(name) {
+            None => default,
+            Some(Value::String(s)) => match allowed.iter().find(|a| **a == s) {
+                Some(a) => a,
+                None => {
+                    self.error(name, format!("must be one of {}", allowed.join(", ")));
+                    default
+                }
+            },
+            Some(_) => {
+                self.error(name, format!("must be one of {}", allowed.join(", ")));
+                default
+            }
+        }
+    }
+
+    /// A number in `min..=max`; `None` when absent or invalid (`message` names the range).
+    pub fn number(&mut self, name: &str, min: f64, max: f64, message: &str) -> Option<f64> {
+        let v = self.raw(name)?;
+        match v.as_f64() {
+            Some(x) if (min..=max).contains(&x) => Some(x),
+            _ => {
+                self.error(name, message);
+                None
+            }
+        }
     }
 
     /// The raw value of a field; JSON `null` counts as absent.
@@ -57,6 +115,21 @@ impl<'a> Fields<'a> {
                 }
             }
             Some(_) => {
+                self.error(name, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// An id: a string of 1 to `max` characters, taken as given. `None` when absent or invalid.
+    pub fn id(&mut self, name: &str, max: usize) -> Option<String> {
+        match self.raw(name)? {
+            Value::String(s) if !s.is_empty() && s.chars().count() <= max => Some(s.clone()),
+            Value::String(_) => {
+                self.error(name, format!("must be 1 to {max} characters long"));
+                None
+            }
+            _ => {
                 self.error(name, "must be a string");
                 None
             }
