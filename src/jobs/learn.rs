@@ -163,7 +163,11 @@ pub fn empty_result(job_id: &str, status: &str) -> Value {
 }
 
 /// Events marked learned per transaction.
-const MARK_CHUNK: usize = 5_000;
+const MARK_CHUNK: usize = 1_000;
+/// Artifacts stored per transaction.
+const ARTIFACTS_PER_WRITE: usize = 16;
+/// Semantic memories stored per transaction.
+const FACTS_PER_WRITE: usize = 64;
 
 /// An `auto` run compiles only when at least 1/20 of the events in scope are new.
 const AUTO_MIN_SHARE: i64 = 20;
@@ -298,53 +302,99 @@ pub fn run(
         return Ok((r, false));
     }
     let out = db.read_blocking(|c| compile(c, tenant, input, &plan))?;
-    let (t, i) = (tenant.to_string(), input.clone());
     let cutoff = plan.cutoff;
     let partial = plan.more;
     let mode = plan.mode.clone();
-    let (counts, ops) = db.write_background(move |c| {
-        let now = crate::time::now_rfc3339();
-        let agent = i.agent_id.as_deref();
-        let mut ops: Vec<IndexOp> = Vec::new();
-        let mut n = Counts::default();
-        let mut keep = HashSet::new();
-        for d in &out.artifacts {
-            keep.insert((d.artifact_type.to_string(), scoped(agent, &d.signature)));
-            if !d.touched {
-                continue;
+    // Stored in slices of their own transactions, so no one write holds the writer (and the
+    // requests queued behind it) for long; a crash between slices leaves a partly applied run
+    // that the next run completes (applying an artifact is idempotent).
+    let out = Arc::new(out);
+    let agent = input.agent_id.clone();
+    let keep: HashSet<(String, String)> = out
+        .artifacts
+        .iter()
+        .map(|d| {
+            let key = scoped(agent.as_deref(), &d.signature);
+            (d.artifact_type.to_string(), key)
+        })
+        .collect();
+    let touched: Vec<usize> = (0..out.artifacts.len())
+        .filter(|k| out.artifacts[*k].touched)
+        .collect();
+    let mut counts = Counts::default();
+    for slice in touched.chunks(ARTIFACTS_PER_WRITE) {
+        let (out, t, agent, slice) = (
+            out.clone(),
+            tenant.to_string(),
+            agent.clone(),
+            slice.to_vec(),
+        );
+        let (applied, ops) = db.write_background(move |c| {
+            let now = crate::time::now_rfc3339();
+            let mut ops: Vec<IndexOp> = Vec::new();
+            let mut applied = Vec::with_capacity(slice.len());
+            for k in slice {
+                let d = &out.artifacts[k];
+                let key = scoped(agent.as_deref(), &d.signature);
+                let a = artifacts::apply(c, &t, agent.as_deref(), &key, d, &now, &mut ops)?;
+                applied.push((d.artifact_type, a));
             }
-            match artifacts::apply(
-                c,
-                &t,
-                agent,
-                &scoped(agent, &d.signature),
-                d,
-                &now,
-                &mut ops,
-            )? {
+            Ok((applied, ops))
+        })?;
+        for (artifact_type, a) in applied {
+            match a {
                 artifacts::Applied::Created | artifacts::Applied::Superseded => {
-                    n.created += 1;
-                    *n.by_type.entry(d.artifact_type).or_default() += 1;
+                    counts.created += 1;
+                    *counts.by_type.entry(artifact_type).or_default() += 1;
                 }
                 artifacts::Applied::Updated => {
-                    n.updated += 1;
-                    *n.by_type.entry(d.artifact_type).or_default() += 1;
+                    counts.updated += 1;
+                    *counts.by_type.entry(artifact_type).or_default() += 1;
                 }
-                artifacts::Applied::Unchanged => n.unchanged += 1,
+                artifacts::Applied::Unchanged => counts.unchanged += 1,
             }
         }
-        if i.trigger == "forget" && i.types.is_empty() {
-            artifacts::deprecate_unsupported(c, &t, agent, &keep, &now, &mut ops)?;
-        }
-        for f in &out.facts {
-            semantic::apply(c, &t, agent, &scoped(agent, &f.key), f, &now, &mut ops)?;
-            n.memories += 1;
+        ops.into_iter().for_each(|op| search.submit(op));
+    }
+    for slice in (0..out.facts.len())
+        .collect::<Vec<_>>()
+        .chunks(FACTS_PER_WRITE)
+    {
+        let (out, t, agent, slice) = (
+            out.clone(),
+            tenant.to_string(),
+            agent.clone(),
+            slice.to_vec(),
+        );
+        let ops = db.write_background(move |c| {
+            let now = crate::time::now_rfc3339();
+            let mut ops: Vec<IndexOp> = Vec::new();
+            for k in slice {
+                let f = &out.facts[k];
+                let key = scoped(agent.as_deref(), &f.key);
+                semantic::apply(c, &t, agent.as_deref(), &key, f, &now, &mut ops)?;
+            }
+            Ok(ops)
+        })?;
+        ops.into_iter().for_each(|op| search.submit(op));
+    }
+    counts.memories = out.facts.len() as u64;
+    let (t, forget) = (
+        tenant.to_string(),
+        input.trigger == "forget" && input.types.is_empty(),
+    );
+    let (created, updated) = (counts.created as i64, counts.updated as i64);
+    let ops = db.write_background(move |c| {
+        let mut ops: Vec<IndexOp> = Vec::new();
+        if forget {
+            let now = crate::time::now_rfc3339();
+            artifacts::deprecate_unsupported(c, &t, agent.as_deref(), &keep, &now, &mut ops)?;
         }
         let at = crate::time::now();
         usage::incr(c, &t, &mode, usage::COMPILATIONS, 1, at)?;
-        usage::incr(c, &t, &mode, usage::ARTIFACTS_CREATED, n.created as i64, at)?;
-        usage::incr(c, &t, &mode, usage::ARTIFACTS_UPDATED, n.updated as i64, at)?;
-        Ok((n, ops))
+        usage::incr(c, &t, &mode, usage::ARTIFACTS_CREATED, created, at)?;
+        usage::incr(c, &t, &mode, usage::ARTIFACTS_UPDATED, updated, at)?;
+        Ok(ops)
     })?;
     for op in ops {
         search.submit(op);

@@ -16,9 +16,15 @@
 //!   frame has been copied. So the writer closes the gap itself (`CatchUp`): once the WAL file
 //!   passes `CATCH_UP_AT_BYTES`, between two groups and at most every `CATCH_UP_EVERY`, it runs a
 //!   PASSIVE checkpoint that only has the few frames this thread has not copied yet; its next
-//!   transaction then starts the WAL over and `journal_size_limit` trims the file. That pause is
-//!   a few milliseconds, where a RESTART checkpoint of a large WAL held the write lock — and every
-//!   request behind it — for 100–250 ms (the capture p99 of ~100 ms under wrk).
+//!   transaction then starts the WAL over. That pause (copying the last frames and one fsync of
+//!   the main file) is 10–45 ms on ext4, where a RESTART checkpoint of a large WAL held the write
+//!   lock — and every request behind it — for 100–250 ms (the capture p99 of ~100 ms under wrk).
+//! - The WAL is measured by the frames it holds (`WalUse`, published by this thread after each
+//!   pass), not by its file's size: the file is not trimmed when the WAL starts over (truncating a
+//!   file of hundreds of megabytes took the writer 15–35 ms, and regrowing it allocates blocks,
+//!   whose journal commits stall the writer's appends), so a started-over WAL reuses its blocks.
+//!   Once no commit has come for `IDLE_TRIM_AFTER`, this thread truncates the file
+//!   (`TRUNCATE` checkpoint), so an idle server does not keep a large WAL file.
 //! - The WAL stays bounded even when readers keep every reset from happening: past
 //!   `RESTART_AT_BYTES` a RESTART checkpoint (which holds the write lock, at most `BUSY_WAIT`
 //!   waiting for readers) follows the PASSIVE one. It is a last resort, not the regular path.
@@ -28,24 +34,49 @@
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the checkpointer looks at the WAL.
 const PERIOD: Duration = Duration::from_millis(100);
 /// Longest a checkpoint waits for a lock.
 const BUSY_WAIT: Duration = Duration::from_millis(50);
-/// WAL file size past which a RESTART checkpoint is forced (last resort; see the module docs).
-const RESTART_AT_BYTES: u64 = 512 * 1024 * 1024;
-/// WAL file size past which the writer closes the checkpoint gap itself (`CatchUp`). Above
-/// `JOURNAL_SIZE_LIMIT`, so a WAL that was reset and trimmed does not trigger it at once.
-pub const CATCH_UP_AT_BYTES: u64 = 96 * 1024 * 1024;
+/// WAL use past which a RESTART checkpoint is forced (last resort; see the module docs).
+const RESTART_AT_BYTES: u64 = 1024 * 1024 * 1024;
+/// WAL use past which the writer closes the checkpoint gap itself (`CatchUp`). Each catch-up
+/// costs the writer one fsync of the main file, so it comes about once every few seconds under
+/// the heaviest capture load rather than several times a second.
+pub const CATCH_UP_AT_BYTES: u64 = 256 * 1024 * 1024;
 /// Least time between two catch-up checkpoints of the writer (a reader may have kept the last
 /// one from resetting the WAL).
 const CATCH_UP_EVERY: Duration = Duration::from_millis(250);
 /// How often the writer looks at the WAL file's size.
 const CATCH_UP_LOOK_EVERY: Duration = Duration::from_millis(20);
-/// Size the WAL file is trimmed to when it starts over (`PRAGMA journal_size_limit`).
-pub const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// Size the WAL file is trimmed to when it starts over (`PRAGMA journal_size_limit`): above what
+/// the WAL reaches between two catch-ups, so the file is not truncated under load (see the
+/// module docs); the idle trim shrinks it.
+pub const JOURNAL_SIZE_LIMIT: i64 = 384 * 1024 * 1024;
+
+/// A server idle this long (no commit) gets its WAL file truncated.
+const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
+/// WAL files larger than this are truncated when the server is idle.
+const IDLE_TRIM_ABOVE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How much of the WAL holds frames, in bytes, as the checkpointer last saw it (shared with the
+/// writer's `CatchUp`).
+#[derive(Clone, Default)]
+pub struct WalUse(Arc<AtomicU64>);
+
+impl WalUse {
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, bytes: u64) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
+}
 
 /// Pragmas of the writer connection: no checkpoints of its own, a bounded WAL file.
 pub fn writer_pragmas(conn: &Connection) -> rusqlite::Result<()> {
@@ -54,37 +85,65 @@ pub fn writer_pragmas(conn: &Connection) -> rusqlite::Result<()> {
     ))
 }
 
-/// Runs checkpoints for the database at `path` until `stop` is signalled or dropped.
-pub fn run(conn: Connection, path: PathBuf, stop: Receiver<()>) {
+/// Runs checkpoints for the database at `path` until `stop` is signalled or dropped, publishing
+/// the WAL's use to `wal_use`; `commits` (the writer's count) tells it when the server is idle.
+pub fn run(
+    conn: Connection,
+    path: PathBuf,
+    stop: Receiver<()>,
+    wal_use: WalUse,
+    commits: Arc<AtomicU64>,
+) {
     let wal = wal_path(&path);
     // A RESTART checkpoint holds the write lock while it waits for readers: keep that wait short
     // so the writer is never stalled for long (a busy attempt is simply retried later).
     if let Err(e) = conn.busy_timeout(BUSY_WAIT) {
         tracing::warn!(error = %e, "cannot set the checkpointer's busy timeout");
     }
+    let frame_bytes = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+        .map(|p| p.max(512) as u64)
+        .unwrap_or(4096)
+        + 24;
+    let (mut seen_commits, mut quiet_since) = (commits.load(Ordering::Relaxed), Instant::now());
     loop {
         match stop.recv_timeout(PERIOD) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         // PASSIVE first in every case: it copies without the write lock, so a RESTART that
         // follows (and holds the write lock) has little left to copy and only waits for readers.
-        let mut modes = vec!["PASSIVE"];
-        if wal_bytes > RESTART_AT_BYTES {
-            modes.push("RESTART");
+        let frames = match checkpoint(&conn, "PASSIVE") {
+            Ok(frames) => frames,
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+                continue;
+            }
+        };
+        wal_use.set(frames * frame_bytes);
+        if frames * frame_bytes > RESTART_AT_BYTES {
+            if let Err(e) = checkpoint(&conn, "RESTART") {
+                tracing::warn!(error = %e, "WAL RESTART checkpoint failed");
+            }
         }
-        for mode in modes {
-            if let Err(e) = checkpoint(&conn, mode) {
-                tracing::warn!(error = %e, mode, "WAL checkpoint failed");
+        let now_commits = commits.load(Ordering::Relaxed);
+        if now_commits != seen_commits {
+            (seen_commits, quiet_since) = (now_commits, Instant::now());
+        } else if quiet_since.elapsed() >= IDLE_TRIM_AFTER
+            && std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > IDLE_TRIM_ABOVE_BYTES
+        {
+            match checkpoint(&conn, "TRUNCATE") {
+                Ok(_) => wal_use.set(0),
+                Err(e) => tracing::debug!(error = %e, "idle WAL truncation did not run"),
             }
         }
     }
 }
 
-/// One checkpoint. A PASSIVE one with no new frames returns without syncing anything, so the
-/// periodic call costs next to nothing while the database is idle.
-fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
+/// One checkpoint; returns the frames in the WAL (`log`). A PASSIVE one with no new frames
+/// returns without syncing anything, so the periodic call costs next to nothing while the
+/// database is idle.
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<u64> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
         let busy: i64 = r.get(0)?;
         let log: i64 = r.get(1)?;
@@ -92,25 +151,25 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
         if busy != 0 || done < log {
             tracing::debug!(mode, busy, log, done, "WAL checkpoint incomplete");
         }
-        Ok(())
+        Ok(log.max(0) as u64)
     })
 }
 
 /// The writer's side of keeping the WAL bounded (see the module docs). Call `after_group` on
 /// the writer thread after each group's callers have been answered.
 pub struct CatchUp {
-    wal: PathBuf,
+    wal_use: WalUse,
     last_look: Instant,
     last_run: Instant,
 }
 
 impl CatchUp {
-    pub fn new(db: &Path) -> CatchUp {
+    pub fn new(wal_use: WalUse) -> CatchUp {
         let long_ago = Instant::now()
             .checked_sub(CATCH_UP_EVERY)
             .unwrap_or_else(Instant::now);
         CatchUp {
-            wal: wal_path(db),
+            wal_use,
             last_look: long_ago,
             last_run: long_ago,
         }
@@ -124,14 +183,15 @@ impl CatchUp {
         if self.last_run.elapsed() < CATCH_UP_EVERY {
             return;
         }
-        let wal_bytes = std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0);
-        if wal_bytes <= CATCH_UP_AT_BYTES {
+        if self.wal_use.bytes() <= CATCH_UP_AT_BYTES {
             return;
         }
         self.last_run = Instant::now();
         // Busy (the checkpointer is mid-pass) is fine: it is simply tried again later.
-        if let Err(e) = checkpoint(conn, "PASSIVE") {
-            tracing::debug!(error = %e, "writer catch-up checkpoint did not run");
+        match checkpoint(conn, "PASSIVE") {
+            // The next write transaction starts the WAL over: it is (about to be) empty.
+            Ok(_) => self.wal_use.set(0),
+            Err(e) => tracing::debug!(error = %e, "writer catch-up checkpoint did not run"),
         }
     }
 }

@@ -61,12 +61,15 @@ impl Db {
         checkpoint::writer_pragmas(&conn)?;
         novelty::rebuild_pending(&Conn(&conn))?;
         let (checkpoint_stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let commits = Arc::new(AtomicU64::new(0));
+        let wal_use = checkpoint::WalUse::default();
         let checkpointer = {
             let cconn = open_connection(path)?;
             let path = path.to_path_buf();
+            let (wal_use, commits) = (wal_use.clone(), commits.clone());
             std::thread::Builder::new()
                 .name("engram-checkpoint".into())
-                .spawn(move || checkpoint::run(cconn, path, stop_rx))
+                .spawn(move || checkpoint::run(cconn, path, stop_rx, wal_use, commits))
                 .map_err(Error::internal)?
         };
         let manager = SqliteConnectionManager::file(path)
@@ -95,11 +98,10 @@ impl Db {
                 bg: bg_rx,
             },
         );
-        let commits = Arc::new(AtomicU64::new(0));
         let writer = {
             let rx = rx.clone();
             let commits = commits.clone();
-            let catch_up = checkpoint::CatchUp::new(path);
+            let catch_up = checkpoint::CatchUp::new(wal_use);
             std::thread::Builder::new()
                 .name("engram-writer".into())
                 .spawn(move || writer_loop(conn, rx, commits, catch_up))

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A group commit (with the checkpoint catch-up after it) this long is logged at debug level.
+const SLOW_GROUP: Duration = Duration::from_millis(5);
 /// Most write operations one group commit takes.
 const MAX_GROUP: usize = 512;
 /// Longest a background write waits while foreground writes keep the writer busy.
@@ -192,7 +194,10 @@ pub(super) fn writer_loop(
         if group.is_empty() {
             continue;
         }
+        let started = std::time::Instant::now();
+        let writes = group.len();
         let outcome = run_group(&conn, &mut group);
+        let ran = started.elapsed();
         if outcome.is_ok() {
             commits.fetch_add(1, Ordering::Relaxed);
         } else if let Err(e) = &outcome {
@@ -201,7 +206,17 @@ pub(super) fn writer_loop(
         for op in group.drain(..) {
             op.complete(outcome.clone());
         }
+        let caught = std::time::Instant::now();
         catch_up.after_group(&conn);
+        let caught = caught.elapsed();
+        if ran + caught >= SLOW_GROUP {
+            tracing::debug!(
+                group_ms = ran.as_secs_f64() * 1000.0,
+                catch_up_ms = caught.as_secs_f64() * 1000.0,
+                writes,
+                "slow group commit"
+            );
+        }
     }
     // Checkpoint so the WAL does not outlive a clean shutdown.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
