@@ -51,8 +51,6 @@ pub const CATCH_UP_AT_BYTES: u64 = 256 * 1024 * 1024;
 /// Least time between two catch-up checkpoints of the writer (a reader may have kept the last
 /// one from resetting the WAL).
 const CATCH_UP_EVERY: Duration = Duration::from_millis(250);
-/// How often the writer looks at the WAL file's size.
-const CATCH_UP_LOOK_EVERY: Duration = Duration::from_millis(20);
 /// Size the WAL file is trimmed to when it starts over (`PRAGMA journal_size_limit`): above what
 /// the WAL reaches between two catch-ups, so the file is not truncated under load (see the
 /// module docs); the idle trim shrinks it.
@@ -63,18 +61,37 @@ const IDLE_TRIM_AFTER: Duration = Duration::from_secs(2);
 /// WAL files larger than this are truncated when the server is idle.
 const IDLE_TRIM_ABOVE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// How much of the WAL holds frames, in bytes, as the checkpointer last saw it (shared with the
-/// writer's `CatchUp`).
+/// Most bytes of frames the writer's catch-up copies itself: when the checkpointer's last pass
+/// left more behind (a long read transaction keeps it from copying further), the writer does not
+/// try, since the WAL could not start over anyway and the copy would stall every request.
+const CATCH_UP_GAP_BYTES: u64 = 2 * 1024 * 1024;
+
+/// How much of the WAL holds frames and how much of that the checkpointer has copied, in bytes,
+/// as it last saw them (shared with the writer's `CatchUp`).
 #[derive(Clone, Default)]
-pub struct WalUse(Arc<AtomicU64>);
+pub struct WalUse(Arc<[AtomicU64; 3]>);
 
 impl WalUse {
+    /// Bytes of frames in the WAL.
     pub fn bytes(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0[0].load(Ordering::Relaxed)
     }
 
-    fn set(&self, bytes: u64) {
-        self.0.store(bytes, Ordering::Relaxed);
+    /// Bytes of frames not yet copied into the main file.
+    pub fn behind(&self) -> u64 {
+        self.bytes()
+            .saturating_sub(self.0[1].load(Ordering::Relaxed))
+    }
+
+    fn set(&self, bytes: u64, copied: u64) {
+        self.0[1].store(copied, Ordering::Relaxed);
+        self.0[0].store(bytes, Ordering::Relaxed);
+        self.0[2].fetch_add(1, Ordering::Release);
+    }
+
+    /// Counts the checkpointer's passes: the gap is smallest right after one.
+    fn passes(&self) -> u64 {
+        self.0[2].load(Ordering::Acquire)
     }
 }
 
@@ -113,14 +130,14 @@ pub fn run(
         }
         // PASSIVE first in every case: it copies without the write lock, so a RESTART that
         // follows (and holds the write lock) has little left to copy and only waits for readers.
-        let frames = match checkpoint(&conn, "PASSIVE") {
-            Ok(frames) => frames,
+        let (frames, copied) = match checkpoint(&conn, "PASSIVE") {
+            Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
                 continue;
             }
         };
-        wal_use.set(frames * frame_bytes);
+        wal_use.set(frames * frame_bytes, copied * frame_bytes);
         if frames * frame_bytes > RESTART_AT_BYTES {
             if let Err(e) = checkpoint(&conn, "RESTART") {
                 tracing::warn!(error = %e, "WAL RESTART checkpoint failed");
@@ -133,17 +150,17 @@ pub fn run(
             && std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > IDLE_TRIM_ABOVE_BYTES
         {
             match checkpoint(&conn, "TRUNCATE") {
-                Ok(_) => wal_use.set(0),
+                Ok(_) => wal_use.set(0, 0),
                 Err(e) => tracing::debug!(error = %e, "idle WAL truncation did not run"),
             }
         }
     }
 }
 
-/// One checkpoint; returns the frames in the WAL (`log`). A PASSIVE one with no new frames
-/// returns without syncing anything, so the periodic call costs next to nothing while the
-/// database is idle.
-fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<u64> {
+/// One checkpoint; returns the frames in the WAL and how many of them are copied into the main
+/// file. A PASSIVE one with no new frames returns without syncing anything, so the periodic call
+/// costs next to nothing while the database is idle.
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(u64, u64)> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
         let busy: i64 = r.get(0)?;
         let log: i64 = r.get(1)?;
@@ -151,7 +168,7 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<u64> {
         if busy != 0 || done < log {
             tracing::debug!(mode, busy, log, done, "WAL checkpoint incomplete");
         }
-        Ok(log.max(0) as u64)
+        Ok((log.max(0) as u64, done.max(0) as u64))
     })
 }
 
@@ -159,7 +176,8 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<u64> {
 /// the writer thread after each group's callers have been answered.
 pub struct CatchUp {
     wal_use: WalUse,
-    last_look: Instant,
+    /// The checkpointer's pass this catch-up last looked at.
+    seen_pass: u64,
     last_run: Instant,
 }
 
@@ -170,27 +188,30 @@ impl CatchUp {
             .unwrap_or_else(Instant::now);
         CatchUp {
             wal_use,
-            last_look: long_ago,
+            seen_pass: 0,
             last_run: long_ago,
         }
     }
 
     pub fn after_group(&mut self, conn: &Connection) {
-        if self.last_look.elapsed() < CATCH_UP_LOOK_EVERY {
+        // Right after a pass of the checkpointer, when the frames left to copy are fewest.
+        let pass = self.wal_use.passes();
+        if pass == self.seen_pass {
             return;
         }
-        self.last_look = Instant::now();
-        if self.last_run.elapsed() < CATCH_UP_EVERY {
-            return;
-        }
-        if self.wal_use.bytes() <= CATCH_UP_AT_BYTES {
+        self.seen_pass = pass;
+        if self.last_run.elapsed() < CATCH_UP_EVERY
+            || self.wal_use.bytes() <= CATCH_UP_AT_BYTES
+            || self.wal_use.behind() > CATCH_UP_GAP_BYTES
+        {
             return;
         }
         self.last_run = Instant::now();
         // Busy (the checkpointer is mid-pass) is fine: it is simply tried again later.
         match checkpoint(conn, "PASSIVE") {
             // The next write transaction starts the WAL over: it is (about to be) empty.
-            Ok(_) => self.wal_use.set(0),
+            Ok((frames, copied)) if copied >= frames => self.wal_use.set(0, 0),
+            Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "writer catch-up checkpoint did not run"),
         }
     }
@@ -235,6 +256,38 @@ mod tests {
         db.close();
         let wal = std::fs::metadata(super::wal_path(&path)).map(|m| m.len());
         assert_eq!(wal.unwrap_or(0), 0, "a clean close truncates the WAL");
+    }
+
+    /// Under load the WAL file is not trimmed when it starts over; once no commit has come for a
+    /// while the checkpointer truncates it, so an idle server keeps no large WAL file.
+    #[test]
+    fn an_idle_server_gets_its_wal_file_truncated() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("engram.db");
+        let db = Db::open(&path, 1).expect("open");
+        let wal = || {
+            std::fs::metadata(super::wal_path(&path))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        for i in 0..8 {
+            let big = "x".repeat(1_000_000);
+            db.write_blocking(move |c| meta_set(c, &format!("bulk{i}"), &big))
+                .expect("write");
+        }
+        assert!(wal() > super::IDLE_TRIM_ABOVE_BYTES, "{}", wal());
+        let deadline = Instant::now() + super::IDLE_TRIM_AFTER + Duration::from_secs(20);
+        while wal() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the idle WAL was not truncated: {}",
+                wal()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let read = db.read_blocking(|c| meta_get(c, "bulk7")).expect("read");
+        assert_eq!(read.map(|v| v.len()), Some(1_000_000));
+        db.close();
     }
 
     /// The writer connection does not checkpoint on its own.
