@@ -52,6 +52,12 @@ impl<'a> Fields<'a> {
         self.errors.extend(nested.errors);
     }
 
+    /// Moves the errors a nested object's fields collected so far to the end of this one's
+    /// (keeping the order in which a body's fields were read).
+    pub fn take_errors(&mut self, nested: &mut Fields<'_>) {
+        self.errors.append(&mut nested.errors);
+    }
+
     /// One of `allowed` (exact spelling), `default` when absent.
     pub fn one_of<'v>(&mut self, name: &str, allowed: &[&'v str], default: &'v str) -> &'v str {
         match self.raw(name) {

@@ -6,8 +6,9 @@
 //! itself comes from `search::pack::synthesize_pack`; this handler validates, counts usage
 //! (`syntheses`, tokens used, compression ratio, under the key's mode) and renders.
 
+use crate::api::fields::Fields;
 use crate::auth::Scope;
-use crate::error::{Error, FieldError, Result};
+use crate::error::Result;
 use crate::http::{Ctx, Reply};
 use crate::search::pack::SynthRequest;
 use crate::search::schema::SECTIONS;
@@ -17,193 +18,145 @@ use serde_json::{Map, Value};
 const MAX_TAGS: usize = 100;
 const MAX_ID_LEN: usize = 256;
 
-/// A field in every spelling given — `options.<key>`, then `<key>` — each validated by `parse`
-/// (which reports its own errors under the name it is given): an invalid value in either place
-/// is an error even when the other is valid. The value in `options` wins.
-fn pick<T>(
-    top: &Map<String, Value>,
-    options: Option<&Map<String, Value>>,
+/// A field in every spelling given — `options.<key>`, then `<key>` — each read by `read` from
+/// its object (errors are named after the spelling that has them): an invalid value in either
+/// place is an error even when the other is valid. The value in `options` wins.
+fn pick<'a, T>(
+    top: &mut Fields<'a>,
+    options: &mut Option<Fields<'a>>,
     key: &str,
-    errs: &mut Vec<FieldError>,
-    mut parse: impl FnMut(String, &Value, &mut Vec<FieldError>) -> Option<T>,
+    mut read: impl FnMut(&mut Fields<'a>, &str) -> Option<T>,
 ) -> Option<T> {
-    let nested = options
-        .and_then(|o| o.get(key))
-        .filter(|v| !v.is_null())
-        .and_then(|v| parse(format!("options.{key}"), v, errs));
-    let top_level = top
-        .get(key)
-        .filter(|v| !v.is_null())
-        .and_then(|v| parse(key.to_string(), v, errs));
+    let nested = options.as_mut().and_then(|o| {
+        let v = read(o, key);
+        top.take_errors(o);
+        v
+    });
+    let top_level = read(top, key);
     nested.or(top_level)
 }
 
-fn string_field(
-    top: &Map<String, Value>,
-    opts: Option<&Map<String, Value>>,
-    key: &str,
-    max_len: usize,
-    errs: &mut Vec<FieldError>,
-) -> Option<String> {
-    pick(top, opts, key, errs, |name, v, errs| match v.as_str() {
-        Some(s) if s.chars().count() > max_len => {
-            errs.push(FieldError::new(
-                name,
-                format!("must be at most {max_len} characters"),
-            ));
+fn id(f: &mut Fields<'_>, key: &str) -> Option<String> {
+    match f.raw(key)? {
+        Value::String(s) if s.chars().count() > MAX_ID_LEN => {
+            f.error(key, format!("must be at most {MAX_ID_LEN} characters"));
             None
         }
-        Some("") => {
-            errs.push(FieldError::new(name, "must not be empty"));
+        Value::String(s) if s.is_empty() => {
+            f.error(key, "must not be empty");
             None
         }
-        Some(s) => Some(s.to_string()),
-        None => {
-            errs.push(FieldError::new(name, "must be a string"));
+        Value::String(s) => Some(s.clone()),
+        _ => {
+            f.error(key, "must be a string");
             None
         }
-    })
+    }
 }
 
-fn bool_field(
-    top: &Map<String, Value>,
-    opts: Option<&Map<String, Value>>,
-    key: &str,
-    default: bool,
-    errs: &mut Vec<FieldError>,
-) -> bool {
-    pick(top, opts, key, errs, |name, v, errs| match v {
+fn boolean(f: &mut Fields<'_>, key: &str) -> Option<bool> {
+    match f.raw(key)? {
         Value::Bool(b) => Some(*b),
         _ => {
-            errs.push(FieldError::new(name, "must be a boolean"));
+            f.error(key, "must be a boolean");
             None
         }
-    })
-    .unwrap_or(default)
+    }
 }
 
-fn string_list(
-    top: &Map<String, Value>,
-    opts: Option<&Map<String, Value>>,
-    key: &str,
-    allowed: Option<&[&str]>,
-    errs: &mut Vec<FieldError>,
-) -> Vec<String> {
-    pick(top, opts, key, errs, |name, v, errs| {
-        let Some(items) = v.as_array() else {
-            errs.push(FieldError::new(name, "must be an array of strings"));
-            return None;
-        };
-        if items.len() > MAX_TAGS {
-            errs.push(FieldError::new(
-                name,
-                format!("must have at most {MAX_TAGS} items"),
-            ));
-            return None;
-        }
-        let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            match item.as_str() {
-                Some(s) if allowed.is_some_and(|a| !a.contains(&s)) => errs.push(FieldError::new(
-                    format!("{name}[{i}]"),
-                    format!(
-                        "must be one of {}, got '{}'",
-                        allowed.unwrap_or_default().join(", "),
-                        crate::error::echo(s)
-                    ),
-                )),
-                Some(s) if s.is_empty() || s.len() > MAX_ID_LEN => errs.push(FieldError::new(
-                    format!("{name}[{i}]"),
-                    format!("must be 1-{MAX_ID_LEN} characters"),
-                )),
-                Some(s) => {
-                    if !out.iter().any(|x: &String| x == s) {
-                        out.push(s.to_string());
-                    }
-                }
-                None => errs.push(FieldError::new(format!("{name}[{i}]"), "must be a string")),
+/// A list of distinct strings (at most `MAX_TAGS`), each one of `allowed` when given.
+fn list(f: &mut Fields<'_>, key: &str, allowed: Option<&[&str]>) -> Option<Vec<String>> {
+    let v = f.raw(key)?;
+    let Some(items) = v.as_array() else {
+        f.error(key, "must be an array of strings");
+        return None;
+    };
+    if items.len() > MAX_TAGS {
+        f.error(key, format!("must have at most {MAX_TAGS} items"));
+        return None;
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let name = format!("{key}[{i}]");
+        match item.as_str() {
+            Some(s) if allowed.is_some_and(|a| !a.contains(&s)) => f.error(
+                &name,
+                format!(
+                    "must be one of {}, got '{}'",
+                    allowed.unwrap_or_default().join(", "),
+                    crate::error::echo(s)
+                ),
+            ),
+            Some(s) if s.is_empty() || s.len() > MAX_ID_LEN => {
+                f.error(&name, format!("must be 1-{MAX_ID_LEN} characters"))
             }
+            Some(s) => {
+                if !out.iter().any(|x| x == s) {
+                    out.push(s.to_string());
+                }
+            }
+            None => f.error(&name, "must be a string"),
         }
-        Some(out)
-    })
-    .unwrap_or_default()
+    }
+    Some(out)
 }
 
 /// Parses and validates a synthesize body; returns the request and `includeProvenance`.
 pub fn parse_request(body: &Map<String, Value>) -> Result<(SynthRequest, bool)> {
-    let mut errs = Vec::new();
-    let opts = match body.get("options") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(m)) => Some(m),
-        Some(_) => {
-            errs.push(FieldError::new("options", "must be an object"));
-            None
-        }
-    };
+    let mut f = Fields::new(body);
+    let mut opts = f.object("options");
     // A blank query means no query.
-    let query = pick(body, opts, "query", &mut errs, |name, v, errs| match v {
+    let query = pick(&mut f, &mut opts, "query", |f, key| match f.raw(key)? {
         Value::String(s) => Some((!s.trim().is_empty()).then(|| s.clone())),
         _ => {
-            errs.push(FieldError::new(name, "must be a string"));
+            f.error(key, "must be a string");
             None
         }
     })
     .flatten();
-    let max_tokens = pick(
-        body,
-        opts,
-        "maxTokens",
-        &mut errs,
-        |name, v, errs| match v.as_f64() {
+    let max_tokens = pick(&mut f, &mut opts, "maxTokens", |f, key| {
+        match f.raw(key)?.as_f64() {
             Some(n) if n.fract() == 0.0 && (1.0..=128_000.0).contains(&n) => Some(n as u32),
             Some(n) if n.fract() == 0.0 => {
-                errs.push(FieldError::new(
-                    name,
-                    format!("must be between 1 and 128000, got {n}"),
-                ));
+                f.error(key, format!("must be between 1 and 128000, got {n}"));
                 None
             }
             _ => {
-                errs.push(FieldError::new(
-                    name,
-                    "must be an integer between 1 and 128000",
-                ));
+                f.error(key, "must be an integer between 1 and 128000");
                 None
             }
-        },
-    )
+        }
+    })
     .unwrap_or(4000);
-    let min_confidence = pick(
-        body,
-        opts,
-        "minConfidence",
-        &mut errs,
-        |name, v, errs| match v.as_f64() {
-            Some(n) if (0.0..=1.0).contains(&n) => Some(n),
-            _ => {
-                errs.push(FieldError::new(name, "must be a number between 0 and 1"));
-                None
-            }
-        },
-    )
+    let min_confidence = pick(&mut f, &mut opts, "minConfidence", |f, key| {
+        f.number(key, 0.0, 1.0, "must be a number between 0 and 1")
+    })
     .unwrap_or(0.0);
-    let sections = string_list(body, opts, "sections", Some(&SECTIONS), &mut errs);
-    let tags = string_list(body, opts, "tags", None, &mut errs);
+    let sections = pick(&mut f, &mut opts, "sections", |f, key| {
+        list(f, key, Some(&SECTIONS))
+    })
+    .unwrap_or_default();
+    let tags = pick(&mut f, &mut opts, "tags", |f, key| list(f, key, None)).unwrap_or_default();
+    let agent_id = pick(&mut f, &mut opts, "agentId", id);
+    let session_id = pick(&mut f, &mut opts, "sessionId", id);
+    let include_artifacts = pick(&mut f, &mut opts, "includeArtifacts", boolean).unwrap_or(true);
+    let include_memories = pick(&mut f, &mut opts, "includeMemories", boolean).unwrap_or(true);
+    let include_provenance = pick(&mut f, &mut opts, "includeProvenance", boolean).unwrap_or(true);
+    if let Some(o) = opts {
+        f.merge(o);
+    }
+    f.finish()?;
     let req = SynthRequest {
         query,
-        agent_id: string_field(body, opts, "agentId", MAX_ID_LEN, &mut errs),
-        session_id: string_field(body, opts, "sessionId", MAX_ID_LEN, &mut errs),
+        agent_id,
+        session_id,
         tags,
         max_tokens,
         min_confidence,
         sections,
-        include_artifacts: bool_field(body, opts, "includeArtifacts", true, &mut errs),
-        include_memories: bool_field(body, opts, "includeMemories", true, &mut errs),
+        include_artifacts,
+        include_memories,
     };
-    let include_provenance = bool_field(body, opts, "includeProvenance", true, &mut errs);
-    if !errs.is_empty() {
-        return Err(Error::invalid(errs));
-    }
     Ok((req, include_provenance))
 }
 
