@@ -8,11 +8,12 @@
 //! names another developer of the tenant (`developerId`): that key never exceeds the creating
 //! key nor that developer's own permissions.
 
+use crate::api::fields::Fields;
 use crate::auth::{developer_scopes, Role, Scope, Scopes};
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
 use crate::store::keys::{self, KeyRow};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 fn key_json(k: &KeyRow) -> Value {
     json!({
@@ -29,111 +30,135 @@ fn key_json(k: &KeyRow) -> Value {
     })
 }
 
+/// A validated `POST /v1/keys` body.
+struct NewKey {
+    name: String,
+    scopes: Scopes,
+    mode: &'static str,
+    style: &'static str,
+    expires_at: Option<String>,
+    developer: Option<String>,
+}
+
+impl NewKey {
+    fn from_body(body: &Map<String, Value>) -> Result<NewKey> {
+        let mut f = Fields::new(body);
+        let name = match body.get("name") {
+            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 100 => {
+                s.trim().to_string()
+            }
+            Some(Value::String(_)) => {
+                f.error("name", "must be 1 to 100 characters");
+                String::new()
+            }
+            None | Some(Value::Null) => {
+                f.error("name", "is required");
+                String::new()
+            }
+            Some(_) => {
+                f.error("name", "must be a string");
+                String::new()
+            }
+        };
+        let (scope_field, scope_value) = match (body.get("scopes"), body.get("permissions")) {
+            (Some(v), _) if !v.is_null() => ("scopes", Some(v)),
+            (_, Some(v)) if !v.is_null() => ("permissions", Some(v)),
+            _ => ("scopes", None),
+        };
+        let scopes = match scope_value {
+            None => Scopes::EMPTY,
+            Some(Value::Array(items)) => {
+                let strs: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                match strs.map(Scopes::parse_list) {
+                    Some(Ok(s)) => s,
+                    Some(Err(e)) => {
+                        f.error(scope_field, e);
+                        Scopes::EMPTY
+                    }
+                    None => {
+                        f.error(scope_field, "must be an array of strings");
+                        Scopes::EMPTY
+                    }
+                }
+            }
+            Some(_) => {
+                f.error(scope_field, "must be an array of strings");
+                Scopes::EMPTY
+            }
+        };
+        let pick = |f: &mut Fields<'_>, field: &str, allowed: [&'static str; 2]| -> &'static str {
+            match body.get(field) {
+                None | Some(Value::Null) => allowed[0],
+                Some(Value::String(s)) if allowed.contains(&s.as_str()) => {
+                    if s == allowed[0] {
+                        allowed[0]
+                    } else {
+                        allowed[1]
+                    }
+                }
+                Some(_) => {
+                    f.error(
+                        field,
+                        format!("must be '{}' or '{}'", allowed[0], allowed[1]),
+                    );
+                    allowed[0]
+                }
+            }
+        };
+        let mode = pick(&mut f, "mode", ["live", "test"]);
+        let style = pick(&mut f, "style", ["hk", "hx"]);
+        let expires_at = match body.get("expiresAt").or_else(|| body.get("expires_at")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match crate::time::parse(s) {
+                Some(t) if t > crate::time::now() => Some(crate::time::rfc3339(t)),
+                Some(_) => {
+                    f.error("expiresAt", "must be in the future");
+                    None
+                }
+                None => {
+                    f.error("expiresAt", "must be an RFC 3339 time");
+                    None
+                }
+            },
+            Some(_) => {
+                f.error("expiresAt", "must be an RFC 3339 time string");
+                None
+            }
+        };
+        let developer = match body.get("developerId").or_else(|| body.get("developer_id")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 64 => {
+                Some(s.trim().to_string())
+            }
+            Some(_) => {
+                f.error("developerId", "must be a developer id (dev_…)");
+                None
+            }
+        };
+        f.finish()?;
+        Ok(NewKey {
+            name,
+            scopes,
+            mode,
+            style,
+            expires_at,
+            developer,
+        })
+    }
+}
+
 pub async fn create(ctx: Ctx) -> Result<Reply> {
     let p = ctx.principal()?.clone();
     p.require(Scope::Admin)?;
     let body = ctx.json_object(false)?;
-    let mut errors = Vec::new();
-
-    let name = match body.get("name") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 100 => s.trim().to_string(),
-        Some(Value::String(_)) => {
-            errors.push(FieldError::new("name", "must be 1 to 100 characters"));
-            String::new()
-        }
-        None | Some(Value::Null) => {
-            errors.push(FieldError::new("name", "is required"));
-            String::new()
-        }
-        Some(_) => {
-            errors.push(FieldError::new("name", "must be a string"));
-            String::new()
-        }
-    };
-    let (scope_field, scope_value) = match (body.get("scopes"), body.get("permissions")) {
-        (Some(v), _) if !v.is_null() => ("scopes", Some(v)),
-        (_, Some(v)) if !v.is_null() => ("permissions", Some(v)),
-        _ => ("scopes", None),
-    };
-    let scopes = match scope_value {
-        None => Scopes::EMPTY,
-        Some(Value::Array(items)) => {
-            let strs: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-            match strs.map(Scopes::parse_list) {
-                Some(Ok(s)) => s,
-                Some(Err(e)) => {
-                    errors.push(FieldError::new(scope_field, e));
-                    Scopes::EMPTY
-                }
-                None => {
-                    errors.push(FieldError::new(scope_field, "must be an array of strings"));
-                    Scopes::EMPTY
-                }
-            }
-        }
-        Some(_) => {
-            errors.push(FieldError::new(scope_field, "must be an array of strings"));
-            Scopes::EMPTY
-        }
-    };
-    let mut pick = |field: &str, allowed: [&'static str; 2]| -> &'static str {
-        match body.get(field) {
-            None | Some(Value::Null) => allowed[0],
-            Some(Value::String(s)) if allowed.contains(&s.as_str()) => {
-                if s == allowed[0] {
-                    allowed[0]
-                } else {
-                    allowed[1]
-                }
-            }
-            Some(_) => {
-                errors.push(FieldError::new(
-                    field,
-                    format!("must be '{}' or '{}'", allowed[0], allowed[1]),
-                ));
-                allowed[0]
-            }
-        }
-    };
-    let mode = pick("mode", ["live", "test"]);
-    let style = pick("style", ["hk", "hx"]);
-    let expires_at = match body.get("expiresAt").or_else(|| body.get("expires_at")) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match crate::time::parse(s) {
-            Some(t) if t > crate::time::now() => Some(crate::time::rfc3339(t)),
-            Some(_) => {
-                errors.push(FieldError::new("expiresAt", "must be in the future"));
-                None
-            }
-            None => {
-                errors.push(FieldError::new("expiresAt", "must be an RFC 3339 time"));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(FieldError::new(
-                "expiresAt",
-                "must be an RFC 3339 time string",
-            ));
-            None
-        }
-    };
-    let developer = match body.get("developerId").or_else(|| body.get("developer_id")) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 64 => {
-            Some(s.trim().to_string())
-        }
-        Some(_) => {
-            errors.push(FieldError::new(
-                "developerId",
-                "must be a developer id (dev_…)",
-            ));
-            None
-        }
-    };
-    if !errors.is_empty() {
-        return Err(Error::invalid(errors));
-    }
+    let NewKey {
+        name,
+        scopes,
+        mode,
+        style,
+        expires_at,
+        developer,
+    } = NewKey::from_body(&body)?;
     let developer = developer.filter(|d| *d != p.developer_id);
     if developer.is_some() && p.role < Role::Admin {
         return Err(Error::Forbidden(

@@ -1,8 +1,9 @@
 //! `POST /v1/agents/{id}/invoke` (docs/api.md "Registry family"): validates the request, takes an invocation from the
 //! monthly quota, and hands the turn to `runtime::invoke`.
 
+use crate::api::fields::Fields;
 use crate::auth::Scope;
-use crate::error::{Error, FieldError, Result};
+use crate::error::Result;
 use crate::http::{sse, Ctx, Reply};
 use crate::limits::Quota;
 use crate::runtime::invoke::{Caller, Invocation, InvokeInput, TurnUpdate};
@@ -14,70 +15,68 @@ const MAX_MESSAGE_CHARS: usize = 128 * 1024;
 
 /// Parses the body; every problem is reported with its field.
 pub fn parse(body: &Map<String, Value>) -> Result<InvokeInput> {
-    let mut errors = Vec::new();
-    let (field, raw) = match (body.get("message"), body.get("input")) {
-        (Some(m), _) if !m.is_null() => ("message", Some(m)),
-        (_, Some(i)) if !i.is_null() => ("input", Some(i)),
-        _ => ("message", None),
+    let mut f = Fields::new(body);
+    // `message`, or the older `input`.
+    let field = match (f.raw("message"), f.raw("input")) {
+        (None, Some(_)) => "input",
+        _ => "message",
     };
-    let message = match raw {
+    let message = match f.raw(field) {
         None => {
-            errors.push(FieldError::new("message", "required"));
+            f.error("message", "required");
             String::new()
         }
         Some(Value::String(s)) if s.trim().is_empty() => {
-            errors.push(FieldError::new(field, "must not be empty"));
+            f.error(field, "must not be empty");
             String::new()
         }
         Some(Value::String(s)) if s.chars().count() > MAX_MESSAGE_CHARS => {
-            errors.push(FieldError::new(
+            f.error(
                 field,
                 format!("must be at most {MAX_MESSAGE_CHARS} characters"),
-            ));
+            );
             String::new()
         }
         Some(Value::String(s)) => s.clone(),
         Some(_) => {
-            errors.push(FieldError::new(field, "must be a string"));
+            f.error(field, "must be a string");
             String::new()
         }
     };
-    let session_id = match body.get("session_id") {
-        None | Some(Value::Null) => None,
+    let session_id = match f.raw("session_id") {
+        None => None,
         Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 256 => Some(s.clone()),
         Some(Value::String(_)) => {
-            errors.push(FieldError::new("session_id", "must be 1–256 characters"));
+            f.error("session_id", "must be 1–256 characters");
             None
         }
         Some(_) => {
-            errors.push(FieldError::new("session_id", "must be a string"));
+            f.error("session_id", "must be a string");
             None
         }
     };
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
+    let stream = match f.raw("stream") {
+        None => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
-            errors.push(FieldError::new("stream", "must be a boolean"));
+            f.error("stream", "must be a boolean");
             false
         }
     };
-    let timeout = match body.get("timeout") {
-        None | Some(Value::Null) => None,
+    let timeout = match f.raw("timeout") {
+        None => None,
         Some(v) => match v.as_u64() {
             Some(t) if (5..=300).contains(&t) => Some(t),
             _ => {
-                errors.push(FieldError::new(
+                f.error(
                     "timeout",
                     "must be an integer number of seconds from 5 to 300",
-                ));
+                );
                 None
             }
         },
     };
-    if !errors.is_empty() {
-        return Err(Error::invalid(errors));
-    }
+    f.finish()?;
     Ok(InvokeInput {
         message,
         session_id,
