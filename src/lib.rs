@@ -24,6 +24,7 @@ pub mod dates;
 pub mod domain;
 pub mod embed;
 pub mod error;
+pub mod fields;
 pub mod fixture;
 pub mod http;
 pub mod ids;

@@ -90,7 +90,7 @@ pub async fn create_tenant(ctx: Ctx) -> Result<Reply> {
     let email = match body.get("email") {
         None | Some(Value::Null) => "owner@localhost".to_string(),
         Some(Value::String(s)) => {
-            crate::api::fields::email(s).map_err(|m| Error::validation("email", m))?
+            crate::fields::email(s).map_err(|m| Error::validation("email", m))?
         }
         Some(_) => return Err(Error::validation("email", "must be a string")),
     };

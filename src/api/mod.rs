@@ -2,7 +2,6 @@
 //! store/jobs/search layers and build replies; they hold no state of their own.
 
 pub mod admin;
-pub mod fields;
 pub mod fixture;
 pub mod health;
 pub mod memory;

@@ -18,9 +18,10 @@ pub use crate::salience;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{Error, FieldError, Result};
+use crate::fields::Fields;
 use crate::limits::Quota;
 use crate::store::events::{self, NewEvent};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// The event types of docs/api.md "Memory family".
@@ -49,36 +50,28 @@ pub const MAX_ID_CHARS: usize = 256;
 /// Largest payload plus metadata of one event (bytes of JSON), also inside a batch.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
-fn id_field(
-    m: &mut Map<String, Value>,
-    field: &str,
-    required: bool,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
-    match m.remove(field) {
-        None | Some(Value::Null) => {
+fn id_field(f: &mut Fields<'_>, field: &str, required: bool) -> Option<String> {
+    match f.raw(field) {
+        None => {
             if required {
-                errors.push(FieldError::new(field, "is required"));
+                f.error(field, "is required");
             }
             None
         }
         Some(Value::String(s)) => {
             let n = s.chars().count();
             if n == 0 || n > MAX_ID_CHARS {
-                errors.push(FieldError::new(
+                f.error(
                     field,
                     format!("must be 1 to {MAX_ID_CHARS} characters long, got {n}"),
-                ));
+                );
                 None
             } else {
-                Some(s)
+                Some(s.clone())
             }
         }
         Some(other) => {
-            errors.push(FieldError::new(
-                field,
-                format!("must be a string, got {}", json_type(&other)),
-            ));
+            f.error(field, format!("must be a string, got {}", json_type(other)));
             None
         }
     }
@@ -106,81 +99,80 @@ pub fn validate(v: Value) -> std::result::Result<NewEvent, Vec<FieldError>> {
             )])
         }
     };
-    let mut errors = Vec::new();
-    let event_type = match m.remove("type") {
-        None | Some(Value::Null) => {
-            errors.push(FieldError::new("type", "is required"));
+    let mut f = Fields::new(&m);
+    let event_type = match f.raw("type") {
+        None => {
+            f.error("type", "is required");
             None
         }
-        Some(Value::String(t)) => match EVENT_TYPES.iter().find(|k| **k == t) {
+        Some(Value::String(t)) => match EVENT_TYPES.iter().find(|k| *k == t) {
             Some(k) => Some(*k),
             None => {
-                errors.push(FieldError::new(
+                f.error(
                     "type",
                     format!("must be one of {}, got '{t}'", EVENT_TYPES.join(", ")),
-                ));
+                );
                 None
             }
         },
         Some(other) => {
-            errors.push(FieldError::new(
+            f.error(
                 "type",
-                format!("must be a string, got {}", json_type(&other)),
-            ));
+                format!("must be a string, got {}", json_type(other)),
+            );
             None
         }
     };
-    let session_id = id_field(&mut m, "sessionId", true, &mut errors);
-    let payload = match m.remove("payload") {
-        None | Some(Value::Null) => {
-            errors.push(FieldError::new("payload", "is required"));
-            None
-        }
-        Some(Value::Object(p)) => Some(p),
-        Some(other) => {
-            errors.push(FieldError::new(
-                "payload",
-                format!("must be an object, got {}", json_type(&other)),
-            ));
-            None
-        }
-    };
+    let session_id = id_field(&mut f, "sessionId", true);
+    match f.raw("payload") {
+        None => f.error("payload", "is required"),
+        Some(Value::Object(_)) => {}
+        Some(other) => f.error(
+            "payload",
+            format!("must be an object, got {}", json_type(other)),
+        ),
+    }
     let mut agent_id = None;
-    let metadata = match m.remove("metadata") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(mut md)) => {
-            match md.get("agentId") {
-                None | Some(Value::Null) => {}
-                Some(Value::String(a)) if (1..=MAX_ID_CHARS).contains(&a.chars().count()) => {
-                    agent_id = Some(a.clone())
-                }
-                Some(Value::String(_)) => errors.push(FieldError::new(
-                    "metadata.agentId",
-                    format!("must be 1 to {MAX_ID_CHARS} characters long"),
-                )),
-                Some(other) => errors.push(FieldError::new(
-                    "metadata.agentId",
-                    format!("must be a string, got {}", json_type(other)),
-                )),
+    match f.raw("metadata") {
+        None => {}
+        Some(Value::Object(md)) => match md.get("agentId") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(a)) if (1..=MAX_ID_CHARS).contains(&a.chars().count()) => {
+                agent_id = Some(a.clone())
             }
+            Some(Value::String(_)) => f.error(
+                "metadata.agentId",
+                format!("must be 1 to {MAX_ID_CHARS} characters long"),
+            ),
+            Some(other) => f.error(
+                "metadata.agentId",
+                format!("must be a string, got {}", json_type(other)),
+            ),
+        },
+        Some(other) => f.error(
+            "metadata",
+            format!("must be an object, got {}", json_type(other)),
+        ),
+    }
+    let idempotency_key = id_field(&mut f, "idempotencyKey", false);
+    if !f.errors.is_empty() {
+        return Err(f.errors);
+    }
+    let (Some(event_type), Some(session_id)) = (event_type, session_id) else {
+        return Err(f.errors);
+    };
+    // Valid: the payload and metadata move out of the request without a copy.
+    let Some(Value::Object(payload)) = m.remove("payload") else {
+        return Err(vec![FieldError::new("payload", "is required")]);
+    };
+    let metadata = match m.remove("metadata") {
+        Some(Value::Object(mut md)) => {
             if md.get("agentId") == Some(&Value::Null) {
                 md.remove("agentId");
             }
             Some(md)
         }
-        Some(other) => {
-            errors.push(FieldError::new(
-                "metadata",
-                format!("must be an object, got {}", json_type(&other)),
-            ));
-            None
-        }
-    };
-    let idempotency_key = id_field(&mut m, "idempotencyKey", false, &mut errors);
-    let (Some(event_type), Some(session_id), Some(payload), true) =
-        (event_type, session_id, payload, errors.is_empty())
-    else {
-        return Err(errors);
+        _ => None,
     };
     let base_salience_of = |len: usize| salience::base(event_type, &payload, len);
     let signature = salience::signature(event_type, &payload);

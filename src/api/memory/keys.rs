@@ -8,9 +8,9 @@
 //! names another developer of the tenant (`developerId`): that key never exceeds the creating
 //! key nor that developer's own permissions.
 
-use crate::api::fields::Fields;
 use crate::auth::{developer_scopes, Role, Scope, Scopes};
 use crate::error::{Error, Result};
+use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::store::keys::{self, KeyRow};
 use serde_json::{json, Map, Value};

@@ -3,10 +3,10 @@
 //! counts, after the index made the new artifacts searchable. `GET /v1/learn/{jobId}` reports the
 //! same shape at any time. The body is validated completely before anything is enqueued.
 
-use crate::api::fields::Fields;
 use crate::auth::Scope;
 use crate::compiler::TYPES;
 use crate::error::{Error, Result};
+use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::jobs::learn::{empty_result, JobInput, LearnOptions, LearnScope};
 use crate::jobs::{self, JobRow, JobStatus};

@@ -6,9 +6,9 @@
 //! itself comes from `search::pack::synthesize_pack`; this handler validates, counts usage
 //! (`syntheses`, tokens used, compression ratio, under the key's mode) and renders.
 
-use crate::api::fields::Fields;
 use crate::auth::Scope;
 use crate::error::Result;
+use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::search::pack::SynthRequest;
 use crate::search::schema::SECTIONS;

@@ -10,9 +10,9 @@
 //! Scopes: deploy and delete need `agents:deploy`; list and get accept any registry scope.
 
 use super::projects::{member_view, require_project_role};
-use crate::api::fields::Fields;
 use crate::auth::{Role, Scope};
 use crate::error::{Error, Result};
+use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::store::agents::{self, Agent, ListQuery, NewAgent, ScriptRule, ScriptTool};
 use serde_json::{json, Map, Value};

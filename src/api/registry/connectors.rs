@@ -7,10 +7,10 @@
 //! absolute http(s) URL that the outbound policy allows (docs/security.md); the slug comes from the name and is unique within the project (409).
 
 use super::projects::{member_view, read_view, require_project_role};
-use crate::api::fields::Fields;
 use crate::auth::{Role, Scope};
 use crate::catalog;
 use crate::error::{Error, Result};
+use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::store::connectors::{self, Connector};
 use serde_json::{json, Value};

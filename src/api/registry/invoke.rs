@@ -1,9 +1,9 @@
 //! `POST /v1/agents/{id}/invoke` (docs/api.md "Registry family"): validates the request, takes an invocation from the
 //! monthly quota, and hands the turn to `runtime::invoke`.
 
-use crate::api::fields::Fields;
 use crate::auth::Scope;
 use crate::error::Result;
+use crate::fields::Fields;
 use crate::http::{sse, Ctx, Reply};
 use crate::limits::Quota;
 use crate::runtime::invoke::{Caller, Invocation, InvokeInput, TurnUpdate};

@@ -13,10 +13,10 @@
 //! A project of another tenant and a project a DEVELOPER or VIEWER is not a member of both answer
 //! 404, so ids reveal nothing. `GET /v1/projects` lists the caller's memberships (docs/api.md "Registry family"). Membership checks and the writes they guard run in one transaction.
 
-use crate::api::fields::{self, Fields};
 use crate::app::AppState;
 use crate::auth::{Principal, Role, Scope};
 use crate::error::{Error, Result};
+use crate::fields::{self, Fields};
 use crate::http::{Ctx, Reply};
 use crate::store::projects::{self, Inviter, Member, ProjectView};
 use crate::store::Conn;
