@@ -88,6 +88,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The value of a field as sent, `null` included (for fields where null means "clear").
+    pub fn given(&self, name: &str) -> Option<&'a Value> {
+        self.body.get(name)
+    }
+
     /// The raw value of a field; JSON `null` counts as absent.
     pub fn raw(&self, name: &str) -> Option<&'a Value> {
         self.body.get(name).filter(|v| !v.is_null())

@@ -12,10 +12,11 @@
 //! - Every tenant has a "Main Vault" from its first use of the vault.
 
 use crate::auth::{Principal, Scope};
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, Result};
+use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::store::vault::{self as store, Audit, Item, ItemFields, Sealed, Vault};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 const ITEM_TYPES: [&str; 6] = [
     "api_key",
@@ -144,12 +145,8 @@ fn relevance(i: &Item, query: &[String]) -> f64 {
     (score / query.len() as f64 * 1000.0).round() / 1000.0
 }
 
-fn string_list(
-    body: &Map<String, Value>,
-    field: &str,
-    errs: &mut Vec<FieldError>,
-) -> Option<Vec<String>> {
-    match body.get(field) {
+fn string_list(f: &mut Fields<'_>, field: &str) -> Option<Vec<String>> {
+    match f.given(field) {
         None | Some(Value::Null) => None,
         Some(Value::Array(a)) if a.len() <= MAX_TAGS => {
             let mut out = Vec::new();
@@ -160,84 +157,67 @@ fn string_list(
                             out.push(s.trim().to_string());
                         }
                     }
-                    _ => errs.push(FieldError::new(
-                        format!("{field}[{i}]"),
+                    _ => f.error(
+                        &format!("{field}[{i}]"),
                         "must be a string of 1 to 50 characters",
-                    )),
+                    ),
                 }
             }
             Some(out)
         }
         Some(_) => {
-            errs.push(FieldError::new(
+            f.error(
                 field,
                 format!("must be an array of at most {MAX_TAGS} strings"),
-            ));
+            );
             None
         }
     }
 }
 
-fn one_of(
-    body: &Map<String, Value>,
-    field: &str,
-    allowed: &[&str],
-    errs: &mut Vec<FieldError>,
-) -> Option<String> {
-    match body.get(field) {
+fn one_of(f: &mut Fields<'_>, field: &str, allowed: &[&str]) -> Option<String> {
+    match f.given(field) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if allowed.contains(&s.as_str()) => Some(s.clone()),
         Some(_) => {
-            errs.push(FieldError::new(
-                field,
-                format!("must be one of {}", allowed.join(", ")),
-            ));
+            f.error(field, format!("must be one of {}", allowed.join(", ")));
             None
         }
     }
 }
 
 /// An optional text field: `Some(None)` when sent as null, `None` when absent.
-fn text(
-    body: &Map<String, Value>,
-    field: &str,
-    max: usize,
-    errs: &mut Vec<FieldError>,
-) -> Option<Option<String>> {
-    match body.get(field) {
+fn text(f: &mut Fields<'_>, field: &str, max: usize) -> Option<Option<String>> {
+    match f.given(field) {
         None => None,
         Some(Value::Null) => Some(None),
         Some(Value::String(s)) if s.chars().count() <= max => {
             Some(Some(s.trim().to_string()).filter(|s| !s.is_empty()))
         }
         Some(_) => {
-            errs.push(FieldError::new(
+            f.error(
                 field,
                 format!("must be a string of at most {max} characters"),
-            ));
+            );
             None
         }
     }
 }
 
 /// The value of an item: a non-empty string of at most `MAX_VALUE_BYTES` (never echoed).
-fn value_field(
-    body: &Map<String, Value>,
-    required: bool,
-    errs: &mut Vec<FieldError>,
-) -> Option<String> {
-    match body.get("value") {
+fn value_field(f: &mut Fields<'_>, required: bool) -> Option<String> {
+    match f.given("value") {
         None | Some(Value::Null) if required => {
-            errs.push(FieldError::new("value", "is required"));
+            f.error("value", "is required");
             None
         }
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_VALUE_BYTES => Some(s.clone()),
         Some(_) => {
-            errs.push(FieldError::new(
+            f.error(
                 "value",
                 format!("must be a string of 1 to {MAX_VALUE_BYTES} bytes"),
-            ));
+            );
             None
         }
     }
@@ -247,34 +227,29 @@ pub async fn query(ctx: Ctx) -> Result<Reply> {
     let p = ctx.principal()?.clone();
     p.require(Scope::Read)?;
     let body = ctx.json_object(true)?;
-    let mut errs = Vec::new();
-    let q = match body.get("query") {
+    let mut f = Fields::new(&body);
+    let q = match f.given("query") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) if s.chars().count() <= 1000 => s.clone(),
         Some(_) => {
-            errs.push(FieldError::new(
-                "query",
-                "must be a string of at most 1000 characters",
-            ));
+            f.error("query", "must be a string of at most 1000 characters");
             String::new()
         }
     };
-    let limit = match body.get("limit") {
+    let limit = match f.given("limit") {
         None | Some(Value::Null) => 20,
         Some(v) => match v.as_u64() {
             Some(n @ 1..=50) => n as usize,
             _ => {
-                errs.push(FieldError::new("limit", "must be an integer from 1 to 50"));
+                f.error("limit", "must be an integer from 1 to 50");
                 20
             }
         },
     };
-    let tags = string_list(&body, "tags", &mut errs).unwrap_or_default();
-    let item_type = one_of(&body, "itemType", &ITEM_TYPES, &mut errs)
-        .or_else(|| one_of(&body, "item_type", &ITEM_TYPES, &mut errs));
-    if !errs.is_empty() {
-        return Err(Error::invalid(errs));
-    }
+    let tags = string_list(&mut f, "tags").unwrap_or_default();
+    let item_type = one_of(&mut f, "itemType", &ITEM_TYPES)
+        .or_else(|| one_of(&mut f, "item_type", &ITEM_TYPES));
+    f.finish()?;
     let tenant = p.tenant_id.clone();
     let items = ctx
         .state
@@ -362,25 +337,20 @@ pub async fn create_vault(ctx: Ctx) -> Result<Reply> {
     let p = ctx.principal()?.clone();
     p.require(Scope::Admin)?;
     let body = ctx.json_object(false)?;
-    let mut errs = Vec::new();
-    let name = match body.get("name") {
+    let mut f = Fields::new(&body);
+    let name = match f.given("name") {
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 100 => {
             s.trim().to_string()
         }
         _ => {
-            errs.push(FieldError::new(
-                "name",
-                "is required: a string of 1 to 100 characters",
-            ));
+            f.error("name", "is required: a string of 1 to 100 characters");
             String::new()
         }
     };
-    let description = text(&body, "description", 1000, &mut errs).flatten();
+    let description = text(&mut f, "description", 1000).flatten();
     let sensitivity =
-        one_of(&body, "sensitivity", &SENSITIVITIES, &mut errs).unwrap_or_else(|| "medium".into());
-    if !errs.is_empty() {
-        return Err(Error::invalid(errs));
-    }
+        one_of(&mut f, "sensitivity", &SENSITIVITIES).unwrap_or_else(|| "medium".into());
+    f.finish()?;
     let v = ctx
         .state
         .db
@@ -443,43 +413,36 @@ pub async fn delete_vault(ctx: Ctx) -> Result<Reply> {
 }
 
 /// Validated item fields of a create (`required`) or a patch.
-fn item_fields(
-    body: &Map<String, Value>,
-    required: bool,
-    errs: &mut Vec<FieldError>,
-) -> ItemFields {
-    let title = match body.get("title") {
+fn item_fields(f: &mut Fields<'_>, required: bool) -> ItemFields {
+    let title = match f.given("title") {
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 200 => {
             Some(s.trim().to_string())
         }
         None | Some(Value::Null) if !required => None,
         _ => {
-            errs.push(FieldError::new(
-                "title",
-                "must be a string of 1 to 200 characters",
-            ));
+            f.error("title", "must be a string of 1 to 200 characters");
             None
         }
     };
-    let item_type = one_of(body, "itemType", &ITEM_TYPES, errs)
-        .or_else(|| one_of(body, "item_type", &ITEM_TYPES, errs));
-    if required && item_type.is_none() && !errs.iter().any(|e| e.field.starts_with("item")) {
-        errs.push(FieldError::new(
+    let item_type =
+        one_of(f, "itemType", &ITEM_TYPES).or_else(|| one_of(f, "item_type", &ITEM_TYPES));
+    if required && item_type.is_none() && !f.errors.iter().any(|e| e.field.starts_with("item")) {
+        f.error(
             "itemType",
             format!("is required: one of {}", ITEM_TYPES.join(", ")),
-        ));
+        );
     }
-    let service_name = match text(body, "serviceName", 100, errs) {
+    let service_name = match text(f, "serviceName", 100) {
         Some(v) => Some(v),
-        None => text(body, "service_name", 100, errs),
+        None => text(f, "service_name", 100),
     };
     ItemFields {
         title,
         item_type,
         service_name,
-        tags: string_list(body, "tags", errs),
-        description: text(body, "description", 1000, errs),
-        sensitivity: one_of(body, "sensitivity", &SENSITIVITIES, errs),
+        tags: string_list(f, "tags"),
+        description: text(f, "description", 1000),
+        sensitivity: one_of(f, "sensitivity", &SENSITIVITIES),
     }
 }
 
@@ -487,12 +450,10 @@ pub async fn create_item(ctx: Ctx) -> Result<Reply> {
     let p = ctx.principal()?.clone();
     p.require(Scope::Admin)?;
     let body = ctx.json_object(false)?;
-    let mut errs = Vec::new();
-    let fields = item_fields(&body, true, &mut errs);
-    let value = value_field(&body, true, &mut errs);
-    if !errs.is_empty() {
-        return Err(Error::invalid(errs));
-    }
+    let mut f = Fields::new(&body);
+    let fields = item_fields(&mut f, true);
+    let value = value_field(&mut f, true);
+    f.finish()?;
     let vault_id = ctx.param(0).to_string();
     let id = crate::ids::new("vit");
     let (nonce, ciphertext) = ctx
@@ -535,12 +496,10 @@ pub async fn patch_item(ctx: Ctx) -> Result<Reply> {
     let p = ctx.principal()?.clone();
     p.require(Scope::Admin)?;
     let body = ctx.json_object(false)?;
-    let mut errs = Vec::new();
-    let fields = item_fields(&body, false, &mut errs);
-    let value = value_field(&body, false, &mut errs);
-    if !errs.is_empty() {
-        return Err(Error::invalid(errs));
-    }
+    let mut f = Fields::new(&body);
+    let fields = item_fields(&mut f, false);
+    let value = value_field(&mut f, false);
+    f.finish()?;
     let (vault_id, item_id) = (ctx.param(0).to_string(), ctx.param(1).to_string());
     let sealed = value.map(|v| {
         let (nonce, ciphertext) = ctx.state.vault.seal(&p.tenant_id, &item_id, &v);
