@@ -1,0 +1,18 @@
+-- capture.lua at a steady offered rate: each connection waits ENGRAM_DELAY_MS between requests
+-- (wrk's `delay`), so the load is (connections × 1000 / (delay + latency)) requests a second.
+local key = os.getenv("ENGRAM_KEY") or ""
+local pause = tonumber(os.getenv("ENGRAM_DELAY_MS") or "0")
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format(
+    '{"type":"tool_call","sessionId":"wrk-%d","payload":{"tool_name":"kubectl","input":"kubectl rollout status deploy/api-%d","output":"deployment successfully rolled out"},"metadata":{"agentId":"agent-%d"}}',
+    n % 512, n % 97, n % 4)
+  return wrk.format("POST", "/v1/capture", {
+    ["Authorization"] = "Bearer " .. key,
+    ["Content-Type"] = "application/json",
+  }, body)
+end
+delay = function()
+  return pause
+end
