@@ -245,7 +245,7 @@ pub async fn start(config: Config) -> Result<Running> {
         runtime: runtime::Runtime::new(&config),
         capture: capture::combiner::Combiner::new(db.clone()),
         backlog: capture::backlog::Backlog::new(config.max_backlog),
-        searchable_seq: Default::default(),
+        searchable: Default::default(),
         fixture: fixture::Fixture::new(
             if config.admin_token.is_some() {
                 config.journal_size

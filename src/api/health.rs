@@ -33,18 +33,15 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
     };
     let db = state.db.stats();
     let search = state.search.stats();
-    // Processed events are searchable once the indexer has nothing left to commit; until then
-    // the last watermark seen with an empty indexer stands (it never overstates).
-    let searchable_seq = if search.pending == 0 && counts.is_ok() {
-        state
-            .searchable_seq
-            .store(processed_seq, std::sync::atomic::Ordering::Relaxed);
-        processed_seq
-    } else {
-        state
-            .searchable_seq
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .min(processed_seq)
+    // Processed events are searchable once the index operations submitted before the watermark
+    // was read are committed (`app::Searchable`); it never overstates.
+    let searchable_seq = {
+        let mut s = state.searchable.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.is_ok() {
+            s.advance(processed_seq, &search)
+        } else {
+            s.seq.min(processed_seq)
+        }
     };
 
     let mut alerts: Vec<Value> = Vec::new();

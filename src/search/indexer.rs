@@ -325,6 +325,7 @@ pub(super) fn run(shared: Arc<Shared>, rx: Receiver<IndexOp>) {
         if due && (pending > 0 || !waiters.is_empty() || disconnected) {
             st.commit();
             st.shared.pending.fetch_sub(uncommitted, Ordering::Relaxed);
+            st.shared.committed.fetch_add(uncommitted, Ordering::SeqCst);
             uncommitted = 0;
             pending = 0;
             first_pending = None;

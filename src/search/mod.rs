@@ -54,6 +54,10 @@ pub struct SearchStats {
     pub segments: usize,
     pub last_commit_at: Option<String>,
     pub pending: u64,
+    /// Operations submitted since the start, and how many of them a commit has made searchable
+    /// (operations are applied in submission order).
+    pub submitted: u64,
+    pub committed: u64,
     pub healthy: bool,
     pub embedding_model: String,
     pub embed_failures: u64,
@@ -75,6 +79,8 @@ pub(crate) struct Shared {
     tenants: RwLock<HashMap<String, Arc<TenantIndex>>>,
     last_commit_at: Mutex<Option<String>>,
     pending: AtomicU64,
+    submitted: AtomicU64,
+    committed: AtomicU64,
     failed: AtomicBool,
     embedder: crate::embed::Embedder,
     /// Documents indexed without a vector because the embedding provider failed.
@@ -249,6 +255,8 @@ impl Search {
             tenants: RwLock::new(tenants),
             last_commit_at: Mutex::new(None),
             pending: AtomicU64::new(0),
+            submitted: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             embedder,
             embed_failures: AtomicU64::new(0),
@@ -302,8 +310,10 @@ impl Search {
         let guard = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = guard.as_ref() {
             self.shared.pending.fetch_add(1, Ordering::Relaxed);
+            self.shared.submitted.fetch_add(1, Ordering::SeqCst);
             if tx.send(op).is_err() {
                 self.shared.pending.fetch_sub(1, Ordering::Relaxed);
+                self.shared.submitted.fetch_sub(1, Ordering::SeqCst);
             }
         }
     }
@@ -366,6 +376,8 @@ impl Search {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             pending: self.shared.pending.load(Ordering::Relaxed),
+            submitted: self.shared.submitted.load(Ordering::SeqCst),
+            committed: self.shared.committed.load(Ordering::SeqCst),
             embedding_model: self.shared.embedder.model_id().to_string(),
             embed_failures: self.shared.embed_failures.load(Ordering::Relaxed),
             healthy: !self.shared.failed.load(Ordering::Relaxed)
