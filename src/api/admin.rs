@@ -11,6 +11,7 @@
 
 use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::plans::Plan;
 use crate::search::IndexOp;
@@ -69,31 +70,39 @@ async fn forget<'a>(state: &AppState, tenant_ids: impl IntoIterator<Item = &'a S
 pub async fn create_tenant(ctx: Ctx) -> Result<Reply> {
     operator(&ctx)?;
     let body = ctx.json_object(false)?;
-    let name = match body.get("name") {
+    let mut f = Fields::new(&body);
+    let name = match f.raw("name") {
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 100 => {
             s.trim().to_string()
         }
         _ => {
-            return Err(Error::validation(
-                "name",
-                "is required: a string of 1 to 100 characters",
-            ))
+            f.error("name", "is required: a string of 1 to 100 characters");
+            String::new()
         }
     };
-    let plan = match body.get("plan") {
-        None | Some(Value::Null) => ctx.state.config.default_plan,
-        Some(Value::String(s)) => s
-            .parse::<Plan>()
-            .map_err(|m| Error::validation("plan", m))?,
-        Some(_) => return Err(Error::validation("plan", "must be a string")),
-    };
-    let email = match body.get("email") {
-        None | Some(Value::Null) => "owner@localhost".to_string(),
-        Some(Value::String(s)) => {
-            crate::fields::email(s).map_err(|m| Error::validation("email", m))?
+    let plan = match f.raw("plan") {
+        None => ctx.state.config.default_plan,
+        Some(Value::String(s)) => s.parse::<Plan>().unwrap_or_else(|m| {
+            f.error("plan", m);
+            Plan::Free
+        }),
+        Some(_) => {
+            f.error("plan", "must be a string");
+            Plan::Free
         }
-        Some(_) => return Err(Error::validation("email", "must be a string")),
     };
+    let email = match f.raw("email") {
+        None => "owner@localhost".to_string(),
+        Some(Value::String(s)) => crate::fields::email(s).unwrap_or_else(|m| {
+            f.error("email", m);
+            String::new()
+        }),
+        Some(_) => {
+            f.error("email", "must be a string");
+            String::new()
+        }
+    };
+    f.finish()?;
     let created = ctx
         .state
         .db
@@ -140,11 +149,16 @@ pub async fn delete_tenant(ctx: Ctx) -> Result<Reply> {
 pub async fn reset_tenant(ctx: Ctx) -> Result<Reply> {
     operator(&ctx)?;
     let body = ctx.json_object(true)?;
-    let keep_keys = match body.get("keys") {
-        None | Some(Value::Null) => true,
+    let mut f = Fields::new(&body);
+    let keep_keys = match f.raw("keys") {
+        None => true,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(Error::validation("keys", "must be a boolean")),
+        Some(_) => {
+            f.error("keys", "must be a boolean");
+            true
+        }
     };
+    f.finish()?;
     let id = ctx.param(0).to_string();
     let tid = id.clone();
     let found = ctx

@@ -52,6 +52,22 @@ async fn tenants_are_created_with_the_default_plan_listed_and_deleted() {
         b["data"]["tenant"]["plan"], "pro",
         "the server's default plan"
     );
+    // Every bad field is named in one answer, and nothing is created.
+    let (s, bad) = admin(
+        &srv,
+        Method::POST,
+        "/v1/admin/tenants",
+        json!({"name": " ", "plan": "platinum", "email": 5}),
+    )
+    .await;
+    assert_eq!(s, 422, "{bad}");
+    let fields: Vec<&str> = bad["error"]["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["name", "plan", "email"], "{bad}");
     let id = b["data"]["tenant"]["id"].as_str().unwrap().to_string();
     let key = b["data"]["key"].as_str().unwrap().to_string();
     let (s, _) = send(srv.req_as(&key, Method::GET, "/v1/me")).await;
