@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Freshness under sustained load: measures engram's maximum single-capture rate with wrk, then
-# offers half of it for 60 s (wrk with a per-request delay, scripts/bench/paced_capture.lua) while
-# /v1/health is sampled every 100 ms. Prints, per 5 s: the offered rate, the backlog (events
-# captured but not yet processed) and the capture→searchable lag (p50/p99/max of the time from a
-# sequence number being acknowledged to it being searchable).
+# offers half of it for 60 s (wrk with a per-request delay: scripts/bench/capture.lua with
+# ENGRAM_DELAY_MS) while /v1/health is sampled every 100 ms. Prints, per 5 s: the offered rate,
+# the backlog (events captured but not yet processed) and the capture→searchable lag
+# (p50/p99/max of the time from a sequence number being acknowledged to it being searchable).
 #
 #   scripts/bench_freshness.sh [seconds, default 60] [connections, default 64]
 #   ENGRAM_BIN=/path/to/engram     # measure another build
@@ -46,7 +46,7 @@ echo "maximum ${max} req/s; offering about ${target} req/s (${conns} connections
   done ) > "$work/samples" &
 sampler=$!
 ENGRAM_DELAY_MS="$delay" wrk -t2 -c"$conns" -d"${secs}s" --latency \
-  -s scripts/bench/paced_capture.lua "http://$addr/" > "$work/wrk.txt"
+  -s scripts/bench/capture.lua "http://$addr/" > "$work/wrk.txt"
 wait "$sampler" || true
 grep -E "Requests/sec|99%" "$work/wrk.txt" >&2
 

@@ -1,4 +1,6 @@
--- One tool_call event per request, over 512 sessions; the key comes from ENGRAM_KEY.
+-- One tool_call event per request, over 512 sessions; the key comes from ENGRAM_KEY. With
+-- ENGRAM_DELAY_MS set, each connection waits that long between requests (wrk's `delay`), for a
+-- steady offered rate of about connections × 1000 / (delay + latency) requests a second.
 local key = os.getenv("ENGRAM_KEY") or ""
 local n = 0
 request = function()
@@ -10,4 +12,10 @@ request = function()
     ["Authorization"] = "Bearer " .. key,
     ["Content-Type"] = "application/json",
   }, body)
+end
+local pause = tonumber(os.getenv("ENGRAM_DELAY_MS") or "")
+if pause then
+  delay = function()
+    return pause
+  end
 end

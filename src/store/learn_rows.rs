@@ -67,15 +67,8 @@ pub fn sessions_upto(conn: &Conn, s: &Selection, cutoff: i64) -> Result<HashSet<
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT DISTINCT session_id FROM events WHERE {SELECTED} AND seq <= ?6"
     ))?;
-    let p = params![
-        s.tenant,
-        s.agent_id,
-        s.session_id,
-        s.ids(),
-        s.unlearned,
-        cutoff
-    ];
-    let rows = stmt.query_map(p, |r| r.get(0))?;
+    let ids = s.ids();
+    let rows = stmt.query_map(s.with(&ids, &cutoff), |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -93,15 +86,10 @@ pub fn main_mode(conn: &Conn, s: &Selection, cutoff: i64) -> Result<Option<Strin
         "SELECT mode FROM events WHERE {SELECTED} AND seq <= ?6
          GROUP BY mode ORDER BY count(*) DESC, mode LIMIT 1"
     ))?;
-    let p = params![
-        s.tenant,
-        s.agent_id,
-        s.session_id,
-        s.ids(),
-        s.unlearned,
-        cutoff
-    ];
-    Ok(stmt.query_row(p, |r| r.get(0)).optional()?)
+    let ids = s.ids();
+    Ok(stmt
+        .query_row(s.with(&ids, &cutoff), |r| r.get(0))
+        .optional()?)
 }
 
 /// Marks up to `limit` of the selection's unlearned events up to `cutoff` learned (oldest
