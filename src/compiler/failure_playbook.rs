@@ -13,6 +13,7 @@
 //! failures that recovery resolved.
 
 use super::confidence::{round4, score};
+use super::sessions::extends;
 use super::variants::Resolver;
 use super::{Draft, Evidence, SessionCtx};
 use serde_json::{json, Value};
@@ -113,14 +114,6 @@ struct Open {
     text: String,
     attempt: Vec<String>,
     events: Vec<String>,
-}
-
-/// Whether `text` is `failed` run again with more to it: every word of the failed command is in
-/// it (`docker run app` → `docker run --memory=2g app`, `npm run build` →
-/// `NODE_OPTIONS=… npm run build`).
-fn extends(text: &str, failed: &str) -> bool {
-    let words: std::collections::BTreeSet<&str> = text.split_whitespace().collect();
-    failed.split_whitespace().all(|w| words.contains(w))
 }
 
 /// `retry <text>`: a recovery that only ran the failed action again.

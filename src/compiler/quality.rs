@@ -174,3 +174,82 @@ fn compiling_twice_is_byte_identical() {
         assert_eq!(x.source_events, y.source_events);
     }
 }
+
+/// Hand-written sessions, not from a generator: one task said two ways with the same steps, and a
+/// decoy that more than half of the successful runs tried. The decoy is not a step of the task
+/// (the playbook ranks it as a recovery that did not work) and the two statements are one task.
+#[test]
+fn decoys_are_not_steps_and_one_task_said_two_ways_is_one_schema() {
+    use super::Event;
+    use serde_json::json;
+    let mut events = Vec::new();
+    let mut push = |sid: &str, kind: &str, payload: Value| {
+        let n = events.len();
+        events.push(Event {
+            id: format!("evt_{n:05}"),
+            session_id: sid.to_string(),
+            agent_id: None,
+            kind: kind.to_string(),
+            payload,
+            metadata: json!({}),
+            created_at: format!("2026-01-01T00:{:02}:{:02}Z", n / 60 % 60, n % 60),
+        });
+    };
+    let oom = "container killed: OOMKilled (exit 137)";
+    for i in 0..12 {
+        let sid = format!("s{i:02}");
+        let ask = ["Start the app container", "Run the app in docker"][i % 2];
+        push(&sid, "message", json!({"role": "user", "content": ask}));
+        push(
+            &sid,
+            "command_exec",
+            json!({"command": "docker build -t app .", "exitCode": 0}),
+        );
+        push(
+            &sid,
+            "command_exec",
+            json!({"command": "docker run app", "exitCode": 137, "stderr": oom}),
+        );
+        if i % 3 != 0 {
+            push(
+                &sid,
+                "command_exec",
+                json!({"command": "docker system prune -f", "exitCode": 0}),
+            );
+            push(
+                &sid,
+                "command_exec",
+                json!({"command": "docker run app", "exitCode": 137, "stderr": oom}),
+            );
+        }
+        push(
+            &sid,
+            "command_exec",
+            json!({"command": "docker run --memory=2g --cpus=1 app", "exitCode": 0}),
+        );
+        push(&sid, "outcome", json!({"status": "success"}));
+    }
+    let drafts = compile(events, Options::default()).artifacts;
+    let schemas = of_type(&drafts, "task_schema");
+    assert_eq!(
+        schemas.len(),
+        1,
+        "one task: {:?}",
+        schemas.iter().map(|d| &d.signature).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        steps(schemas[0]),
+        [
+            "docker build -t app .",
+            "docker run --memory=2g --cpus=1 app"
+        ]
+    );
+    let book = of_type(&drafts, "failure_playbook");
+    let recoveries = &book[0].content["recoverySteps"];
+    assert_eq!(
+        recoveries[0]["action"],
+        "docker run --memory=2g --cpus=1 app"
+    );
+    assert_eq!(recoveries[1]["action"], "docker system prune -f");
+    assert_eq!(recoveries[1]["successRate"], 0.0);
+}

@@ -8,6 +8,7 @@
 use super::normalize::{action_label, error_signature, task_signature};
 use super::Event;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One action the agent took.
 #[derive(Clone, Debug)]
@@ -95,6 +96,14 @@ const FAIL_WORDS: &[&str] = &[
     "crashed",
     "unresolved",
 ];
+
+/// Whether `text` is `failed` run again with more to it: every word of the failed command is in
+/// it (`docker run app` → `docker run --memory=2g app`, `npm run build` →
+/// `NODE_OPTIONS=… npm run build`).
+pub fn extends(text: &str, failed: &str) -> bool {
+    let words: BTreeSet<&str> = text.split_whitespace().collect();
+    failed.split_whitespace().all(|w| words.contains(w))
+}
 
 /// The status a payload reports, if it reports one.
 pub fn status_of(p: &Value) -> Option<bool> {
@@ -421,6 +430,48 @@ impl Session {
             }
         }
         seen
+    }
+
+    /// Verbatim texts that were only ever futile in this run: every time, they were tried while
+    /// a failure was open and that same failure came back next (a decoy fix). A task schema
+    /// leaves them out; the failure playbook ranks them as recoveries that did not work.
+    pub fn futile_texts(&self) -> BTreeSet<&str> {
+        let mut futile = vec![false; self.steps.len()];
+        // The open failure: its signature, the failed text and the attempt's step indices.
+        let mut open: Option<(String, &str, Vec<usize>)> = None;
+        for (i, st) in self.steps.iter().enumerate() {
+            let failed = st.ok == Some(false) || (st.error.is_some() && st.ok != Some(true));
+            if failed {
+                let sig = st
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("{} failed", st.action));
+                if let Some((was, _, attempt)) = open.take() {
+                    if was == sig {
+                        for j in attempt {
+                            futile[j] = true;
+                        }
+                    }
+                }
+                open = Some((sig, st.text.as_str(), Vec::new()));
+            } else if let Some((_, failed_text, attempt)) = &mut open {
+                if extends(&st.text, failed_text) {
+                    open = None;
+                } else {
+                    attempt.push(i);
+                }
+            }
+        }
+        let mut texts: BTreeMap<&str, bool> = BTreeMap::new();
+        for (st, f) in self.steps.iter().zip(futile) {
+            let all = texts.entry(st.text.as_str()).or_insert(true);
+            *all &= f;
+        }
+        texts
+            .into_iter()
+            .filter(|(_, f)| *f)
+            .map(|(t, _)| t)
+            .collect()
     }
 
     /// Verbatim steps in first-occurrence order, without repeats; with `succeeded_only`, steps

@@ -6,7 +6,8 @@
 //! seen in 20–50% of successful runs are variations. Needs at least `MIN_SUCCESSES` successful
 //! runs. Positions are summed as integers (parts per million) so the result does not depend on
 //! the order sessions arrive in. Steps are counted by their verbatim text (leaving out steps that
-//! failed in the run) and grouped into actions by `variants::Resolver` at finish; each is shown
+//! failed in the run, and decoys: steps only ever tried while a failure was open that then came
+//! back) and grouped into actions by `variants::Resolver` at finish; each is shown
 //! verbatim.
 
 use super::confidence::{round4, score};
@@ -56,7 +57,9 @@ impl Miner {
             return;
         }
         t.successes += 1;
-        let done = s.distinct_texts(true);
+        let futile = s.futile_texts();
+        let mut done = s.distinct_texts(true);
+        done.retain(|st| !futile.contains(st.text.as_str()));
         let len = done.len().max(1) as u64;
         for (i, st) in done.iter().enumerate() {
             let e = t.steps.entry(st.text.clone()).or_default();
@@ -154,13 +157,19 @@ const ALIAS_WORDS: f64 = 0.25;
 const ALIAS_SAME_WORDS: f64 = 0.8;
 /// Overlap of their schema steps (Jaccard of the step actions in half their successful runs).
 const ALIAS_STEPS: f64 = 0.6;
+/// …or the overlap of their steps at which sharing one word is enough ("start the app container",
+/// "run the app in docker": every step the same). Needs `ALIAS_SAME_STEPS_MIN` steps.
+const ALIAS_SAME_STEPS: f64 = 0.9;
+const ALIAS_SAME_STEPS_MIN: usize = 2;
 /// Successful runs a task needs before it is compared.
 const ALIAS_MIN_SUCCESSES: u64 = 2;
 
 impl Miner {
     /// Tasks that are one task said differently: their statements share words and their
-    /// successful runs take the same steps, or their statements have (almost) the same words. Answers task → the name of its group (the member with
-    /// the most runs; ties: the smaller name); tasks alone in their group are not listed.
+    /// successful runs take the same steps, their statements have (almost) the same words, or
+    /// they share a word and (almost) all their steps. Answers task → the name of its group (the
+    /// member with the most runs; ties: the smaller name); tasks alone in their group are not
+    /// listed.
     pub fn aliases(&self, names: &Resolver) -> BTreeMap<String, String> {
         use std::collections::BTreeSet;
         let mut sets: Vec<(&String, &Task, BTreeSet<&str>, BTreeSet<&str>)> = Vec::new();
@@ -215,9 +224,12 @@ impl Miner {
                         continue;
                     }
                     let words = jaccard(&sets[i].2, &sets[j].2);
-                    let same_words = words >= ALIAS_SAME_WORDS;
-                    if same_words
-                        || (words >= ALIAS_WORDS && jaccard(&sets[i].3, &sets[j].3) >= ALIAS_STEPS)
+                    let steps = jaccard(&sets[i].3, &sets[j].3);
+                    let same_steps = steps >= ALIAS_SAME_STEPS
+                        && sets[i].3.len().min(sets[j].3.len()) >= ALIAS_SAME_STEPS_MIN;
+                    if words >= ALIAS_SAME_WORDS
+                        || (words >= ALIAS_WORDS && steps >= ALIAS_STEPS)
+                        || same_steps
                     {
                         let (a, b) = (root(&mut parent, i), root(&mut parent, j));
                         if a != b {
