@@ -4,7 +4,8 @@
 //! (memory envelope or registry object, docs/api.md "Common rules"). The message shown to clients is always safe:
 //! an `Internal` error carries its details only for the log, never for the body.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ pub enum Family {
 }
 
 /// One field-level problem in a request.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -231,71 +232,110 @@ impl Error {
         }
     }
 
-    fn details_json(&self) -> Option<Value> {
+    fn details(&self) -> Option<Details<'_>> {
         match self {
-            Error::Validation { details, .. } | Error::BadRequest { details, .. } => Some(
-                details
-                    .iter()
-                    .map(|d| {
-                        json!({"field": truncate_message(d.field.clone()),
-                               "message": truncate_message(d.message.clone())})
-                    })
-                    .collect(),
-            ),
-            Error::RateLimited { retry_after, .. } => Some(json!({"retryAfter": retry_after})),
+            Error::Validation { details, .. } | Error::BadRequest { details, .. } => {
+                Some(Details::Fields(
+                    details
+                        .iter()
+                        .map(|d| FieldError {
+                            field: truncate_message(d.field.clone()),
+                            message: truncate_message(d.message.clone()),
+                        })
+                        .collect(),
+                ))
+            }
+            Error::RateLimited { retry_after, .. } => Some(Details::Retry {
+                retry_after: *retry_after,
+            }),
             Error::QuotaExceeded {
                 retry_after,
                 details,
                 ..
             } => {
-                let mut d = details.clone();
-                if let Value::Object(m) = &mut d {
-                    m.insert("retryAfter".into(), json!(retry_after));
-                } else {
-                    d = json!({"retryAfter": retry_after});
-                }
-                Some(d)
+                let mut d = match details {
+                    Value::Object(m) => m.clone(),
+                    _ => Map::new(),
+                };
+                d.insert("retryAfter".into(), Value::from(*retry_after));
+                Some(Details::Quota(d))
             }
-            Error::PayloadTooLarge { limit } => Some(json!({"limitBytes": limit})),
-            Error::MethodNotAllowed { allow } => Some(json!({"allow": allow})),
+            Error::PayloadTooLarge { limit } => Some(Details::Size {
+                limit_bytes: *limit,
+            }),
+            Error::MethodNotAllowed { allow } => Some(Details::Allow { allow }),
             _ => None,
         }
     }
 
     /// The memory family's `error` object (the envelope is added by the response layer).
-    pub fn memory_error_object(&self) -> Value {
-        let mut obj = json!({
-            "code": self.code(Family::Memory),
-            "message": self.public_message(),
-        });
-        if let Some(d) = self.details_json() {
-            obj["details"] = d;
+    pub fn memory_error(&self) -> MemoryError<'_> {
+        MemoryError {
+            code: self.code(Family::Memory),
+            message: self.public_message(),
+            details: self.details(),
+            retry_after: self.retry_after(),
         }
-        if let Some(r) = self.retry_after() {
-            obj["retryAfter"] = json!(r);
-        }
-        obj
     }
 
     /// The registry family's whole body.
-    pub fn registry_body(&self) -> Value {
-        let mut obj = json!({
-            "error": self.code(Family::Registry),
-            "message": self.public_message(),
-        });
-        if let Some(r) = self.retry_after() {
-            obj["retry_after"] = json!(r);
-        }
-        match self {
+    pub fn registry_body(&self) -> RegistryError<'_> {
+        let details = match self {
             Error::Validation { .. } | Error::BadRequest { .. } | Error::QuotaExceeded { .. } => {
-                if let Some(d) = self.details_json() {
-                    obj["details"] = d;
-                }
+                self.details()
             }
-            _ => {}
+            _ => None,
+        };
+        RegistryError {
+            error: self.code(Family::Registry),
+            message: self.public_message(),
+            retry_after: self.retry_after(),
+            details,
         }
-        obj
     }
+}
+
+/// An error's `details`: the fields at fault, or facts about the limit that was hit.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Details<'a> {
+    Fields(Vec<FieldError>),
+    #[serde(rename_all = "camelCase")]
+    Retry {
+        retry_after: u64,
+    },
+    /// The quota's own facts, with `retryAfter`.
+    Quota(Map<String, Value>),
+    #[serde(rename_all = "camelCase")]
+    Size {
+        limit_bytes: usize,
+    },
+    Allow {
+        allow: &'a [&'static str],
+    },
+}
+
+/// The memory family's `error` object.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryError<'a> {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Details<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+/// The registry family's error body.
+#[derive(Debug, Serialize)]
+pub struct RegistryError<'a> {
+    pub error: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Details<'a>>,
 }
 
 impl fmt::Display for Error {

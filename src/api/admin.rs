@@ -10,13 +10,16 @@
 //!   and usage counters stay. The bootstrap tenant cannot be deleted, only reset.
 
 use crate::app::AppState;
+use crate::domain::JobKind;
 use crate::error::{Error, Result};
 use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::plans::Plan;
 use crate::search::IndexOp;
 use crate::store::tenants;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use subtle::ConstantTimeEq;
 
 /// 404 unless the operator token is configured and presented.
@@ -50,8 +53,74 @@ pub fn check_operator(
     ))
 }
 
-fn tenant_json(t: &tenants::Tenant) -> Value {
-    json!({"id": t.id, "name": t.name, "plan": t.plan.as_str(), "createdAt": t.created_at})
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TenantOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    plan: &'static str,
+    created_at: &'a str,
+}
+
+impl<'a> From<&'a tenants::Tenant> for TenantOut<'a> {
+    fn from(t: &'a tenants::Tenant) -> TenantOut<'a> {
+        TenantOut {
+            id: &t.id,
+            name: &t.name,
+            plan: t.plan.as_str(),
+            created_at: &t.created_at,
+        }
+    }
+}
+
+/// A new tenant with its owner's first key (shown once).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TenantCreated<'a> {
+    tenant: TenantOut<'a>,
+    key: &'a str,
+    key_id: &'a str,
+    owner_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct TenantList<'a> {
+    tenants: Vec<TenantOut<'a>>,
+    total: usize,
+}
+
+#[derive(Serialize)]
+struct TenantDeleted<'a> {
+    id: &'a str,
+    deleted: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TenantReset<'a> {
+    id: &'a str,
+    reset: bool,
+    keys_kept: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AllReset<'a> {
+    reset: bool,
+    tenants_deleted: usize,
+    /// The tenant created at first start, reset rather than deleted (`null` if there is none).
+    kept: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TenantImported<'a> {
+    tenant_id: &'a str,
+    records: u64,
+    by_kind: &'a BTreeMap<String, u64>,
+    unprocessed_events: u64,
+    queued_jobs: &'a BTreeMap<JobKind, u64>,
+    indexed_documents: u64,
 }
 
 /// Clears what the server holds in memory and in the index for tenants whose data went away
@@ -108,19 +177,21 @@ pub async fn create_tenant(ctx: Ctx) -> Result<Reply> {
         .db
         .write(move |c| tenants::create_with_owner(c, &name, plan, &email, None))
         .await?;
-    Ok(Reply::created(json!({
-        "tenant": tenant_json(&created.tenant),
-        "key": created.key,
-        "keyId": created.key_id,
-        "ownerId": created.owner.id,
-    })))
+    Ok(Reply::created(TenantCreated {
+        tenant: TenantOut::from(&created.tenant),
+        key: &created.key,
+        key_id: &created.key_id,
+        owner_id: &created.owner.id,
+    }))
 }
 
 pub async fn list_tenants(ctx: Ctx) -> Result<Reply> {
     operator(&ctx)?;
     let all = ctx.state.db.read(tenants::list).await?;
-    let items: Vec<Value> = all.iter().map(tenant_json).collect();
-    Ok(Reply::ok(json!({"tenants": items, "total": items.len()})))
+    Ok(Reply::ok(TenantList {
+        tenants: all.iter().map(TenantOut::from).collect(),
+        total: all.len(),
+    }))
 }
 
 pub async fn delete_tenant(ctx: Ctx) -> Result<Reply> {
@@ -143,7 +214,10 @@ pub async fn delete_tenant(ctx: Ctx) -> Result<Reply> {
         return Err(Error::not_found("tenant"));
     }
     forget(&ctx.state, [&id]).await;
-    Ok(Reply::ok(json!({"id": id, "deleted": true})))
+    Ok(Reply::ok(TenantDeleted {
+        id: &id,
+        deleted: true,
+    }))
 }
 
 pub async fn reset_tenant(ctx: Ctx) -> Result<Reply> {
@@ -170,9 +244,11 @@ pub async fn reset_tenant(ctx: Ctx) -> Result<Reply> {
         return Err(Error::not_found("tenant"));
     }
     forget(&ctx.state, [&id]).await;
-    Ok(Reply::ok(
-        json!({"id": id, "reset": true, "keysKept": keep_keys}),
-    ))
+    Ok(Reply::ok(TenantReset {
+        id: &id,
+        reset: true,
+        keys_kept: keep_keys,
+    }))
 }
 
 pub async fn reset_all(ctx: Ctx) -> Result<Reply> {
@@ -195,9 +271,11 @@ pub async fn reset_all(ctx: Ctx) -> Result<Reply> {
         })
         .await?;
     forget(&ctx.state, kept.iter().chain(deleted.iter())).await;
-    Ok(Reply::ok(
-        json!({"reset": true, "tenantsDeleted": deleted.len(), "kept": kept}),
-    ))
+    Ok(Reply::ok(AllReset {
+        reset: true,
+        tenants_deleted: deleted.len(),
+        kept: kept.as_deref(),
+    }))
 }
 
 /// `GET /v1/admin/tenants/{id}/export`: the tenant as NDJSON, streamed from one snapshot. A
@@ -249,12 +327,12 @@ pub async fn import_tenant(ctx: Ctx) -> Result<Reply> {
     let text = String::from_utf8(ctx.body.to_vec())
         .map_err(|_| Error::validation("body", "is not UTF-8 text"))?;
     let (imported, indexed) = crate::transfer::import(&ctx.state, text).await?;
-    Ok(Reply::created(json!({
-        "tenantId": imported.tenant_id,
-        "records": imported.records,
-        "byKind": imported.by_kind,
-        "unprocessedEvents": imported.unprocessed_events,
-        "queuedJobs": imported.queued_jobs,
-        "indexedDocuments": indexed,
-    })))
+    Ok(Reply::created(TenantImported {
+        tenant_id: &imported.tenant_id,
+        records: imported.records,
+        by_kind: &imported.by_kind,
+        unprocessed_events: imported.unprocessed_events,
+        queued_jobs: &imported.queued_jobs,
+        indexed_documents: indexed,
+    }))
 }

@@ -7,7 +7,40 @@ use crate::error::{Error, Result};
 use crate::fixture::faults::Fault;
 use crate::fixture::journal::{self, Filter};
 use crate::http::{Ctx, Reply};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::Value;
+
+/// The journal's entries (rendered by `fixture::journal`, with bodies redacted there).
+#[derive(Serialize)]
+struct RequestList {
+    requests: Vec<Value>,
+    total: usize,
+    capacity: usize,
+    bodies: bool,
+}
+
+#[derive(Serialize)]
+struct RequestsCleared {
+    cleared: usize,
+}
+
+/// The injected faults (each rendered by `Fault::to_json`).
+#[derive(Serialize)]
+struct FaultList {
+    total: usize,
+    faults: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct FaultsDeleted {
+    deleted: usize,
+}
+
+#[derive(Serialize)]
+struct FaultDeleted<'a> {
+    id: &'a str,
+    deleted: bool,
+}
 
 /// `GET /v1/admin/requests?limit=&method=&route=&status=&tenant=`: most recent first.
 pub async fn list_requests(ctx: Ctx) -> Result<Reply> {
@@ -46,19 +79,19 @@ pub async fn list_requests(ctx: Ctx) -> Result<Reply> {
         tenant: text("tenant"),
     };
     let (requests, matched) = j.read(&filter);
-    Ok(Reply::ok(json!({
-        "requests": requests,
-        "total": matched,
-        "capacity": j.capacity(),
-        "bodies": j.keeps_bodies(),
-    })))
+    Ok(Reply::ok(RequestList {
+        requests,
+        total: matched,
+        capacity: j.capacity(),
+        bodies: j.keeps_bodies(),
+    }))
 }
 
 /// `DELETE /v1/admin/requests`.
 pub async fn clear_requests(ctx: Ctx) -> Result<Reply> {
     operator(&ctx)?;
     let cleared = ctx.state.fixture.journal.clear();
-    Ok(Reply::ok(json!({"cleared": cleared})))
+    Ok(Reply::ok(RequestsCleared { cleared }))
 }
 
 /// `POST /v1/admin/faults` → 201 with the fault.
@@ -74,14 +107,17 @@ pub async fn create_fault(ctx: Ctx) -> Result<Reply> {
 pub async fn list_faults(ctx: Ctx) -> Result<Reply> {
     operator(&ctx)?;
     let faults = ctx.state.fixture.faults.list();
-    Ok(Reply::ok(json!({"total": faults.len(), "faults": faults})))
+    Ok(Reply::ok(FaultList {
+        total: faults.len(),
+        faults,
+    }))
 }
 
 /// `DELETE /v1/admin/faults`: all of them.
 pub async fn delete_faults(ctx: Ctx) -> Result<Reply> {
     operator(&ctx)?;
     let deleted = ctx.state.fixture.faults.delete(None);
-    Ok(Reply::ok(json!({"deleted": deleted})))
+    Ok(Reply::ok(FaultsDeleted { deleted }))
 }
 
 /// `DELETE /v1/admin/faults/{id}`.
@@ -91,5 +127,8 @@ pub async fn delete_fault(ctx: Ctx) -> Result<Reply> {
     if ctx.state.fixture.faults.delete(Some(&id)) == 0 {
         return Err(Error::not_found("fault"));
     }
-    Ok(Reply::ok(json!({"id": id, "deleted": true})))
+    Ok(Reply::ok(FaultDeleted {
+        id: &id,
+        deleted: true,
+    }))
 }

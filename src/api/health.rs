@@ -6,10 +6,122 @@ use crate::domain::{JobKind, JobStatus};
 use crate::error::Result;
 use crate::http::{Ctx, Reply};
 use crate::store::jobs as queue;
-use serde_json::{json, Value};
+use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Backlog above which the workers count as degraded (they are not keeping up).
 const BACKLOG_DEGRADED: u64 = 1_000_000;
+
+/// The body of `GET /v1/health`.
+#[derive(Serialize)]
+struct HealthReport<'a> {
+    /// `healthy`, `degraded` or `unhealthy`.
+    status: &'static str,
+    version: &'static str,
+    uptime: u64,
+    timestamp: String,
+    subsystems: SubsystemsHealth<'a>,
+    alerts: AlertList,
+}
+
+#[derive(Serialize)]
+struct SubsystemsHealth<'a> {
+    sqlite: SqliteHealth,
+    search: SearchHealth<'a>,
+    workers: WorkersHealth,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SqliteHealth {
+    status: &'static str,
+    path: String,
+    size_bytes: u64,
+    wal_bytes: u64,
+    write_queue: usize,
+    commits: u64,
+    connections: PoolHealth,
+}
+
+/// The read connection pool.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PoolHealth {
+    total: u32,
+    idle: u32,
+    waiting: usize,
+    max: u32,
+    utilization_percent: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchHealth<'a> {
+    status: &'static str,
+    documents: u64,
+    segments: usize,
+    last_commit_at: Option<&'a str>,
+    pending_documents: u64,
+    captured_seq: i64,
+    searchable_seq: i64,
+    embeddings: EmbeddingsHealth<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EmbeddingsHealth<'a> {
+    model: &'a str,
+    documents_without_vector: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkersHealth {
+    status: &'static str,
+    /// By job kind.
+    queues: BTreeMap<String, QueueHealth>,
+    total_backlog: u64,
+    capture: CaptureHealth,
+}
+
+#[derive(Serialize)]
+struct QueueHealth {
+    waiting: u64,
+    active: usize,
+    failed: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CaptureHealth {
+    pending_events: u64,
+    max_backlog: u64,
+    saturated: bool,
+}
+
+#[derive(Serialize)]
+struct AlertList {
+    firing: usize,
+    items: Vec<Alert>,
+}
+
+#[derive(Serialize)]
+struct Alert {
+    subsystem: &'static str,
+    /// `critical` or `warning`.
+    severity: &'static str,
+    message: String,
+}
+
+impl Alert {
+    fn new(subsystem: &'static str, severity: &'static str, message: impl Into<String>) -> Alert {
+        Alert {
+            subsystem,
+            severity,
+            message: message.into(),
+        }
+    }
+}
 
 pub async fn health(ctx: Ctx) -> Result<Reply> {
     let state = ctx.state.clone();
@@ -44,35 +156,60 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
         }
     };
 
-    let mut alerts: Vec<Value> = Vec::new();
+    let mut alerts: Vec<Alert> = Vec::new();
     let sqlite_ok = db.writer_alive && counts.is_ok();
     if !db.writer_alive {
-        alerts.push(json!({"subsystem": "sqlite", "severity": "critical", "message": "the database writer is not running"}));
+        alerts.push(Alert::new(
+            "sqlite",
+            "critical",
+            "the database writer is not running",
+        ));
     }
     if let Err(e) = &counts {
         tracing::error!(error = %e, "health: queue counts unavailable");
-        alerts.push(json!({"subsystem": "sqlite", "severity": "critical", "message": "the database cannot be read"}));
+        alerts.push(Alert::new(
+            "sqlite",
+            "critical",
+            "the database cannot be read",
+        ));
     }
     if !search.healthy {
-        alerts.push(json!({"subsystem": "search", "severity": "critical", "message": "the search indexer is not running or its last commit failed"}));
+        alerts.push(Alert::new(
+            "search",
+            "critical",
+            "the search indexer is not running or its last commit failed",
+        ));
     }
     if search.embed_failures > 0 {
-        alerts.push(json!({"subsystem": "search", "severity": "warning", "message": format!(
-            "{} documents were indexed without a vector (the embeddings provider failed); run engram reindex",
-            search.embed_failures)}));
+        alerts.push(Alert::new(
+            "search",
+            "warning",
+            format!(
+                "{} documents were indexed without a vector (the embeddings provider failed); run engram reindex",
+                search.embed_failures
+            ),
+        ));
     }
-    let mut queues = serde_json::Map::new();
+    let mut queues = BTreeMap::new();
     let mut backlog = 0u64;
     for (kind, waiting, failed) in counts.as_deref().unwrap_or(&[]) {
         backlog += waiting;
         queues.insert(
             kind.to_string(),
-            json!({"waiting": waiting, "active": state.jobs.active(*kind), "failed": failed}),
+            QueueHealth {
+                waiting: *waiting,
+                active: state.jobs.active(*kind),
+                failed: *failed,
+            },
         );
     }
     let workers_ok = backlog < BACKLOG_DEGRADED;
     if !workers_ok {
-        alerts.push(json!({"subsystem": "workers", "severity": "warning", "message": format!("{backlog} jobs are waiting")}));
+        alerts.push(Alert::new(
+            "workers",
+            "warning",
+            format!("{backlog} jobs are waiting"),
+        ));
     }
     let status_of = |ok: bool| if ok { "healthy" } else { "degraded" };
     let overall = if !sqlite_ok {
@@ -85,50 +222,56 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
     let utilization = ((db.total - db.idle.min(db.total)) * 100)
         .checked_div(db.max)
         .unwrap_or(0) as u64;
-    let data = json!({
-        "status": overall,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime": state.started.elapsed().as_secs(),
-        "timestamp": crate::time::now_rfc3339(),
-        "subsystems": {
-            "sqlite": {
-                "status": status_of(sqlite_ok),
-                "path": db.path.display().to_string(),
-                "sizeBytes": db.size_bytes,
-                "walBytes": db.wal_bytes,
-                "writeQueue": db.write_queue,
-                "commits": db.commits,
-                "connections": {
-                    "total": db.total, "idle": db.idle, "waiting": db.waiting, "max": db.max,
-                    "utilizationPercent": utilization,
+    let data = HealthReport {
+        status: overall,
+        version: env!("CARGO_PKG_VERSION"),
+        uptime: state.started.elapsed().as_secs(),
+        timestamp: crate::time::now_rfc3339(),
+        subsystems: SubsystemsHealth {
+            sqlite: SqliteHealth {
+                status: status_of(sqlite_ok),
+                path: db.path.display().to_string(),
+                size_bytes: db.size_bytes,
+                wal_bytes: db.wal_bytes,
+                write_queue: db.write_queue,
+                commits: db.commits,
+                connections: PoolHealth {
+                    total: db.total,
+                    idle: db.idle,
+                    waiting: db.waiting,
+                    max: db.max,
+                    utilization_percent: utilization,
                 },
             },
-            "search": {
-                "status": status_of(search.healthy),
-                "documents": search.documents,
-                "segments": search.segments,
-                "lastCommitAt": search.last_commit_at,
-                "pendingDocuments": search.pending,
-                "capturedSeq": captured_seq,
-                "searchableSeq": searchable_seq,
-                "embeddings": {
-                    "model": search.embedding_model,
-                    "documentsWithoutVector": search.embed_failures,
+            search: SearchHealth {
+                status: status_of(search.healthy),
+                documents: search.documents,
+                segments: search.segments,
+                last_commit_at: search.last_commit_at.as_deref(),
+                pending_documents: search.pending,
+                captured_seq,
+                searchable_seq,
+                embeddings: EmbeddingsHealth {
+                    model: &search.embedding_model,
+                    documents_without_vector: search.embed_failures,
                 },
             },
-            "workers": {
-                "status": status_of(workers_ok),
-                "queues": queues,
-                "totalBacklog": backlog,
-                "capture": {
-                    "pendingEvents": state.backlog.pending(),
-                    "maxBacklog": state.backlog.max(),
-                    "saturated": state.backlog.saturated(),
+            workers: WorkersHealth {
+                status: status_of(workers_ok),
+                queues,
+                total_backlog: backlog,
+                capture: CaptureHealth {
+                    pending_events: state.backlog.pending(),
+                    max_backlog: state.backlog.max(),
+                    saturated: state.backlog.saturated(),
                 },
             },
         },
-        "alerts": {"firing": alerts.len(), "items": alerts},
-    });
+        alerts: AlertList {
+            firing: alerts.len(),
+            items: alerts,
+        },
+    };
     Ok(Reply::json(
         if overall == "healthy" { 200 } else { 503 },
         data,

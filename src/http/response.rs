@@ -6,7 +6,8 @@ use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::convert::Infallible;
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -32,7 +33,13 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn json(status: u16, value: Value) -> Reply {
+    /// `body` (a response type of `api/`, or a JSON value) with `status`. Rendered through a JSON
+    /// value, whose objects sort their keys, so the bytes do not depend on the order fields are
+    /// declared in.
+    pub fn json(status: u16, body: impl serde::Serialize) -> Reply {
+        // Response types hold strings, numbers and string-keyed maps: serialising them to a
+        // value cannot fail (non-finite floats become null).
+        let value = serde_json::to_value(body).expect("a response type serialises to JSON");
         Reply {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             payload: Payload::Json(value),
@@ -40,8 +47,8 @@ impl Reply {
         }
     }
 
-    pub fn ok(value: Value) -> Reply {
-        Reply::json(200, value)
+    pub fn ok(body: impl serde::Serialize) -> Reply {
+        Reply::json(200, body)
     }
 
     /// 200 with `text`, which must be the serialisation of one JSON value (it is embedded as is).
@@ -58,12 +65,12 @@ impl Reply {
         }
     }
 
-    pub fn created(value: Value) -> Reply {
-        Reply::json(201, value)
+    pub fn created(body: impl serde::Serialize) -> Reply {
+        Reply::json(201, body)
     }
 
-    pub fn accepted(value: Value) -> Reply {
-        Reply::json(202, value)
+    pub fn accepted(body: impl serde::Serialize) -> Reply {
+        Reply::json(202, body)
     }
 
     /// `body` sent as is with `status`: a JSON string as plain text, anything else as JSON.
@@ -104,12 +111,41 @@ pub struct Meta<'a> {
     pub duration_ms: u64,
 }
 
-fn meta_json(meta: &Meta<'_>) -> Value {
-    json!({
-        "requestId": meta.request_id,
-        "tenantId": meta.tenant_id,
-        "durationMs": meta.duration_ms,
-    })
+/// The memory family's `meta`. Fields in the order of their wire names: a reply sent as text
+/// (`Payload::JsonText`) has its `meta` serialised straight from this struct, and it must read
+/// like every other body's (keys sorted).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaOut<'a> {
+    duration_ms: u64,
+    request_id: &'a str,
+    tenant_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a Meta<'a>> for MetaOut<'a> {
+    fn from(m: &'a Meta<'a>) -> MetaOut<'a> {
+        MetaOut {
+            request_id: m.request_id,
+            tenant_id: m.tenant_id,
+            duration_ms: m.duration_ms,
+        }
+    }
+}
+
+/// The memory family's envelope of an answer.
+#[derive(Serialize)]
+struct MemorySuccess<'a> {
+    ok: bool,
+    data: Value,
+    meta: MetaOut<'a>,
+}
+
+/// The memory family's envelope of an error.
+#[derive(Serialize)]
+struct MemoryFailure<'a> {
+    ok: bool,
+    error: crate::error::MemoryError<'a>,
+    meta: MetaOut<'a>,
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
@@ -131,7 +167,12 @@ pub fn render(reply: Reply, family: Family, meta: &Meta<'_>) -> Response<Body> {
     let mut resp = match reply.payload {
         Payload::Json(value) => {
             let body = match family {
-                Family::Memory => json!({"ok": true, "data": value, "meta": meta_json(meta)}),
+                Family::Memory => serde_json::to_value(MemorySuccess {
+                    ok: true,
+                    data: value,
+                    meta: MetaOut::from(meta),
+                })
+                .unwrap_or_default(),
                 Family::Registry => value,
             };
             json_response(reply.status, &body)
@@ -139,7 +180,7 @@ pub fn render(reply: Reply, family: Family, meta: &Meta<'_>) -> Response<Body> {
         Payload::JsonText(text) => {
             let bytes = match family {
                 Family::Memory => {
-                    let meta = meta_json(meta).to_string();
+                    let meta = serde_json::to_string(&MetaOut::from(meta)).unwrap_or_default();
                     let mut out = String::with_capacity(text.len() + meta.len() + 32);
                     out.push_str("{\"ok\":true,\"data\":");
                     out.push_str(&text);
@@ -170,14 +211,14 @@ pub fn render_error(err: &Error, family: Family, meta: &Meta<'_>) -> Response<Bo
     let status =
         StatusCode::from_u16(err.status_in(family)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = match family {
-        Family::Memory => json!({
-            "ok": false,
-            "error": err.memory_error_object(),
-            "meta": meta_json(meta),
+        Family::Memory => serde_json::to_value(MemoryFailure {
+            ok: false,
+            error: err.memory_error(),
+            meta: MetaOut::from(meta),
         }),
-        Family::Registry => err.registry_body(),
+        Family::Registry => serde_json::to_value(err.registry_body()),
     };
-    let mut resp = json_response(status, &body);
+    let mut resp = json_response(status, &body.unwrap_or_default());
     if let Some(secs) = err.retry_after() {
         resp.headers_mut()
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
@@ -188,4 +229,61 @@ pub fn render_error(err: &Error, family: Family, meta: &Meta<'_>) -> Response<Bo
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn text(resp: Response<Body>) -> String {
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    /// A reply sent as text and one sent as a value get the same envelope, byte for byte, with
+    /// every object's keys sorted (the wire format does not depend on how a handler answered).
+    #[tokio::test]
+    async fn text_and_value_replies_have_one_envelope() {
+        #[derive(Serialize)]
+        struct Out {
+            zeta: u8,
+            alpha: &'static str,
+        }
+        let meta = Meta {
+            request_id: "req_1",
+            tenant_id: Some("ten_1"),
+            duration_ms: 3,
+        };
+        let typed = text(render(
+            Reply::ok(Out {
+                zeta: 1,
+                alpha: "a",
+            }),
+            Family::Memory,
+            &meta,
+        ))
+        .await;
+        let as_text = Reply::ok_json_text(r#"{"alpha":"a","zeta":1}"#.to_string());
+        let as_text = text(render(as_text, Family::Memory, &meta)).await;
+        let expected = r#"{"ok":true,"data":{"alpha":"a","zeta":1},"meta":{"durationMs":3,"requestId":"req_1","tenantId":"ten_1"}}"#;
+        assert_eq!(as_text, expected);
+        let sorted = r#"{"data":{"alpha":"a","zeta":1},"meta":{"durationMs":3,"requestId":"req_1","tenantId":"ten_1"},"ok":true}"#;
+        assert_eq!(typed, sorted);
+        let err = text(render_error(
+            &Error::not_found("thing"),
+            Family::Memory,
+            &meta,
+        ))
+        .await;
+        assert!(
+            err.starts_with(r#"{"error":{"code":"not_found","message":"#),
+            "{err}"
+        );
+        assert!(
+            err.ends_with(
+                r#""meta":{"durationMs":3,"requestId":"req_1","tenantId":"ten_1"},"ok":false}"#
+            ),
+            "{err}"
+        );
+    }
 }

@@ -8,12 +8,13 @@ use super::Body;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use serde_json::Value;
 use std::convert::Infallible;
 use tokio::sync::mpsc;
 
-/// One `event: <name>` frame with a JSON `data` line.
-pub fn frame(event: &str, data: &Value) -> Bytes {
+/// One `event: <name>` frame with a JSON `data` line (written through a JSON value, whose
+/// objects sort their keys, like every other body).
+pub fn frame(event: &str, data: &impl serde::Serialize) -> Bytes {
+    let data = serde_json::to_value(data).unwrap_or_default();
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
 

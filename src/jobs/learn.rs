@@ -32,7 +32,7 @@ use crate::search::{IndexOp, Search};
 use crate::store::learn_rows::{self, Selection};
 use crate::store::{artifacts, semantic, usage, Conn, Db};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -151,15 +151,55 @@ impl LearnInput {
     }
 }
 
-/// The response shape of a learn run (docs/api.md "Memory family") with zero counts.
-pub fn empty_result(job_id: &str, status: &str) -> Value {
-    json!({
-        "jobId": job_id,
-        "runId": job_id,
-        "status": status,
-        "artifacts": {"created": 0, "updated": 0, "unchanged": 0, "byType": {}},
-        "stats": {"eventsProcessed": 0, "memoriesProcessed": 0, "patternsFound": 0, "compilationMs": 0},
-    })
+/// What a learn run reports, stored as its job's result (docs/api.md "Memory family").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnResult {
+    pub job_id: String,
+    pub run_id: String,
+    pub status: String,
+    pub artifacts: ArtifactCounts,
+    pub stats: LearnStats,
+    /// Why an automatic run compiled nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub by_type: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnStats {
+    pub events_processed: i64,
+    pub memories_processed: u64,
+    pub patterns_found: u64,
+    pub compilation_ms: u64,
+    /// Only when something was compiled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_compiled: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_compiled: Option<u64>,
+}
+
+impl LearnResult {
+    /// A run with zero counts (queued, or nothing to compile).
+    pub fn empty(job_id: &str, status: &str) -> LearnResult {
+        LearnResult {
+            job_id: job_id.to_string(),
+            run_id: job_id.to_string(),
+            status: status.to_string(),
+            artifacts: ArtifactCounts::default(),
+            stats: LearnStats::default(),
+            skipped: None,
+        }
+    }
 }
 
 /// Events marked learned per transaction.
@@ -266,7 +306,7 @@ pub fn run(
     tenant: &str,
     job_id: &str,
     input: &LearnInput,
-) -> Result<(Value, bool)> {
+) -> Result<(LearnResult, bool)> {
     let started = Instant::now();
     let t = tenant.to_string();
     let i = input.clone();
@@ -291,11 +331,11 @@ pub fn run(
             })?;
             ops.into_iter().for_each(|op| search.submit(op));
         }
-        return Ok((empty_result(job_id, "completed"), false));
+        return Ok((LearnResult::empty(job_id, "completed"), false));
     };
     if input.trigger == "auto" && plan.selected * AUTO_MIN_SHARE < plan.total {
-        let mut r = empty_result(job_id, "completed");
-        r["skipped"] = json!(format!(
+        let mut r = LearnResult::empty(job_id, "completed");
+        r.skipped = Some(format!(
             "{} new of {} events: an automatic run waits for more, or for the sweep",
             plan.selected, plan.total
         ));
@@ -420,31 +460,29 @@ pub fn run(
     } else {
         marked as i64
     };
-    let by_type: Map<String, Value> = counts
-        .by_type
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
     let status = if partial { "partial" } else { "completed" };
-    let result = json!({
-        "jobId": job_id,
-        "runId": job_id,
-        "status": status,
-        "artifacts": {
-            "created": counts.created,
-            "updated": counts.updated,
-            "unchanged": counts.unchanged,
-            "byType": by_type,
+    let result = LearnResult {
+        status: status.to_string(),
+        artifacts: ArtifactCounts {
+            created: counts.created,
+            updated: counts.updated,
+            unchanged: counts.unchanged,
+            by_type: counts
+                .by_type
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
         },
-        "stats": {
-            "eventsProcessed": processed,
-            "memoriesProcessed": counts.memories,
-            "patternsFound": out.candidates,
-            "compilationMs": started.elapsed().as_millis() as u64,
-            "eventsCompiled": out.events,
-            "sessionsCompiled": out.sessions,
+        stats: LearnStats {
+            events_processed: processed,
+            memories_processed: counts.memories,
+            patterns_found: out.candidates,
+            compilation_ms: started.elapsed().as_millis() as u64,
+            events_compiled: Some(out.events),
+            sessions_compiled: Some(out.sessions),
         },
-    });
+        ..LearnResult::empty(job_id, status)
+    };
     Ok((result, partial))
 }
 
@@ -467,7 +505,7 @@ impl JobHandler for Handler {
             } else {
                 JobStatus::Completed
             },
-            result,
+            result: serde_json::to_value(result)?,
         })
     }
 }
@@ -520,7 +558,7 @@ mod tests {
                     .iter()
                     .enumerate()
                     .map(|(i, s)| {
-                        crate::capture::validate(json!({
+                        crate::capture::validate(serde_json::json!({
                             "type": "message",
                             "sessionId": s,
                             "payload": {"role": "user", "content": format!("step {i}")},

@@ -80,31 +80,6 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ArtifactRow> {
 }
 
 impl ArtifactRow {
-    /// The ARTIFACT shape of docs/api.md "Memory family" (documented and SDK field names side by side).
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "type": self.artifact_type,
-            "title": self.title,
-            "status": self.status,
-            "isActive": self.status == ArtifactStatus::Active,
-            "version": self.version,
-            "confidence": self.confidence,
-            "evidenceCount": self.evidence_count,
-            "tokenCount": self.token_count,
-            "content": self.content,
-            "signature": self.signature,
-            "agentId": self.agent_id,
-            "sourceEvents": self.source_events,
-            "sourceMemories": self.source_memories,
-            "metadata": self.metadata,
-            "supersededBy": self.superseded_by,
-            "compiledAt": self.compiled_at,
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
-        })
-    }
-
     pub fn index_op(&self) -> IndexOp {
         IndexOp::Upsert(Box::new(docs::artifact_doc(
             &self.tenant_id,

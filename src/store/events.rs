@@ -357,28 +357,6 @@ impl EventRow {
             .and_then(|m| serde_json::from_str(m).ok())
             .unwrap_or(Value::Null)
     }
-
-    /// The API shape of an event.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "eventId": self.id,
-            "type": self.event_type,
-            "sessionId": self.session_id,
-            "agentId": self.agent_id,
-            "payload": self.payload_json(),
-            "metadata": self.metadata_json(),
-            "idempotencyKey": self.idempotency_key,
-            "salienceScore": self.salience,
-            "traceId": self.trace_id,
-            "jobId": self.job_id,
-            "mode": self.mode,
-            "status": if self.processed_at.is_some() { "processed" } else { "queued" },
-            "createdAt": self.created_at,
-            "processedAt": self.processed_at,
-            "learnedAt": self.learned_at,
-        })
-    }
 }
 
 pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<EventRow>> {

@@ -12,7 +12,7 @@ use crate::domain::{MemoryKind, MemoryStatus};
 use crate::error::Result;
 use crate::store::events::{list_page, Order};
 use rusqlite::{params, OptionalExtension, Row};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The id of the episodic memory of event `evt_X`: `mem_X`.
 pub fn episodic_id(event_id: &str) -> String {
@@ -147,26 +147,6 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<MemoryRow> {
 }
 
 impl MemoryRow {
-    /// The API shape of a memory.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "kind": self.kind,
-            "agentId": self.agent_id,
-            "sessionId": self.session_id,
-            "eventId": self.event_id,
-            "content": self.content,
-            "tags": self.tags,
-            "confidence": self.confidence,
-            "salience": self.salience,
-            "status": self.status,
-            "metadata": self.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
-            "sourceEvents": self.source_events,
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
-        })
-    }
-
     /// The search document of this memory (the one place rows become documents).
     pub fn search_doc(&self) -> crate::index_doc::SearchDoc {
         crate::index_doc::memory_doc(

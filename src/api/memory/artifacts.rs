@@ -3,13 +3,36 @@
 //! "deprecated"|"active"}`). Status changes move the artifact out of or back into the search
 //! index before the answer is sent. Another tenant's id answers 404.
 
+use super::wire::ArtifactOut;
 use crate::auth::Scope;
 use crate::compiler::TYPES;
 use crate::domain::ArtifactStatus;
 use crate::error::{Error, Result};
+use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::store::artifacts::{self, Filter};
-use serde_json::{json, Value};
+use serde::Serialize;
+
+/// A page of `GET /v1/artifacts`: the rows under `items` and `artifacts` (both SDKs' names).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ArtifactPage<'a> {
+    items: &'a [ArtifactOut<'a>],
+    artifacts: &'a [ArtifactOut<'a>],
+    total: i64,
+    limit: i64,
+    offset: i64,
+    has_more: bool,
+    pagination: ArtifactPagination,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ArtifactPagination {
+    has_more: bool,
+    cursor: Option<String>,
+    total: i64,
+}
 
 const STATUSES: [&str; 3] = ["active", "deprecated", "superseded"];
 const SORTS: [&str; 4] = ["createdAt", "updatedAt", "confidence", "evidenceCount"];
@@ -60,19 +83,23 @@ pub async fn list(ctx: Ctx) -> Result<Reply> {
         .db
         .read(move |c| artifacts::list(c, &tenant, &filter))
         .await?;
-    let items: Vec<Value> = rows.iter().map(|r| r.to_json()).collect();
+    let items: Vec<ArtifactOut> = rows.iter().map(ArtifactOut::from).collect();
     let next = f.offset + items.len() as i64;
     let has_more = next < total;
     let cursor = has_more.then(|| cursor_for(next));
-    Ok(Reply::ok(json!({
-        "items": items,
-        "artifacts": items,
-        "total": total,
-        "limit": f.limit,
-        "offset": f.offset,
-        "hasMore": has_more,
-        "pagination": {"hasMore": has_more, "cursor": cursor, "total": total},
-    })))
+    Ok(Reply::ok(ArtifactPage {
+        items: &items,
+        artifacts: &items,
+        total,
+        limit: f.limit,
+        offset: f.offset,
+        has_more,
+        pagination: ArtifactPagination {
+            has_more,
+            cursor,
+            total,
+        },
+    }))
 }
 
 pub async fn get(ctx: Ctx) -> Result<Reply> {
@@ -85,7 +112,7 @@ pub async fn get(ctx: Ctx) -> Result<Reply> {
         .read(move |c| artifacts::get(c, &tenant, &id))
         .await?
         .ok_or_else(|| Error::not_found("artifact"))?;
-    Ok(Reply::ok(row.to_json()))
+    Ok(Reply::ok(ArtifactOut::from(&row)))
 }
 
 async fn set_status(ctx: &Ctx, status: ArtifactStatus) -> Result<Reply> {
@@ -109,7 +136,7 @@ async fn set_status(ctx: &Ctx, status: ArtifactStatus) -> Result<Reply> {
         .await?
         .ok_or_else(|| Error::not_found("artifact"))?;
     ctx.state.search.flush().await;
-    Ok(Reply::ok(row.to_json()))
+    Ok(Reply::ok(ArtifactOut::from(&row)))
 }
 
 pub async fn delete(ctx: Ctx) -> Result<Reply> {
@@ -120,16 +147,14 @@ pub async fn delete(ctx: Ctx) -> Result<Reply> {
 pub async fn patch(ctx: Ctx) -> Result<Reply> {
     ctx.principal()?.require(Scope::Write)?;
     let body = ctx.json_object(false)?;
-    let status = match body.get("status") {
-        Some(Value::String(s)) if s == "deprecated" => ArtifactStatus::Deprecated,
-        Some(Value::String(s)) if s == "active" => ArtifactStatus::Active,
-        None | Some(Value::Null) => return Err(Error::validation("status", "is required")),
-        Some(_) => {
-            return Err(Error::validation(
-                "status",
-                "must be one of deprecated, active",
-            ))
-        }
+    let mut f = Fields::new(&body);
+    if f.raw("status").is_none() {
+        f.error("status", "is required");
+    }
+    let status = match f.one_of("status", &["deprecated", "active"], "deprecated") {
+        "active" => ArtifactStatus::Active,
+        _ => ArtifactStatus::Deprecated,
     };
+    f.finish()?;
     set_status(&ctx, status).await
 }

@@ -11,34 +11,94 @@
 
 use crate::auth::Scope;
 use crate::capture::{self, ItemOutcome, MAX_BATCH};
+use crate::error::FieldError;
 use crate::error::{Error, Result};
+use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::store::events::Stored;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
-fn stored_json(s: &Stored) -> Value {
-    json!({
-        "eventId": s.event_id,
-        "status": if s.duplicate { "duplicate" } else { "ingested" },
-        "salienceScore": s.salience,
-        "traceId": s.trace_id,
-        "jobId": s.job_id,
-    })
+/// A stored event's line in a batch's `results`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredItem<'a> {
+    index: usize,
+    event_id: &'a str,
+    status: &'static str,
+    salience_score: f64,
+    trace_id: &'a str,
+    job_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
-fn duplicate_reason(s: &Stored) -> Value {
+/// A refused event's line in a batch's `results`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InvalidItem<'a> {
+    index: usize,
+    event_id: Option<&'a str>,
+    status: &'static str,
+    error: ItemError<'a>,
+}
+
+#[derive(Serialize)]
+struct ItemError<'a> {
+    code: &'static str,
+    message: String,
+    details: &'a [FieldError],
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchItem<'a> {
+    Stored(StoredItem<'a>),
+    Invalid(InvalidItem<'a>),
+}
+
+#[derive(Serialize)]
+struct BatchSummary {
+    total: usize,
+    ingested: u64,
+    duplicates: u64,
+    errors: u64,
+}
+
+/// The data of a batch's 202.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchReply<'a> {
+    batch_id: String,
+    job_id: Option<&'a str>,
+    queued: u64,
+    errors: u64,
+    total: usize,
+    summary: BatchSummary,
+    results: Vec<BatchItem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    searchable: Option<bool>,
+}
+
+fn status_of(s: &Stored) -> &'static str {
     if s.duplicate {
-        json!(format!(
-            "idempotencyKey was already used by event {}; nothing new was stored",
-            s.event_id
-        ))
+        "duplicate"
     } else {
-        Value::Null
+        "ingested"
     }
 }
 
+fn duplicate_reason(s: &Stored) -> Option<String> {
+    s.duplicate.then(|| {
+        format!(
+            "idempotencyKey was already used by event {}; nothing new was stored",
+            s.event_id
+        )
+    })
+}
+
 /// The data of a single capture's 202, serialised straight to text (the hot path of capture).
-#[derive(serde::Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SingleReply<'a> {
     event_id: &'a str,
@@ -123,9 +183,9 @@ pub async fn capture(ctx: Ctx) -> Result<Reply> {
         event_id: &s.event_id,
         idempotency_key: key.as_deref(),
         job_id: s.job_id.as_deref(),
-        reason: duplicate_reason(s).as_str().map(str::to_string),
+        reason: duplicate_reason(s),
         salience_score: s.salience,
-        status: if s.duplicate { "duplicate" } else { "ingested" },
+        status: status_of(s),
         trace_id: &s.trace_id,
         searchable,
     };
@@ -137,23 +197,25 @@ pub async fn capture_batch(ctx: Ctx) -> Result<Reply> {
     let principal = ctx.principal()?;
     principal.require(Scope::Write)?;
     let mut body = ctx.json_object(false)?;
-    let events = match body.remove("events") {
-        None | Some(Value::Null) => return Err(Error::validation("events", "is required")),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(Error::validation("events", "must be an array of events")),
-    };
-    if events.is_empty() {
-        return Err(Error::validation(
+    let mut f = Fields::new(&body);
+    match f.raw("events") {
+        None => f.error("events", "is required"),
+        Some(Value::Array(a)) if a.is_empty() => f.error(
             "events",
             format!("must hold 1 to {MAX_BATCH} events, got none"),
-        ));
-    }
-    if events.len() > MAX_BATCH {
-        return Err(Error::validation(
+        ),
+        Some(Value::Array(a)) if a.len() > MAX_BATCH => f.error(
             "events",
-            format!("must hold 1 to {MAX_BATCH} events, got {}", events.len()),
-        ));
+            format!("must hold 1 to {MAX_BATCH} events, got {}", a.len()),
+        ),
+        Some(Value::Array(_)) => {}
+        Some(_) => f.error("events", "must be an array of events"),
     }
+    f.finish()?;
+    // Checked above: taken out rather than copied (a batch may be megabytes).
+    let Some(Value::Array(events)) = body.remove("events") else {
+        return Err(Error::Internal("a checked batch lost its events".into()));
+    };
     let wait = searchable_wait(&ctx)?;
     let total = events.len();
     let report = capture::capture_events(&ctx.state, principal, events).await?;
@@ -172,52 +234,48 @@ pub async fn capture_batch(ctx: Ctx) -> Result<Reply> {
         }
         None => None,
     };
-    let results: Vec<Value> = report
+    let results = report
         .items
         .iter()
         .enumerate()
         .map(|(index, item)| match item {
-            ItemOutcome::Stored(s) => {
-                let mut r = stored_json(s);
-                r["index"] = json!(index);
-                if s.duplicate {
-                    r["reason"] = duplicate_reason(s);
-                }
-                r
-            }
-            ItemOutcome::Invalid(details) => {
-                let err = Error::invalid(details.clone());
-                json!({
-                    "index": index,
-                    "eventId": null,
-                    "status": "error",
-                    "error": {
-                        "code": "validation_error",
-                        "message": format!("events[{index}]: {}", err.public_message()),
-                        "details": details.iter()
-                            .map(|d| json!({"field": d.field, "message": d.message}))
-                            .collect::<Vec<_>>(),
-                    },
-                })
-            }
+            ItemOutcome::Stored(s) => BatchItem::Stored(StoredItem {
+                index,
+                event_id: &s.event_id,
+                status: status_of(s),
+                salience_score: s.salience,
+                trace_id: &s.trace_id,
+                job_id: s.job_id.as_deref(),
+                reason: duplicate_reason(s),
+            }),
+            ItemOutcome::Invalid(details) => BatchItem::Invalid(InvalidItem {
+                index,
+                event_id: None,
+                status: "error",
+                error: ItemError {
+                    code: "validation_error",
+                    message: format!(
+                        "events[{index}]: {}",
+                        Error::invalid(details.clone()).public_message()
+                    ),
+                    details,
+                },
+            }),
         })
         .collect();
-    let mut out = json!({
-        "batchId": crate::ids::new("batch"),
-        "jobId": report.job_id,
-        "queued": report.ingested,
-        "errors": report.errors,
-        "total": total,
-        "summary": {
-            "total": total,
-            "ingested": report.ingested,
-            "duplicates": report.duplicates,
-            "errors": report.errors,
+    Ok(Reply::accepted(BatchReply {
+        batch_id: crate::ids::new("batch"),
+        job_id: report.job_id.as_deref(),
+        queued: report.ingested,
+        errors: report.errors,
+        total,
+        summary: BatchSummary {
+            total,
+            ingested: report.ingested,
+            duplicates: report.duplicates,
+            errors: report.errors,
         },
-        "results": results,
-    });
-    if let Some(b) = searchable {
-        out["searchable"] = json!(b);
-    }
-    Ok(Reply::accepted(out))
+        results,
+        searchable,
+    }))
 }

@@ -5,13 +5,14 @@
 //! last id of the previous page (`nextCursor`). Everything is scoped to the caller's tenant: an id
 //! of another tenant answers 404.
 
+use super::wire::{CursorPage, EventOut, MemoryOut};
 use crate::auth::Scope;
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
 use crate::search::IndexOp;
 use crate::store::events::{self, check_cursor, Order};
 use crate::store::{memories, Conn};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 100;
@@ -28,21 +29,13 @@ fn limit_and_order(ctx: &Ctx) -> Result<(usize, Order)> {
     Ok((limit, order))
 }
 
-fn page(items: Vec<Value>, limit: usize, more: bool, key: &str) -> Value {
-    let next = if more {
-        items.last().and_then(|i| i.get("id").cloned())
-    } else {
-        None
-    };
-    json!({
-        "items": items,
-        key: items,
-        "count": items.len(),
-        "limit": limit,
-        "hasMore": more,
-        "nextCursor": next,
-        "pagination": {"hasMore": more, "cursor": next},
-    })
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionForgotten {
+    session_id: String,
+    deleted: bool,
+    events_deleted: usize,
+    memories_deleted: usize,
 }
 
 fn text_param(ctx: &Ctx, name: &str) -> Result<Option<String>> {
@@ -84,17 +77,18 @@ fn listing(ctx: &Ctx, prefix: &str, kind_param: &str, kinds: &[&str]) -> Result<
     })
 }
 
-/// Reads one page with `list` and answers it as `{items, …}` (`page`), each row through `json`.
-async fn answer_page<R: Send + 'static>(
-    ctx: &Ctx,
+/// One page of rows (`more`: another page follows) as a `Page` of their `wire` forms; the next
+/// cursor is the last row's `id`.
+fn page_reply<'a, R, T: Serialize>(
+    (rows, more): &'a (Vec<R>, bool),
     limit: usize,
     what: &'static str,
-    list: impl FnOnce(&Conn) -> Result<(Vec<R>, bool)> + Send + 'static,
-    json: fn(&R) -> Value,
-) -> Result<Reply> {
-    let (rows, more) = ctx.state.db.read(list).await?;
-    let items = rows.iter().map(json).collect();
-    Ok(Reply::ok(page(items, limit, more, what)))
+    wire: impl Fn(&'a R) -> T,
+    id: impl Fn(&'a R) -> &'a str,
+) -> Reply {
+    let items: Vec<T> = rows.iter().map(wire).collect();
+    let next = rows.last().filter(|_| *more).map(id);
+    Reply::ok(CursorPage::new(&items, Some(what), limit, *more, next))
 }
 
 pub async fn list_events(ctx: Ctx) -> Result<Reply> {
@@ -111,7 +105,10 @@ pub async fn list_events(ctx: Ctx) -> Result<Reply> {
     };
     let tenant = p.tenant_id.clone();
     let list = move |c: &Conn| events::list(c, &tenant, &filter);
-    answer_page(&ctx, l.limit, "events", list, events::EventRow::to_json).await
+    let page = ctx.state.db.read(list).await?;
+    Ok(page_reply(&page, l.limit, "events", EventOut::from, |e| {
+        &e.id
+    }))
 }
 
 pub async fn get_event(ctx: Ctx) -> Result<Reply> {
@@ -130,9 +127,8 @@ pub async fn get_event(ctx: Ctx) -> Result<Reply> {
         })
         .await?;
     let (event, memory) = found.ok_or_else(|| Error::not_found("event"))?;
-    let mut data = event.to_json();
-    data["memoryId"] = json!(memory.map(|m| m.id));
-    Ok(Reply::ok(data))
+    let memory_id = memory.as_ref().map(|m| m.id.as_str());
+    Ok(Reply::ok(EventOut::with_memory(&event, memory_id)))
 }
 
 pub async fn list_memories(ctx: Ctx) -> Result<Reply> {
@@ -149,14 +145,14 @@ pub async fn list_memories(ctx: Ctx) -> Result<Reply> {
     };
     let tenant = p.tenant_id.clone();
     let list = move |c: &Conn| memories::list(c, &tenant, &filter);
-    answer_page(
-        &ctx,
+    let page = ctx.state.db.read(list).await?;
+    Ok(page_reply(
+        &page,
         l.limit,
         "memories",
-        list,
-        memories::MemoryRow::to_json,
-    )
-    .await
+        MemoryOut::from,
+        |m| &m.id,
+    ))
 }
 
 pub async fn get_memory(ctx: Ctx) -> Result<Reply> {
@@ -169,7 +165,7 @@ pub async fn get_memory(ctx: Ctx) -> Result<Reply> {
         .read(move |c| memories::get(c, &tenant, &id))
         .await?
         .ok_or_else(|| Error::not_found("memory"))?;
-    Ok(Reply::ok(m.to_json()))
+    Ok(Reply::ok(MemoryOut::from(&m)))
 }
 
 pub async fn forget_session(ctx: Ctx) -> Result<Reply> {
@@ -213,10 +209,10 @@ pub async fn forget_session(ctx: Ctx) -> Result<Reply> {
     ctx.state.jobs.ring(crate::jobs::LEARN);
     // Answer once the index no longer returns the session's memories.
     ctx.state.search.flush().await;
-    Ok(Reply::ok(json!({
-        "sessionId": session,
-        "deleted": true,
-        "eventsDeleted": events_deleted,
-        "memoriesDeleted": memories_deleted,
-    })))
+    Ok(Reply::ok(SessionForgotten {
+        session_id: session,
+        deleted: true,
+        events_deleted,
+        memories_deleted,
+    }))
 }

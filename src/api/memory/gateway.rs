@@ -29,8 +29,34 @@ use std::sync::Arc;
 /// Token budget of the memory put into each call.
 const MEMORY_TOKENS: u32 = 1500;
 
+/// An error as OpenAI's API answers one.
+#[derive(serde::Serialize)]
+struct OpenAiError<'a> {
+    error: OpenAiErrorBody<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct OpenAiErrorBody<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    code: &'a str,
+}
+
+impl<'a> From<&'a Failure> for OpenAiError<'a> {
+    fn from(f: &'a Failure) -> OpenAiError<'a> {
+        OpenAiError {
+            error: OpenAiErrorBody {
+                message: &f.message,
+                kind: f.kind,
+                code: f.kind,
+            },
+        }
+    }
+}
+
 fn openai_error(f: &Failure) -> Reply {
-    let body = json!({"error": {"message": f.message, "type": f.kind, "code": f.kind}});
+    let body = serde_json::to_value(OpenAiError::from(f)).unwrap_or_default();
     let mut r = Reply::stream(full(body.to_string()), "application/json");
     r.status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_GATEWAY);
     r
@@ -365,7 +391,7 @@ async fn anthropic(
                 reply
             }
             Some(Err(f)) => {
-                let err = json!({"error": {"message": f.message, "type": f.kind, "code": f.kind}});
+                let err = serde_json::to_value(OpenAiError::from(&f)).unwrap_or_default();
                 let _ = tx.send(frame(err)).await;
                 let _ = tx
                     .send(bytes::Bytes::from_static(b"data: [DONE]\n\n"))

@@ -13,21 +13,58 @@ use crate::error::{Error, Result};
 use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::store::keys::{self, KeyRow};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-fn key_json(k: &KeyRow) -> Value {
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "prefix": k.prefix,
-        "last4": k.last4,
-        "scopes": k.scopes.to_list(),
-        "mode": k.mode,
-        "developerId": k.developer_id,
-        "createdAt": k.created_at,
-        "lastUsedAt": k.last_used_at,
-        "expiresAt": k.expires_at,
-    })
+/// A key as listed (never its secret; `key` only in the answer that creates it).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    prefix: &'a str,
+    last4: &'a str,
+    scopes: Vec<&'static str>,
+    mode: &'static str,
+    developer_id: &'a str,
+    created_at: &'a str,
+    last_used_at: Option<&'a str>,
+    expires_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+}
+
+impl<'a> From<&'a KeyRow> for KeyOut<'a> {
+    fn from(k: &'a KeyRow) -> KeyOut<'a> {
+        KeyOut {
+            id: &k.id,
+            name: &k.name,
+            prefix: &k.prefix,
+            last4: &k.last4,
+            scopes: k.scopes.to_list(),
+            mode: k.mode.as_str(),
+            developer_id: &k.developer_id,
+            created_at: &k.created_at,
+            last_used_at: k.last_used_at.as_deref(),
+            expires_at: k.expires_at.as_deref(),
+            key: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct KeyList<'a> {
+    total: usize,
+    keys: &'a [KeyOut<'a>],
+    items: &'a [KeyOut<'a>],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyRevoked {
+    id: String,
+    revoked: bool,
+    revoked_at: String,
 }
 
 /// A validated `POST /v1/keys` body.
@@ -224,9 +261,10 @@ pub async fn create(ctx: Ctx) -> Result<Reply> {
             )
         })
         .await?;
-    let mut out = key_json(&row);
-    out["key"] = json!(key);
-    Ok(Reply::created(out))
+    Ok(Reply::created(KeyOut {
+        key: Some(&key),
+        ..KeyOut::from(&row)
+    }))
 }
 
 pub async fn list(ctx: Ctx) -> Result<Reply> {
@@ -237,12 +275,12 @@ pub async fn list(ctx: Ctx) -> Result<Reply> {
         .db
         .read(move |c| keys::list(c, &p.tenant_id, false))
         .await?;
-    let items: Vec<Value> = rows.iter().map(key_json).collect();
-    Ok(Reply::ok(json!({
-        "total": items.len(),
-        "keys": items,
-        "items": items,
-    })))
+    let items: Vec<KeyOut> = rows.iter().map(KeyOut::from).collect();
+    Ok(Reply::ok(KeyList {
+        total: items.len(),
+        keys: &items,
+        items: &items,
+    }))
 }
 
 pub async fn revoke(ctx: Ctx) -> Result<Reply> {
@@ -259,9 +297,9 @@ pub async fn revoke(ctx: Ctx) -> Result<Reply> {
         return Err(Error::not_found("API key"));
     }
     ctx.state.auth.evict_key_id(&id);
-    Ok(Reply::ok(json!({
-        "id": id,
-        "revoked": true,
-        "revokedAt": crate::time::now_rfc3339(),
-    })))
+    Ok(Reply::ok(KeyRevoked {
+        id,
+        revoked: true,
+        revoked_at: crate::time::now_rfc3339(),
+    }))
 }

@@ -8,10 +8,11 @@ use crate::compiler::TYPES;
 use crate::error::{Error, Result};
 use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
-use crate::jobs::learn::{empty_result, JobInput, LearnOptions, LearnScope};
+use crate::jobs::learn::{JobInput, LearnOptions, LearnResult, LearnScope};
 use crate::jobs::{self, JobRow, JobStatus};
 use crate::store::jobs as queue;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 
 const MAX_ID_CHARS: usize = 256;
@@ -154,22 +155,56 @@ fn asked_wait(ctx: &Ctx) -> Result<Option<Duration>> {
     Ok(None)
 }
 
-/// The API shape of a learn job as stored.
-pub fn job_json(row: &JobRow) -> Value {
-    let status = row.status.as_str();
-    let mut v = match &row.result {
-        Some(r) if r.is_object() => r.clone(),
-        _ => empty_result(&row.id, status),
-    };
-    v["status"] = json!(status);
-    v["createdAt"] = json!(row.created_at);
-    v["startedAt"] = json!(row.started_at);
-    v["finishedAt"] = json!(row.finished_at);
-    v["trigger"] = row.input.get("trigger").cloned().unwrap_or(Value::Null);
-    if let Some(e) = &row.error {
-        v["error"] = json!({"code": "learn_failed", "message": e});
+/// A learn job as the routes answer it: its run's result (zero counts until it has one) with
+/// the job's status, times, trigger and error.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnJobOut<'a> {
+    /// Its `status` is the job's.
+    #[serde(flatten)]
+    result: LearnResult,
+    created_at: &'a str,
+    started_at: Option<&'a str>,
+    finished_at: Option<&'a str>,
+    trigger: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<LearnError<'a>>,
+}
+
+#[derive(Serialize)]
+struct LearnError<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+impl<'a> From<&'a JobRow> for LearnJobOut<'a> {
+    fn from(row: &'a JobRow) -> LearnJobOut<'a> {
+        let status = row.status.as_str();
+        let stored = row
+            .result
+            .as_ref()
+            .map(|r| serde_json::from_value(r.clone()));
+        let mut result = match stored {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                tracing::warn!(job = %row.id, "a learn job's stored result is unreadable: {e}");
+                LearnResult::empty(&row.id, status)
+            }
+            None => LearnResult::empty(&row.id, status),
+        };
+        result.status = status.to_string();
+        LearnJobOut {
+            result,
+            created_at: &row.created_at,
+            started_at: row.started_at.as_deref(),
+            finished_at: row.finished_at.as_deref(),
+            trigger: row.input.get("trigger").filter(|t| !t.is_null()),
+            error: row.error.as_deref().map(|message| LearnError {
+                code: "learn_failed",
+                message,
+            }),
+        }
     }
-    v
 }
 
 fn finished(status: JobStatus) -> bool {
@@ -199,7 +234,7 @@ pub async fn learn(ctx: Ctx) -> Result<Reply> {
     };
     state.jobs.ring(jobs::LEARN);
     let Some(wait) = wait else {
-        return Ok(Reply::accepted(empty_result(&job_id, "queued")));
+        return Ok(Reply::accepted(LearnResult::empty(&job_id, "queued")));
     };
     let deadline = Instant::now() + wait;
     let mut pause = Duration::from_millis(5);
@@ -213,7 +248,7 @@ pub async fn learn(ctx: Ctx) -> Result<Reply> {
         if finished(row.status) {
             state.search.flush().await;
             let applied = format!("wait={}", wait.as_secs());
-            let mut reply = Reply::ok(job_json(&row));
+            let mut reply = Reply::ok(LearnJobOut::from(&row));
             if let Ok(v) = hyper::header::HeaderValue::from_str(&applied) {
                 reply = reply.header(
                     hyper::header::HeaderName::from_static("preference-applied"),
@@ -223,7 +258,7 @@ pub async fn learn(ctx: Ctx) -> Result<Reply> {
             return Ok(reply);
         }
         if Instant::now() >= deadline {
-            return Ok(Reply::accepted(job_json(&row)));
+            return Ok(Reply::accepted(LearnJobOut::from(&row)));
         }
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         pause = (pause * 2).min(Duration::from_millis(100));
@@ -241,5 +276,5 @@ pub async fn learn_status(ctx: Ctx) -> Result<Reply> {
         .await?
         .filter(|r| r.kind == jobs::LEARN)
         .ok_or_else(|| Error::not_found("learn job"))?;
-    Ok(Reply::ok(job_json(&row)))
+    Ok(Reply::ok(LearnJobOut::from(&row)))
 }

@@ -11,8 +11,98 @@ use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
 use crate::store::{artifacts, memories, usage};
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// `GET /v1/usage-metrics`' data.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetricsOut<'a> {
+    plan: &'static str,
+    mode: &'static str,
+    period: PeriodOut<'a>,
+    usage: UsageOut,
+    totals: Totals,
+    quota: Quota,
+}
+
+#[derive(Serialize)]
+struct PeriodOut<'a> {
+    period: &'a str,
+    month: String,
+    day: String,
+    start: String,
+    end: String,
+    granularity: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageOut {
+    events_this_month: i64,
+    syntheses_today: i64,
+    compilations_today: i64,
+    requests_this_minute: u64,
+    events: EventSums,
+    compilations: CompilationSums,
+    syntheses: SynthesisSums,
+    series: Vec<SeriesPoint>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventSums {
+    total: i64,
+    ingested: i64,
+    duplicates: i64,
+    errors: i64,
+    by_type: BTreeMap<String, i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CompilationSums {
+    total: i64,
+    artifacts_created: i64,
+    artifacts_updated: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SynthesisSums {
+    total: i64,
+    avg_tokens_used: f64,
+    avg_compression_ratio: f64,
+}
+
+/// One bucket of the series.
+#[derive(Serialize)]
+struct SeriesPoint {
+    start: String,
+    end: String,
+    events: i64,
+    duplicates: i64,
+    errors: i64,
+    syntheses: i64,
+    compilations: i64,
+}
+
+#[derive(Serialize)]
+struct Totals {
+    events: i64,
+    memories: i64,
+    artifacts: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Quota {
+    plan: &'static str,
+    events_limit: Option<u64>,
+    events_used: u64,
+    events_remaining: Option<u64>,
+    reset_date: String,
+}
 
 /// Most series buckets one request may ask for.
 const MAX_BUCKETS: i64 = 1500;
@@ -108,7 +198,7 @@ pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
     // bucket -> metric -> value, and period sums.
     let mut by_bucket: HashMap<&str, HashMap<&str, i64>> = HashMap::new();
     let mut sums: HashMap<&str, i64> = HashMap::new();
-    let mut by_type: Map<String, Value> = Map::new();
+    let mut by_type: BTreeMap<String, i64> = BTreeMap::new();
     let mut type_sums: HashMap<String, i64> = HashMap::new();
     for (bucket, metric, value) in &rows {
         if let Some(t) = metric.strip_prefix("events_type:") {
@@ -120,27 +210,23 @@ pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
             *sums.entry(m).or_default() += value;
         }
     }
-    let mut types: Vec<_> = type_sums.into_iter().collect();
-    types.sort();
-    for (t, n) in types {
-        by_type.insert(t, json!(n));
-    }
+    by_type.extend(type_sums);
     let sum = |m: &str| sums.get(m).copied().unwrap_or(0);
-    let series: Vec<Value> = starts
+    let series: Vec<SeriesPoint> = starts
         .iter()
         .zip(&names)
         .map(|(start, name)| {
             let b = by_bucket.get(name.as_str());
             let v = |m: &str| b.and_then(|b| b.get(m)).copied().unwrap_or(0);
-            json!({
-                "start": crate::time::rfc3339(*start),
-                "end": crate::time::rfc3339(*start + step),
-                "events": v(usage::EVENTS),
-                "duplicates": v(usage::EVENTS_DUPLICATE),
-                "errors": v(usage::EVENTS_ERROR),
-                "syntheses": v(usage::SYNTHESES),
-                "compilations": v(usage::COMPILATIONS),
-            })
+            SeriesPoint {
+                start: crate::time::rfc3339(*start),
+                end: crate::time::rfc3339(*start + step),
+                events: v(usage::EVENTS),
+                duplicates: v(usage::EVENTS_DUPLICATE),
+                errors: v(usage::EVENTS_ERROR),
+                syntheses: v(usage::SYNTHESES),
+                compilations: v(usage::COMPILATIONS),
+            }
         })
         .collect();
     let syntheses = sum(usage::SYNTHESES);
@@ -154,49 +240,53 @@ pub async fn usage_metrics(ctx: Ctx) -> Result<Reply> {
     let (_, next_month) = crate::time::month_bounds(now);
     let events_limit = limits.events_per_month;
     let used = month.max(0) as u64;
-    let data = json!({
-        "plan": p.plan.as_str(),
-        "mode": p.mode,
-        "period": {
-            "period": period,
-            "month": now.format("%Y-%m").to_string(),
-            "day": now.format("%Y-%m-%d").to_string(),
-            "start": crate::time::rfc3339(first),
-            "end": crate::time::rfc3339(now),
-            "granularity": granularity,
+    let data = MetricsOut {
+        plan: p.plan.as_str(),
+        mode: p.mode,
+        period: PeriodOut {
+            period: &period,
+            month: now.format("%Y-%m").to_string(),
+            day: now.format("%Y-%m-%d").to_string(),
+            start: crate::time::rfc3339(first),
+            end: crate::time::rfc3339(now),
+            granularity: &granularity,
         },
-        "usage": {
-            "eventsThisMonth": month,
-            "synthesesToday": today.0,
-            "compilationsToday": today.1,
-            "requestsThisMinute": ctx.state.limits.requests_this_minute(&p.tenant_id),
-            "events": {
-                "total": sum(usage::EVENTS) + sum(usage::EVENTS_DUPLICATE) + sum(usage::EVENTS_ERROR),
-                "ingested": sum(usage::EVENTS),
-                "duplicates": sum(usage::EVENTS_DUPLICATE),
-                "errors": sum(usage::EVENTS_ERROR),
-                "byType": by_type,
+        usage: UsageOut {
+            events_this_month: month,
+            syntheses_today: today.0,
+            compilations_today: today.1,
+            requests_this_minute: ctx.state.limits.requests_this_minute(&p.tenant_id),
+            events: EventSums {
+                total: sum(usage::EVENTS) + sum(usage::EVENTS_DUPLICATE) + sum(usage::EVENTS_ERROR),
+                ingested: sum(usage::EVENTS),
+                duplicates: sum(usage::EVENTS_DUPLICATE),
+                errors: sum(usage::EVENTS_ERROR),
+                by_type,
             },
-            "compilations": {
-                "total": sum(usage::COMPILATIONS),
-                "artifactsCreated": sum(usage::ARTIFACTS_CREATED),
-                "artifactsUpdated": sum(usage::ARTIFACTS_UPDATED),
+            compilations: CompilationSums {
+                total: sum(usage::COMPILATIONS),
+                artifacts_created: sum(usage::ARTIFACTS_CREATED),
+                artifacts_updated: sum(usage::ARTIFACTS_UPDATED),
             },
-            "syntheses": {
-                "total": syntheses,
-                "avgTokensUsed": avg(sum(usage::SYNTHESIS_TOKENS), 1.0),
-                "avgCompressionRatio": avg(sum(usage::SYNTHESIS_COMPRESSION_MILLI), 1000.0),
+            syntheses: SynthesisSums {
+                total: syntheses,
+                avg_tokens_used: avg(sum(usage::SYNTHESIS_TOKENS), 1.0),
+                avg_compression_ratio: avg(sum(usage::SYNTHESIS_COMPRESSION_MILLI), 1000.0),
             },
-            "series": series,
+            series,
         },
-        "totals": {"events": all_time, "memories": memories, "artifacts": artifacts},
-        "quota": {
-            "plan": p.plan.as_str(),
-            "eventsLimit": events_limit,
-            "eventsUsed": used,
-            "eventsRemaining": events_limit.map(|l| l.saturating_sub(used)),
-            "resetDate": crate::time::rfc3339(next_month),
+        totals: Totals {
+            events: all_time,
+            memories,
+            artifacts,
         },
-    });
+        quota: Quota {
+            plan: p.plan.as_str(),
+            events_limit,
+            events_used: used,
+            events_remaining: events_limit.map(|l| l.saturating_sub(used)),
+            reset_date: crate::time::rfc3339(next_month),
+        },
+    };
     Ok(Reply::ok(data))
 }

@@ -9,3 +9,4 @@ pub mod learn;
 pub mod metrics;
 pub mod synthesize;
 pub mod vault;
+pub mod wire;

@@ -11,12 +11,14 @@
 //!   do creating, changing and deleting items.
 //! - Every tenant has a "Main Vault" from its first use of the vault.
 
+use super::wire::CursorPage;
 use crate::auth::{Principal, Scope};
 use crate::error::{Error, Result};
 use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::store::vault::{self as store, Audit, Item, ItemFields, Sealed, Vault};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 const ITEM_TYPES: [&str; 6] = [
     "api_key",
@@ -30,48 +32,157 @@ const SENSITIVITIES: [&str; 4] = ["low", "medium", "high", "critical"];
 const MAX_VALUE_BYTES: usize = 64 * 1024;
 const MAX_TAGS: usize = 20;
 
-fn vault_json(v: &Vault) -> Value {
-    json!({
-        "id": v.id,
-        "name": v.name,
-        "description": v.description,
-        "sensitivity": v.sensitivity,
-        "itemCount": v.item_count,
-        "createdAt": v.created_at,
-    })
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VaultOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    description: Option<&'a str>,
+    sensitivity: &'a str,
+    item_count: i64,
+    created_at: &'a str,
 }
 
-fn item_json(i: &Item) -> Value {
-    json!({
-        "id": i.id,
-        "vaultId": i.vault_id,
-        "vaultName": i.vault_name,
-        "title": i.title,
-        "itemType": i.item_type,
-        "serviceName": i.service_name,
-        "tags": i.tags,
-        "description": i.description,
-        "sensitivity": i.sensitivity,
-        "createdAt": i.created_at,
-        "updatedAt": i.updated_at,
-    })
+impl<'a> From<&'a Vault> for VaultOut<'a> {
+    fn from(v: &'a Vault) -> VaultOut<'a> {
+        VaultOut {
+            id: &v.id,
+            name: &v.name,
+            description: v.description.as_deref(),
+            sensitivity: &v.sensitivity,
+            item_count: v.item_count,
+            created_at: &v.created_at,
+        }
+    }
+}
+
+/// An item's description (never its value).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemOut<'a> {
+    id: &'a str,
+    vault_id: &'a str,
+    vault_name: &'a str,
+    title: &'a str,
+    item_type: &'a str,
+    service_name: Option<&'a str>,
+    tags: &'a [String],
+    description: Option<&'a str>,
+    sensitivity: &'a str,
+    created_at: &'a str,
+    updated_at: &'a str,
+}
+
+impl<'a> From<&'a Item> for ItemOut<'a> {
+    fn from(i: &'a Item) -> ItemOut<'a> {
+        ItemOut {
+            id: &i.id,
+            vault_id: &i.vault_id,
+            vault_name: &i.vault_name,
+            title: &i.title,
+            item_type: &i.item_type,
+            service_name: i.service_name.as_deref(),
+            tags: &i.tags,
+            description: i.description.as_deref(),
+            sensitivity: &i.sensitivity,
+            created_at: &i.created_at,
+            updated_at: &i.updated_at,
+        }
+    }
 }
 
 /// A query match in both spellings the SDKs read.
-fn match_json(i: &Item, relevance: f64) -> Value {
-    json!({
-        "id": i.id,
-        "vault_id": i.vault_id, "vaultId": i.vault_id,
-        "vault_name": i.vault_name, "vaultName": i.vault_name,
-        "title": i.title,
-        "item_type": i.item_type, "itemType": i.item_type,
-        "service_name": i.service_name, "serviceName": i.service_name,
-        "tags": i.tags,
-        "sensitivity": i.sensitivity,
-        "description": i.description,
-        "created_at": i.created_at, "createdAt": i.created_at,
-        "relevance": relevance,
-    })
+#[derive(Serialize)]
+struct MatchOut<'a> {
+    id: &'a str,
+    vault_id: &'a str,
+    #[serde(rename = "vaultId")]
+    vault_id_camel: &'a str,
+    vault_name: &'a str,
+    #[serde(rename = "vaultName")]
+    vault_name_camel: &'a str,
+    title: &'a str,
+    item_type: &'a str,
+    #[serde(rename = "itemType")]
+    item_type_camel: &'a str,
+    service_name: Option<&'a str>,
+    #[serde(rename = "serviceName")]
+    service_name_camel: Option<&'a str>,
+    tags: &'a [String],
+    sensitivity: &'a str,
+    description: Option<&'a str>,
+    created_at: &'a str,
+    #[serde(rename = "createdAt")]
+    created_at_camel: &'a str,
+    relevance: f64,
+}
+
+impl<'a> MatchOut<'a> {
+    fn new(i: &'a Item, relevance: f64) -> MatchOut<'a> {
+        MatchOut {
+            id: &i.id,
+            vault_id: &i.vault_id,
+            vault_id_camel: &i.vault_id,
+            vault_name: &i.vault_name,
+            vault_name_camel: &i.vault_name,
+            title: &i.title,
+            item_type: &i.item_type,
+            item_type_camel: &i.item_type,
+            service_name: i.service_name.as_deref(),
+            service_name_camel: i.service_name.as_deref(),
+            tags: &i.tags,
+            sensitivity: &i.sensitivity,
+            description: i.description.as_deref(),
+            created_at: &i.created_at,
+            created_at_camel: &i.created_at,
+            relevance,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Matches<'a> {
+    matches: Vec<MatchOut<'a>>,
+    total: usize,
+    query: &'a str,
+}
+
+#[derive(Serialize)]
+struct Revealed<'a> {
+    value: &'a str,
+    title: &'a str,
+    id: &'a str,
+}
+
+#[derive(Serialize)]
+struct VaultList<'a> {
+    vaults: Vec<VaultOut<'a>>,
+    total: usize,
+}
+
+#[derive(Serialize)]
+struct ItemList<'a> {
+    items: Vec<ItemOut<'a>>,
+    total: usize,
+}
+
+#[derive(Serialize)]
+struct Deleted {
+    id: String,
+    deleted: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditOut<'a> {
+    id: &'a str,
+    item_id: Option<&'a str>,
+    action: &'a str,
+    key_id: Option<&'a str>,
+    request_id: Option<&'a str>,
+    ip: Option<&'a str>,
+    reason: Option<&'a str>,
+    at: &'a str,
 }
 
 fn audit_row(
@@ -271,14 +382,16 @@ pub async fn query(ctx: Ctx) -> Result<Reply> {
             .then_with(|| b.1.id.cmp(&a.1.id))
     });
     let total = scored.len();
-    let matches: Vec<Value> = scored
+    let matches = scored
         .into_iter()
         .take(limit)
-        .map(|(r, i)| match_json(i, r))
+        .map(|(r, i)| MatchOut::new(i, r))
         .collect();
-    Ok(Reply::ok(
-        json!({"matches": matches, "total": total, "query": q}),
-    ))
+    Ok(Reply::ok(Matches {
+        matches,
+        total,
+        query: &q,
+    }))
 }
 
 pub async fn reveal(ctx: Ctx) -> Result<Reply> {
@@ -328,9 +441,11 @@ pub async fn reveal(ctx: Ctx) -> Result<Reply> {
         audit_row(&ctx, &p, Some(&item.id), "reveal", None),
     )
     .await?;
-    Ok(Reply::ok(
-        json!({"value": value, "title": item.title, "id": item.id}),
-    ))
+    Ok(Reply::ok(Revealed {
+        value: &value,
+        title: &item.title,
+        id: &item.id,
+    }))
 }
 
 pub async fn create_vault(ctx: Ctx) -> Result<Reply> {
@@ -359,7 +474,7 @@ pub async fn create_vault(ctx: Ctx) -> Result<Reply> {
             store::create(c, &p.tenant_id, &name, description.as_deref(), &sensitivity)
         })
         .await?;
-    Ok(Reply::created(vault_json(&v)))
+    Ok(Reply::created(VaultOut::from(&v)))
 }
 
 pub async fn list_vaults(ctx: Ctx) -> Result<Reply> {
@@ -373,8 +488,10 @@ pub async fn list_vaults(ctx: Ctx) -> Result<Reply> {
             store::list(c, &p.tenant_id)
         })
         .await?;
-    let items: Vec<Value> = vaults.iter().map(vault_json).collect();
-    Ok(Reply::ok(json!({"vaults": items, "total": items.len()})))
+    Ok(Reply::ok(VaultList {
+        vaults: vaults.iter().map(VaultOut::from).collect(),
+        total: vaults.len(),
+    }))
 }
 
 pub async fn delete_vault(ctx: Ctx) -> Result<Reply> {
@@ -409,7 +526,7 @@ pub async fn delete_vault(ctx: Ctx) -> Result<Reply> {
     if !done {
         return Err(Error::not_found("vault"));
     }
-    Ok(Reply::ok(json!({"id": id, "deleted": true})))
+    Ok(Reply::ok(Deleted { id, deleted: true }))
 }
 
 /// Validated item fields of a create (`required`) or a patch.
@@ -473,7 +590,7 @@ pub async fn create_item(ctx: Ctx) -> Result<Reply> {
             Ok(item)
         })
         .await?;
-    Ok(Reply::created(item_json(&item)))
+    Ok(Reply::created(ItemOut::from(&item)))
 }
 
 pub async fn list_items(ctx: Ctx) -> Result<Reply> {
@@ -488,8 +605,10 @@ pub async fn list_items(ctx: Ctx) -> Result<Reply> {
             store::list_items(c, &p.tenant_id, Some(&vault_id))
         })
         .await?;
-    let items: Vec<Value> = items.iter().map(item_json).collect();
-    Ok(Reply::ok(json!({"items": items, "total": items.len()})))
+    Ok(Reply::ok(ItemList {
+        items: items.iter().map(ItemOut::from).collect(),
+        total: items.len(),
+    }))
 }
 
 pub async fn patch_item(ctx: Ctx) -> Result<Reply> {
@@ -525,7 +644,7 @@ pub async fn patch_item(ctx: Ctx) -> Result<Reply> {
         })
         .await?
         .ok_or_else(|| Error::not_found("vault item"))?;
-    Ok(Reply::ok(item_json(&item)))
+    Ok(Reply::ok(ItemOut::from(&item)))
 }
 
 pub async fn delete_item(ctx: Ctx) -> Result<Reply> {
@@ -550,7 +669,10 @@ pub async fn delete_item(ctx: Ctx) -> Result<Reply> {
     if !done {
         return Err(Error::not_found("vault item"));
     }
-    Ok(Reply::ok(json!({"id": item_id, "deleted": true})))
+    Ok(Reply::ok(Deleted {
+        id: item_id,
+        deleted: true,
+    }))
 }
 
 pub async fn audit(ctx: Ctx) -> Result<Reply> {
@@ -574,32 +696,19 @@ pub async fn audit(ctx: Ctx) -> Result<Reply> {
         .await?;
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let next = if more {
-        rows.last().map(|a| a.id.clone())
-    } else {
-        None
-    };
-    let items: Vec<Value> = rows
+    let next = rows.last().filter(|_| more).map(|a| a.id.as_str());
+    let items = rows
         .iter()
-        .map(|a| {
-            json!({
-                "id": a.id,
-                "itemId": a.item_id,
-                "action": a.action,
-                "keyId": a.key_id,
-                "requestId": a.request_id,
-                "ip": a.ip,
-                "reason": a.reason,
-                "at": a.at,
-            })
+        .map(|a| AuditOut {
+            id: &a.id,
+            item_id: a.item_id.as_deref(),
+            action: &a.action,
+            key_id: a.key_id.as_deref(),
+            request_id: a.request_id.as_deref(),
+            ip: a.ip.as_deref(),
+            reason: a.reason.as_deref(),
+            at: &a.at,
         })
-        .collect();
-    Ok(Reply::ok(json!({
-        "items": items,
-        "count": items.len(),
-        "limit": limit,
-        "hasMore": more,
-        "nextCursor": next,
-        "pagination": {"hasMore": more, "cursor": next},
-    })))
+        .collect::<Vec<_>>();
+    Ok(Reply::ok(CursorPage::new(&items, None, limit, more, next)))
 }

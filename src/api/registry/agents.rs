@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::store::agents::{self, Agent, ListQuery, NewAgent, ScriptRule, ScriptTool};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// Largest instruction, in bytes (docs/api.md: ≤ 32 KiB).
@@ -26,44 +27,116 @@ fn endpoint(ctx: &Ctx, id: &str) -> String {
     format!("{}/v1/agents/{id}/invoke", ctx.state.public_url())
 }
 
-fn summary_json(a: &Agent) -> Value {
-    json!({
-        "id": a.id,
-        "name": a.name,
-        "slug": a.slug,
-        "description": a.description,
-        "category": a.category,
-        "status": a.status,
-        "invocation_count": a.invocation_count,
-        "model": a.model,
-        "tags": a.tags,
-        "public": a.public,
-        "project_id": a.project_id,
-        "created_at": a.created_at,
-    })
+/// An agent in a listing (`GET /v1/agents`).
+#[derive(Serialize)]
+struct AgentSummary<'a> {
+    id: &'a str,
+    name: &'a str,
+    slug: &'a str,
+    description: Option<&'a str>,
+    category: Option<&'a str>,
+    status: &'a str,
+    invocation_count: i64,
+    model: &'a str,
+    tags: &'a [String],
+    public: bool,
+    project_id: Option<&'a str>,
+    created_at: &'a str,
 }
 
-fn full_json(ctx: &Ctx, a: &Agent) -> Value {
-    json!({
-        "id": a.id,
-        "name": a.name,
-        "slug": a.slug,
-        "model": a.model,
-        "instruction": a.instruction,
-        "description": a.description,
-        "category": a.category,
-        "tags": a.tags,
-        "status": a.status,
-        "endpoint": endpoint(ctx, &a.id),
-        "invocation_count": a.invocation_count,
-        "timeout": a.timeout_secs,
-        "public": a.public,
-        "project_id": a.project_id,
-        "script": a.script,
-        "created_by": a.created_by,
-        "created_at": a.created_at,
-        "updated_at": a.updated_at,
-    })
+impl<'a> From<&'a Agent> for AgentSummary<'a> {
+    fn from(a: &'a Agent) -> AgentSummary<'a> {
+        AgentSummary {
+            id: &a.id,
+            name: &a.name,
+            slug: &a.slug,
+            description: a.description.as_deref(),
+            category: a.category.as_deref(),
+            status: &a.status,
+            invocation_count: a.invocation_count,
+            model: &a.model,
+            tags: &a.tags,
+            public: a.public,
+            project_id: a.project_id.as_deref(),
+            created_at: &a.created_at,
+        }
+    }
+}
+
+/// An agent with everything about it (`GET /v1/agents/{id}`).
+#[derive(Serialize)]
+struct AgentOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    slug: &'a str,
+    model: &'a str,
+    instruction: &'a str,
+    description: Option<&'a str>,
+    category: Option<&'a str>,
+    tags: &'a [String],
+    status: &'a str,
+    endpoint: String,
+    invocation_count: i64,
+    timeout: u32,
+    public: bool,
+    project_id: Option<&'a str>,
+    script: Option<&'a [ScriptRule]>,
+    created_by: Option<&'a str>,
+    created_at: &'a str,
+    updated_at: &'a str,
+}
+
+impl<'a> AgentOut<'a> {
+    fn new(ctx: &Ctx, a: &'a Agent) -> AgentOut<'a> {
+        AgentOut {
+            id: &a.id,
+            name: &a.name,
+            slug: &a.slug,
+            model: &a.model,
+            instruction: &a.instruction,
+            description: a.description.as_deref(),
+            category: a.category.as_deref(),
+            tags: &a.tags,
+            status: &a.status,
+            endpoint: endpoint(ctx, &a.id),
+            invocation_count: a.invocation_count,
+            timeout: a.timeout_secs,
+            public: a.public,
+            project_id: a.project_id.as_deref(),
+            script: a.script.as_deref(),
+            created_by: a.created_by.as_deref(),
+            created_at: &a.created_at,
+            updated_at: &a.updated_at,
+        }
+    }
+}
+
+/// The answer to a deploy (201).
+#[derive(Serialize)]
+struct AgentDeployed<'a> {
+    agent_id: &'a str,
+    id: &'a str,
+    name: &'a str,
+    slug: &'a str,
+    status: &'static str,
+    endpoint: String,
+    project_id: Option<&'a str>,
+    created_at: &'a str,
+}
+
+#[derive(Serialize)]
+struct AgentList<'a> {
+    agents: Vec<AgentSummary<'a>>,
+    total: i64,
+    page: i64,
+    per_page: i64,
+}
+
+#[derive(Serialize)]
+struct AgentDeleted<'a> {
+    message: &'static str,
+    id: &'a str,
+    slug: &'a str,
 }
 
 /// The fields a script rule may have; any other is an error naming it.
@@ -323,16 +396,16 @@ pub async fn deploy(ctx: Ctx) -> Result<Reply> {
             agents::insert(c, &p.tenant_id, &new, limit)
         })
         .await?;
-    Ok(Reply::created(json!({
-        "agent_id": agent.id,
-        "id": agent.id,
-        "name": agent.name,
-        "slug": agent.slug,
-        "status": "deployed",
-        "endpoint": endpoint(&ctx, &agent.id),
-        "project_id": agent.project_id,
-        "created_at": agent.created_at,
-    })))
+    Ok(Reply::created(AgentDeployed {
+        agent_id: &agent.id,
+        id: &agent.id,
+        name: &agent.name,
+        slug: &agent.slug,
+        status: "deployed",
+        endpoint: endpoint(&ctx, &agent.id),
+        project_id: agent.project_id.as_deref(),
+        created_at: &agent.created_at,
+    }))
 }
 
 /// `per_page`: 1 or more, default 20; above 100 is clamped to 100 (docs/api.md "Registry family").
@@ -395,12 +468,12 @@ pub async fn list(ctx: Ctx) -> Result<Reply> {
         .db
         .read(move |c| agents::list(c, &p.tenant_id, &q))
         .await?;
-    Ok(Reply::ok(json!({
-        "agents": items.iter().map(summary_json).collect::<Vec<_>>(),
-        "total": total,
-        "page": page,
-        "per_page": per_page,
-    })))
+    Ok(Reply::ok(AgentList {
+        agents: items.iter().map(AgentSummary::from).collect(),
+        total,
+        page,
+        per_page,
+    }))
 }
 
 pub async fn get(ctx: Ctx) -> Result<Reply> {
@@ -413,7 +486,7 @@ pub async fn get(ctx: Ctx) -> Result<Reply> {
         .read(move |c| agents::get(c, &p.tenant_id, &id))
         .await?
         .ok_or_else(|| Error::not_found("agent"))?;
-    Ok(Reply::ok(full_json(&ctx, &agent)))
+    Ok(Reply::ok(AgentOut::new(&ctx, &agent)))
 }
 
 pub async fn delete(ctx: Ctx) -> Result<Reply> {
@@ -426,9 +499,9 @@ pub async fn delete(ctx: Ctx) -> Result<Reply> {
         .write(move |c| agents::delete(c, &p.tenant_id, &id))
         .await?
         .ok_or_else(|| Error::not_found("agent"))?;
-    Ok(Reply::ok(json!({
-        "message": "Agent deleted successfully",
-        "id": deleted.id,
-        "slug": deleted.slug,
-    })))
+    Ok(Reply::ok(AgentDeleted {
+        message: "Agent deleted successfully",
+        id: &deleted.id,
+        slug: &deleted.slug,
+    }))
 }

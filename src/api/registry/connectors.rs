@@ -13,19 +13,75 @@ use crate::error::{Error, Result};
 use crate::fields::Fields;
 use crate::http::{Ctx, Reply};
 use crate::store::connectors::{self, Connector};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
-fn connector_json(c: &Connector) -> Value {
-    json!({
-        "id": c.id,
-        "slug": c.slug,
-        "name": c.name,
-        "mcp_url": c.mcp_url,
-        "category": c.category,
-        "project_id": c.project_id,
-        "status": c.status,
-        "created_at": c.created_at,
-    })
+/// A project's connector.
+#[derive(Serialize)]
+struct ConnectorOut<'a> {
+    id: &'a str,
+    slug: &'a str,
+    name: &'a str,
+    mcp_url: &'a str,
+    category: Option<&'a str>,
+    project_id: &'a str,
+    status: &'a str,
+    created_at: &'a str,
+}
+
+impl<'a> From<&'a Connector> for ConnectorOut<'a> {
+    fn from(c: &'a Connector) -> ConnectorOut<'a> {
+        ConnectorOut {
+            id: &c.id,
+            slug: &c.slug,
+            name: &c.name,
+            mcp_url: &c.mcp_url,
+            category: c.category.as_deref(),
+            project_id: &c.project_id,
+            status: &c.status,
+            created_at: &c.created_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ConnectorList<'a> {
+    connectors: Vec<ConnectorOut<'a>>,
+    total: usize,
+}
+
+/// An entry of the public catalogue.
+#[derive(Serialize)]
+struct CatalogueEntryOut<'a> {
+    slug: &'a str,
+    name: &'a str,
+    category: &'a str,
+    status: &'a str,
+    mcp_url: Option<&'a str>,
+}
+
+impl<'a> From<&'a catalog::Entry> for CatalogueEntryOut<'a> {
+    fn from(e: &'a catalog::Entry) -> CatalogueEntryOut<'a> {
+        CatalogueEntryOut {
+            slug: &e.slug,
+            name: &e.name,
+            category: &e.category,
+            status: &e.status,
+            mcp_url: e.mcp_url.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CatalogueList<'a> {
+    connectors: Vec<CatalogueEntryOut<'a>>,
+    total: usize,
+}
+
+#[derive(Serialize)]
+struct ConnectorDeleted<'a> {
+    message: &'static str,
+    id: &'a str,
 }
 
 pub async fn catalogue(ctx: Ctx) -> Result<Reply> {
@@ -37,21 +93,10 @@ pub async fn catalogue(ctx: Ctx) -> Result<Reply> {
         .db
         .read(move |c| catalog::list(c, category.as_deref()))
         .await?;
-    let items: Vec<Value> = entries
-        .iter()
-        .map(|e| {
-            json!({
-                "slug": e.slug,
-                "name": e.name,
-                "category": e.category,
-                "status": e.status,
-                "mcp_url": e.mcp_url,
-            })
-        })
-        .collect();
-    Ok(Reply::ok(
-        json!({"connectors": items, "total": items.len()}),
-    ))
+    Ok(Reply::ok(CatalogueList {
+        connectors: entries.iter().map(CatalogueEntryOut::from).collect(),
+        total: entries.len(),
+    }))
 }
 
 pub async fn list(ctx: Ctx) -> Result<Reply> {
@@ -64,10 +109,10 @@ pub async fn list(ctx: Ctx) -> Result<Reply> {
         .db
         .read(move |c| connectors::list_for_project(c, &p.tenant_id, &view.project.id))
         .await?;
-    Ok(Reply::ok(json!({
-        "connectors": items.iter().map(connector_json).collect::<Vec<_>>(),
-        "total": items.len(),
-    })))
+    Ok(Reply::ok(ConnectorList {
+        connectors: items.iter().map(ConnectorOut::from).collect(),
+        total: items.len(),
+    }))
 }
 
 pub async fn create(ctx: Ctx) -> Result<Reply> {
@@ -124,7 +169,7 @@ pub async fn create(ctx: Ctx) -> Result<Reply> {
             )
         })
         .await?;
-    Ok(Reply::created(connector_json(&created)))
+    Ok(Reply::created(ConnectorOut::from(&created)))
 }
 
 pub async fn delete(ctx: Ctx) -> Result<Reply> {
@@ -144,8 +189,8 @@ pub async fn delete(ctx: Ctx) -> Result<Reply> {
             }
         })
         .await?;
-    Ok(Reply::ok(json!({
-        "message": "Connector deleted successfully",
-        "id": ctx.param(1),
-    })))
+    Ok(Reply::ok(ConnectorDeleted {
+        message: "Connector deleted successfully",
+        id: ctx.param(1),
+    }))
 }

@@ -7,7 +7,8 @@ use crate::fields::Fields;
 use crate::http::{sse, Ctx, Reply};
 use crate::limits::Quota;
 use crate::runtime::invoke::{Caller, Invocation, InvokeInput, TurnUpdate};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 /// Largest accepted `message` (characters).
@@ -109,6 +110,12 @@ pub async fn invoke(ctx: Ctx) -> Result<Reply> {
     })
 }
 
+/// The data of an `event: chunk` frame: text the model produced.
+#[derive(Serialize)]
+struct ChunkFrame<'a> {
+    delta: &'a str,
+}
+
 /// A streamed turn as SSE: `event: chunk` (`{"delta"}`), `event: tool`, then `event: done` with
 /// the response object or `event: error` in the registry error format, then `data: [DONE]`
 /// (docs/api.md "Registry family"). A client that goes away drops the updates' receiver, which
@@ -123,7 +130,7 @@ fn sse_reply(mut updates: mpsc::Receiver<TurnUpdate>) -> Reply {
             };
             let Some(update) = update else { return };
             let (frame, last) = match update {
-                TurnUpdate::Chunk(d) => (sse::frame("chunk", &json!({"delta": d})), false),
+                TurnUpdate::Chunk(d) => (sse::frame("chunk", &ChunkFrame { delta: &d }), false),
                 TurnUpdate::Tool(item) => (sse::frame("tool", &item), false),
                 TurnUpdate::Done(b) => (sse::frame("done", &b), true),
                 TurnUpdate::Failed(e) => (sse::frame("error", &e.registry_body()), true),

@@ -20,33 +20,94 @@ use crate::fields::{self, Fields};
 use crate::http::{Ctx, Reply};
 use crate::store::projects::{self, Inviter, Member, ProjectView};
 use crate::store::Conn;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
-pub(crate) fn project_json(v: &ProjectView) -> Value {
-    json!({
-        "id": v.project.id,
-        "name": v.project.name,
-        "description": v.project.description,
-        "role": v.role.as_str(),
-        "member_count": v.member_count,
-        "created_by": v.project.created_by,
-        "created_at": v.project.created_at,
-        "updated_at": v.project.updated_at,
-    })
+/// A project as the caller sees it (`GET /v1/projects/{id}` and the listing).
+#[derive(Serialize)]
+pub(crate) struct ProjectOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    description: Option<&'a str>,
+    role: &'static str,
+    member_count: i64,
+    created_by: &'a str,
+    created_at: &'a str,
+    updated_at: &'a str,
+    /// With the project itself (create, get); not in listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<MemberOut<'a>>>,
 }
 
-fn member_json(m: &Member) -> Value {
-    json!({
-        "id": m.id,
-        "project_id": m.project_id,
-        "developer_id": m.developer_id,
-        "email": m.email,
-        "name": m.name,
-        "role": m.role.as_str(),
-        "status": m.status,
-        "invited_by": m.invited_by,
-        "invited_at": m.invited_at,
-    })
+impl<'a> ProjectOut<'a> {
+    pub(crate) fn new(v: &'a ProjectView) -> ProjectOut<'a> {
+        ProjectOut {
+            id: &v.project.id,
+            name: &v.project.name,
+            description: v.project.description.as_deref(),
+            role: v.role.as_str(),
+            member_count: v.member_count,
+            created_by: &v.project.created_by,
+            created_at: &v.project.created_at,
+            updated_at: &v.project.updated_at,
+            members: None,
+        }
+    }
+
+    fn with_members(v: &'a ProjectView, members: &'a [Member]) -> ProjectOut<'a> {
+        ProjectOut {
+            members: Some(members.iter().map(MemberOut::from).collect()),
+            ..ProjectOut::new(v)
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct MemberOut<'a> {
+    id: &'a str,
+    project_id: &'a str,
+    developer_id: &'a str,
+    email: &'a str,
+    name: &'a str,
+    role: &'static str,
+    status: &'a str,
+    invited_by: Option<&'a str>,
+    invited_at: &'a str,
+}
+
+impl<'a> From<&'a Member> for MemberOut<'a> {
+    fn from(m: &'a Member) -> MemberOut<'a> {
+        MemberOut {
+            id: &m.id,
+            project_id: &m.project_id,
+            developer_id: &m.developer_id,
+            email: &m.email,
+            name: &m.name,
+            role: m.role.as_str(),
+            status: &m.status,
+            invited_by: m.invited_by.as_deref(),
+            invited_at: &m.invited_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ProjectList<'a> {
+    projects: Vec<ProjectOut<'a>>,
+    total: usize,
+}
+
+#[derive(Serialize)]
+struct MemberList<'a> {
+    members: Vec<MemberOut<'a>>,
+    total: usize,
+}
+
+#[derive(Serialize)]
+struct MemberRemoved<'a> {
+    message: &'static str,
+    id: &'a str,
+    project_id: &'a str,
 }
 
 /// The project as seen by the caller, or 404 when it does not exist in the caller's tenant or
@@ -87,10 +148,10 @@ pub async fn list(ctx: Ctx) -> Result<Reply> {
         .db
         .read(move |c| projects::list_for_developer(c, &p.tenant_id, &p.developer_id))
         .await?;
-    Ok(Reply::ok(json!({
-        "projects": views.iter().map(project_json).collect::<Vec<_>>(),
-        "total": views.len(),
-    })))
+    Ok(Reply::ok(ProjectList {
+        projects: views.iter().map(ProjectOut::new).collect(),
+        total: views.len(),
+    }))
 }
 
 pub async fn create(ctx: Ctx) -> Result<Reply> {
@@ -118,9 +179,7 @@ pub async fn create(ctx: Ctx) -> Result<Reply> {
             Ok((view, members))
         })
         .await?;
-    let mut out = project_json(&view);
-    out["members"] = members.iter().map(member_json).collect();
-    Ok(Reply::created(out))
+    Ok(Reply::created(ProjectOut::with_members(&view, &members)))
 }
 
 pub async fn get(ctx: Ctx) -> Result<Reply> {
@@ -136,9 +195,7 @@ pub async fn get(ctx: Ctx) -> Result<Reply> {
             Ok((view, members))
         })
         .await?;
-    let mut out = project_json(&view);
-    out["members"] = members.iter().map(member_json).collect();
-    Ok(Reply::ok(out))
+    Ok(Reply::ok(ProjectOut::with_members(&view, &members)))
 }
 
 pub async fn list_members(ctx: Ctx) -> Result<Reply> {
@@ -153,10 +210,10 @@ pub async fn list_members(ctx: Ctx) -> Result<Reply> {
             projects::members(c, &p.tenant_id, &id)
         })
         .await?;
-    Ok(Reply::ok(json!({
-        "members": members.iter().map(member_json).collect::<Vec<_>>(),
-        "total": members.len(),
-    })))
+    Ok(Reply::ok(MemberList {
+        members: members.iter().map(MemberOut::from).collect(),
+        total: members.len(),
+    }))
 }
 
 pub async fn invite(ctx: Ctx) -> Result<Reply> {
@@ -221,7 +278,7 @@ pub async fn invite(ctx: Ctx) -> Result<Reply> {
         .await?;
     // A project role changes what the member's keys may do (`auth::developer_scopes`).
     ctx.state.auth.evict_tenant(&ctx.principal()?.tenant_id);
-    Ok(Reply::created(member_json(&member)))
+    Ok(Reply::created(MemberOut::from(&member)))
 }
 
 pub async fn remove_member(ctx: Ctx) -> Result<Reply> {
@@ -249,9 +306,9 @@ pub async fn remove_member(ctx: Ctx) -> Result<Reply> {
         })
         .await?;
     ctx.state.auth.evict_tenant(&ctx.principal()?.tenant_id);
-    Ok(Reply::ok(json!({
-        "message": "Member removed successfully",
-        "id": removed.id,
-        "project_id": removed.project_id,
-    })))
+    Ok(Reply::ok(MemberRemoved {
+        message: "Member removed successfully",
+        id: &removed.id,
+        project_id: &removed.project_id,
+    }))
 }

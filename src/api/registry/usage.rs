@@ -4,7 +4,36 @@
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Reply};
 use crate::store::{agents, tenants, usage};
-use serde_json::json;
+use serde::Serialize;
+
+/// `GET /v1/usage`.
+#[derive(Serialize)]
+struct UsageOut {
+    period_start: String,
+    period_end: String,
+    /// `null`: unlimited.
+    invocations_limit: Option<u64>,
+    invocations_used: i64,
+    agents_limit: Option<u64>,
+    agents_used: i64,
+    plan: &'static str,
+    mode: &'static str,
+}
+
+/// `GET /v1/me`.
+#[derive(Serialize)]
+struct MeOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    email: &'a str,
+    company: Option<&'a str>,
+    tier: &'static str,
+    role: &'static str,
+    tenant_id: &'a str,
+    key_id: &'a str,
+    mode: &'static str,
+    scopes: Vec<&'static str>,
+}
 
 /// `2024-01-31T23:59:59Z`: the seed's second-precision form for period bounds.
 fn second_precision(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -31,16 +60,16 @@ pub async fn usage(ctx: Ctx) -> Result<Reply> {
             Ok((inv, agents::count(c, &tenant_id)?))
         })
         .await?;
-    Ok(Reply::ok(json!({
-        "period_start": second_precision(start),
-        "period_end": second_precision(next - chrono::Duration::seconds(1)),
-        "invocations_limit": limits.invocations_per_month,
-        "invocations_used": invocations,
-        "agents_limit": limits.agents,
-        "agents_used": agents_used,
-        "plan": p.plan.as_str(),
-        "mode": p.mode,
-    })))
+    Ok(Reply::ok(UsageOut {
+        period_start: second_precision(start),
+        period_end: second_precision(next - chrono::Duration::seconds(1)),
+        invocations_limit: limits.invocations_per_month,
+        invocations_used: invocations,
+        agents_limit: limits.agents,
+        agents_used,
+        plan: p.plan.as_str(),
+        mode: p.mode,
+    }))
 }
 
 pub async fn me(ctx: Ctx) -> Result<Reply> {
@@ -52,16 +81,16 @@ pub async fn me(ctx: Ctx) -> Result<Reply> {
         .read(move |c| tenants::get_developer(c, &tenant_id, &dev_id))
         .await?
         .ok_or_else(|| Error::not_found("developer"))?;
-    Ok(Reply::ok(json!({
-        "id": dev.id,
-        "name": dev.name,
-        "email": dev.email,
-        "company": dev.company,
-        "tier": p.plan.as_str(),
-        "role": dev.role.as_str(),
-        "tenant_id": p.tenant_id,
-        "key_id": p.key_id,
-        "mode": p.mode,
-        "scopes": p.scopes.to_list(),
-    })))
+    Ok(Reply::ok(MeOut {
+        id: &dev.id,
+        name: &dev.name,
+        email: &dev.email,
+        company: dev.company.as_deref(),
+        tier: p.plan.as_str(),
+        role: dev.role.as_str(),
+        tenant_id: &p.tenant_id,
+        key_id: &p.key_id,
+        mode: p.mode,
+        scopes: p.scopes.to_list(),
+    }))
 }
