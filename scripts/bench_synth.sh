@@ -7,6 +7,7 @@
 #
 #   scripts/bench_synth.sh [documents, default 100000] [seconds, default 10] [connections, default 8]
 #   BENCH_MAX_TOKENS=4000 scripts/bench_synth.sh
+#   ENGRAM_BIN=/path/to/engram scripts/bench_synth.sh   # serve with another build of engram
 #
 # Only 127.0.0.1 is contacted; every run is bounded by wrk's duration.
 set -euo pipefail
@@ -22,7 +23,7 @@ export ENGRAM_KEY="$(cat "$work/data/bench-key.txt")"
 export BENCH_QUERIES="$work/data/queries.txt"
 target/release/examples/bare 127.0.0.1:0 >/dev/null 2>"$work/bare.log" &
 pids+=($!)
-target/release/engram serve --listen 127.0.0.1:0 --data-dir "$work/data" --disable-limits \
+"${ENGRAM_BIN:-target/release/engram}" serve --listen 127.0.0.1:0 --data-dir "$work/data" --disable-limits \
   --auto-learn-every 0 >/dev/null 2>"$work/engram.log" &
 pids+=($!)
 bare_addr="$(addr_of "$work/bare.log")"
