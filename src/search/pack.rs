@@ -151,11 +151,19 @@ const MIN_CHUNK: usize = 8;
 fn dedup_key(text: &str) -> String {
     let body = strip_date(text).1;
     let body = body.split_once(": ").map(|(_, rest)| rest).unwrap_or(body);
-    body.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
+    // The words, lower-cased, one space apart (built in one string: this runs per candidate).
+    let mut key = String::with_capacity(body.len());
+    for word in body.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        if !key.is_empty() {
+            key.push(' ');
+        }
+        if word.is_ascii() {
+            key.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+        } else {
+            key.push_str(&word.to_lowercase());
+        }
+    }
+    key
 }
 
 /// A conversational memory's leading `[date] ` (from `capture::render`) and the rest.

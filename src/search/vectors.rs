@@ -233,15 +233,10 @@ pub struct TopVectors {
 
 pub struct SegmentTop {
     segment: SegmentOrdinal,
-    /// Documents of this segment scored exactly at most.
-    exact: usize,
     vectors: Arc<SegmentVectors>,
     query: Arc<QueryVector>,
     k: usize,
-    /// Matched documents (in document order) and their sketch distances.
-    matched: Vec<(DocId, u16)>,
-    /// How many matched documents are at each sketch distance.
-    histogram: Vec<u32>,
+    closest: Closest,
 }
 
 impl Collector for TopVectors {
@@ -261,19 +256,13 @@ impl Collector for TopVectors {
                 tantivy::TantivyError::InternalError("segment vectors missing".into())
             })?;
         let exact = exact_budget(self.k, reader.max_doc(), self.total_docs);
+        let closest = Closest::new(vectors.dims, exact);
         Ok(SegmentTop {
             segment,
-            exact,
             vectors,
             query: self.query.clone(),
             k: self.k.max(1),
-            matched: Vec::with_capacity(reader.num_docs() as usize),
-            histogram: vec![
-                0;
-                self.segments
-                    .get(segment as usize)
-                    .map_or(0, |v| v.dims + 1)
-            ],
+            closest,
         })
     }
 
@@ -291,10 +280,7 @@ impl SegmentCollector for SegmentTop {
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         if let Some(d) = self.vectors.distance(doc, &self.query) {
-            self.matched.push((doc, d as u16));
-            if let Some(h) = self.histogram.get_mut(d as usize) {
-                *h += 1;
-            }
+            self.closest.offer(doc, d as usize);
         }
     }
 
@@ -305,11 +291,8 @@ impl SegmentCollector for SegmentTop {
     }
 
     fn harvest(self) -> Vec<VectorHit> {
-        let mut pick = Phase2::new(&self.histogram, self.exact, self.k);
-        for &(doc, dist) in &self.matched {
-            pick.offer(&self.vectors, &self.query, self.segment, doc, dist as usize);
-        }
-        pick.hits()
+        self.closest
+            .finish(&self.vectors, &self.query, self.segment, self.k)
     }
 }
 
@@ -391,6 +374,62 @@ impl Phase2 {
     }
 }
 
+/// Phase 1 as a stream: offered documents in document order with their sketch distances, it
+/// keeps those that can still be among the `exact` closest. The distance past which none can
+/// (`cut`) only falls: once the documents strictly closer than it fill the budget, it drops, and
+/// farther documents are not kept. Every document at or below the final cut is kept, in document
+/// order, so `Phase2` picks exactly what it would from all of them.
+struct Closest {
+    exact: usize,
+    cut: usize,
+    /// Kept documents at distance `cut` or less.
+    at_or_below: usize,
+    /// Kept documents per distance.
+    histogram: Vec<u32>,
+    kept: Vec<(DocId, u16)>,
+}
+
+impl Closest {
+    fn new(dims: usize, exact: usize) -> Closest {
+        Closest {
+            exact: exact.max(1),
+            cut: dims,
+            at_or_below: 0,
+            histogram: vec![0; dims + 1],
+            kept: Vec::with_capacity(exact.max(1) * 2),
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, doc: DocId, dist: usize) {
+        if dist > self.cut {
+            return;
+        }
+        self.kept.push((doc, dist as u16));
+        self.histogram[dist] += 1;
+        self.at_or_below += 1;
+        while self.cut > 0 && self.at_or_below - self.histogram[self.cut] as usize >= self.exact {
+            self.at_or_below -= self.histogram[self.cut] as usize;
+            self.cut -= 1;
+        }
+    }
+
+    /// Phase 2 over the kept documents: the best `k` by exact similarity.
+    fn finish(
+        self,
+        vectors: &SegmentVectors,
+        query: &QueryVector,
+        segment: SegmentOrdinal,
+        k: usize,
+    ) -> Vec<VectorHit> {
+        let mut pick = Phase2::new(&self.histogram, self.exact, k);
+        for &(doc, dist) in &self.kept {
+            pick.offer(vectors, query, segment, doc, dist as usize);
+        }
+        pick.hits()
+    }
+}
+
 /// Hits of all segments, best first (ties: the lower address), at most `k`.
 fn merge_hits(fruits: Vec<Vec<VectorHit>>, k: usize) -> Vec<VectorHit> {
     let mut all: Vec<VectorHit> = fruits.into_iter().flatten().collect();
@@ -419,7 +458,6 @@ pub fn top_all(
         .map(|r| r.max_doc() as u64)
         .sum();
     let mut fruits = Vec::with_capacity(segments.len());
-    let mut distances: Vec<u16> = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         let Some(v) = segments.get(ord) else {
             continue;
@@ -427,34 +465,36 @@ pub fn top_all(
         if v.dims == 0 || v.words != query.sketch.len() {
             continue;
         }
-        // Phase 1, one sequential pass: every live document's sketch distance (u16::MAX for
-        // none) and their histogram.
+        // Phase 1, one sequential pass over the sketches; whether a document has a vector and
+        // is alive is asked only of those close enough to be kept.
         let alive = reader.alive_bitset();
         let max_doc = reader.max_doc() as usize;
-        distances.clear();
-        distances.resize(max_doc, u16::MAX);
-        let mut histogram = vec![0u32; v.dims + 1];
-        let q = &query.sketch;
-        for (doc, sketch) in v.sketches.chunks_exact(v.words).enumerate().take(max_doc) {
-            if !v.has[doc] || alive.is_some_and(|a| !a.is_alive(doc as DocId)) {
-                continue;
+        let mut closest = Closest::new(v.dims, exact_budget(k, reader.max_doc(), total));
+        let mut offer = |doc: usize, d: u32| {
+            if d as usize <= closest.cut
+                && v.has[doc]
+                && alive.map_or(true, |a| a.is_alive(doc as DocId))
+            {
+                closest.offer(doc as DocId, d as usize);
             }
-            let d: u32 = sketch
-                .iter()
-                .zip(q)
-                .map(|(a, b)| (a ^ b).count_ones())
-                .sum();
-            distances[doc] = d as u16;
-            histogram[d as usize] += 1;
-        }
-        // Phase 2 over the distances, in document order.
-        let mut pick = Phase2::new(&histogram, exact_budget(k, reader.max_doc(), total), k);
-        for (doc, d) in distances.iter().enumerate() {
-            if *d != u16::MAX {
-                pick.offer(v, query, ord as SegmentOrdinal, doc as DocId, *d as usize);
+        };
+        if let Ok(q) = <[u64; 4]>::try_from(query.sketch.as_slice()) {
+            // The bundled model's 256 dimensions: four words, unrolled.
+            for (doc, s) in v.sketches.chunks_exact(4).take(max_doc).enumerate() {
+                let d = (s[0] ^ q[0]).count_ones()
+                    + (s[1] ^ q[1]).count_ones()
+                    + (s[2] ^ q[2]).count_ones()
+                    + (s[3] ^ q[3]).count_ones();
+                offer(doc, d);
+            }
+        } else {
+            let q = &query.sketch;
+            for (doc, s) in v.sketches.chunks_exact(v.words).take(max_doc).enumerate() {
+                let d: u32 = s.iter().zip(q).map(|(a, b)| (a ^ b).count_ones()).sum();
+                offer(doc, d);
             }
         }
-        fruits.push(pick.hits());
+        fruits.push(closest.finish(v, query, ord as SegmentOrdinal, k));
     }
     merge_hits(fruits, k)
 }
@@ -462,6 +502,65 @@ pub fn top_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The streaming phase 1 keeps exactly the documents the two-pass selection would score:
+    /// all closer than the cut, then the first ones at the cut in document order.
+    #[test]
+    fn the_streaming_cut_selects_what_two_passes_select() {
+        let dims = 256;
+        for (seed, n, exact) in [
+            (1u64, 5_000usize, 300usize),
+            (2, 200, 2_000),
+            (3, 20_000, 64),
+        ] {
+            let mut x = seed;
+            let dist: Vec<usize> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // Clustered around 128 like real sketch distances, with ties.
+                    90 + (x % 80) as usize
+                })
+                .collect();
+            let select = |pairs: &[(DocId, u16)], histogram: &[u32]| {
+                let p = Phase2::new(histogram, exact, 1);
+                let mut at_cut = p.at_cut;
+                let mut chosen = Vec::new();
+                for &(doc, d) in pairs {
+                    let d = d as usize;
+                    if d < p.cut || (d == p.cut && at_cut > 0) {
+                        if d == p.cut {
+                            at_cut -= 1;
+                        }
+                        chosen.push(doc);
+                    }
+                }
+                chosen
+            };
+            let all: Vec<(DocId, u16)> = dist
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (i as DocId, *d as u16))
+                .collect();
+            let mut histogram = vec![0u32; dims + 1];
+            for d in &dist {
+                histogram[*d] += 1;
+            }
+            let expected = select(&all, &histogram);
+            let mut c = Closest::new(dims, exact);
+            for (doc, d) in dist.iter().enumerate() {
+                c.offer(doc as DocId, *d);
+            }
+            assert!(
+                c.kept.len() < n.max(exact * 3),
+                "kept {} of {n}",
+                c.kept.len()
+            );
+            assert_eq!(select(&c.kept, &c.histogram), expected, "seed {seed}");
+            assert_eq!(expected.len(), exact.min(n));
+        }
+    }
     use crate::search::{docs, IndexOp, Search};
 
     /// The direct scan and the collector over every document find the same neighbours, also
