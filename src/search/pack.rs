@@ -153,7 +153,10 @@ fn dedup_key(text: &str) -> String {
     let body = body.split_once(": ").map(|(_, rest)| rest).unwrap_or(body);
     // The words, lower-cased, one space apart (built in one string: this runs per candidate).
     let mut key = String::with_capacity(body.len());
-    for word in body.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for word in body
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         if !key.is_empty() {
             key.push(' ');
         }
@@ -450,13 +453,27 @@ pub fn synthesize_blocking(
         .map(|c| c.doc_id.clone())
         .collect();
     let t = tenant_id.to_string();
-    let around =
-        db.read_blocking(move |c| crate::store::pack_rows::session_neighbours(c, &t, &memory_ids))?;
+    let around = if holds_conversation(&searcher, &search.fields) {
+        db.read_blocking(move |c| crate::store::pack_rows::session_neighbours(c, &t, &memory_ids))?
+    } else {
+        HashMap::new()
+    };
     if req.query.is_some() {
         smooth(&mut cands, &around);
     }
     assemble(db, tenant_id, req, &cands, &around, &mut pack)?;
     Ok(pack)
+}
+
+/// Whether the tenant's index holds any conversation turn (an episodic memory of a `message`
+/// event, tagged `message`): only turns have neighbours, so a tenant of agent traces alone skips
+/// their read. Deleted documents still count until merged away, which only costs the read.
+fn holds_conversation(searcher: &tantivy::Searcher, fields: &super::schema::Fields) -> bool {
+    let term = tantivy::Term::from_field_text(fields.tags, "message");
+    searcher.segment_readers().iter().any(|r| {
+        r.inverted_index(fields.tags)
+            .is_ok_and(|i| i.doc_freq(&term).is_ok_and(|n| n > 0))
+    })
 }
 
 /// Weight of a neighbouring turn's relevance in a turn's own (`smooth`).
