@@ -552,11 +552,9 @@ mod tests {
             for (doc, d) in dist.iter().enumerate() {
                 c.offer(doc as DocId, *d);
             }
-            assert!(
-                c.kept.len() < n.max(exact * 3),
-                "kept {} of {n}",
-                c.kept.len()
-            );
+            // What it keeps is a fraction of a large segment, not every document.
+            let bound = if exact * 4 <= n { n / 4 } else { n };
+            assert!(c.kept.len() <= bound, "kept {} of {n}", c.kept.len());
             assert_eq!(select(&c.kept, &c.histogram), expected, "seed {seed}");
             assert_eq!(expected.len(), exact.min(n));
         }
