@@ -44,7 +44,8 @@ pub struct Track {
     write_blocked_since: AtomicU64,
     /// When a request started waiting for more of its body (0 = not waiting).
     body_wait_since: AtomicU64,
-    evict: AtomicBool,
+    /// When the connection was asked to close to make room (0 = not asked).
+    evicted_at: AtomicU64,
     wake: Notify,
 }
 
@@ -73,8 +74,12 @@ impl Track {
     }
 
     fn evict(&self) {
-        self.evict.store(true, Ordering::Release);
+        self.evicted_at.store(now_ms(), Ordering::Release);
         self.wake.notify_one();
+    }
+
+    fn is_evicted(&self) -> bool {
+        self.evicted_at.load(Ordering::Acquire) != 0
     }
 }
 
@@ -90,6 +95,9 @@ impl Drop for InflightGuard {
         self.0.inflight.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// How long a connection asked to make room has to close before another is asked.
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
 /// While a connection is busy its watchdog re-checks after this fraction of the idle timeout.
 const BUSY_RECHECK: u32 = 4;
@@ -145,7 +153,7 @@ pub async fn watchdog(
             stall_limit.min(t.idle / BUSY_RECHECK)
         };
         if track.is_idle() {
-            if track.evict.load(Ordering::Acquire) {
+            if track.is_evicted() {
                 return Closed::Evicted;
             }
             let idle_for = now.saturating_sub(track.idle_since.load(Ordering::Relaxed));
@@ -336,12 +344,28 @@ impl Connections {
         }
     }
 
+    /// Asks the longest-idle connection to close, unless one asked less than `EVICTION_GRACE`
+    /// ago is still closing: one eviction frees the one place a waiting connection needs, and
+    /// asking more at once (on a loaded machine, where closing takes a while) would at last reach
+    /// a connection just accepted whose first request has not started yet, cutting it.
     fn evict_longest_idle(&self) {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let grace = EVICTION_GRACE.as_millis() as u64;
+        let closing = open.values().any(|t| {
+            let at = t.evicted_at.load(Ordering::Relaxed);
+            at != 0 && now.saturating_sub(at) < grace
+        });
+        if closing {
+            return;
+        }
+        // Idle times are in milliseconds, and a flood opens many connections in one: ties go to
+        // the connection opened first (ids rise), never to whichever the map happens to yield.
         let oldest = open
-            .values()
-            .filter(|t| t.is_idle() && !t.evict.load(Ordering::Relaxed))
-            .min_by_key(|t| t.idle_since.load(Ordering::Relaxed));
+            .iter()
+            .filter(|(_, t)| t.is_idle() && !t.is_evicted())
+            .min_by_key(|(id, t)| (t.idle_since.load(Ordering::Relaxed), **id))
+            .map(|(_, t)| t);
         if let Some(t) = oldest {
             t.evict();
         }
@@ -441,13 +465,13 @@ mod tests {
         };
         // `a` is idle, `b` is busy: only `a` is asked to leave.
         tokio::time::timeout(Duration::from_secs(5), async {
-            while !a.track.evict.load(Ordering::Acquire) {
+            while !a.track.is_evicted() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await
         .unwrap();
-        assert!(!b.track.evict.load(Ordering::Acquire));
+        assert!(!b.track.is_evicted());
         drop(a);
         let c = tokio::time::timeout(Duration::from_secs(5), c)
             .await
@@ -456,5 +480,39 @@ mod tests {
         assert_eq!(conns.open_count(), 2);
         drop(c);
         assert_eq!(conns.open_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn one_connection_is_asked_to_leave_at_a_time() {
+        let conns = Connections::new(2);
+        let a = conns.reserve().await;
+        let b = conns.reserve().await;
+        // Idle since the same millisecond: the one opened first is asked.
+        let t = a.track.idle_since.load(Ordering::Relaxed);
+        b.track.idle_since.store(t, Ordering::Relaxed);
+        let c = {
+            let conns = conns.clone();
+            tokio::spawn(async move { conns.reserve().await })
+        };
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !a.track.is_evicted() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        // `a` has not closed yet; three re-checks pass and `b`, idle too, is left alone.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(
+            !b.track.is_evicted(),
+            "a second connection was asked while one was closing"
+        );
+        drop(a);
+        let c = tokio::time::timeout(Duration::from_secs(5), c)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!b.track.is_evicted());
+        drop((b, c));
     }
 }
