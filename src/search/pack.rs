@@ -211,9 +211,9 @@ fn join_turns(turns: &[&str]) -> String {
 }
 
 /// Packs `cands` (in rank order) into the budget. Rows are read from SQLite in chunks, in rank
-/// order; a conversational memory (a `message` event's) is shown with the turn before and after
-/// it in its session when they fit, as one entry; an entry whose words repeat one already packed
-/// is left out.
+/// order; a conversational memory (a `message` event's) is shown with the turn after it in its
+/// session (or, when that does not fit or is packed already, the turn before) as one entry; an
+/// entry whose words repeat one already packed is left out.
 fn assemble(
     db: &Db,
     tenant_id: &str,
@@ -294,8 +294,13 @@ fn assemble(
                 crate::store::pack_rows::Shown::Memory(t) => t.clone(),
                 _ => String::new(),
             };
-            let options: [(bool, bool); 4] =
-                [(true, true), (false, true), (true, false), (false, false)];
+            // One neighbour at most: the reply (the turn after) when it fits, else the turn
+            // before. Measured on the LOCOMO dev conversations against joining both when they
+            // fit: evidence recall 0.599 -> 0.622 at 500 tokens, 0.784 -> 0.792 at 2,000 (a
+            // second neighbour costs the budget of a further hit, which finds more); choosing the
+            // neighbour more similar to the query found less (0.609 / 0.776): the reply that
+            // holds the answer rarely repeats the question's words.
+            let options: [(bool, bool); 3] = [(false, true), (true, false), (false, false)];
             let mut chosen = None;
             for (with_prev, with_next) in options {
                 if (with_prev && prev.is_none()) || (with_next && next.is_none()) {

@@ -265,7 +265,7 @@ async fn stop_words_rare_names_and_long_questions_still_find_entries() {
 }
 
 #[tokio::test]
-async fn a_turn_comes_with_its_neighbours_once_with_every_turn_in_its_provenance() {
+async fn a_turn_comes_with_its_reply_once_with_both_turns_in_its_provenance() {
     let srv = TestServer::start().await;
     let said = [
         ("Sam", "Any plans for the long weekend?"),
@@ -310,10 +310,10 @@ async fn a_turn_comes_with_its_neighbours_once_with_every_turn_in_its_provenance
         .iter()
         .find(|e| e["content"].as_str().unwrap().contains("lake cabin"))
         .expect("the turn is packed");
+    // Joined with its reply (one neighbour: the turn after it).
     assert_eq!(
         joined["content"],
-        "[14 June 2024] Sam: Any plans for the long weekend?\n\
-         Alex: We're driving up to the lake cabin with the kayaks.\n\
+        "[14 June 2024] Alex: We're driving up to the lake cabin with the kayaks.\n\
          Sam: Nice, take lots of photos!"
     );
     let prov: Vec<&str> = joined["provenance"]
@@ -322,8 +322,8 @@ async fn a_turn_comes_with_its_neighbours_once_with_every_turn_in_its_provenance
         .iter()
         .map(|p| p["eventId"].as_str().unwrap())
         .collect();
-    assert_eq!(prov.len(), 3);
-    for id in &ids[..3] {
+    assert_eq!(prov.len(), 2);
+    for id in &ids[1..3] {
         assert!(prov.contains(&id.as_str()), "{prov:?}");
     }
     // No turn shows twice, and the repeated line shows once.
@@ -350,6 +350,23 @@ async fn a_turn_comes_with_its_neighbours_once_with_every_turn_in_its_provenance
         assert!(e["tokens"].as_u64().unwrap() <= 20);
     }
     assert!(p["budget"]["used"].as_u64().unwrap() <= 20);
+    // The last turn of a session has no reply: the turn before it joins instead.
+    let p = pack(
+        &srv,
+        json!({"query": "take lots of photos", "maxTokens": 2000}),
+    )
+    .await;
+    let last = p["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["content"].as_str().unwrap().contains("photos"))
+        .expect("the turn is packed");
+    assert_eq!(
+        last["content"],
+        "[14 June 2024] Alex: We're driving up to the lake cabin with the kayaks.\n\
+         Sam: Nice, take lots of photos!"
+    );
 }
 
 #[tokio::test]
