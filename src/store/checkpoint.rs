@@ -17,8 +17,14 @@
 //!   passes `CATCH_UP_AT_BYTES`, between two groups and at most every `CATCH_UP_EVERY`, it runs a
 //!   PASSIVE checkpoint that only has the few frames this thread has not copied yet; its next
 //!   transaction then starts the WAL over. That pause (copying the last frames and one fsync of
-//!   the main file) is 10–45 ms on ext4, where a RESTART checkpoint of a large WAL held the write
+//!   the main file) is 5–30 ms on ext4, where a RESTART checkpoint of a large WAL held the write
 //!   lock — and every request behind it — for 100–250 ms (the capture p99 of ~100 ms under wrk).
+//! - SQLite syncs the main file only at the end of a checkpoint that copies every frame. Under
+//!   load this thread's passes never do, so everything they copied stayed unsynced until the
+//!   writer's catch-up, whose one fsync then flushed it all: 25–50 ms with a 256 MB WAL, 100 ms
+//!   with 1 GB, every two seconds at full capture load — the capture p99 of 17 ms under wrk.
+//!   After an incomplete pass this thread therefore flushes the main file and the WAL itself, so
+//!   the catch-up's syncs find only what the last few groups wrote.
 //! - The WAL is measured by the frames it holds (`WalUse`, published by this thread after each
 //!   pass), not by its file's size: the file is not trimmed when the WAL starts over (truncating a
 //!   file of hundreds of megabytes took the writer 15–35 ms, and regrowing it allocates blocks,
@@ -137,6 +143,15 @@ pub fn run(
                 continue;
             }
         };
+        if copied > 0 && copied < frames {
+            // An incomplete pass (the writer appended while it ran) leaves what it copied unsynced
+            // in the main file: SQLite syncs it only when a checkpoint copies every frame, which
+            // under load is the writer's catch-up — which then flushed all of it, 25-45 ms with
+            // a 256 MB WAL (100 ms with 1 GB), stalling every request. Flushed here instead, and
+            // the WAL's frames written during the pass with it, the catch-up finds little left.
+            flush(&path);
+            flush(&wal);
+        }
         wal_use.set(frames * frame_bytes, copied * frame_bytes);
         if frames * frame_bytes > RESTART_AT_BYTES {
             if let Err(e) = checkpoint(&conn, "RESTART") {
@@ -154,6 +169,13 @@ pub fn run(
                 Err(e) => tracing::debug!(error = %e, "idle WAL truncation did not run"),
             }
         }
+    }
+}
+
+/// Flushes a file's data to disk (what a checkpoint's sync would do later, done early).
+fn flush(path: &Path) {
+    if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_data()) {
+        tracing::debug!(error = %e, path = %path.display(), "flush failed");
     }
 }
 
@@ -208,7 +230,14 @@ impl CatchUp {
         }
         self.last_run = Instant::now();
         // Busy (the checkpointer is mid-pass) is fine: it is simply tried again later.
-        match checkpoint(conn, "PASSIVE") {
+        let started = Instant::now();
+        let done = checkpoint(conn, "PASSIVE");
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            ok = done.is_ok(),
+            "writer catch-up checkpoint"
+        );
+        match done {
             // The next write transaction starts the WAL over: it is (about to be) empty.
             Ok((frames, copied)) if copied >= frames => self.wal_use.set(0, 0),
             Ok(_) => {}
