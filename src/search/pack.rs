@@ -674,10 +674,11 @@ mod tests {
         assert_eq!(again, shown);
     }
 
-    /// A turn of a conversation comes with the turns around it when they fit, as one entry that
-    /// names them; a turn shown that way is not shown again; with less room it comes alone.
+    /// A turn of a conversation comes with its reply (the turn after it) when it fits, as one
+    /// entry that names both; a turn shown that way is not shown again; a turn whose reply is
+    /// packed already comes alone (its own predecessor is none); with less room it comes alone.
     #[test]
-    fn a_turn_brings_its_neighbours_when_they_fit() {
+    fn a_turn_brings_its_reply_when_it_fits() {
         let (_dir, db, tenant, ids) = stored(&[
             (
                 "chat",
@@ -695,18 +696,22 @@ mod tests {
                 "[8 May 2023] Mel: that is wonderful to hear",
             ),
         ]);
-        let cands = candidates(&[&ids[1], &ids[0]]);
+        let cands = candidates(&[&ids[1], &ids[2], &ids[0]]);
         let pack = pack_of(&db, &tenant, &cands, 200);
-        assert_eq!(pack.entries.len(), 1, "{:?}", pack.entries);
+        assert_eq!(pack.entries.len(), 2, "{:?}", pack.entries);
         let e = &pack.entries[0];
         assert_eq!(e.source_id, ids[1]);
         assert_eq!(
             e.content,
-            "[8 May 2023] Mel: how was the support group?\nCaroline: it was powerful, I felt \
-             accepted\nMel: that is wonderful to hear"
+            "[8 May 2023] Caroline: it was powerful, I felt accepted\nMel: that is wonderful to \
+             hear"
         );
         let joined: Vec<&str> = e.joined.iter().map(|j| j.source_id.as_str()).collect();
-        assert_eq!(joined, vec![ids[0].as_str(), ids[2].as_str()]);
+        assert_eq!(joined, vec![ids[2].as_str()]);
+        let e = &pack.entries[1];
+        assert_eq!(e.source_id, ids[0]);
+        assert_eq!(e.content, "[8 May 2023] Mel: how was the support group?");
+        assert!(e.joined.is_empty());
         let alone = crate::index_doc::count_tokens(
             "[8 May 2023] Caroline: it was powerful, I felt accepted",
         );
