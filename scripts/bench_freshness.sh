@@ -7,6 +7,7 @@
 #
 #   scripts/bench_freshness.sh [seconds, default 60] [connections, default 64]
 #   ENGRAM_BIN=/path/to/engram     # measure another build
+#   BENCH_SERVE_ARGS="--auto-learn-every 0"   # extra `engram serve` flags
 #
 # Only 127.0.0.1 is contacted; every run is bounded by wrk's duration.
 set -euo pipefail
@@ -19,8 +20,9 @@ cargo build --release --locked --bin engram >&2
 engram="${ENGRAM_BIN:-target/release/engram}"
 key="hx_live_$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)"
 export ENGRAM_KEY="$key"
+# shellcheck disable=SC2086
 ENGRAM_BOOTSTRAP_KEY="$key" "$engram" serve --listen 127.0.0.1:0 --data-dir "$work/data" \
-  --disable-limits >/dev/null 2>"$work/engram.log" &
+  --disable-limits ${BENCH_SERVE_ARGS:-} >/dev/null 2>"$work/engram.log" &
 pids+=($!)
 addr="$(addr_of "$work/engram.log")"
 

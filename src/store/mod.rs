@@ -34,9 +34,13 @@
 //!   transaction, commits once, and only then answers every caller.
 //! - Writes come in two lanes. Requests use the foreground lane; job workers use the background
 //!   lane (`write_background`). A group takes every queued foreground write and adds a background
-//!   write only when no foreground write is waiting, or when the oldest background write has
-//!   waited `BACKGROUND_MAX_WAIT`: under a load that keeps the writer busy, answering requests wins
-//!   over processing (whose work is durable and catches up), yet background work never stops.
+//!   write when no foreground write is waiting, when the background lane's claim on the writer's
+//!   time is not negative (it earns the time the writer waited for work and as much time as
+//!   foreground groups took, and spends what its own writes take: `writer::Share`), or when the
+//!   oldest background write has waited `BACKGROUND_MAX_WAIT`. Requests go first, yet processing
+//!   keeps a fair share under a steady stream of them (without it, a stream that never left the
+//!   writer quiet for 2 ms held processing to one write per 100 ms and the backlog grew without
+//!   bound at half the maximum capture rate).
 //! - WAL checkpoints run off the writer thread (`checkpoint`): the writer connection has
 //!   auto-checkpoint off and a checkpointer thread with its own connection copies the WAL. The
 //!   writer only closes the last gap, between groups, when the WAL has grown large
