@@ -40,7 +40,7 @@ const COALESCE_EVENTS: i64 = 2_000;
 /// Only jobs this small are taken over (a big batch job is worth a worker of its own).
 const COALESCE_MAX_JOB: i64 = 64;
 /// Most events one processing write handles.
-const CHUNK_EVENTS: usize = 16;
+const CHUNK_EVENTS: usize = 64;
 /// A small job waits this long before reading, so the jobs of captures arriving meanwhile can be
 /// taken over: under load, far fewer (and larger) processing writes and commits; when idle, a
 /// memory is at most this much later.

@@ -203,11 +203,11 @@ impl LearnResult {
 }
 
 /// Events marked learned per transaction.
-const MARK_CHUNK: usize = 250;
+const MARK_CHUNK: usize = 1_000;
 /// Artifacts stored per transaction.
-const ARTIFACTS_PER_WRITE: usize = 4;
+const ARTIFACTS_PER_WRITE: usize = 16;
 /// Semantic memories stored per transaction.
-const FACTS_PER_WRITE: usize = 16;
+const FACTS_PER_WRITE: usize = 64;
 
 /// An `auto` run compiles only when at least 1/20 of the events in scope are new.
 const AUTO_MIN_SHARE: i64 = 20;
