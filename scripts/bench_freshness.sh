@@ -85,7 +85,13 @@ for w0 in range(t0, rows[-1][0], window):
         continue
     lags = []
     for t, c, s, _ in ws:
-        a = acked_at(s) if s > 0 else None
+        if s >= c:
+            # Everything acknowledged is searchable: no lag (after the load ends, the time since
+            # the last acknowledgement is not a lag).
+            lags.append(0)
+            continue
+        # The oldest acknowledged event not yet searchable (seq s + 1) has waited since then.
+        a = acked_at(s + 1)
         lags.append(max(0, t - a) if a is not None else t - t0)
     lags.sort()
     pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]
