@@ -452,6 +452,17 @@ mod tests {
         assert_eq!(r.unwrap().unwrap(), Closed::BodyStalled);
     }
 
+    /// Waits (at most 5 s) until `track`'s connection is asked to close.
+    async fn asked_to_leave(track: &Track) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !track.is_evicted() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the connection was asked to leave");
+    }
+
     #[tokio::test]
     async fn at_the_cap_the_longest_idle_connection_is_asked_to_leave() {
         let conns = Connections::new(2);
@@ -464,13 +475,7 @@ mod tests {
             tokio::spawn(async move { conns.reserve().await })
         };
         // `a` is idle, `b` is busy: only `a` is asked to leave.
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !a.track.is_evicted() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .unwrap();
+        asked_to_leave(&a.track).await;
         assert!(!b.track.is_evicted());
         drop(a);
         let c = tokio::time::timeout(Duration::from_secs(5), c)
@@ -494,13 +499,7 @@ mod tests {
             let conns = conns.clone();
             tokio::spawn(async move { conns.reserve().await })
         };
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !a.track.is_evicted() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .unwrap();
+        asked_to_leave(&a.track).await;
         // `a` has not closed yet; three re-checks pass and `b`, idle too, is left alone.
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(

@@ -144,11 +144,8 @@ pub fn run(
             }
         };
         if copied > 0 && copied < frames {
-            // An incomplete pass (the writer appended while it ran) leaves what it copied unsynced
-            // in the main file: SQLite syncs it only when a checkpoint copies every frame, which
-            // under load is the writer's catch-up — which then flushed all of it, 25-45 ms with
-            // a 256 MB WAL (100 ms with 1 GB), stalling every request. Flushed here instead, and
-            // the WAL's frames written during the pass with it, the catch-up finds little left.
+            // What an incomplete pass copied stays unsynced until a complete checkpoint — the
+            // writer's catch-up — unless flushed here (see the module docs).
             flush(&path);
             flush(&wal);
         }

@@ -306,26 +306,15 @@ async fn a_turn_comes_with_its_reply_once_with_both_turns_in_its_provenance() {
     )
     .await;
     let entries = p["entries"].as_array().unwrap();
-    let joined = entries
-        .iter()
-        .find(|e| e["content"].as_str().unwrap().contains("lake cabin"))
-        .expect("the turn is packed");
+    let joined = entry_with(&p, "lake cabin");
     // Joined with its reply (one neighbour: the turn after it).
     assert_eq!(
         joined["content"],
         "[14 June 2024] Alex: We're driving up to the lake cabin with the kayaks.\n\
          Sam: Nice, take lots of photos!"
     );
-    let prov: Vec<&str> = joined["provenance"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["eventId"].as_str().unwrap())
-        .collect();
-    assert_eq!(prov.len(), 2);
-    for id in &ids[1..3] {
-        assert!(prov.contains(&id.as_str()), "{prov:?}");
-    }
+    // Its own event first, then the reply's.
+    assert_eq!(event_ids(joined), vec![ids[1].as_str(), ids[2].as_str()]);
     // No turn shows twice, and the repeated line shows once.
     let all: Vec<String> = entries
         .iter()
@@ -356,17 +345,34 @@ async fn a_turn_comes_with_its_reply_once_with_both_turns_in_its_provenance() {
         json!({"query": "take lots of photos", "maxTokens": 2000}),
     )
     .await;
-    let last = p["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["content"].as_str().unwrap().contains("photos"))
-        .expect("the turn is packed");
+    let last = entry_with(&p, "photos");
     assert_eq!(
         last["content"],
         "[14 June 2024] Alex: We're driving up to the lake cabin with the kayaks.\n\
          Sam: Nice, take lots of photos!"
     );
+    // The entry is the last turn's own (its event first), with the turn before joined.
+    assert_eq!(event_ids(last), vec![ids[2].as_str(), ids[1].as_str()]);
+}
+
+/// The pack entry whose content contains `text`.
+fn entry_with<'a>(pack: &'a Value, text: &str) -> &'a Value {
+    pack["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["content"].as_str().unwrap().contains(text))
+        .unwrap_or_else(|| panic!("no entry contains {text:?}: {pack}"))
+}
+
+/// The event ids of an entry's provenance, in order (its own source first).
+fn event_ids(entry: &Value) -> Vec<&str> {
+    entry["provenance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["eventId"].as_str().unwrap())
+        .collect()
 }
 
 #[tokio::test]
