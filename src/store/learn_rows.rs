@@ -145,14 +145,30 @@ fn event_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
 /// forcing it the planner may take the seq range and sort every event in memory). Events still
 /// waiting for processing are not in that index: their (session, seq) keys are sorted here and
 /// merged in, each row read when its turn comes. Only one session's events are in memory at once.
+///
+/// The two reads are not one snapshot (a read transaction held over a whole compile would keep
+/// checkpoints from progressing): an event processed between them is in both, so the processed
+/// stream skips the seqs already listed as pending — each event is compiled exactly once. One
+/// forgotten in between is skipped.
 pub fn for_each_session(
     conn: &Conn,
     tenant: &str,
     agent: Option<&str>,
     cutoff: i64,
-    mut f: impl FnMut(&str, &[Event]),
+    f: impl FnMut(&str, &[Event]),
 ) -> Result<()> {
-    let mut pending: Vec<(String, i64)> = conn
+    let pending = pending_keys(conn, tenant, agent, cutoff)?;
+    stream_sessions(conn, tenant, agent, cutoff, pending, f)
+}
+
+/// The (session, seq) keys of the events still waiting for processing.
+fn pending_keys(
+    conn: &Conn,
+    tenant: &str,
+    agent: Option<&str>,
+    cutoff: i64,
+) -> Result<Vec<(String, i64)>> {
+    let pending: Vec<(String, i64)> = conn
         .prepare_cached(
             "SELECT session_id, seq FROM events INDEXED BY events_pending
              WHERE tenant_id = ?1 AND processed_at IS NULL AND (?2 IS NULL OR agent_id = ?2)
@@ -162,7 +178,20 @@ pub fn for_each_session(
             Ok((r.get(0)?, r.get(1)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    Ok(pending)
+}
+
+/// `for_each_session` given the pending keys read before.
+fn stream_sessions(
+    conn: &Conn,
+    tenant: &str,
+    agent: Option<&str>,
+    cutoff: i64,
+    mut pending: Vec<(String, i64)>,
+    mut f: impl FnMut(&str, &[Event]),
+) -> Result<()> {
     pending.sort_unstable();
+    let listed: HashSet<i64> = pending.iter().map(|(_, q)| *q).collect();
     let mut one = conn.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"
     ))?;
@@ -186,21 +215,96 @@ pub fn for_each_session(
     };
     let mut next_pending = pending.into_iter().peekable();
     while let Some(r) = rows.next()? {
-        let e = event_of(r)?;
         let seq: i64 = r.get(7)?;
+        if listed.contains(&seq) {
+            // Processed since it was listed as pending: merged in from that list.
+            continue;
+        }
+        let e = event_of(r)?;
         while let Some((_, p)) =
             next_pending.next_if(|(s, q)| (s.as_str(), *q) < (e.session_id.as_str(), seq))
         {
-            add(one.query_row([p], event_of)?);
+            if let Some(pe) = one.query_row([p], event_of).optional()? {
+                add(pe);
+            }
         }
         add(e);
     }
     for (_, p) in next_pending {
-        add(one.query_row([p], event_of)?);
+        if let Some(pe) = one.query_row([p], event_of).optional()? {
+            add(pe);
+        }
     }
     if let Some(first) = current.first() {
         let id = first.session_id.clone();
         f(&id, &current);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{events, Db};
+
+    /// An event processed between the two reads of a session stream is compiled once, not twice
+    /// (it was listed as pending, then is found among the processed ones too).
+    #[test]
+    fn an_event_processed_while_streaming_is_seen_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("engram.db"), 1).unwrap();
+        let seen = db
+            .write_blocking(|c| {
+                let t = crate::store::tenants::create(c, "t", crate::plans::Plan::Pro)?;
+                let batch = ["a", "b", "a", "b"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        crate::capture::validate(serde_json::json!({
+                            "type": "message",
+                            "sessionId": s,
+                            "payload": {"role": "user", "content": format!("step {i}")},
+                        }))
+                        .expect("valid")
+                    })
+                    .collect();
+                events::insert_batch(c, &t.id, "live", batch, 0, crate::time::now())?;
+                let pending = pending_keys(c, &t.id, None, i64::MAX)?;
+                assert_eq!(pending.len(), 4);
+                // Processing catches up before the processed rows are read.
+                let (lo, hi) = (
+                    pending.iter().map(|p| p.1).min(),
+                    pending.iter().map(|p| p.1).max(),
+                );
+                events::mark_processed(
+                    c,
+                    &t.id,
+                    lo.unwrap(),
+                    hi.unwrap(),
+                    "2026-01-01T00:00:00.000Z",
+                )?;
+                let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+                stream_sessions(c, &t.id, None, i64::MAX, pending, |s, evs| {
+                    let texts = evs
+                        .iter()
+                        .map(|e| e.payload["content"].as_str().unwrap().to_string());
+                    seen.push((s.to_string(), texts.collect()));
+                })?;
+                Ok(seen)
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "a".to_string(),
+                    vec!["step 0".to_string(), "step 2".to_string()]
+                ),
+                (
+                    "b".to_string(),
+                    vec!["step 1".to_string(), "step 3".to_string()]
+                ),
+            ]
+        );
+    }
 }
