@@ -4,7 +4,7 @@
 //! Events are written straight into the store (one transaction per 10,000 events) so the figure
 //! is the learn run alone, not capture. Run with `cargo run --release --example learn_bench`
 //! (optional arguments: number of sessions, default 10000; share of noise sessions in percent,
-//! default 20; `families` to generate the twelve families of `compiler::families` instead of the
+//! default 20; `families` to generate the task families of `compiler::families` instead of the
 //! three of `compiler::trajectories`).
 
 use engram::compiler::trajectories::{generate, Spec};
@@ -70,7 +70,8 @@ async fn main() {
     };
     let families = std::env::args().any(|a| a == "families");
     let gen = if families {
-        engram::compiler::families::generate(42, structured / 12, sessions - structured / 12 * 12)
+        let n = engram::compiler::families::FAMILIES.len();
+        engram::compiler::families::generate(42, structured / n, sessions - structured / n * n)
     } else {
         generate(&spec)
     };
@@ -145,7 +146,7 @@ async fn main() {
         gen.len(),
         total,
         if families {
-            "twelve-family"
+            "task-family"
         } else {
             "three-family"
         }

@@ -1,4 +1,4 @@
-//! What learn writes, family by family: generates the twelve task families of
+//! What learn writes, family by family: generates the thirteen task families of
 //! `compiler::families` (fixes in arguments, decoys, decisions that differ only in arguments,
 //! causes in file edits, paraphrased tasks, noise), compiles them, and prints for each family and
 //! check how many seeds passed, then what was found where a check failed.

@@ -123,6 +123,12 @@ const WEEKDAYS: [(&str, Weekday); 7] = [
     ("sunday", Weekday::Sun),
 ];
 
+/// Words that put a bare weekday ahead of the day it was said on.
+const FUTURE_WORDS: &[&str] = &[
+    "will", "ll", "going", "gonna", "plan", "plans", "planning", "planned", "next", "upcoming",
+    "tomorrow", "coming", "until", "soon", "shall",
+];
+
 fn number_word(w: &str) -> Option<i64> {
     let n = match w {
         "a" | "an" | "one" => 1,
@@ -195,6 +201,13 @@ fn phrase_at(words: &[String], i: usize, anchor: NaiveDate) -> Option<(usize, St
         }
         ("this", "coming") if weekday(w(2)).is_some() => {
             return Some((3, format_day(weekday_from(anchor, weekday(w(2))?, false))));
+        }
+        // "on Friday": the one before the day it was said, unless the words around it speak of
+        // the future ("I'll", "will", "going to", "plan", "next", "tomorrow"…).
+        ("on", day) if weekday(day).is_some() => {
+            let near = &words[i.saturating_sub(8)..(i + 6).min(words.len())];
+            let ahead = near.iter().any(|x| FUTURE_WORDS.contains(&x.as_str()));
+            return Some((2, format_day(weekday_from(anchor, weekday(day)?, !ahead))));
         }
         _ => {}
     }
@@ -319,6 +332,19 @@ mod tests {
         assert_eq!(
             resolve_relative("this past Sunday and this coming Sunday", monday),
             "this past Sunday (7 May 2023) and this coming Sunday (14 May 2023)"
+        );
+        // A bare weekday: the one before, unless the sentence speaks of the future.
+        assert_eq!(
+            resolve_relative("We went hiking on Saturday.", monday),
+            "We went hiking on Saturday (6 May 2023)."
+        );
+        assert_eq!(
+            resolve_relative("I'll call her on Friday.", monday),
+            "I'll call her on Friday (12 May 2023)."
+        );
+        assert_eq!(
+            resolve_relative("I volunteer on Fridays.", monday),
+            "I volunteer on Fridays."
         );
         // Already resolved, or nothing relative: unchanged.
         let once = resolve_relative("yesterday", monday);

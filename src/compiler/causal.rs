@@ -53,8 +53,13 @@ const MITIGATION_OVER_BASELINE: f64 = 0.1;
 const MITIGATION_MIN: u64 = 2;
 
 /// A (cause, effect) pair grouped by cause key at finish: evidence, runs with both per task,
-/// actions taken after the cause.
-type Grouped<'a> = (Evidence, BTreeMap<&'a str, u64>, BTreeMap<&'a str, u64>);
+/// actions taken after the cause, and the action keys that raised the effect.
+type Grouped<'a> = (
+    Evidence,
+    BTreeMap<&'a str, u64>,
+    BTreeMap<&'a str, u64>,
+    BTreeSet<&'a str>,
+);
 
 /// Per (cause, effect): evidence, runs with both per task, and actions taken after the cause.
 #[derive(Default)]
@@ -62,6 +67,9 @@ struct Pair {
     evidence: Evidence,
     by_task: BTreeMap<String, u64>,
     after: BTreeMap<String, u64>,
+    /// The steps (verbatim) whose failure raised the effect: never its mitigation (they only
+    /// look like one because the runs that escaped ran them without failing).
+    raisers: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -175,6 +183,7 @@ impl Miner {
                 let pair = self.pairs.entry((c.clone(), e.clone())).or_default();
                 pair.evidence.add(ctx.at_ms, ctx.touched, ev);
                 *pair.by_task.entry(task.clone()).or_default() += 1;
+                pair.raisers.extend(raisers.iter().cloned());
                 for a in after_of(*ci) {
                     *pair.after.entry(a.to_string()).or_default() += 1;
                 }
@@ -234,15 +243,24 @@ impl Miner {
         // Group causes (and what followed them) by cause key.
         let mut causes: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
         let mut after: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+        // A cause's own texts and the texts that followed it: how its pattern shows them.
+        let mut cause_texts: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+        let mut after_texts: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
         for (c, by_task) in &self.causes {
             let k = Self::cause_key(names, c);
             let g = causes.entry(k).or_default();
             for (t, runs) in by_task {
                 *g.entry(t.as_str()).or_default() += runs;
             }
+            cause_texts
+                .entry(k)
+                .or_default()
+                .push((c.as_str(), by_task.values().sum()));
             let a = after.entry(k).or_default();
+            let at = after_texts.entry(k).or_default();
             for (x, runs) in self.after.get(c).into_iter().flatten() {
                 *a.entry(names.key(x)).or_default() += runs;
+                *at.entry(x.as_str()).or_default() += runs;
             }
         }
         let mut pairs: BTreeMap<(&str, &str), Grouped<'_>> = BTreeMap::new();
@@ -261,9 +279,10 @@ impl Miner {
             for (x, runs) in &p.after {
                 *g.2.entry(names.key(x)).or_default() += runs;
             }
+            g.3.extend(p.raisers.iter().map(|x| names.key(x)));
         }
         let mut out = Vec::new();
-        for ((cause, effect), (ev, with_both, after_both)) in &pairs {
+        for ((cause, effect), (ev, with_both, after_both, raisers)) in &pairs {
             let Some(by_task) = causes.get(cause) else {
                 continue;
             };
@@ -326,19 +345,54 @@ impl Miner {
             }
             let mitigation = mitigating_action(
                 after.get(cause),
-                after_both,
+                (after_both, raisers),
                 total_c,
                 ev.count.max(n_ce),
                 (&without, runs_without),
-                names,
+                (names, after_texts.get(cause)),
             )
+            .or_else(|| {
+                // A variant of the cause split off by its arguments: the variant of the same
+                // signature whose runs met the effect least often, verbatim (`--concurrency=4`
+                // → instead `--concurrency=32`), when that is less often than with the cause.
+                let sig = names.signature(cause);
+                let rate = |k: &str| -> Option<(f64, u64)> {
+                    let runs: u64 = causes.get(k)?.values().sum();
+                    let hit: u64 = pairs.get(&(k, *effect)).map_or(0, |g| g.1.values().sum());
+                    (runs > 0).then(|| (hit as f64 / runs as f64, runs))
+                };
+                causes
+                    .keys()
+                    .filter(|k| **k != *cause && names.signature(k) == sig)
+                    .filter_map(|k| Some((*k, rate(k)?)))
+                    .filter(|(_, (r, _))| *r < p)
+                    .min_by(|a, b| {
+                        a.1 .0
+                            .total_cmp(&b.1 .0)
+                            .then_with(|| b.1 .1.cmp(&a.1 .1))
+                            .then_with(|| a.0.cmp(b.0))
+                    })
+                    .map(|(k, _)| {
+                        let own = self
+                            .task_actions
+                            .values()
+                            .flatten()
+                            .map(|(t, n)| (t.as_str(), *n));
+                        format!("instead: {}", names.display_among(k, own))
+                    })
+            })
             .or_else(|| {
                 let sig = effect.strip_prefix("error: ")?;
                 let t = tops.iter().find(|t| t.signature == sig)?;
                 Some(format!("if it happens: {}", t.recovery))
             })
-            .unwrap_or_else(|| format!("avoid or double-check: {}", shown_cause(names, cause)));
-            let cause_shown = shown_cause(names, cause);
+            .unwrap_or_else(|| {
+                format!(
+                    "avoid or double-check: {}",
+                    shown_cause(names, cause, cause_texts.get(cause))
+                )
+            });
+            let cause_shown = shown_cause(names, cause, cause_texts.get(cause));
             let effect_shown = self
                 .shown
                 .get(*effect)
@@ -371,11 +425,12 @@ impl Miner {
     }
 }
 
-fn shown_cause(names: &Resolver, cause: &str) -> String {
+/// A cause as its pattern shows it: by the most frequent of its own texts.
+fn shown_cause(names: &Resolver, cause: &str, own: Option<&Vec<(&str, u64)>>) -> String {
     if cause.starts_with("when ") || cause.starts_with("choose ") {
         cause.to_string()
     } else {
-        names.display(cause).to_string()
+        names.display_among(cause, own.into_iter().flatten().copied())
     }
 }
 
@@ -390,11 +445,11 @@ fn cause_signature(names: &Resolver, cause: &str) -> String {
 /// The action most characteristic of the cause's runs that escaped the effect, verbatim.
 fn mitigating_action(
     after_cause: Option<&BTreeMap<&str, u64>>,
-    after_both: &BTreeMap<&str, u64>,
+    (after_both, raisers): (&BTreeMap<&str, u64>, &BTreeSet<&str>),
     runs_with_cause: u64,
     runs_with_both: u64,
     (without, runs_without): (&BTreeMap<&str, u64>, u64),
-    names: &Resolver,
+    (names, own): (&Resolver, Option<&BTreeMap<&str, u64>>),
 ) -> Option<String> {
     let escaped = runs_with_cause.saturating_sub(runs_with_both);
     if escaped == 0 || runs_with_both == 0 {
@@ -402,6 +457,9 @@ fn mitigating_action(
     }
     let mut best: Option<(f64, u64, &str)> = None;
     for (a, n_all) in after_cause? {
+        if raisers.contains(a) {
+            continue;
+        }
         let n_both = after_both.get(a).copied().unwrap_or(0);
         let n_escaped = n_all.saturating_sub(n_both);
         if n_escaped < MITIGATION_MIN {
@@ -428,5 +486,6 @@ fn mitigating_action(
             best = Some((gap, n_escaped, a));
         }
     }
-    best.map(|(_, _, a)| names.display(a).to_string())
+    // Shown by the texts the cause's runs wrote.
+    best.map(|(_, _, a)| names.display_among(a, own.into_iter().flatten().map(|(t, n)| (*t, *n))))
 }

@@ -1,8 +1,12 @@
 //! decision_policy: points where sessions of one task diverge, and which choice led to success
 //! how often. A divergence is either explicit — `decision` events with the same question — or
-//! implicit: two actions of one task that never occur in the same run, sit at about the same
-//! place in the runs (mean relative position within `FORK_POSITION`), and together cover at
-//! least `FORK_COVERAGE` of the task's runs (nearly every run took one branch or the other).
+//! implicit: two or more actions of one task that (almost) never occur in the same run (in at
+//! most `FORK_TOGETHER` of the smaller one's runs: a run that tried one and switched does not
+//! hide the fork), sit at about the same place in the runs (mean relative position within
+//! `FORK_POSITION`), and together cover at least `FORK_COVERAGE` of the task's runs (nearly every
+//! run took one branch or another). A fork is grown from each qualifying pair by adding every
+//! other action that forks with all its members (most runs first), so three ways of doing one
+//! thing are one policy with three options; a fork inside a larger one is not reported again.
 //!
 //! Actions and choices are counted by their verbatim text and grouped at finish
 //! (`variants::Resolver`): options that differ only in their arguments but end differently are
@@ -32,6 +36,20 @@ struct Point {
 const FORK_POSITION: u64 = 200_000; // ppm of a run's length
 const FORK_COVERAGE: f64 = 0.8;
 const FORK_MIN_RUNS: u64 = 3;
+/// Share of the smaller option's runs that may contain both options.
+const FORK_TOGETHER: f64 = 0.15;
+/// Most options one implicit fork has.
+const FORK_MAX_OPTIONS: usize = 6;
+
+/// An option of a policy: how it is shown, its signature, runs, successes, and its verbatim
+/// variants.
+struct Choice {
+    shown: String,
+    signature: String,
+    runs: u64,
+    wins: u64,
+    variants: Option<serde_json::Value>,
+}
 
 /// An action within a task: (runs, successes, sum of relative positions in ppm, evidence).
 type ActionStats = (u64, u64, u64, Evidence);
@@ -160,26 +178,72 @@ impl Miner {
         (actions, together)
     }
 
-    /// Implicit forks of a task: (a, b) with a < b, per the module's rules.
-    fn forks<'a>(t: &TaskActions, g: &Grouped<'a>) -> Vec<(&'a str, &'a str)> {
+    /// Implicit forks of a task, per the module's rules: each a list of two or more action
+    /// keys in key order.
+    fn forks<'a>(t: &TaskActions, g: &Grouped<'a>) -> Vec<Vec<&'a str>> {
         let (actions, together) = g;
-        let mut out = Vec::new();
-        let cands: Vec<(&str, &ActionStats)> = actions
+        let mut cands: Vec<(&str, &ActionStats)> = actions
             .iter()
             .filter(|(_, v)| v.0 >= FORK_MIN_RUNS && v.0 < t.runs)
             .map(|(k, v)| (*k, v))
             .collect();
-        for (i, (a, va)) in cands.iter().enumerate() {
-            for (b, vb) in &cands[i + 1..] {
-                let apart = !together.contains_key(&(*a, *b));
-                let (pa, pb) = (va.2 / va.0, vb.2 / vb.0);
-                let close = pa.abs_diff(pb) <= FORK_POSITION;
-                let covered = (va.0 + vb.0) as f64 >= FORK_COVERAGE * t.runs as f64;
-                if apart && close && covered {
-                    out.push((*a, *b));
+        // Most runs first (ties: the key), the order a fork grows in.
+        cands.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
+        let both = |i: usize, j: usize| -> u64 {
+            let (a, b) = (cands[i].0, cands[j].0);
+            let key = if a < b { (a, b) } else { (b, a) };
+            together.get(&key).copied().unwrap_or(0)
+        };
+        let linked = |i: usize, j: usize| -> bool {
+            let (va, vb) = (cands[i].1, cands[j].1);
+            let apart = both(i, j) as f64 <= FORK_TOGETHER * va.0.min(vb.0) as f64;
+            let close = (va.2 / va.0).abs_diff(vb.2 / vb.0) <= FORK_POSITION;
+            apart && close
+        };
+        let covered = |members: &[usize]| -> bool {
+            let mut runs: u64 = members.iter().map(|&i| cands[i].1 .0).sum();
+            for (x, &i) in members.iter().enumerate() {
+                for &j in &members[x + 1..] {
+                    runs = runs.saturating_sub(both(i, j));
+                }
+            }
+            runs as f64 >= FORK_COVERAGE * t.runs as f64
+        };
+        let mut found: Vec<Vec<usize>> = Vec::new();
+        for i in 0..cands.len() {
+            for j in i + 1..cands.len() {
+                if !linked(i, j) {
+                    continue;
+                }
+                let mut members = vec![i, j];
+                for k in 0..cands.len() {
+                    if members.len() >= FORK_MAX_OPTIONS {
+                        break;
+                    }
+                    if !members.contains(&k) && members.iter().all(|&m| linked(m, k)) {
+                        members.push(k);
+                    }
+                }
+                if covered(&members) {
+                    members.sort_unstable();
+                    if !found.contains(&members) {
+                        found.push(members);
+                    }
                 }
             }
         }
+        let subset =
+            |a: &Vec<usize>, b: &Vec<usize>| a.len() < b.len() && a.iter().all(|x| b.contains(x));
+        let mut out: Vec<Vec<&str>> = found
+            .iter()
+            .filter(|f| !found.iter().any(|g| subset(f, g)))
+            .map(|f| {
+                let mut keys: Vec<&str> = f.iter().map(|&i| cands[i].0).collect();
+                keys.sort_unstable();
+                keys
+            })
+            .collect();
+        out.sort();
         out
     }
 
@@ -187,20 +251,36 @@ impl Miner {
         let mut out = Vec::new();
         for (task, t) in &self.tasks {
             let g = Self::grouped(t, names);
-            for (a, b) in Self::forks(t, &g) {
-                let (va, vb) = (&g.0[a], &g.0[b]);
-                let mut evidence = va.3.clone();
-                for e in &vb.3.events {
-                    evidence.add(vb.3.last_ms, vb.3.touched, [e.clone()]);
+            // Shown by the texts this task's runs wrote.
+            let own = || t.actions.iter().map(|(x, v)| (x.as_str(), v.0));
+            for keys in Self::forks(t, &g) {
+                let mut evidence = Evidence::default();
+                for k in &keys {
+                    let v = &g.0[k];
+                    for e in &v.3.events {
+                        evidence.add(v.3.last_ms, v.3.touched, [e.clone()]);
+                    }
                 }
-                evidence.count = va.0 + vb.0;
-                let (da, db) = (names.display(a).to_string(), names.display(b).to_string());
-                let question = format!("{da} or {db}");
-                let choices = [
-                    (da, names.signature(a).to_string(), va.0, va.1),
-                    (db, names.signature(b).to_string(), vb.0, vb.1),
-                ];
-                let identity = format!("{a} or {b}");
+                evidence.count = keys.iter().map(|k| g.0[k].0).sum();
+                let choices: Vec<Choice> = keys
+                    .iter()
+                    .map(|k| Choice {
+                        shown: names.display_among(k, own()),
+                        signature: names.signature(k).to_string(),
+                        runs: g.0[k].0,
+                        wins: g.0[k].1,
+                        variants: names.variants_among(
+                            k,
+                            t.actions.iter().map(|(x, v)| (x.as_str(), v.0, v.0, v.1)),
+                        ),
+                    })
+                    .collect();
+                let question = choices
+                    .iter()
+                    .map(|c| c.shown.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                let identity = keys.join(" or ");
                 out.extend(self.policy(task, &identity, &question, &choices, &evidence, newest_ms));
             }
         }
@@ -211,15 +291,18 @@ impl Miner {
                 c.0 += r;
                 c.1 += w;
             }
-            let choices: Vec<(String, String, u64, u64)> = grouped
+            let choices: Vec<Choice> = grouped
                 .iter()
-                .map(|(k, (r, w))| {
-                    (
-                        choice_names.display(k).to_string(),
-                        choice_names.signature(k).to_string(),
-                        *r,
-                        *w,
-                    )
+                .map(|(k, (r, w))| Choice {
+                    shown: choice_names
+                        .display_among(k, p.choices.iter().map(|(x, (r, _))| (x.as_str(), *r))),
+                    signature: choice_names.signature(k).to_string(),
+                    runs: *r,
+                    wins: *w,
+                    variants: choice_names.variants_among(
+                        k,
+                        p.choices.iter().map(|(x, (r, w))| (x.as_str(), *r, *r, *w)),
+                    ),
                 })
                 .collect();
             out.extend(self.policy(task, question, question, &choices, &p.evidence, newest_ms));
@@ -234,31 +317,37 @@ impl Miner {
         task: &str,
         identity: &str,
         question: &str,
-        choices: &[(String, String, u64, u64)],
+        choices: &[Choice],
         evidence: &Evidence,
         newest_ms: i64,
     ) -> Option<Draft> {
-        let mut ranked: Vec<&(String, String, u64, u64)> =
-            choices.iter().filter(|c| c.2 >= MIN_PER_CHOICE).collect();
-        let total: u64 = ranked.iter().map(|c| c.2).sum();
+        let mut ranked: Vec<&Choice> = choices
+            .iter()
+            .filter(|c| c.runs >= MIN_PER_CHOICE)
+            .collect();
+        let total: u64 = ranked.iter().map(|c| c.runs).sum();
         if ranked.len() < 2 || total < MIN_TOTAL {
             return None;
         }
         ranked.sort_by(|a, b| {
-            smoothed(b.2, b.3)
-                .total_cmp(&smoothed(a.2, a.3))
-                .then_with(|| b.2.cmp(&a.2))
-                .then_with(|| a.0.cmp(&b.0))
+            smoothed(b.runs, b.wins)
+                .total_cmp(&smoothed(a.runs, a.wins))
+                .then_with(|| b.runs.cmp(&a.runs))
+                .then_with(|| a.shown.cmp(&b.shown))
         });
         let (best, second) = (ranked[0], ranked[1]);
-        let gap = smoothed(best.2, best.3) - smoothed(second.2, second.3);
+        let gap = smoothed(best.runs, best.wins) - smoothed(second.runs, second.wins);
         // A clear winner is a consistent policy; a coin toss is not.
-        let consistency = (0.4 + 2.0 * gap).min(1.0) * smoothed(best.2, best.3);
+        let consistency = (0.4 + 2.0 * gap).min(1.0) * smoothed(best.runs, best.wins);
         let actions: Vec<_> = ranked
             .iter()
-            .map(|(c, sig, r, w)| {
-                json!({"action": c, "signature": sig,
-                       "successRate": round4(*w as f64 / *r as f64), "evidence": r})
+            .map(|c| {
+                let mut a = json!({"action": c.shown, "signature": c.signature,
+                       "successRate": round4(c.wins as f64 / c.runs as f64), "evidence": c.runs});
+                if let Some(v) = &c.variants {
+                    a["variants"] = v.clone();
+                }
+                a
             })
             .collect();
         let content = json!({
@@ -266,7 +355,7 @@ impl Miner {
             "question": question,
             "condition": format!("when doing '{task}' and deciding {question}"),
             "actions": actions,
-            "recommendation": best.0,
+            "recommendation": best.shown,
             "signature": format!("{task} | {identity}"),
         });
         Some(Draft {

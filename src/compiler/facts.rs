@@ -107,6 +107,46 @@ pub fn parse_statement(sentence: &str) -> Option<(String, String)> {
     None
 }
 
+/// Who said a message facts may be mined from.
+enum Speaker<'a> {
+    /// The agent's user (`role: user`, or no role).
+    User,
+    /// A person named by the message (`speaker`/`name`/`author`, or a role that is a name, as a
+    /// dialogue between people is captured).
+    Named(&'a str),
+}
+
+/// Roles that are not a person's statements about themselves.
+const MACHINE_ROLES: &[&str] = &[
+    "assistant",
+    "system",
+    "tool",
+    "function",
+    "developer",
+    "model",
+];
+
+fn speaker_of(payload: &Value) -> Option<Speaker<'_>> {
+    let field = |k: &str| {
+        payload
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let role = field("role").unwrap_or("user");
+    let role_lc = role.to_lowercase();
+    if MACHINE_ROLES.contains(&role_lc.as_str()) {
+        return None;
+    }
+    let named = ["speaker", "name", "author"].iter().find_map(|k| field(k));
+    match named {
+        Some(n) => Some(Speaker::Named(n)),
+        None if role_lc == "user" => Some(Speaker::User),
+        None => Some(Speaker::Named(role)),
+    }
+}
+
 #[derive(Default)]
 struct Value_ {
     mentions: u64,
@@ -162,20 +202,22 @@ impl Miner {
             if e.kind != "message" {
                 continue;
             }
-            let role = e
-                .payload
-                .get("role")
-                .and_then(Value::as_str)
-                .unwrap_or("user");
-            if role != "user" {
+            let Some(speaker) = speaker_of(&e.payload) else {
                 continue;
-            }
+            };
             let Some(text) = e.payload.get("content").and_then(Value::as_str) else {
                 continue;
             };
             for sentence in text.split(['.', '!', '\n', ';']) {
                 if let Some((k, v)) = parse_statement(sentence) {
-                    self.record(k, v, sentence, ctx, i);
+                    match speaker {
+                        // In a conversation between people, whose fact it is is part of it.
+                        Speaker::Named(name) => {
+                            let said = format!("{name}: {}", sentence.trim());
+                            self.record(format!("{name}'s {k}"), v, &said, ctx, i);
+                        }
+                        Speaker::User => self.record(k, v, sentence, ctx, i),
+                    }
                 }
             }
         }
@@ -243,6 +285,18 @@ mod tests {
                 serde_json::json!({"role": "user", "content": "My team is platform since yesterday."}),
                 serde_json::json!({}),
             ),
+            // A dialogue between people: the speaker is the role, and is kept.
+            event(
+                "evt_4",
+                serde_json::json!({"role": "Caroline", "content": "My dog is Max since last Friday.",
+                                   "date": "8 May, 2023"}),
+                serde_json::json!({}),
+            ),
+            event(
+                "evt_5",
+                serde_json::json!({"role": "assistant", "content": "My name is Helper."}),
+                serde_json::json!({}),
+            ),
         ];
         let session = Session {
             id: "s1".into(),
@@ -256,7 +310,18 @@ mod tests {
         };
         let mut miner = super::Miner::default();
         miner.add(&ctx);
-        let texts: Vec<String> = miner.finish(0).into_iter().map(|f| f.text).collect();
+        let facts = miner.finish(0);
+        let caroline = facts
+            .iter()
+            .find(|f| f.key == "Caroline's dog")
+            .unwrap_or_else(|| panic!("{:?}", facts.iter().map(|f| &f.key).collect::<Vec<_>>()));
+        assert_eq!(caroline.value, "max since last friday");
+        assert_eq!(
+            caroline.text,
+            "Caroline: My dog is Max since last Friday (5 May 2023)"
+        );
+        assert!(facts.iter().all(|f| !f.text.contains("Helper")));
+        let texts: Vec<String> = facts.into_iter().map(|f| f.text).collect();
         assert!(
             texts.contains(&"My exam is next month (June 2023)".to_string()),
             "{texts:?}"

@@ -49,7 +49,8 @@ type Ranked = (String, u64, u64, Vec<String>, Option<Value>);
 struct Recovery<'a> {
     tried: u64,
     worked: u64,
-    forms: Vec<(&'a Vec<String>, u64)>,
+    /// (verbatim steps, tried, worked)
+    forms: Vec<(&'a Vec<String>, u64, u64)>,
 }
 
 impl Recovery<'_> {
@@ -58,11 +59,11 @@ impl Recovery<'_> {
         self.forms
             .iter()
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
-            .map(|(f, _)| (*f).clone())
+            .map(|(f, _, _)| (*f).clone())
             .unwrap_or_default()
     }
 
-    /// The verbatim forms with their counts, when there is more than one.
+    /// The verbatim forms with their attempts and success rates, when there is more than one.
     fn variants(&self) -> Option<Value> {
         if self.forms.len() < 2 {
             return None;
@@ -72,7 +73,9 @@ impl Recovery<'_> {
         Some(Value::Array(
             v.iter()
                 .take(10)
-                .map(|(f, n)| json!({"steps": f, "attempts": n}))
+                .map(|(f, n, w)| {
+                    json!({"steps": f, "attempts": n, "successRate": round4(*w as f64 / *n as f64)})
+                })
                 .collect(),
         ))
     }
@@ -204,7 +207,7 @@ impl Miner {
                 let g = groups.entry(key).or_default();
                 g.tried += tried;
                 g.worked += worked;
-                g.forms.push((steps, *tried));
+                g.forms.push((steps, *tried, *worked));
             }
             let mut ranked: Vec<Ranked> = groups
                 .values()

@@ -1,4 +1,4 @@
-//! Twelve task families from different domains, for measuring what learn writes (the quality
+//! Thirteen task families from different domains, for measuring what learn writes (the quality
 //! suite, `examples/learn_quality.rs`). Unlike `trajectories`, the knowledge planted here lives in
 //! the arguments: fixes that differ from the failing command only by a flag, decoy fixes, decisions
 //! whose options differ only in their arguments, file edits that cause a concrete failure a step
@@ -529,6 +529,39 @@ fn train(rng: &mut StdRng) -> Vec<GenEvent> {
     b.events
 }
 
+// 13. Background jobs — the argument that decides the run is a number, and the command succeeds
+// either way: only how the runs ended tells the two apart (one signature, two actions).
+fn workers(rng: &mut StdRng) -> Vec<GenEvent> {
+    let mut b = B::new(
+        &[
+            "Clear the email queue backlog",
+            "Drain the backlog of the email queue",
+        ],
+        rng,
+    );
+    b.ok("celery -A mailer inspect active_queues");
+    let many = rng.gen_bool(0.5);
+    let (start, p) = if many {
+        ("celery -A mailer worker -Q email --concurrency=32", 0.85)
+    } else {
+        ("celery -A mailer worker -Q email --concurrency=4", 0.3)
+    };
+    b.ok(start);
+    let ok = rng.gen_bool(p);
+    b.cmd(
+        "python scripts/check_backlog.py --queue email --max 1000",
+        ok,
+        (!ok).then(|| {
+            format!(
+                "backlog still at {} messages after 10 minutes",
+                rng.gen_range(1500..9000)
+            )
+        }),
+    );
+    b.outcome(ok);
+    b.events
+}
+
 const WORDS: &[&str] = &[
     "amber", "basalt", "copper", "dahlia", "egret", "fjord", "gable", "hazel", "islet", "jetty",
     "knoll", "lagoon", "mesa", "nimbus", "orchid", "prairie", "quill", "ridge", "sable", "thicket",
@@ -559,7 +592,7 @@ fn noise(rng: &mut StdRng) -> Vec<GenEvent> {
 type Family = (&'static str, fn(&mut StdRng) -> Vec<GenEvent>);
 
 /// The families in order.
-pub const FAMILIES: [Family; 12] = [
+pub const FAMILIES: [Family; 13] = [
     ("container", container),
     ("scale", scale),
     ("certs", certs),
@@ -572,6 +605,7 @@ pub const FAMILIES: [Family; 12] = [
     ("merge", merge),
     ("catalog", catalog),
     ("train", train),
+    ("workers", workers),
 ];
 
 /// `per_family` sessions of every family and `noise` noise sessions, interleaved by the seed.
@@ -625,6 +659,11 @@ pub fn truths() -> Vec<Truth> {
             family: "scale",
             domain: "kubernetes",
             task: "scale api deployment launch",
+            steps: vec![
+                "kubectl config use-context prod-eu",
+                "helm upgrade api ./charts/api --set replicas=6",
+                "kubectl rollout status deploy/api --timeout=120s",
+            ],
             decision: Some((
                 "helm upgrade api ./charts/api --set replicas=6",
                 "helm upgrade api ./charts/api --set resources.cpu=4",
@@ -635,6 +674,11 @@ pub fn truths() -> Vec<Truth> {
             family: "certs",
             domain: "security",
             task: "tls certificate storefront",
+            steps: vec![
+                "certbot --version",
+                "certbot certonly --server https://acme-v02.example.org/dir -d shop.example.org --preferred-challenges dns",
+                "systemctl reload nginx",
+            ],
             recovery: Some((
                 "challenge failed for domain shop.example.org",
                 "certbot certonly --server https://acme-v02.example.org/dir -d shop.example.org --preferred-challenges dns",
@@ -646,6 +690,11 @@ pub fn truths() -> Vec<Truth> {
             family: "index",
             domain: "databases",
             task: "index orders created_at",
+            steps: vec![
+                "psql -d shop -c \"SELECT count(*) FROM orders\"",
+                "psql -d shop -c \"SET statement_timeout = 0\" -c \"CREATE INDEX CONCURRENTLY idx_orders_created ON orders (created_at)\"",
+                "psql -d shop -c \"ANALYZE orders\"",
+            ],
             recovery: Some((
                 "canceling statement due to statement timeout",
                 "psql -d shop -c \"SET statement_timeout = 0\" -c \"CREATE INDEX CONCURRENTLY idx_orders_created ON orders (created_at)\"",
@@ -674,7 +723,7 @@ pub fn truths() -> Vec<Truth> {
             domain: "ci",
             task: "billing package dependencies",
             causal: Some((
-                "pyproject.toml",
+                "edit pyproject.toml (bump httpx to 0.28)",
                 "cannot import name",
                 "pip install -e .",
             )),
@@ -684,6 +733,11 @@ pub fn truths() -> Vec<Truth> {
             family: "backfill",
             domain: "data pipelines",
             task: "backfill daily events partitions",
+            steps: vec![
+                "airflow dags list-runs -d events_daily",
+                "airflow dags backfill events_daily -s 2026-01-01 -e 2026-01-07 --pool large_memory",
+                "dbt test --select events_daily",
+            ],
             recovery: Some((
                 "exited with return code -9",
                 "airflow dags backfill events_daily -s 2026-01-01 -e 2026-01-07 --pool large_memory",
@@ -705,6 +759,11 @@ pub fn truths() -> Vec<Truth> {
             family: "terraform",
             domain: "infrastructure as code",
             task: "network changes staging",
+            steps: vec![
+                "terraform init -backend-config=staging.hcl",
+                "terraform plan -out=tfplan",
+                "terraform apply -lock-timeout=5m tfplan",
+            ],
             recovery: Some((
                 "error acquiring the state lock",
                 "terraform apply -lock-timeout=5m tfplan",
@@ -728,8 +787,8 @@ pub fn truths() -> Vec<Truth> {
             domain: "web apis",
             task: "product catalog storefront",
             causal: Some((
-                "config/storefront.yaml",
-                "401",
+                "edit config/storefront.yaml (switch to the v2 endpoint)",
+                "http 401 from post https://api.shop.example.org/v2/catalog",
                 "vault kv get -field=token secret/storefront",
             )),
             ..Truth::default()
@@ -738,9 +797,34 @@ pub fn truths() -> Vec<Truth> {
             family: "train",
             domain: "machine learning",
             task: "churn prediction model",
+            steps: vec![
+                "python prepare.py --split 0.8",
+                "python train.py --epochs 20 --lr 0.001",
+                "python evaluate.py --metric auc",
+            ],
             decision: Some((
                 "python train.py --epochs 20 --lr 0.001",
                 "python train.py --epochs 20 --lr 0.01",
+            )),
+            ..Truth::default()
+        },
+        Truth {
+            family: "workers",
+            domain: "background jobs",
+            task: "email queue backlog",
+            steps: vec![
+                "celery -A mailer inspect active_queues",
+                "celery -A mailer worker -Q email --concurrency=32",
+                "python scripts/check_backlog.py --queue email --max 1000",
+            ],
+            decision: Some((
+                "celery -A mailer worker -Q email --concurrency=32",
+                "celery -A mailer worker -Q email --concurrency=4",
+            )),
+            causal: Some((
+                "celery -A mailer worker -Q email --concurrency=4",
+                "backlog still at",
+                "instead: celery -A mailer worker -Q email --concurrency=32",
             )),
             ..Truth::default()
         },
@@ -898,17 +982,17 @@ pub fn check(drafts: &[super::Draft]) -> Vec<Check> {
                 ),
             );
             push(
-                "recommends the better option",
-                policy.is_some_and(|d| d.content["recommendation"] == best),
-                format!("{:?}", policy.map(|d| &d.content["recommendation"])),
+                "recommends the better option, ranked first",
+                policy.is_some_and(|d| {
+                    d.content["recommendation"] == best && d.content["actions"][0]["action"] == best
+                }),
+                format!("{:?}", policy.map(|d| &d.content["actions"])),
             );
         }
         if let Some((cause, effect, mitigation)) = t.causal {
             let patterns = of(t.family, "causal_pattern");
             let found = patterns.iter().find(|d| {
-                d.content["cause"]
-                    .as_str()
-                    .is_some_and(|c| c.contains(cause))
+                d.content["cause"] == cause
                     && d.content["effect"]
                         .as_str()
                         .is_some_and(|e| e.to_lowercase().contains(effect))

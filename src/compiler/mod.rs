@@ -143,6 +143,9 @@ pub struct Output {
     pub events: u64,
     /// Patterns found before the strength threshold was applied.
     pub candidates: u64,
+    /// Task statements merged into another this run (from, to): what was learned under `from`
+    /// before is superseded by what is learned under `to`.
+    pub merged_tasks: Vec<(String, String)>,
 }
 
 /// Per-session context handed to the miners.
@@ -223,6 +226,11 @@ impl Compiler {
             self.steps
                 .observe(&st.action, &st.text, st.ok.or(session.outcome));
         }
+        if let Some(ok) = session.outcome {
+            for st in session.distinct_texts(false) {
+                self.steps.observe_run(&st.action, &st.text, ok);
+            }
+        }
         for d in &session.decisions {
             self.choices
                 .observe(&d.choice, &d.choice_text, session.outcome);
@@ -273,6 +281,7 @@ impl Compiler {
             sessions: self.sessions,
             events: self.events,
             candidates,
+            merged_tasks: aliases.into_iter().collect(),
         }
     }
 }

@@ -253,3 +253,116 @@ fn decoys_are_not_steps_and_one_task_said_two_ways_is_one_schema() {
     assert_eq!(recoveries[1]["action"], "docker system prune -f");
     assert_eq!(recoveries[1]["successRate"], 0.0);
 }
+
+/// Events of hand-written sessions, each `(session, kind, payload)`, in order.
+fn events_of(rows: Vec<(String, &str, Value)>) -> Vec<super::Event> {
+    rows.into_iter()
+        .enumerate()
+        .map(|(n, (sid, kind, payload))| super::Event {
+            id: format!("evt_{n:05}"),
+            session_id: sid,
+            agent_id: None,
+            kind: kind.to_string(),
+            payload,
+            metadata: serde_json::json!({}),
+            created_at: format!(
+                "2026-01-01T{:02}:{:02}:{:02}Z",
+                n / 3600,
+                n / 60 % 60,
+                n % 60
+            ),
+        })
+        .collect()
+}
+
+/// Three ways of running one command that differ only in a number, the command succeeding every
+/// time and only the runs' ends telling them apart: one policy with three options, best first,
+/// its figures exact; the worst way is a cause whose mitigation is the best way; a step written
+/// two ways that end alike stays one step with both variants and their rates.
+#[test]
+fn arguments_that_decide_the_run_are_options_with_exact_figures() {
+    use serde_json::json;
+    let mut rows = Vec::new();
+    let restore = |jobs: u32| format!("pg_restore --jobs {jobs} -d shop dump.sql");
+    for i in 0..31u32 {
+        let sid = format!("s{i:02}");
+        let mut push = |kind: &'static str, p: Value| rows.push((sid.clone(), kind, p));
+        push(
+            "message",
+            json!({"role": "user", "content": "Restore the nightly backup of the shop database"}),
+        );
+        let sleep = if i % 2 == 0 { "sleep 5" } else { "sleep 10" };
+        push("command_exec", json!({"command": sleep, "exitCode": 0}));
+        let (tried, ok) = match (i, i % 3) {
+            // A run that tried the worst way, then switched.
+            (30, _) => (vec![1, 8], true),
+            (_, 0) => (vec![8], i != 27),
+            (_, 1) => (vec![4], (i / 3) % 2 == 0),
+            _ => (vec![1], i == 2),
+        };
+        for jobs in tried {
+            push(
+                "command_exec",
+                json!({"command": restore(jobs), "exitCode": 0}),
+            );
+        }
+        push(
+            "outcome",
+            json!({"status": if ok { "success" } else { "failure" }}),
+        );
+    }
+    let drafts = compile(events_of(rows), Options::default()).artifacts;
+
+    let policies = of_type(&drafts, "decision_policy");
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    let p = &policies[0].content;
+    assert_eq!(p["recommendation"], restore(8));
+    let options: Vec<(&str, &str, f64, u64)> = p["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap(),
+                a["signature"].as_str().unwrap(),
+                a["successRate"].as_f64().unwrap(),
+                a["evidence"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let sig = "pg_restore shop dump.sql";
+    assert_eq!(
+        options,
+        [
+            (restore(8).as_str(), sig, 0.9091, 11),
+            (restore(4).as_str(), sig, 0.5, 10),
+            (restore(1).as_str(), sig, 0.1818, 11),
+        ]
+    );
+
+    let causes = of_type(&drafts, "causal_pattern");
+    let c = causes
+        .iter()
+        .find(|d| d.content["cause"] == restore(1) && d.content["effect"] == "the task fails")
+        .unwrap_or_else(|| panic!("{causes:?}"));
+    assert_eq!(c.content["causeSignature"], sig);
+    assert_eq!(c.content["frequency"], 9);
+    assert_eq!(c.content["confidence"], 0.8182);
+    assert_eq!(c.content["lift"], 2.6434);
+    assert_eq!(c.content["support"], 0.2903);
+    assert_eq!(c.content["mitigation"], format!("instead: {}", restore(8)));
+
+    let schemas = of_type(&drafts, "task_schema");
+    assert_eq!(schemas.len(), 1);
+    let details = &schemas[0].content["stepDetails"];
+    assert_eq!(details[0]["action"], "sleep 10", "{details}");
+    assert_eq!(details[0]["signature"], "sleep");
+    assert_eq!(
+        details[0]["variants"],
+        json!([
+            {"text": "sleep 5", "count": 16, "successRate": 0.4375},
+            {"text": "sleep 10", "count": 15, "successRate": 0.6},
+        ])
+    );
+    assert_eq!(details[1]["action"], restore(8));
+}

@@ -28,7 +28,7 @@ pub struct Step {
     pub error: Option<String>,
     /// The raw error text (for symptoms), when any.
     pub error_text: Option<String>,
-    /// A stated root cause (`payload.cause`), when any.
+    /// A stated root cause (`payload.cause`), verbatim, when any.
     pub cause: Option<String>,
 }
 
@@ -132,6 +132,9 @@ pub fn status_of(p: &Value) -> Option<bool> {
             Some(Value::Bool(b)) => return Some(*b),
             _ => {}
         }
+    }
+    if let Some(c) = p.get("statusCode").and_then(Value::as_i64) {
+        return Some(c < 400);
     }
     if let Some(b) = p.get("passed").and_then(Value::as_bool) {
         return Some(b);
@@ -310,7 +313,7 @@ impl Session {
                                 last.error_text = Some(t);
                             }
                             if let Some(c) = text_of(p, &["cause", "rootCause"]) {
-                                last.cause = Some(action_label(c, 10));
+                                last.cause = Some(clip(collapse(c)));
                             }
                         }
                         _ => {
@@ -326,7 +329,7 @@ impl Session {
                         .or_else(|| error_text_of(p))
                         .unwrap_or_else(|| "unknown error".to_string());
                     let sig = error_signature(&text);
-                    let cause = text_of(p, &["cause", "rootCause"]).map(|c| action_label(c, 10));
+                    let cause = text_of(p, &["cause", "rootCause"]).map(|c| clip(collapse(c)));
                     match s.steps.last_mut() {
                         Some(last) if last.ok != Some(true) => {
                             last.ok = Some(false);
@@ -376,6 +379,8 @@ impl Session {
                     if let Some((action, verbatim, completable)) = action_of(e) {
                         let ok = status_of(p);
                         let text = error_text_of(p)
+                            // A browser action or tool call that reports its own HTTP status.
+                            .or_else(|| http_failure(p))
                             .or_else(|| {
                                 // A command that failed without saying why still reports its
                                 // exit: a concrete failure signal.
@@ -391,7 +396,7 @@ impl Session {
                             ok,
                             error: text.as_deref().map(error_signature),
                             error_text: text,
-                            cause: text_of(p, &["cause", "rootCause"]).map(|c| action_label(c, 10)),
+                            cause: text_of(p, &["cause", "rootCause"]).map(|c| clip(collapse(c))),
                         });
                     }
                 }
@@ -487,5 +492,77 @@ impl Session {
             }
         }
         seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(i: usize, kind: &str, payload: Value) -> Event {
+        Event {
+            id: format!("evt_{i}"),
+            session_id: "s1".into(),
+            agent_id: None,
+            kind: kind.into(),
+            payload,
+            metadata: json!({}),
+            created_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    /// A browser action or tool call that reports its own HTTP failure is a concrete failure
+    /// signal even without an error text; so is a failing command's exit.
+    #[test]
+    fn http_statuses_and_exits_on_the_step_itself_are_failures() {
+        let events = vec![
+            event(
+                0,
+                "browser_action",
+                json!({"action": "submit", "url": "https://shop.example.org/checkout", "status": 503}),
+            ),
+            event(
+                1,
+                "tool_call",
+                json!({"tool": "http", "method": "GET", "url": "https://api.example.org/v1/items",
+                       "statusCode": 404}),
+            ),
+            event(
+                2,
+                "command_exec",
+                json!({"command": "make  test", "exitCode": 2}),
+            ),
+            event(
+                3,
+                "browser_action",
+                json!({"action": "open", "url": "https://shop.example.org/", "status": 200}),
+            ),
+        ];
+        let s = Session::read("s1", &events);
+        let got: Vec<(Option<bool>, Option<&str>)> = s
+            .steps
+            .iter()
+            .map(|st| (st.ok, st.error_text.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Some(false),
+                    Some("HTTP 503 from https://shop.example.org/checkout")
+                ),
+                (
+                    Some(false),
+                    Some("HTTP 404 from GET https://api.example.org/v1/items")
+                ),
+                (Some(false), Some("`make test` exited non-zero")),
+                (Some(true), None),
+            ]
+        );
+        assert_eq!(
+            s.steps[0].error.as_deref(),
+            Some("http <n> from https:/<path>")
+        );
     }
 }

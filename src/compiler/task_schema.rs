@@ -12,6 +12,7 @@
 
 use super::confidence::{round4, score};
 use super::normalize::title_case;
+use super::sessions::extends;
 use super::variants::Resolver;
 use super::{Draft, Evidence, SessionCtx};
 use serde_json::json;
@@ -27,9 +28,67 @@ struct Task {
     successes: u64,
     /// verbatim step → (successful runs containing it, sum of relative positions in ppm)
     steps: BTreeMap<String, (u64, u64)>,
+    /// verbatim step → (runs of known outcome containing it, successful ones): its variants'
+    /// success rates within this task
+    tried: BTreeMap<String, (u64, u64)>,
     pre: BTreeMap<String, u64>,
     post: BTreeMap<String, u64>,
     evidence: Evidence,
+}
+
+impl Task {
+    /// Verbatim steps grouped into actions: key → (successful runs, position sum in ppm).
+    ///
+    /// An action that a more reliable action extends (every word of it and more: the fix of its
+    /// failures, `terraform apply tfplan` → `terraform apply -lock-timeout=5m tfplan`) is counted
+    /// as that action: runs that got away with the plain form and runs that needed the fix took
+    /// one step, and the schema shows the form that works.
+    fn actions<'a>(&'a self, names: &'a Resolver) -> BTreeMap<&'a str, (u64, u64)> {
+        let mut actions: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for (text, (c, pos)) in &self.steps {
+            let a = actions.entry(names.key(text)).or_default();
+            a.0 += c;
+            a.1 += pos;
+        }
+        let own = || self.steps.iter().map(|(x, (c, _))| (x.as_str(), *c));
+        let shown: BTreeMap<&str, String> = actions
+            .keys()
+            .map(|k| (*k, names.display_among(k, own())))
+            .collect();
+        // key → the more reliable action that extends it (the most reliable; ties: more runs,
+        // then the key).
+        let mut into: BTreeMap<&str, &str> = BTreeMap::new();
+        for (a, ta) in &shown {
+            let Some(ra) = names.step_rate(a) else {
+                continue;
+            };
+            let better = shown
+                .iter()
+                .filter(|(b, tb)| b != &a && tb.len() > ta.len() && extends(tb, ta))
+                .filter_map(|(b, _)| Some((*b, names.step_rate(b)?)))
+                .filter(|(_, rb)| *rb > ra)
+                .max_by(|x, y| {
+                    x.1.total_cmp(&y.1)
+                        .then_with(|| actions[x.0].0.cmp(&actions[y.0].0))
+                        .then_with(|| y.0.cmp(x.0))
+                });
+            if let Some((b, _)) = better {
+                into.insert(a, b);
+            }
+        }
+        let mut out: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for (k, (c, pos)) in actions {
+            // Follow the chain (each hop is strictly longer text, so it ends).
+            let mut to = k;
+            while let Some(next) = into.get(to) {
+                to = next;
+            }
+            let e = out.entry(to).or_default();
+            e.0 += c;
+            e.1 += pos;
+        }
+        out
+    }
 }
 
 #[derive(Default)]
@@ -53,6 +112,13 @@ impl Miner {
         }
         let t = self.tasks.entry(task.clone()).or_default();
         t.runs += 1;
+        if let Some(ok) = s.outcome {
+            for st in s.distinct_texts(false) {
+                let e = t.tried.entry(st.text.clone()).or_default();
+                e.0 += 1;
+                e.1 += ok as u64;
+            }
+        }
         if s.outcome != Some(true) {
             return;
         }
@@ -83,14 +149,12 @@ impl Miner {
                 continue;
             }
             let n = t.successes as f64;
-            // Verbatim steps grouped into actions: key → (runs, position sum in ppm).
-            let mut actions: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-            for (text, (c, pos)) in &t.steps {
-                let a = actions.entry(names.key(text)).or_default();
-                a.0 += c;
-                a.1 += pos;
-            }
+            let actions = t.actions(names);
             let share = |c: u64| c.min(t.successes) as f64 / n;
+            // Shown by the texts this task's successful runs wrote.
+            let shown = |a: &str| {
+                names.display_among(a, t.steps.iter().map(|(x, (c, _))| (x.as_str(), *c)))
+            };
             let mut steps: Vec<(&str, u64, u64)> = actions
                 .iter()
                 .filter(|(_, (c, _))| share(*c) >= STEP_SHARE)
@@ -103,19 +167,18 @@ impl Miner {
             let variations: Vec<_> = actions
                 .iter()
                 .filter(|(_, (c, _))| (VARIATION_SHARE..STEP_SHARE).contains(&share(*c)))
-                .map(|(a, (c, _))| {
-                    json!({"action": names.display(a), "frequency": round4(share(*c))})
-                })
+                .map(|(a, (c, _))| json!({"action": shown(a), "frequency": round4(share(*c))}))
                 .collect();
             let details: Vec<_> = steps
                 .iter()
                 .map(|(a, c, _)| {
                     let mut d = json!({
-                        "action": names.display(a),
+                        "action": shown(a),
                         "signature": names.signature(a),
                         "frequency": round4(share(*c)),
                     });
-                    if let Some(v) = names.variants_json(a) {
+                    let tried = t.tried.iter().map(|(x, (r, w))| (x.as_str(), *r, *r, *w));
+                    if let Some(v) = names.variants_among(a, tried) {
                         d["variants"] = v;
                     }
                     d
@@ -128,7 +191,7 @@ impl Miner {
             let content = json!({
                 "task": sig,
                 "signature": sig,
-                "steps": steps.iter().map(|s| names.display(s.0)).collect::<Vec<_>>(),
+                "steps": steps.iter().map(|s| shown(s.0)).collect::<Vec<_>>(),
                 "stepDetails": details,
                 "preconditions": frequent(&t.pre, t.successes, STEP_SHARE),
                 "postconditions": frequent(&t.post, t.successes, STEP_SHARE),
@@ -177,13 +240,12 @@ impl Miner {
             if t.successes < ALIAS_MIN_SUCCESSES {
                 continue;
             }
-            let mut keys: BTreeMap<&str, u64> = BTreeMap::new();
-            for (text, (c, _)) in &t.steps {
-                *keys.entry(names.key(text)).or_default() += c;
-            }
-            let steps: BTreeSet<&str> = keys
+            let steps: BTreeSet<&str> = t
+                .actions(names)
                 .into_iter()
-                .filter(|(_, c)| (*c).min(t.successes) as f64 >= STEP_SHARE * t.successes as f64)
+                .filter(|(_, (c, _))| {
+                    (*c).min(t.successes) as f64 >= STEP_SHARE * t.successes as f64
+                })
                 .map(|(k, _)| k)
                 .collect();
             if steps.is_empty() {
@@ -278,6 +340,11 @@ impl Miner {
                 let e = into.steps.entry(k).or_default();
                 e.0 += c;
                 e.1 += p;
+            }
+            for (k, (r, w)) in t.tried {
+                let e = into.tried.entry(k).or_default();
+                e.0 += r;
+                e.1 += w;
             }
             for (k, c) in t.pre {
                 *into.pre.entry(k).or_default() += c;

@@ -396,6 +396,31 @@ pub fn run(
         }
         ops.into_iter().for_each(|op| search.submit(op));
     }
+    if !out.merged_tasks.is_empty() {
+        // One task said several ways is one task: schemas and policies learned earlier under a
+        // statement now merged into another are superseded by the merged task's (docs/learn.md).
+        let (merged, t, agent) = (out.merged_tasks.clone(), tenant.to_string(), agent.clone());
+        let ops = db.write_background(move |c| {
+            let now = crate::time::now_rfc3339();
+            let mut ops: Vec<IndexOp> = Vec::new();
+            for (from, to) in &merged {
+                let (f, n) = (scoped(agent.as_deref(), from), scoped(agent.as_deref(), to));
+                artifacts::supersede_renamed(c, &t, "task_schema", (&f, &n), true, &now, &mut ops)?;
+                let (f, n) = (format!("{f} | "), format!("{n} | "));
+                artifacts::supersede_renamed(
+                    c,
+                    &t,
+                    "decision_policy",
+                    (&f, &n),
+                    false,
+                    &now,
+                    &mut ops,
+                )?;
+            }
+            Ok(ops)
+        })?;
+        ops.into_iter().for_each(|op| search.submit(op));
+    }
     for slice in (0..out.facts.len())
         .collect::<Vec<_>>()
         .chunks(FACTS_PER_WRITE)

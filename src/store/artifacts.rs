@@ -334,6 +334,53 @@ pub fn apply(
     Ok(Applied::Updated)
 }
 
+/// Supersedes the active artifacts of `artifact_type` named under a task statement that learn
+/// now merges into another (one task said several ways is one task): each whose signature is
+/// `from` (`exact`) or starts with it is superseded by the non-superseded artifact whose
+/// signature has `to` in its place, when that one exists. Returns how many were superseded.
+#[allow(clippy::too_many_arguments)]
+pub fn supersede_renamed(
+    conn: &Conn,
+    tenant_id: &str,
+    artifact_type: &str,
+    (from, to): (&str, &str),
+    exact: bool,
+    now: &str,
+    ops: &mut Vec<IndexOp>,
+) -> Result<usize> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, signature FROM artifacts
+         WHERE tenant_id = ?1 AND type = ?2 AND status = 'active'
+           AND substr(signature, 1, length(?3)) = ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![tenant_id, artifact_type, from], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut n = 0;
+    for (id, sig) in rows {
+        if exact && sig != from {
+            continue;
+        }
+        let renamed = format!("{to}{}", &sig[from.len()..]);
+        let Some(into) = find(conn, tenant_id, artifact_type, &renamed)? else {
+            continue;
+        };
+        if into.id == id {
+            continue;
+        }
+        conn.prepare_cached(
+            "UPDATE artifacts SET status = 'superseded', superseded_by = ?3, updated_at = ?4
+             WHERE tenant_id = ?1 AND id = ?2",
+        )?
+        .execute(params![tenant_id, id, into.id, now])?;
+        ops.push(IndexOp::Delete { doc_id: id });
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Deprecates the active artifacts of a scope (agent or tenant-wide) whose signatures are not in
 /// `keep` — used after a session was forgotten and what remains no longer supports them.
 pub fn deprecate_unsupported(

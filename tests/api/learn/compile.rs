@@ -118,7 +118,9 @@ async fn learn_recovers_the_planted_knowledge() {
 #[tokio::test]
 async fn incremental_runs_equal_one_full_run_and_runs_are_deterministic() {
     let srv = server().await;
-    let sessions = generate(&small_spec(11));
+    let mut sessions = generate(&small_spec(11));
+    // The thirteen families too: argument variants, forks, causes in edits.
+    sessions.extend(engram::compiler::families::generate(9002, 8, 8));
     // Tenant A learns in three incremental steps.
     for part in sessions.chunks(sessions.len() / 3 + 1) {
         capture(&srv, &srv.key, part).await;
@@ -140,7 +142,10 @@ async fn incremental_runs_equal_one_full_run_and_runs_are_deterministic() {
     // Tenant B gets every event at once and one full run.
     let key_b = srv.create_tenant("b", engram::plans::Plan::Pro).await;
     capture(&srv, &key_b, &sessions).await;
-    learn(&srv, &key_b, json!({"scope": "full"})).await;
+    // Learn right behind the capture, while processing runs: every event compiled exactly once.
+    let full_b = learn(&srv, &key_b, json!({"scope": "full"})).await;
+    let n: usize = sessions.iter().map(|s| s.events.len()).sum();
+    assert_eq!(full_b["stats"]["eventsCompiled"], n, "{full_b}");
     let b = by_identity(&all_artifacts(&srv, &key_b, "").await);
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (k, va) in &a {
