@@ -288,7 +288,7 @@ mod tests {
             // A dialogue between people: the speaker is the role, and is kept.
             event(
                 "evt_4",
-                serde_json::json!({"role": "Caroline", "content": "My dog is Max since last Friday.",
+                serde_json::json!({"role": "Mira", "content": "My dog is Max since last Friday.",
                                    "date": "8 May, 2023"}),
                 serde_json::json!({}),
             ),
@@ -313,12 +313,12 @@ mod tests {
         let facts = miner.finish(0);
         let caroline = facts
             .iter()
-            .find(|f| f.key == "Caroline's dog")
+            .find(|f| f.key == "Mira's dog")
             .unwrap_or_else(|| panic!("{:?}", facts.iter().map(|f| &f.key).collect::<Vec<_>>()));
         assert_eq!(caroline.value, "max since last friday");
         assert_eq!(
             caroline.text,
-            "Caroline: My dog is Max since last Friday (5 May 2023)"
+            "Mira: My dog is Max since last Friday (5 May 2023)"
         );
         assert!(facts.iter().all(|f| !f.text.contains("Helper")));
         let texts: Vec<String> = facts.into_iter().map(|f| f.text).collect();
