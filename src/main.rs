@@ -53,6 +53,12 @@ enum Command {
     /// Rebuild the search index from the database, re-embedding every document (stop the server
     /// first). Pass the same embeddings options the server runs with.
     Reindex(ReindexArgs),
+    /// Upgrade the data dir's database to this engram's schema (stop the server first; `serve`
+    /// does it at start too). Other commands do not migrate a dir a server is using.
+    Migrate {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// Manage the vault's master key.
     Vault {
         #[command(subcommand)]
@@ -437,6 +443,7 @@ fn main() -> ExitCode {
         Command::Tenants { command } => tenants_command(command),
         Command::Connectors { command } => connectors_command(command),
         Command::Reindex(r) => reindex(&r.data.data_dir, &r.embeddings),
+        Command::Migrate { data } => migrate(&data.data_dir),
         Command::Vault {
             command: VaultCommand::RotateKey { data },
         } => rotate_vault_key(&data.data_dir),
@@ -577,8 +584,10 @@ async fn wait_for_signal() {
     }
 }
 
+/// The data dir's database, beside a server that may be running: migrated only under the
+/// data-dir lock (`datadir::open_db`).
 fn open(data_dir: &std::path::Path) -> Result<store::Direct, String> {
-    store::open_direct(data_dir).map_err(|e| e.to_string())
+    engram::datadir::open_db(data_dir, None)
 }
 
 /// Runs `f` in one IMMEDIATE transaction (waits for a running server's writer if needed).
@@ -1041,6 +1050,31 @@ fn import(
     Ok(())
 }
 
+/// `engram migrate`: the schema upgrade, under the data-dir lock.
+fn migrate(data_dir: &std::path::Path) -> Result<(), String> {
+    require_existing(data_dir)?;
+    let _lock = engram::datadir::DirLock::acquire(data_dir, "migrate")?;
+    let (from, to) = store::open_unmigrated(data_dir)
+        .and_then(|mut db| {
+            let from = db.schema_version()?;
+            db.migrate()?;
+            Ok((from, db.schema_version()?))
+        })
+        .map_err(|e| e.to_string())?;
+    if from == to {
+        eprintln!(
+            "{}: schema version {to} is this engram's; nothing to migrate",
+            data_dir.display()
+        );
+    } else {
+        eprintln!(
+            "{}: migrated the schema from version {from} to version {to}",
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn reindex(data_dir: &std::path::Path, embeddings: &EmbeddingArgs) -> Result<(), String> {
     require_existing(data_dir)?;
     let embeddings = embeddings.config()?;
@@ -1119,7 +1153,9 @@ impl Progress {
 fn rotate_vault_key(data_dir: &std::path::Path) -> Result<(), String> {
     use engram::store::vault as v;
     use engram::vault::{MasterKey, KEY_ENV};
-    let mut conn = open(data_dir)?;
+    require_existing(data_dir)?;
+    let lock = engram::datadir::DirLock::acquire(data_dir, "vault rotate-key")?;
+    let mut conn = engram::datadir::open_db(data_dir, Some(&lock))?;
     let expected = store::meta_get(&conn.conn(), v::FINGERPRINT_META).map_err(|e| e.to_string())?;
     let env = std::env::var(KEY_ENV).ok();
     let old = MasterKey::load(data_dir, env.as_deref(), expected.as_deref())?;
