@@ -1,5 +1,5 @@
 //! One server per data dir: `serve` (and `reindex`, `import`, `migrate`, `vault rotate-key`,
-//! which rewrite the database or the index) hold an exclusive lock on `<data-dir>/engram.lock`
+//! `tenants reset --all`, which rewrite the database or the index) hold an exclusive lock on `<data-dir>/engram.lock`
 //! for as long as they run, with the holder's pid written in it. A second one refuses at once,
 //! naming that pid, instead of starting "healthy" on a database and an index another process is
 //! writing. The lock is `flock`, so it goes away with its process, however that process ends.

@@ -362,13 +362,29 @@ enum TenantsCommand {
     /// Delete a tenant's data (memory, agents, projects, vault); developers, the plan and usage
     /// counters stay, and its keys too unless --drop-keys. A running server drops the index
     /// entries of the deleted data as it meets them; `engram reindex` (server stopped) clears them.
+    /// With --all instead of a tenant: reset everything, like POST /v1/admin/reset (server
+    /// stopped): the tenant created at first start is reset (its keys stay), every other tenant
+    /// is deleted, the index is cleared to match, and --seed is imported again.
     Reset {
         #[command(flatten)]
         data: DataDirArg,
-        tenant: String,
-        /// Delete the tenant's API keys too.
+        #[command(flatten)]
+        embeddings: EmbeddingArgs,
+        /// The tenant to reset (ten_…); or --all.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        tenant: Option<String>,
+        /// Reset every tenant (the data dir's lock is taken: stop the server first, or use
+        /// POST /v1/admin/reset on it).
         #[arg(long)]
+        all: bool,
+        /// Delete the tenant's API keys too (not with --all: the first-start tenant keeps its keys,
+        /// the others are deleted).
+        #[arg(long, conflicts_with = "all")]
         drop_keys: bool,
+        /// With --all: an export imported after the reset, as `serve --seed` does (the same
+        /// ENGRAM_SEED), so the data dir returns to its seeded state.
+        #[arg(long, env = "ENGRAM_SEED")]
+        seed: Option<PathBuf>,
     },
     /// Change a tenant's plan (applied by a running server within seconds).
     SetPlan {
@@ -533,10 +549,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         }
         config.admin_token = Some(t);
     }
-    // The vault key is read from the environment only (never a flag: it would show in `ps`).
-    config.vault_key = std::env::var(engram::vault::KEY_ENV)
-        .ok()
-        .filter(|k| !k.trim().is_empty());
+    config.vault_key = vault_key_from_env();
     config.limits_enabled = !a.disable_limits;
     if let Some(n) = a.search_concurrency {
         config.search_concurrency = n.max(1);
@@ -786,9 +799,23 @@ fn tenants_command(cmd: TenantsCommand) -> Result<(), String> {
         }
         TenantsCommand::Reset {
             data,
+            embeddings,
             tenant,
+            all,
             drop_keys,
+            seed,
         } => {
+            let Some(tenant) = tenant.filter(|_| !all) else {
+                return reset_everything(&data.data_dir, &embeddings, seed.as_deref());
+            };
+            // ENGRAM_SEED (set for `serve`) is no mistake here, but `--seed` given with a tenant is.
+            if seed.is_some() && seed.map(Into::into) != std::env::var_os("ENGRAM_SEED") {
+                return Err(
+                    "--seed goes with --all (a reset of everything imports the seed \
+                            again); a tenant's reset keeps no seed"
+                        .into(),
+                );
+            }
             let mut conn = open(&data.data_dir)?;
             let found = in_tx(&mut conn, |c| tenants::reset_data(c, &tenant, !drop_keys))?;
             if !found {
@@ -996,13 +1023,80 @@ fn export(
     Ok(())
 }
 
+/// A data dir opened by a command that rewrites it while no server runs: its lock (refused,
+/// naming the holder, while a server or another such command has it), the database (migrated
+/// under the lock), the vault key loaded and recorded as `serve` does (ENGRAM_VAULT_KEY, else
+/// `<data-dir>/vault.key`), and the search index, rebuilt first when it needs it. Dropping it
+/// commits the index, closes the database and releases the lock.
+struct Offline {
+    db: store::Db,
+    search: Option<engram::search::Search>,
+    _lock: engram::datadir::DirLock,
+}
+
+impl Offline {
+    fn open(
+        data_dir: &std::path::Path,
+        embeddings: &EmbeddingArgs,
+        what: &str,
+    ) -> Result<Offline, String> {
+        let embeddings = embeddings.config()?;
+        let lock = engram::datadir::DirLock::acquire(data_dir, what)?;
+        let embedder = embeddings.embedder().map_err(|e| e.to_string())?;
+        let mut cfg = engram::config::Config::for_data_dir(data_dir);
+        cfg.vault_key = vault_key_from_env();
+        let mut dir = Offline {
+            db: store::Db::open(&cfg.db_path(), 2).map_err(|e| e.to_string())?,
+            search: None,
+            _lock: lock,
+        };
+        engram::open_vault_key(&dir.db, &cfg).map_err(|e| e.public_message())?;
+        let search = engram::search::Search::open(&cfg.index_dir(), embedder)
+            .map_err(|e| e.public_message())?;
+        let rebuild = search.needs_rebuild;
+        let search = dir.search.insert(search);
+        if rebuild {
+            let progress = Progress::new("index rebuild", "documents");
+            engram::search::rebuild::rebuild(&dir.db, search, |done, total| {
+                progress.update(done, total)
+            })
+            .map_err(|e| e.public_message())?;
+        }
+        Ok(dir)
+    }
+
+    /// Runs `f` on the database and the index.
+    fn run<T>(
+        &self,
+        f: impl FnOnce(&store::Db, &engram::search::Search) -> engram::error::Result<T>,
+    ) -> Result<T, String> {
+        let search = self.search.as_ref().ok_or("the search index is not open")?;
+        f(&self.db, search).map_err(|e| e.public_message())
+    }
+}
+
+impl Drop for Offline {
+    fn drop(&mut self) {
+        if let Some(search) = &self.search {
+            search.close();
+        }
+        self.db.close();
+    }
+}
+
+/// The vault key from the environment (never a flag: it would show in `ps`).
+fn vault_key_from_env() -> Option<String> {
+    std::env::var(engram::vault::KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+}
+
 fn import(
     data_dir: &std::path::Path,
     embeddings: &EmbeddingArgs,
     from: Option<&std::path::Path>,
 ) -> Result<(), String> {
     use std::io::Read;
-    let embeddings = embeddings.config()?;
     let text = match from {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
@@ -1014,40 +1108,67 @@ fn import(
             s
         }
     };
-    let _lock = engram::datadir::DirLock::acquire(data_dir, "import")?;
-    let embedder = embeddings.embedder().map_err(|e| e.to_string())?;
-    let cfg = engram::config::Config::for_data_dir(data_dir);
-    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
-    let db = store::Db::open(&cfg.db_path(), 2).map_err(|e| e.to_string())?;
-    let search =
-        engram::search::Search::open(&cfg.index_dir(), embedder).map_err(|e| e.to_string())?;
+    let dir = Offline::open(data_dir, embeddings, "import")?;
     let total = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
     let progress = std::sync::Arc::new(Progress::new("import", "records"));
     let p = progress.clone();
-    let result = db.write_blocking(move |c| {
-        store::transfer::import(
-            c,
-            text.lines().enumerate().map(|(i, l)| (i + 1, l)),
-            &mut |n| p.update(n, total.saturating_sub(2).max(n)),
-        )
-    });
-    let outcome = result.and_then(|imported| {
+    let (imported, indexed) = dir.run(|db, search| {
+        let imported = db.write_blocking(move |c| {
+            store::transfer::import_text(c, &text, &mut |n| {
+                p.update(n, total.saturating_sub(2).max(n))
+            })
+        })?;
         progress.update(imported.records, imported.records);
-        let indexed = if search.needs_rebuild {
-            engram::search::rebuild::rebuild(&db, &search, |_, _| {})?
-        } else {
-            engram::search::rebuild::index_tenant(&db, &search, &imported.tenant_id)?
-        };
+        let indexed = engram::search::rebuild::index_tenant(db, search, &imported.tenant_id)?;
         Ok((imported, indexed))
-    });
-    search.close();
-    db.close();
-    let (imported, indexed) = outcome.map_err(|e| e.public_message())?;
+    })?;
+    drop(dir);
     eprintln!(
         "imported tenant {}: {} records, {indexed} documents indexed",
         imported.tenant_id, imported.records
     );
     Ok(())
+}
+
+/// `engram tenants reset --all [--seed FILE]`: what POST /v1/admin/reset does, on a stopped data
+/// dir.
+fn reset_everything(
+    data_dir: &std::path::Path,
+    embeddings: &EmbeddingArgs,
+    seed: Option<&std::path::Path>,
+) -> Result<(), String> {
+    require_existing(data_dir)?;
+    let seed = seed
+        .map(engram::transfer::Seed::read)
+        .transpose()
+        .map_err(|e| e.public_message())?;
+    let dir = Offline::open(data_dir, embeddings, "tenants reset --all")
+        .map_err(|e| format!("{e} (on a running server: POST /v1/admin/reset)"))?;
+    let done = dir.run(|db, search| engram::transfer::reset_all(db, search, seed.as_ref()))?;
+    drop(dir);
+    eprintln!(
+        "reset everything: {} deleted, {}{}",
+        plural(done.deleted.len(), "tenant"),
+        match &done.kept {
+            Some(t) => format!("{t} (created at first start) reset, its keys kept"),
+            None => "no first-start tenant".to_string(),
+        },
+        match (&done.seeded, &seed) {
+            (Some(s), Some(file)) => format!(
+                "; seed {} imported again: tenant {}, {} records, {} documents indexed",
+                file.path.display(),
+                s.tenant_id,
+                s.records,
+                done.indexed
+            ),
+            _ => String::new(),
+        }
+    );
+    Ok(())
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// `engram migrate`: the schema upgrade, under the data-dir lock.
@@ -1157,7 +1278,7 @@ fn rotate_vault_key(data_dir: &std::path::Path) -> Result<(), String> {
     let lock = engram::datadir::DirLock::acquire(data_dir, "vault rotate-key")?;
     let mut conn = engram::datadir::open_db(data_dir, Some(&lock))?;
     let expected = store::meta_get(&conn.conn(), v::FINGERPRINT_META).map_err(|e| e.to_string())?;
-    let env = std::env::var(KEY_ENV).ok();
+    let env = vault_key_from_env();
     let old = MasterKey::load(data_dir, env.as_deref(), expected.as_deref())?;
     if expected.as_deref().is_some_and(|f| f != old.fingerprint()) {
         return Err(format!(

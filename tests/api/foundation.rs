@@ -495,6 +495,7 @@ async fn a_data_dir_in_use_is_refused_and_a_missing_one_is_not_created() {
         vec!["reindex"],
         vec!["migrate"],
         vec!["vault", "rotate-key"],
+        vec!["tenants", "reset", "--all"],
         vec!["import", "--from", "/dev/null"],
     ] {
         let mut args = args;
@@ -505,6 +506,8 @@ async fn a_data_dir_in_use_is_refused_and_a_missing_one_is_not_created() {
             "{args:?}: {err}"
         );
     }
+    let (ok, _, err) = run_cli(&["tenants", "reset", "--all", "--data-dir", &data]);
+    assert!(!ok && err.contains("POST /v1/admin/reset"), "{err}");
     // Commands that are safe beside a server still work.
     let (ok, _, err) = run_cli(&["tenants", "list", "--data-dir", &data]);
     assert!(ok, "{err}");
