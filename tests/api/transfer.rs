@@ -94,8 +94,16 @@ async fn populate(srv: &TestServer) -> (String, String, String) {
             assert_eq!(s, 202, "{b}");
         }
     }
-    for i in 0..3 {
+    let ops_session = |i: usize| async move {
         for (t, payload) in [
+            (
+                "message",
+                json!({"role": "user", "content": "Restart the web deployment"}),
+            ),
+            (
+                "command_exec",
+                json!({"command": "kubectl get deploy/web", "exitCode": 0}),
+            ),
             (
                 "tool_call",
                 json!({"tool": "kubectl", "input": {"cmd": "kubectl rollout restart deploy/web"}}),
@@ -119,16 +127,25 @@ async fn populate(srv: &TestServer) -> (String, String, String) {
             .await;
             assert_eq!(s, 202, "{b}");
         }
+    };
+    let learn = || async {
+        let (s, b) = as_key(
+            srv,
+            k,
+            Method::POST,
+            "/v1/learn?wait=true",
+            json!({"scope": "full"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    };
+    // Learned twice, with a run more the second time: the artifacts get a second version.
+    for i in 0..3 {
+        ops_session(i).await;
     }
-    let (s, b) = as_key(
-        srv,
-        k,
-        Method::POST,
-        "/v1/learn?wait=true",
-        json!({"scope": "full"}),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    learn().await;
+    ops_session(3).await;
+    learn().await;
     let (s, p) = as_key(srv, k, Method::POST, "/v1/projects", json!({"name": "ops"})).await;
     assert_eq!(s, 201, "{p}");
     let project = p["id"].as_str().unwrap();
@@ -152,6 +169,15 @@ async fn populate(srv: &TestServer) -> (String, String, String) {
     .await;
     assert_eq!(s, 201, "{b}");
     let agent = b["id"].as_str().unwrap().to_string();
+    let (s, b) = as_key(
+        srv,
+        k,
+        Method::POST,
+        &format!("/v1/projects/{project}/connectors"),
+        json!({"name": "Internal Docs", "mcp_url": "https://mcp.example.org/", "category": "Docs"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
     let (s, b) = as_key(
         srv,
         k,
@@ -303,6 +329,7 @@ async fn export_import_export_is_byte_identical_and_the_tenant_answers_the_same(
         "member",
         "key",
         "agent",
+        "connector",
         "session",
         "message",
         "invocation",
@@ -310,6 +337,8 @@ async fn export_import_export_is_byte_identical_and_the_tenant_answers_the_same(
         "event",
         "event_signature",
         "memory",
+        "artifact",
+        "artifact_version",
         "vault",
         "vault_item",
         "vault_audit",
@@ -319,6 +348,26 @@ async fn export_import_export_is_byte_identical_and_the_tenant_answers_the_same(
         assert!(
             found.contains(kind),
             "no {kind} record in the export: {found:?}"
+        );
+    }
+    // Artifacts with all their versions: the second learn made a version 2 of at least one,
+    // whose version 1 is an artifact_version record.
+    let records: Vec<Value> = first
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let newer: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "artifact" && r["version"].as_i64() >= Some(2))
+        .collect();
+    assert!(!newer.is_empty(), "no artifact has a second version");
+    for artifact in newer {
+        assert!(
+            records.iter().any(|r| r["kind"] == "artifact_version"
+                && r["artifact_id"] == artifact["id"]
+                && r["version"] == 1),
+            "version 1 of {} was not exported",
+            artifact["id"]
         );
     }
     assert!(
