@@ -179,7 +179,9 @@ struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "ENGRAM_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormatArg,
-    /// Plan of the default tenant created at first start: free, developer, pro, enterprise.
+    /// Plan of the default tenant created at first start, and of tenants the operator API creates
+    /// without a plan (POST /v1/admin/tenants): free, developer, pro, enterprise. `engram tenants
+    /// create` follows the same variable.
     #[arg(long, env = "ENGRAM_DEFAULT_PLAN", default_value = "pro")]
     default_plan: Plan,
     /// Worker threads processing captured events.
@@ -341,7 +343,10 @@ enum TenantsCommand {
         data: DataDirArg,
         #[arg(long, env = "ENGRAM_TENANT_NAME")]
         name: String,
-        /// Plan (default: the server's default plan, ENGRAM_DEFAULT_PLAN, else pro).
+        /// Plan: free, developer, pro, enterprise. Default: ENGRAM_DEFAULT_PLAN when set — the
+        /// variable behind `serve --default-plan`, so the CLI and the operator API give new
+        /// tenants the same plan — else pro. (A `--default-plan` flag given to a running server
+        /// is not seen here: set ENGRAM_DEFAULT_PLAN, or pass --plan.)
         #[arg(long, env = "ENGRAM_DEFAULT_PLAN", default_value = "pro")]
         plan: Plan,
         /// The owner's email.
