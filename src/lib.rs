@@ -108,9 +108,12 @@ fn print_bootstrap_banner(key: &str, tenant_id: &str, addr: SocketAddr) {
     );
 }
 
-/// The vault's master key for this data dir, checked against the fingerprint the database
-/// remembers (`crate::vault`): another key while the vault holds items refuses the start.
-fn open_vault_key(db: &store::Db, cfg: &Config) -> Result<vault::MasterKey> {
+/// The vault's master key for this data dir (`cfg.vault_key`, else `<data-dir>/vault.key`,
+/// created if missing), checked against the fingerprint the database remembers (`crate::vault`):
+/// another key while the vault holds items refuses the start. The key's fingerprint is recorded
+/// when the database has none yet. `serve` and the commands that write a stopped data dir
+/// (`engram import`, `engram tenants reset --all`) load it alike.
+pub fn open_vault_key(db: &store::Db, cfg: &Config) -> Result<vault::MasterKey> {
     use store::vault::FINGERPRINT_META as FINGERPRINT;
     let expected = db.read_blocking(|c| store::meta_get(c, FINGERPRINT))?;
     let key = vault::MasterKey::load(&cfg.data_dir, cfg.vault_key.as_deref(), expected.as_deref())

@@ -53,6 +53,12 @@ enum Command {
     /// Rebuild the search index from the database, re-embedding every document (stop the server
     /// first). Pass the same embeddings options the server runs with.
     Reindex(ReindexArgs),
+    /// Upgrade the data dir's database to this engram's schema (stop the server first; `serve`
+    /// does it at start too). Other commands do not migrate a dir a server is using.
+    Migrate {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// Manage the vault's master key.
     Vault {
         #[command(subcommand)]
@@ -173,7 +179,9 @@ struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "ENGRAM_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormatArg,
-    /// Plan of the default tenant created at first start: free, developer, pro, enterprise.
+    /// Plan of the default tenant created at first start, and of tenants the operator API creates
+    /// without a plan (POST /v1/admin/tenants): free, developer, pro, enterprise. `engram tenants
+    /// create` follows the same variable.
     #[arg(long, env = "ENGRAM_DEFAULT_PLAN", default_value = "pro")]
     default_plan: Plan,
     /// Worker threads processing captured events.
@@ -335,7 +343,10 @@ enum TenantsCommand {
         data: DataDirArg,
         #[arg(long, env = "ENGRAM_TENANT_NAME")]
         name: String,
-        /// Plan (default: the server's default plan, ENGRAM_DEFAULT_PLAN, else pro).
+        /// Plan: free, developer, pro, enterprise. Default: ENGRAM_DEFAULT_PLAN when set — the
+        /// variable behind `serve --default-plan`, so the CLI and the operator API give new
+        /// tenants the same plan — else pro. (A `--default-plan` flag given to a running server
+        /// is not seen here: set ENGRAM_DEFAULT_PLAN, or pass --plan.)
         #[arg(long, env = "ENGRAM_DEFAULT_PLAN", default_value = "pro")]
         plan: Plan,
         /// The owner's email.
@@ -356,13 +367,29 @@ enum TenantsCommand {
     /// Delete a tenant's data (memory, agents, projects, vault); developers, the plan and usage
     /// counters stay, and its keys too unless --drop-keys. A running server drops the index
     /// entries of the deleted data as it meets them; `engram reindex` (server stopped) clears them.
+    /// With --all instead of a tenant: reset everything, like POST /v1/admin/reset (server
+    /// stopped): the tenant created at first start is reset (its keys stay), every other tenant
+    /// is deleted, the index is cleared to match, and --seed is imported again.
     Reset {
         #[command(flatten)]
         data: DataDirArg,
-        tenant: String,
-        /// Delete the tenant's API keys too.
+        #[command(flatten)]
+        embeddings: EmbeddingArgs,
+        /// The tenant to reset (ten_…); or --all.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        tenant: Option<String>,
+        /// Reset every tenant (the data dir's lock is taken: stop the server first, or use
+        /// POST /v1/admin/reset on it).
         #[arg(long)]
+        all: bool,
+        /// Delete the tenant's API keys too (not with --all: the first-start tenant keeps its keys,
+        /// the others are deleted).
+        #[arg(long, conflicts_with = "all")]
         drop_keys: bool,
+        /// With --all: an export imported after the reset, as `serve --seed` does (the same
+        /// ENGRAM_SEED), so the data dir returns to its seeded state.
+        #[arg(long, env = "ENGRAM_SEED")]
+        seed: Option<PathBuf>,
     },
     /// Change a tenant's plan (applied by a running server within seconds).
     SetPlan {
@@ -437,6 +464,7 @@ fn main() -> ExitCode {
         Command::Tenants { command } => tenants_command(command),
         Command::Connectors { command } => connectors_command(command),
         Command::Reindex(r) => reindex(&r.data.data_dir, &r.embeddings),
+        Command::Migrate { data } => migrate(&data.data_dir),
         Command::Vault {
             command: VaultCommand::RotateKey { data },
         } => rotate_vault_key(&data.data_dir),
@@ -526,10 +554,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         }
         config.admin_token = Some(t);
     }
-    // The vault key is read from the environment only (never a flag: it would show in `ps`).
-    config.vault_key = std::env::var(engram::vault::KEY_ENV)
-        .ok()
-        .filter(|k| !k.trim().is_empty());
+    config.vault_key = vault_key_from_env();
     config.limits_enabled = !a.disable_limits;
     if let Some(n) = a.search_concurrency {
         config.search_concurrency = n.max(1);
@@ -577,8 +602,10 @@ async fn wait_for_signal() {
     }
 }
 
+/// The data dir's database, beside a server that may be running: migrated only under the
+/// data-dir lock (`datadir::open_db`).
 fn open(data_dir: &std::path::Path) -> Result<store::Direct, String> {
-    store::open_direct(data_dir).map_err(|e| e.to_string())
+    engram::datadir::open_db(data_dir, None)
 }
 
 /// Runs `f` in one IMMEDIATE transaction (waits for a running server's writer if needed).
@@ -777,9 +804,23 @@ fn tenants_command(cmd: TenantsCommand) -> Result<(), String> {
         }
         TenantsCommand::Reset {
             data,
+            embeddings,
             tenant,
+            all,
             drop_keys,
+            seed,
         } => {
+            let Some(tenant) = tenant.filter(|_| !all) else {
+                return reset_everything(&data.data_dir, &embeddings, seed.as_deref());
+            };
+            // ENGRAM_SEED (set for `serve`) is no mistake here, but `--seed` given with a tenant is.
+            if seed.is_some() && seed.map(Into::into) != std::env::var_os("ENGRAM_SEED") {
+                return Err(
+                    "--seed goes with --all (a reset of everything imports the seed \
+                            again); a tenant's reset keeps no seed"
+                        .into(),
+                );
+            }
             let mut conn = open(&data.data_dir)?;
             let found = in_tx(&mut conn, |c| tenants::reset_data(c, &tenant, !drop_keys))?;
             if !found {
@@ -987,13 +1028,80 @@ fn export(
     Ok(())
 }
 
+/// A data dir opened by a command that rewrites it while no server runs: its lock (refused,
+/// naming the holder, while a server or another such command has it), the database (migrated
+/// under the lock), the vault key loaded and recorded as `serve` does (ENGRAM_VAULT_KEY, else
+/// `<data-dir>/vault.key`), and the search index, rebuilt first when it needs it. Dropping it
+/// commits the index, closes the database and releases the lock.
+struct Offline {
+    db: store::Db,
+    search: Option<engram::search::Search>,
+    _lock: engram::datadir::DirLock,
+}
+
+impl Offline {
+    fn open(
+        data_dir: &std::path::Path,
+        embeddings: &EmbeddingArgs,
+        what: &str,
+    ) -> Result<Offline, String> {
+        let embeddings = embeddings.config()?;
+        let lock = engram::datadir::DirLock::acquire(data_dir, what)?;
+        let embedder = embeddings.embedder().map_err(|e| e.to_string())?;
+        let mut cfg = engram::config::Config::for_data_dir(data_dir);
+        cfg.vault_key = vault_key_from_env();
+        let mut dir = Offline {
+            db: store::Db::open(&cfg.db_path(), 2).map_err(|e| e.to_string())?,
+            search: None,
+            _lock: lock,
+        };
+        engram::open_vault_key(&dir.db, &cfg).map_err(|e| e.public_message())?;
+        let search = engram::search::Search::open(&cfg.index_dir(), embedder)
+            .map_err(|e| e.public_message())?;
+        let rebuild = search.needs_rebuild;
+        let search = dir.search.insert(search);
+        if rebuild {
+            let progress = Progress::new("index rebuild", "documents");
+            engram::search::rebuild::rebuild(&dir.db, search, |done, total| {
+                progress.update(done, total)
+            })
+            .map_err(|e| e.public_message())?;
+        }
+        Ok(dir)
+    }
+
+    /// Runs `f` on the database and the index.
+    fn run<T>(
+        &self,
+        f: impl FnOnce(&store::Db, &engram::search::Search) -> engram::error::Result<T>,
+    ) -> Result<T, String> {
+        let search = self.search.as_ref().ok_or("the search index is not open")?;
+        f(&self.db, search).map_err(|e| e.public_message())
+    }
+}
+
+impl Drop for Offline {
+    fn drop(&mut self) {
+        if let Some(search) = &self.search {
+            search.close();
+        }
+        self.db.close();
+    }
+}
+
+/// The vault key from the environment (never a flag: it would show in `ps`).
+fn vault_key_from_env() -> Option<String> {
+    std::env::var(engram::vault::KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+}
+
 fn import(
     data_dir: &std::path::Path,
     embeddings: &EmbeddingArgs,
     from: Option<&std::path::Path>,
 ) -> Result<(), String> {
     use std::io::Read;
-    let embeddings = embeddings.config()?;
     let text = match from {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
@@ -1005,39 +1113,91 @@ fn import(
             s
         }
     };
-    let _lock = engram::datadir::DirLock::acquire(data_dir, "import")?;
-    let embedder = embeddings.embedder().map_err(|e| e.to_string())?;
-    let cfg = engram::config::Config::for_data_dir(data_dir);
-    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
-    let db = store::Db::open(&cfg.db_path(), 2).map_err(|e| e.to_string())?;
-    let search =
-        engram::search::Search::open(&cfg.index_dir(), embedder).map_err(|e| e.to_string())?;
+    let dir = Offline::open(data_dir, embeddings, "import")?;
     let total = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
     let progress = std::sync::Arc::new(Progress::new("import", "records"));
     let p = progress.clone();
-    let result = db.write_blocking(move |c| {
-        store::transfer::import(
-            c,
-            text.lines().enumerate().map(|(i, l)| (i + 1, l)),
-            &mut |n| p.update(n, total.saturating_sub(2).max(n)),
-        )
-    });
-    let outcome = result.and_then(|imported| {
+    let (imported, indexed) = dir.run(|db, search| {
+        let imported = db.write_blocking(move |c| {
+            store::transfer::import_text(c, &text, &mut |n| {
+                p.update(n, total.saturating_sub(2).max(n))
+            })
+        })?;
         progress.update(imported.records, imported.records);
-        let indexed = if search.needs_rebuild {
-            engram::search::rebuild::rebuild(&db, &search, |_, _| {})?
-        } else {
-            engram::search::rebuild::index_tenant(&db, &search, &imported.tenant_id)?
-        };
+        let indexed = engram::search::rebuild::index_tenant(db, search, &imported.tenant_id)?;
         Ok((imported, indexed))
-    });
-    search.close();
-    db.close();
-    let (imported, indexed) = outcome.map_err(|e| e.public_message())?;
+    })?;
+    drop(dir);
     eprintln!(
         "imported tenant {}: {} records, {indexed} documents indexed",
         imported.tenant_id, imported.records
     );
+    Ok(())
+}
+
+/// `engram tenants reset --all [--seed FILE]`: what POST /v1/admin/reset does, on a stopped data
+/// dir.
+fn reset_everything(
+    data_dir: &std::path::Path,
+    embeddings: &EmbeddingArgs,
+    seed: Option<&std::path::Path>,
+) -> Result<(), String> {
+    require_existing(data_dir)?;
+    let seed = seed
+        .map(engram::transfer::Seed::read)
+        .transpose()
+        .map_err(|e| e.public_message())?;
+    let dir = Offline::open(data_dir, embeddings, "tenants reset --all")
+        .map_err(|e| format!("{e} (on a running server: POST /v1/admin/reset)"))?;
+    let done = dir.run(|db, search| engram::transfer::reset_all(db, search, seed.as_ref()))?;
+    drop(dir);
+    eprintln!(
+        "reset everything: {} deleted, {}{}",
+        plural(done.deleted.len(), "tenant"),
+        match &done.kept {
+            Some(t) => format!("{t} (created at first start) reset, its keys kept"),
+            None => "no first-start tenant".to_string(),
+        },
+        match (&done.seeded, &seed) {
+            (Some(s), Some(file)) => format!(
+                "; seed {} imported again: tenant {}, {} records, {} documents indexed",
+                file.path.display(),
+                s.tenant_id,
+                s.records,
+                done.indexed
+            ),
+            _ => String::new(),
+        }
+    );
+    Ok(())
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `engram migrate`: the schema upgrade, under the data-dir lock.
+fn migrate(data_dir: &std::path::Path) -> Result<(), String> {
+    require_existing(data_dir)?;
+    let _lock = engram::datadir::DirLock::acquire(data_dir, "migrate")?;
+    let (from, to) = store::open_unmigrated(data_dir)
+        .and_then(|mut db| {
+            let from = db.schema_version()?;
+            db.migrate()?;
+            Ok((from, db.schema_version()?))
+        })
+        .map_err(|e| e.to_string())?;
+    if from == to {
+        eprintln!(
+            "{}: schema version {to} is this engram's; nothing to migrate",
+            data_dir.display()
+        );
+    } else {
+        eprintln!(
+            "{}: migrated the schema from version {from} to version {to}",
+            data_dir.display()
+        );
+    }
     Ok(())
 }
 
@@ -1119,9 +1279,11 @@ impl Progress {
 fn rotate_vault_key(data_dir: &std::path::Path) -> Result<(), String> {
     use engram::store::vault as v;
     use engram::vault::{MasterKey, KEY_ENV};
-    let mut conn = open(data_dir)?;
+    require_existing(data_dir)?;
+    let lock = engram::datadir::DirLock::acquire(data_dir, "vault rotate-key")?;
+    let mut conn = engram::datadir::open_db(data_dir, Some(&lock))?;
     let expected = store::meta_get(&conn.conn(), v::FINGERPRINT_META).map_err(|e| e.to_string())?;
-    let env = std::env::var(KEY_ENV).ok();
+    let env = vault_key_from_env();
     let old = MasterKey::load(data_dir, env.as_deref(), expected.as_deref())?;
     if expected.as_deref().is_some_and(|f| f != old.fingerprint()) {
         return Err(format!(

@@ -3,7 +3,8 @@
 One server per session, started on a free port with a known API key and an operator token; every
 test gets it after a reset, so tests never see each other's data. Point ENGRAM_BIN at the binary
 (`cargo install --path .` puts `engram` on PATH, which is used otherwise). Set ENGRAM_SEED to an
-export (`engram export --tenant … --to seed.ndjson`) to start from known data.
+export (`engram export --tenant … --to seed.ndjson`) to start from known data: every test does, since
+the reset before it imports the seed again.
 
     def test_something(engram):
         hx = engram.sdk()                 # the official SDK, pointed at this server
@@ -66,8 +67,8 @@ class Engram:
         return answer["data"]
 
     def reset(self):
-        """Every tenant's data goes; the bootstrap tenant and its key stay. Faults and the request
-        journal are cleared too."""
+        """Every tenant's data goes; the bootstrap tenant and its key stay, and the seed (ENGRAM_SEED)
+        is imported again. Faults and the request journal are cleared too."""
         self.admin("POST", "/v1/admin/reset")
         self.admin("DELETE", "/v1/admin/faults")
         self.admin("DELETE", "/v1/admin/requests")

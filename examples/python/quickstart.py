@@ -32,4 +32,7 @@ def run(base, key):
 
 
 if __name__ == "__main__":
+    if not os.environ.get("ENGRAM_KEY"):
+        raise SystemExit("quickstart.py: set ENGRAM_KEY to an engram API key (and ENGRAM_URL to the server, "
+                         "default http://127.0.0.1:8080)")
     run(os.environ.get("ENGRAM_URL", "http://127.0.0.1:8080"), os.environ["ENGRAM_KEY"])

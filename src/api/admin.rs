@@ -8,6 +8,8 @@
 //! - A reset deletes a tenant's data (memory, agents, projects, vault) from the database, the
 //!   search index and the in-memory caches; developers, keys (unless `{"keys": false}`), the plan
 //!   and usage counters stay. The bootstrap tenant cannot be deleted, only reset.
+//! - A reset of everything on a server started with `--seed` re-imports the seed, so it returns
+//!   to the seeded state (`transfer::reset_all`).
 
 use crate::app::AppState;
 use crate::domain::JobKind;
@@ -110,6 +112,8 @@ struct AllReset<'a> {
     tenants_deleted: usize,
     /// The tenant created at first start, reset rather than deleted (`null` if there is none).
     kept: Option<&'a str>,
+    /// The tenant re-imported from the server's seed file (`serve --seed`), `null` without one.
+    seeded: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -123,16 +127,13 @@ struct TenantImported<'a> {
     indexed_documents: u64,
 }
 
-/// Clears what the server holds in memory and in the index for tenants whose data went away
-/// (one index commit for all of them).
-async fn forget<'a>(state: &AppState, tenant_ids: impl IntoIterator<Item = &'a String>) {
-    for tenant_id in tenant_ids {
-        state.auth.evict_tenant(tenant_id);
-        state.runtime.sessions.forget_tenant(tenant_id);
-        state.search.submit(IndexOp::DeleteTenant {
-            tenant_id: tenant_id.clone(),
-        });
-    }
+/// Clears what the server holds in memory and in the index for a tenant whose data went away.
+async fn forget(state: &AppState, tenant_id: &str) {
+    state.auth.evict_tenant(tenant_id);
+    state.runtime.sessions.forget_tenant(tenant_id);
+    state.search.submit(IndexOp::DeleteTenant {
+        tenant_id: tenant_id.to_string(),
+    });
     state.search.flush().await;
 }
 
@@ -213,7 +214,7 @@ pub async fn delete_tenant(ctx: Ctx) -> Result<Reply> {
     if !deleted {
         return Err(Error::not_found("tenant"));
     }
-    forget(&ctx.state, [&id]).await;
+    forget(&ctx.state, &id).await;
     Ok(Reply::ok(TenantDeleted {
         id: &id,
         deleted: true,
@@ -243,7 +244,7 @@ pub async fn reset_tenant(ctx: Ctx) -> Result<Reply> {
     if !found {
         return Err(Error::not_found("tenant"));
     }
-    forget(&ctx.state, [&id]).await;
+    forget(&ctx.state, &id).await;
     Ok(Reply::ok(TenantReset {
         id: &id,
         reset: true,
@@ -253,28 +254,12 @@ pub async fn reset_tenant(ctx: Ctx) -> Result<Reply> {
 
 pub async fn reset_all(ctx: Ctx) -> Result<Reply> {
     operator(&ctx)?;
-    let (kept, deleted) = ctx
-        .state
-        .db
-        .write(|c| {
-            let keep = tenants::default_tenant_id(c)?;
-            let mut deleted = Vec::new();
-            for t in tenants::list(c)? {
-                if Some(&t.id) == keep.as_ref() {
-                    tenants::reset_data(c, &t.id, true)?;
-                } else {
-                    tenants::delete(c, &t.id)?;
-                    deleted.push(t.id);
-                }
-            }
-            Ok((keep, deleted))
-        })
-        .await?;
-    forget(&ctx.state, kept.iter().chain(deleted.iter())).await;
+    let done = crate::transfer::reset_server(&ctx.state).await?;
     Ok(Reply::ok(AllReset {
         reset: true,
-        tenants_deleted: deleted.len(),
-        kept: kept.as_deref(),
+        tenants_deleted: done.deleted.len(),
+        kept: done.kept.as_deref(),
+        seeded: done.seeded.as_ref().map(|s| s.tenant_id.as_str()),
     }))
 }
 

@@ -28,6 +28,19 @@ impl Direct {
         Ok(v)
     }
 
+    /// The schema version of the database (`PRAGMA user_version`; 0 for a new, empty file).
+    pub fn schema_version(&self) -> Result<u32> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// Creates the schema of an empty database or migrates an older one to `SCHEMA_VERSION`;
+    /// refuses a newer one (`schema::migrate`).
+    pub fn migrate(&mut self) -> Result<()> {
+        migrate(&mut self.conn)
+    }
+
     /// Writes a consistent copy of the database to `to`, which must not exist (`VACUUM INTO`).
     pub fn backup_to(&self, to: &Path) -> Result<()> {
         self.conn
@@ -37,14 +50,24 @@ impl Direct {
 }
 
 /// Opens the database file of a data dir for a one-off command (CLI), creating and migrating it.
+/// A CLI that may run beside a server opens it with `open_unmigrated` instead and migrates only
+/// under the data-dir lock (`crate::datadir::open_db`).
 pub fn open_direct(data_dir: &Path) -> Result<Direct> {
+    let mut db = open_unmigrated(data_dir)?;
+    db.migrate()?;
+    Ok(db)
+}
+
+/// Opens (creating if needed) the database file of a data dir as it is: no schema is created or
+/// migrated; `schema_version` says whether `migrate` has work to do.
+pub fn open_unmigrated(data_dir: &Path) -> Result<Direct> {
     std::fs::create_dir_all(data_dir).map_err(|e| {
         Error::Internal(format!(
             "cannot create data dir {}: {e}",
             data_dir.display()
         ))
     })?;
-    let mut conn = open_connection(&data_dir.join("engram.db"))?;
-    migrate(&mut conn)?;
-    Ok(Direct { conn })
+    Ok(Direct {
+        conn: open_connection(&data_dir.join("engram.db"))?,
+    })
 }

@@ -84,7 +84,7 @@ pub(crate) mod writer;
 pub(crate) use conn::spelled;
 pub use conn::{open_connection, Conn, ReadPool};
 pub use db::{Db, DbStats};
-pub use direct::{open_direct, Direct};
+pub use direct::{open_direct, open_unmigrated, Direct};
 pub use meta::{meta_get, meta_set};
 pub use schema::{migrate, SCHEMA_VERSION};
 pub(crate) use writer::{panic_text, PendingWrite, QueuedWrite};

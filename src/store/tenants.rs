@@ -300,3 +300,19 @@ pub fn delete(conn: &Conn, id: &str) -> Result<bool> {
     crate::store::novelty::forget_tenant(conn, id)?;
     Ok(conn.execute("DELETE FROM tenants WHERE id = ?1", [id])? > 0)
 }
+
+/// Resets everything: the tenant created at first start loses its data (its keys stay), every
+/// other tenant is deleted with everything it has. Answers (the kept tenant, the deleted ones).
+pub fn reset_all(conn: &Conn) -> Result<(Option<String>, Vec<String>)> {
+    let keep = default_tenant_id(conn)?;
+    let mut deleted = Vec::new();
+    for t in list(conn)? {
+        if Some(&t.id) == keep.as_ref() {
+            reset_data(conn, &t.id, true)?;
+        } else {
+            delete(conn, &t.id)?;
+            deleted.push(t.id);
+        }
+    }
+    Ok((keep, deleted))
+}

@@ -413,7 +413,7 @@ pub fn import<'a>(
         }
         if kind == "vault_item" && (header.vault_key.is_none() || header.vault_key != vault_key) {
             return Err(Error::Conflict(format!(
-                "the export's vault items are encrypted under the master key with fingerprint {} but this server's key has fingerprint {}: start it with the exporting server's key (ENGRAM_VAULT_KEY, or its vault.key) to import them",
+                "the export's vault items are encrypted under the master key with fingerprint {} but this server's key has fingerprint {}: give this server (or `engram import`) the exporting server's key (ENGRAM_VAULT_KEY, or its vault.key) to import them",
                 header.vault_key.as_deref().unwrap_or("(none)"),
                 vault_key.as_deref().unwrap_or("(none)")
             )));
@@ -466,6 +466,15 @@ pub fn import<'a>(
         crate::store::novelty::rebuild_pending(conn)?;
     }
     Ok(done)
+}
+
+/// `import` of an export's whole text, its lines numbered from 1.
+pub fn import_text(conn: &Conn, text: &str, progress: &mut dyn FnMut(u64)) -> Result<Imported> {
+    import(
+        conn,
+        text.lines().enumerate().map(|(i, l)| (i + 1, l)),
+        progress,
+    )
 }
 
 trait Nullish {

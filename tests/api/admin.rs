@@ -263,12 +263,56 @@ async fn the_cli_creates_resets_and_deletes_tenants_too() {
         .unwrap()["plan"]
         .clone();
     assert_eq!(plan, "pro", "the default plan, as serve uses");
+    // The CLI's default follows ENGRAM_DEFAULT_PLAN, the variable behind `serve --default-plan`;
+    // --plan wins; a bad plan is named.
+    for (env, args, expected) in [
+        (Some("developer"), vec![], "developer"),
+        (Some("developer"), vec!["--plan", "free"], "free"),
+        (None, vec!["--plan", "enterprise"], "enterprise"),
+    ] {
+        let name = format!("cli-{expected}");
+        let mut argv = vec!["tenants", "create", "--data-dir", &data, "--name", &name];
+        argv.extend(args);
+        let vars: Vec<(&str, &str)> = env
+            .map(|p| ("ENGRAM_DEFAULT_PLAN", p))
+            .into_iter()
+            .collect();
+        let (ok, _, err) = crate::support::run_cli_env(&argv, &vars);
+        assert!(ok, "{err}");
+        let (_, b) = admin(&srv, Method::GET, "/v1/admin/tenants", json!({})).await;
+        let created = b["data"]["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name.as_str())
+            .cloned()
+            .unwrap();
+        assert_eq!(created["plan"], expected, "{env:?} {argv:?}");
+    }
+    let (ok, _, err) = crate::support::run_cli_env(
+        &["tenants", "create", "--data-dir", &data, "--name", "x"],
+        &[("ENGRAM_DEFAULT_PLAN", "gold")],
+    );
+    assert!(
+        !ok && err.contains("unknown plan 'gold' (expected free, developer, pro or enterprise)"),
+        "{err}"
+    );
     let (s, _) = send(
         srv.req_as(&key, Method::POST, "/v1/capture")
             .json(&json!({"type": "message", "sessionId": "s", "payload": {"content": "hi"}})),
     )
     .await;
     assert_eq!(s, 202);
+    let (ok, _, err) = crate::support::run_cli(&[
+        "tenants",
+        "reset",
+        "--data-dir",
+        &data,
+        &id,
+        "--seed",
+        "seed.ndjson",
+    ]);
+    assert!(!ok && err.contains("--seed goes with --all"), "{err}");
     let (ok, _, err) = crate::support::run_cli(&["tenants", "reset", "--data-dir", &data, &id]);
     assert!(ok, "{err}");
     let (s, b) = send(srv.req_as(&key, Method::GET, "/v1/events")).await;

@@ -489,8 +489,25 @@ async fn a_data_dir_in_use_is_refused_and_a_missing_one_is_not_created() {
         text.contains("in use by another engram") && text.contains("(serve)"),
         "{text}"
     );
-    let (ok, _, err) = run_cli(&["reindex", "--data-dir", &data]);
-    assert!(!ok && err.contains("in use"), "{err}");
+    // Every command that rewrites the database or the index refuses, naming the server.
+    let holder = format!("pid {} (serve)", std::process::id());
+    for args in [
+        vec!["reindex"],
+        vec!["migrate"],
+        vec!["vault", "rotate-key"],
+        vec!["tenants", "reset", "--all"],
+        vec!["import", "--from", "/dev/null"],
+    ] {
+        let mut args = args;
+        args.extend(["--data-dir", &data]);
+        let (ok, _, err) = run_cli(&args);
+        assert!(
+            !ok && err.contains("in use by another engram") && err.contains(&holder),
+            "{args:?}: {err}"
+        );
+    }
+    let (ok, _, err) = run_cli(&["tenants", "reset", "--all", "--data-dir", &data]);
+    assert!(!ok && err.contains("POST /v1/admin/reset"), "{err}");
     // Commands that are safe beside a server still work.
     let (ok, _, err) = run_cli(&["tenants", "list", "--data-dir", &data]);
     assert!(ok, "{err}");
@@ -514,4 +531,99 @@ async fn a_data_dir_in_use_is_refused_and_a_missing_one_is_not_created() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("not an engram data dir"));
         assert!(!missing.exists(), "{args:?} created the data dir");
     }
+}
+
+/// The schema version of the database in `dir`, read without migrating it.
+fn schema_version(dir: &std::path::Path) -> u32 {
+    engram::store::open_unmigrated(dir)
+        .unwrap()
+        .schema_version()
+        .unwrap()
+}
+
+/// What migration 4 added, taken out again (a version 3 database).
+const UNDO_4: &str = "DROP TABLE vault_audit; DROP TABLE vault_items; DROP TABLE vaults;";
+
+/// Sets the database's schema version after running `undo`.
+fn set_schema_version(dir: &std::path::Path, undo: &str, version: u32) {
+    let db = engram::store::open_unmigrated(dir).unwrap();
+    db.conn()
+        .sqlite()
+        .execute_batch(&format!("{undo} PRAGMA user_version = {version};"))
+        .unwrap();
+}
+
+/// A CLI command never migrates the database of a data dir a server is using (a newer binary's
+/// CLI beside an older server): it refuses, naming the holder and the way out. `engram migrate`
+/// migrates under the lock, saying from and to which version; with the lock free, other
+/// commands migrate under it too; a newer schema is refused by all.
+#[tokio::test]
+async fn an_older_schema_is_migrated_only_under_the_data_dir_lock() {
+    let current = engram::store::SCHEMA_VERSION;
+    let srv = TestServer::start().await;
+    let dir = srv.data_dir().to_path_buf();
+    let data = dir.display().to_string();
+    // As if the running server were an older engram: its database has the previous version.
+    set_schema_version(&dir, "", current - 1);
+    let holder = format!("pid {} (serve)", std::process::id());
+    for args in [
+        vec!["tenants", "list"],
+        vec!["keys", "create", "--name", "x"],
+        vec!["tenants", "create", "--name", "x"],
+        vec!["backup", "--to", "/nonexistent/copy.db"],
+    ] {
+        let mut args = args;
+        args.extend(["--data-dir", &data]);
+        let (ok, _, err) = run_cli(&args);
+        assert!(!ok, "{args:?} ran on a database it would have to migrate");
+        for says in [
+            format!("schema version {}", current - 1).as_str(),
+            &holder,
+            "engram migrate",
+            "stop that server",
+        ] {
+            assert!(err.contains(says), "{args:?} does not say {says:?}: {err}");
+        }
+        assert_eq!(schema_version(&dir), current - 1, "{args:?} migrated");
+    }
+    let (ok, _, err) = run_cli(&["migrate", "--data-dir", &data]);
+    assert!(!ok && err.contains(&holder), "{err}");
+    assert_eq!(schema_version(&dir), current - 1);
+    set_schema_version(&dir, "", current);
+    let dir_guard = srv.shutdown().await;
+
+    // Stopped: `engram migrate` upgrades it and says so; a second run has nothing to do.
+    set_schema_version(&dir, UNDO_4, 3);
+    let (ok, _, err) = run_cli(&["migrate", "--data-dir", &data]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!("from version 3 to version {current}")),
+        "{err}"
+    );
+    assert_eq!(schema_version(&dir), current);
+    let (ok, _, err) = run_cli(&["migrate", "--data-dir", &data]);
+    assert!(ok && err.contains("nothing to migrate"), "{err}");
+    // With the lock free, another command migrates under it and runs.
+    set_schema_version(&dir, UNDO_4, 3);
+    let (ok, out, err) = run_cli(&["tenants", "list", "--data-dir", &data]);
+    assert!(ok && out.contains("(default)"), "{err}");
+    assert_eq!(schema_version(&dir), current);
+    // A newer schema is refused, by `migrate` too.
+    set_schema_version(&dir, "", 999);
+    for args in [vec!["tenants", "list"], vec!["migrate"]] {
+        let mut args = args;
+        args.extend(["--data-dir", &data]);
+        let (ok, _, err) = run_cli(&args);
+        assert!(!ok && err.contains("newer engram"), "{args:?}: {err}");
+        assert_eq!(schema_version(&dir), 999);
+    }
+    // `migrate` on a missing data dir says so (exit 2) and creates nothing.
+    let missing = dir_guard.path().join("nowhere");
+    let out = std::process::Command::new(engram_bin())
+        .args(["migrate", "--data-dir"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!missing.exists());
 }

@@ -1,9 +1,10 @@
 //! Export, import and seed: a tenant with every kind of record is exported, imported into a fresh
 //! server and exported again — byte-identical — and answers there as it did (its key, its pack,
 //! its vault value); damaged or conflicting imports are refused naming the problem and leave
-//! nothing behind; `serve --seed` imports once; the CLI does the same on a data dir.
+//! nothing behind; `serve --seed` imports once, and a reset of everything imports it again; the
+//! CLI does the same on a data dir (vault items with the exporting server's key).
 
-use crate::support::{run_cli, send, TestServer};
+use crate::support::{run_cli, run_cli_env, send, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -93,8 +94,16 @@ async fn populate(srv: &TestServer) -> (String, String, String) {
             assert_eq!(s, 202, "{b}");
         }
     }
-    for i in 0..3 {
+    let ops_session = |i: usize| async move {
         for (t, payload) in [
+            (
+                "message",
+                json!({"role": "user", "content": "Restart the web deployment"}),
+            ),
+            (
+                "command_exec",
+                json!({"command": "kubectl get deploy/web", "exitCode": 0}),
+            ),
             (
                 "tool_call",
                 json!({"tool": "kubectl", "input": {"cmd": "kubectl rollout restart deploy/web"}}),
@@ -118,16 +127,25 @@ async fn populate(srv: &TestServer) -> (String, String, String) {
             .await;
             assert_eq!(s, 202, "{b}");
         }
+    };
+    let learn = || async {
+        let (s, b) = as_key(
+            srv,
+            k,
+            Method::POST,
+            "/v1/learn?wait=true",
+            json!({"scope": "full"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    };
+    // Learned twice, with a run more the second time: the artifacts get a second version.
+    for i in 0..3 {
+        ops_session(i).await;
     }
-    let (s, b) = as_key(
-        srv,
-        k,
-        Method::POST,
-        "/v1/learn?wait=true",
-        json!({"scope": "full"}),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    learn().await;
+    ops_session(3).await;
+    learn().await;
     let (s, p) = as_key(srv, k, Method::POST, "/v1/projects", json!({"name": "ops"})).await;
     assert_eq!(s, 201, "{p}");
     let project = p["id"].as_str().unwrap();
@@ -155,31 +173,21 @@ async fn populate(srv: &TestServer) -> (String, String, String) {
         srv,
         k,
         Method::POST,
+        &format!("/v1/projects/{project}/connectors"),
+        json!({"name": "Internal Docs", "mcp_url": "https://mcp.example.org/", "category": "Docs"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = as_key(
+        srv,
+        k,
+        Method::POST,
         &format!("/v1/agents/{agent}/invoke"),
         json!({"message": "hello", "session_id": "chat-1"}),
     )
     .await;
     assert_eq!(s, 200, "{b}");
-    let (s, v) = as_key(
-        srv,
-        k,
-        Method::POST,
-        "/v1/vaults",
-        json!({"name": "ops secrets"}),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    let vault = v["data"]["id"].as_str().unwrap();
-    let (s, item) = as_key(
-        srv,
-        k,
-        Method::POST,
-        &format!("/v1/vaults/{vault}/items"),
-        json!({"title": "registry token", "itemType": "token", "value": "tok-7f3a-secret"}),
-    )
-    .await;
-    assert_eq!(s, 201, "{item}");
-    let item = item["data"]["id"].as_str().unwrap().to_string();
+    let item = vault_item(srv, k, "tok-7f3a-secret").await;
     let (s, _) = as_key(
         srv,
         k,
@@ -190,6 +198,44 @@ async fn populate(srv: &TestServer) -> (String, String, String) {
     .await;
     assert_eq!(s, 201);
     (tenant, key, item)
+}
+
+/// A vault holding one item with `value`; answers the item's id.
+async fn vault_item(srv: &TestServer, key: &str, value: &str) -> String {
+    let (s, v) = as_key(
+        srv,
+        key,
+        Method::POST,
+        "/v1/vaults",
+        json!({"name": "ops secrets"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let vault = v["data"]["id"].as_str().unwrap();
+    let (s, item) = as_key(
+        srv,
+        key,
+        Method::POST,
+        &format!("/v1/vaults/{vault}/items"),
+        json!({"title": "registry token", "itemType": "token", "value": value}),
+    )
+    .await;
+    assert_eq!(s, 201, "{item}");
+    item["data"]["id"].as_str().unwrap().to_string()
+}
+
+/// The vault item's value, revealed with `key`.
+async fn reveal(srv: &TestServer, key: &str, item: &str) -> Value {
+    let (s, v) = as_key(
+        srv,
+        key,
+        Method::POST,
+        &format!("/v1/vault/query/{item}/reveal"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    v["data"]["value"].clone()
 }
 
 /// A new tenant with one searchable message in session `s`; answers (tenant id, key).
@@ -283,6 +329,7 @@ async fn export_import_export_is_byte_identical_and_the_tenant_answers_the_same(
         "member",
         "key",
         "agent",
+        "connector",
         "session",
         "message",
         "invocation",
@@ -290,6 +337,8 @@ async fn export_import_export_is_byte_identical_and_the_tenant_answers_the_same(
         "event",
         "event_signature",
         "memory",
+        "artifact",
+        "artifact_version",
         "vault",
         "vault_item",
         "vault_audit",
@@ -299,6 +348,26 @@ async fn export_import_export_is_byte_identical_and_the_tenant_answers_the_same(
         assert!(
             found.contains(kind),
             "no {kind} record in the export: {found:?}"
+        );
+    }
+    // Artifacts with all their versions: the second learn made a version 2 of at least one,
+    // whose version 1 is an artifact_version record.
+    let records: Vec<Value> = first
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let newer: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "artifact" && r["version"].as_i64() >= Some(2))
+        .collect();
+    assert!(!newer.is_empty(), "no artifact has a second version");
+    for artifact in newer {
+        assert!(
+            records.iter().any(|r| r["kind"] == "artifact_version"
+                && r["artifact_id"] == artifact["id"]
+                && r["version"] == 1),
+            "version 1 of {} was not exported",
+            artifact["id"]
         );
     }
     assert!(
@@ -338,19 +407,7 @@ async fn export_import_export_is_byte_identical_and_the_tenant_answers_the_same(
     let other = pack(&b, &key, "marmalade recipe").await;
     assert!(!other.to_string().contains("marmalade"), "{other}");
     assert_eq!(pack(&b, &key, "when does the ferry leave").await, ferry);
-    let (s, v) = as_key(
-        &b,
-        &key,
-        Method::POST,
-        &format!("/v1/vault/query/{item}/reveal"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(
-        (s, v["data"]["value"].as_str()),
-        (200, Some("tok-7f3a-secret")),
-        "{v}"
-    );
+    assert_eq!(reveal(&b, &key, &item).await, "tok-7f3a-secret");
     let (_, arts_a) = as_key(&a, &key, Method::GET, "/v1/artifacts", json!({})).await;
     let (_, arts_b) = as_key(&b, &key, Method::GET, "/v1/artifacts", json!({})).await;
     assert_eq!(arts_a["data"], arts_b["data"]);
@@ -569,5 +626,230 @@ async fn events_waiting_for_processing_are_processed_after_import() {
     let found = pack(&b, &key, "when does the heron fish").await;
     assert!(found.to_string().contains("heron"), "{found}");
     a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A tenant with one searchable message and a vault item, exported from a server that then
+/// stopped, and written to `seed.ndjson` in a dir of its own.
+struct Exported {
+    tenant: String,
+    key: String,
+    item: String,
+    text: String,
+    file: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+async fn exported_with_vault(name: &str, content: &str, secret: &str) -> Exported {
+    let a = server(VAULT_KEY, None).await;
+    let (tenant, key) = small_tenant(&a, name, content).await;
+    let item = vault_item(&a, &key, secret).await;
+    settled(&a).await;
+    let text = export(&a, &tenant).await;
+    a.shutdown().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("seed.ndjson");
+    std::fs::write(&file, &text).unwrap();
+    Exported {
+        tenant,
+        key,
+        item,
+        text,
+        file,
+        dir,
+    }
+}
+
+/// What a test does to a seeded server: changes the seeded tenant (`key`'s), adds another;
+/// answers the other's key.
+async fn change(srv: &TestServer, key: &str) -> String {
+    let (s, b) = as_key(
+        srv,
+        key,
+        Method::POST,
+        "/v1/capture?wait=searchable",
+        json!({"type": "message", "sessionId": "s9",
+               "payload": {"content": "the walrus moved to the north pole"}}),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    small_tenant(srv, "other", "an unrelated note").await.1
+}
+
+/// After a reset: the seeded tenant is its seed byte for byte and answers from it alone; the
+/// other tenant (`other_key`'s) is gone.
+async fn back_to_the_seed(srv: &TestServer, tenant: &str, key: &str, seed: &str, other_key: &str) {
+    assert!(
+        export(srv, tenant).await == seed,
+        "the reset did not return the tenant to its seed"
+    );
+    let found = pack(srv, key, "what does the walrus do").await.to_string();
+    assert!(
+        found.contains("sings") && !found.contains("north"),
+        "{found}"
+    );
+    let (s, _) = as_key(srv, other_key, Method::GET, "/v1/me", json!({})).await;
+    assert_eq!(s, 401, "the other tenant is gone");
+}
+
+async fn reset_all(srv: &TestServer) -> (u16, Value) {
+    send(srv.req_as(TOKEN, Method::POST, "/v1/admin/reset")).await
+}
+
+/// A fixture that starts from a seed and resets before every test gets the seeded tenant back
+/// (byte for byte, searchable, its vault value decrypting), over HTTP and from the CLI; a seed
+/// that cannot be read any more refuses the reset and changes nothing.
+#[tokio::test]
+async fn reset_everything_returns_a_seeded_server_to_its_seed() {
+    let Exported {
+        tenant,
+        key,
+        item,
+        text: seeded,
+        file: seed,
+        dir: files,
+    } = exported_with_vault("seeded", "the seeded walrus sings", "walrus-secret").await;
+
+    let srv = server(VAULT_KEY, Some(seed.clone())).await;
+    let other = change(&srv, &key).await;
+    let (s, r) = reset_all(&srv).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["data"]["seeded"], tenant.as_str(), "{r}");
+    assert_eq!(r["data"]["tenantsDeleted"], 2, "{r}");
+    back_to_the_seed(&srv, &tenant, &key, &seeded, &other).await;
+    assert_eq!(reveal(&srv, &key, &item).await, "walrus-secret");
+    let (s, _) = srv.get("/v1/me").await;
+    assert_eq!(s, 200, "the bootstrap key stays");
+
+    // The seed file gone: the reset is refused naming it, and nothing changes.
+    let moved = files.path().join("moved.ndjson");
+    std::fs::rename(&seed, &moved).unwrap();
+    let other = change(&srv, &key).await;
+    let (s, r) = reset_all(&srv).await;
+    assert_eq!(s, 503, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&seed.display().to_string()),
+        "{r}"
+    );
+    let (s, _) = as_key(&srv, &other, Method::GET, "/v1/me", json!({})).await;
+    assert_eq!(s, 200, "a refused reset deleted a tenant");
+    std::fs::rename(&moved, &seed).unwrap();
+    let dir = srv.shutdown().await;
+
+    // The CLI on the stopped data dir: the same reset, the same seed (with the vault's key).
+    let data = dir.path().display().to_string();
+    let seed_arg = seed.display().to_string();
+    let env = [("ENGRAM_VAULT_KEY", VAULT_KEY)];
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        run_cli_env(
+            &[
+                "tenants",
+                "reset",
+                "--all",
+                "--data-dir",
+                &data,
+                "--seed",
+                &seed_arg,
+            ],
+            &env,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("2 tenants deleted") && err.contains("imported again"),
+        "{err}"
+    );
+    let again = TestServer::start_in(dir, |c| {
+        c.admin_token = Some(TOKEN.into());
+        c.vault_key = Some(VAULT_KEY.into());
+    })
+    .await;
+    back_to_the_seed(&again, &tenant, &key, &seeded, &other).await;
+    let dir = again.shutdown().await;
+    // Bad input is named.
+    let data = dir.path().display().to_string();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        run_cli(&[
+            "tenants",
+            "reset",
+            "--all",
+            "--data-dir",
+            &data,
+            "--seed",
+            "/nonexistent/seed.ndjson",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        !ok && err.contains("cannot read the seed file /nonexistent/seed.ndjson"),
+        "{err}"
+    );
+}
+
+/// `engram import` into a data dir no server ever started loads the vault key as `serve` does
+/// (ENGRAM_VAULT_KEY): with the exporting server's key the vault items come along and decrypt
+/// there; with another key the import is refused naming the key, and leaves no tenant.
+#[tokio::test]
+async fn the_cli_imports_vault_items_into_a_new_data_dir() {
+    let Exported {
+        tenant,
+        key,
+        item,
+        text,
+        file,
+        dir: _files,
+    } = exported_with_vault(
+        "vaulted",
+        "the vault keeps a registry token",
+        "tok-cli-import",
+    )
+    .await;
+    let from = file.display().to_string();
+
+    let wrong = tempfile::tempdir().unwrap();
+    let (wrong_s, from_s) = (wrong.path().display().to_string(), from.clone());
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        run_cli_env(
+            &["import", "--data-dir", &wrong_s, "--from", &from_s],
+            &[("ENGRAM_VAULT_KEY", OTHER_VAULT_KEY)],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        !ok && err.contains("vault items are encrypted") && err.contains("ENGRAM_VAULT_KEY"),
+        "{err}"
+    );
+    let wrong_s = wrong.path().display().to_string();
+    let (ok, out, _) = run_cli(&["tenants", "list", "--data-dir", &wrong_s]);
+    assert!(
+        ok && !out.contains(&tenant),
+        "a refused import left the tenant"
+    );
+
+    let fresh = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let fresh_s = fresh.path().display().to_string();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        run_cli_env(
+            &["import", "--data-dir", &fresh_s, "--from", &from],
+            &[("ENGRAM_VAULT_KEY", VAULT_KEY)],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok && err.contains("imported tenant"), "{err}");
+    let b = TestServer::start_in(fresh, |c| {
+        c.admin_token = Some(TOKEN.into());
+        c.vault_key = Some(VAULT_KEY.into());
+    })
+    .await;
+    assert!(export(&b, &tenant).await == text, "the import differs");
+    assert_eq!(reveal(&b, &key, &item).await, "tok-cli-import");
     b.shutdown().await;
 }

@@ -183,9 +183,15 @@ pub fn engram_bin() -> PathBuf {
 
 /// Runs an `engram` CLI command; returns (success, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (bool, String, String) {
+    run_cli_env(args, &[])
+}
+
+/// `run_cli` with extra environment variables.
+pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(engram_bin())
         .args(args)
         .env_remove("ENGRAM_BOOTSTRAP_KEY")
+        .envs(env.iter().copied())
         .output()
         .expect("engram runs");
     (
