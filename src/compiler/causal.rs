@@ -87,6 +87,8 @@ pub struct Miner {
     task_actions: BTreeMap<String, BTreeMap<String, u64>>,
     /// effect → its smallest raw message
     shown: BTreeMap<String, String>,
+    /// condition cause (`when <label>`) → its texts as written → runs
+    conditions: BTreeMap<String, BTreeMap<String, u64>>,
     pairs: BTreeMap<(String, String), Pair>,
 }
 
@@ -115,8 +117,17 @@ impl Miner {
                 .entry(format!("choose {}", d.choice_text))
                 .or_insert(d.event);
         }
-        for (c, i) in &s.conditions {
-            causes.entry(format!("when {c}")).or_insert(*i);
+        for (c, raw, i) in &s.conditions {
+            let key = format!("when {c}");
+            if !causes.contains_key(&key) {
+                *self
+                    .conditions
+                    .entry(key.clone())
+                    .or_default()
+                    .entry(raw.clone())
+                    .or_default() += 1;
+            }
+            causes.entry(key).or_insert(*i);
         }
         // Effect → (first event index, verbatim actions that raised it).
         let mut effects: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
@@ -389,10 +400,10 @@ impl Miner {
             .unwrap_or_else(|| {
                 format!(
                     "avoid or double-check: {}",
-                    shown_cause(names, cause, cause_texts.get(cause))
+                    shown_cause(names, cause, cause_texts.get(cause), &self.conditions)
                 )
             });
-            let cause_shown = shown_cause(names, cause, cause_texts.get(cause));
+            let cause_shown = shown_cause(names, cause, cause_texts.get(cause), &self.conditions);
             let effect_shown = self
                 .shown
                 .get(*effect)
@@ -425,8 +436,22 @@ impl Miner {
     }
 }
 
-/// A cause as its pattern shows it: by the most frequent of its own texts.
-fn shown_cause(names: &Resolver, cause: &str, own: Option<&Vec<(&str, u64)>>) -> String {
+/// A cause as its pattern shows it: by the most frequent of its own texts (a condition as the
+/// runs wrote it most often, ties: the smaller text).
+fn shown_cause(
+    names: &Resolver,
+    cause: &str,
+    own: Option<&Vec<(&str, u64)>>,
+    conditions: &BTreeMap<String, BTreeMap<String, u64>>,
+) -> String {
+    if let Some(texts) = conditions.get(cause) {
+        if let Some((raw, _)) = texts
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+        {
+            return format!("when {raw}");
+        }
+    }
     if cause.starts_with("when ") || cause.starts_with("choose ") {
         cause.to_string()
     } else {

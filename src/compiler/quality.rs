@@ -366,3 +366,51 @@ fn arguments_that_decide_the_run_are_options_with_exact_figures() {
     );
     assert_eq!(details[1]["action"], restore(8));
 }
+
+/// A condition that causes a failure is shown as the runs wrote it, not as its grouping label.
+#[test]
+fn a_condition_cause_is_shown_as_written() {
+    use serde_json::json;
+    let mut rows = Vec::new();
+    for i in 0..12u32 {
+        let sid = format!("c{i:02}");
+        let mut push = |kind: &'static str, p: Value| rows.push((sid.clone(), kind, p));
+        push(
+            "message",
+            json!({"role": "user", "content": "Rotate the API signing keys"}),
+        );
+        let cold = i % 2 == 0;
+        if cold {
+            push(
+                "state_change",
+                json!({"state": "Cache is COLD after the 02:00 restart"}),
+            );
+        }
+        push(
+            "command_exec",
+            if cold {
+                json!({"command": "keyctl rotate --all", "exitCode": 1, "stderr": "lookup timed out"})
+            } else {
+                json!({"command": "keyctl rotate --all", "exitCode": 0})
+            },
+        );
+        push(
+            "outcome",
+            json!({"status": if cold { "failure" } else { "success" }}),
+        );
+    }
+    let drafts = compile(events_of(rows), Options::default()).artifacts;
+    let causes = of_type(&drafts, "causal_pattern");
+    let c = causes
+        .iter()
+        .find(|d| d.content["effect"] == "lookup timed out")
+        .unwrap_or_else(|| panic!("{causes:?}"));
+    assert_eq!(
+        c.content["cause"],
+        "when Cache is COLD after the 02:00 restart"
+    );
+    assert_eq!(
+        c.content["causeSignature"],
+        "when cache is cold after the restart"
+    );
+}

@@ -54,8 +54,9 @@ pub struct Session {
     pub preconditions: Vec<String>,
     /// Conditions observed after the last action.
     pub postconditions: Vec<String>,
-    /// Every condition observed, in order, with its event index.
-    pub conditions: Vec<(String, usize)>,
+    /// Every condition observed, in order: its label (grouping), its text as written, and its
+    /// event index.
+    pub conditions: Vec<(String, String, usize)>,
     /// Errors that were not attached to a step: (signature, raw text, event index). HTTP
     /// results of 400 and above count as errors (`HTTP 401 from POST https://…`).
     pub loose_errors: Vec<(String, String, usize)>,
@@ -257,7 +258,8 @@ fn http_failure(p: &Value) -> Option<String> {
     })
 }
 
-fn condition_of(e: &Event) -> Option<String> {
+/// A condition's label (normalised, for grouping) and its text as written.
+fn condition_of(e: &Event) -> Option<(String, String)> {
     let text = text_of(
         &e.payload,
         &[
@@ -270,7 +272,7 @@ fn condition_of(e: &Event) -> Option<String> {
         ],
     )?;
     let label = action_label(text, 8);
-    (!label.is_empty()).then_some(label)
+    (!label.is_empty()).then(|| (label, clip(collapse(text))))
 }
 
 impl Session {
@@ -362,11 +364,11 @@ impl Session {
                     }
                 }
                 "observation" | "state_change" => {
-                    if let Some(c) = condition_of(e) {
+                    if let Some((c, raw)) = condition_of(e) {
                         if s.steps.is_empty() {
                             s.preconditions.push(c.clone());
                         }
-                        s.conditions.push((c, i));
+                        s.conditions.push((c, raw, i));
                     }
                 }
                 "outcome" => {
@@ -414,7 +416,7 @@ impl Session {
         if let Some(last) = s.steps.last().map(|st| st.event) {
             for (i, e) in events.iter().enumerate().skip(last + 1) {
                 if matches!(e.kind.as_str(), "observation" | "state_change") {
-                    if let Some(c) = condition_of(&events[i]) {
+                    if let Some((c, _)) = condition_of(&events[i]) {
                         s.postconditions.push(c);
                     }
                 }
