@@ -247,6 +247,73 @@ mod tests {
     use super::*;
     use crate::store::{events, Db};
 
+    /// A tenant with one user message per entry of `sessions` (`step {i}` in session
+    /// `sessions[i]`), none processed yet: the tenant id and the stored event ids, in order.
+    fn messages(c: &Conn, sessions: &[&str]) -> Result<(String, Vec<String>)> {
+        let t = crate::store::tenants::create(c, "t", crate::plans::Plan::Pro)?;
+        let batch = sessions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                crate::capture::validate(serde_json::json!({
+                    "type": "message",
+                    "sessionId": s,
+                    "payload": {"role": "user", "content": format!("step {i}")},
+                }))
+                .expect("valid")
+            })
+            .collect();
+        let w = events::insert_batch(c, &t.id, "live", batch, 0, crate::time::now())?;
+        Ok((t.id, w.stored.into_iter().map(|s| s.event_id).collect()))
+    }
+
+    /// Learn sees every event, processed or not: each session once, its events in order.
+    #[test]
+    fn sessions_stream_processed_and_pending_events_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("engram.db"), 1).unwrap();
+        let sessions = ["b", "a", "c", "a", "b", "a", "c", "b"];
+        let (tenant, expected) = db
+            .write_blocking(move |c| {
+                let (tenant, ids) = messages(c, &sessions)?;
+                // Events 1, 2 and 6 processed; the rest still waiting.
+                let seqs: Vec<i64> = c
+                    .sqlite()
+                    .prepare("SELECT seq FROM events ORDER BY seq")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<std::result::Result<_, _>>()?;
+                for k in [1, 2, 6] {
+                    events::mark_processed(
+                        c,
+                        &tenant,
+                        seqs[k],
+                        seqs[k],
+                        "2026-01-01T00:00:00.000Z",
+                    )?;
+                }
+                let expected: Vec<(String, Vec<String>)> = ["a", "b", "c"]
+                    .iter()
+                    .map(|s| {
+                        let of_s = sessions.iter().zip(&ids).filter(|(x, _)| *x == s);
+                        (s.to_string(), of_s.map(|(_, id)| id.clone()).collect())
+                    })
+                    .collect();
+                Ok((tenant, expected))
+            })
+            .unwrap();
+        let seen = db
+            .read_blocking(move |c| {
+                let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+                for_each_session(c, &tenant, None, i64::MAX, |s, evs| {
+                    seen.push((s.to_string(), evs.iter().map(|e| e.id.clone()).collect()));
+                })?;
+                Ok(seen)
+            })
+            .unwrap();
+        assert_eq!(seen, expected);
+        db.close();
+    }
+
     /// An event processed between the two reads of a session stream is compiled once, not twice
     /// (it was listed as pending, then is found among the processed ones too).
     #[test]
@@ -255,36 +322,17 @@ mod tests {
         let db = Db::open(&dir.path().join("engram.db"), 1).unwrap();
         let seen = db
             .write_blocking(|c| {
-                let t = crate::store::tenants::create(c, "t", crate::plans::Plan::Pro)?;
-                let batch = ["a", "b", "a", "b"]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        crate::capture::validate(serde_json::json!({
-                            "type": "message",
-                            "sessionId": s,
-                            "payload": {"role": "user", "content": format!("step {i}")},
-                        }))
-                        .expect("valid")
-                    })
-                    .collect();
-                events::insert_batch(c, &t.id, "live", batch, 0, crate::time::now())?;
-                let pending = pending_keys(c, &t.id, None, i64::MAX)?;
+                let (tenant, _) = messages(c, &["a", "b", "a", "b"])?;
+                let pending = pending_keys(c, &tenant, None, i64::MAX)?;
                 assert_eq!(pending.len(), 4);
                 // Processing catches up before the processed rows are read.
                 let (lo, hi) = (
-                    pending.iter().map(|p| p.1).min(),
-                    pending.iter().map(|p| p.1).max(),
+                    pending.iter().map(|p| p.1).min().unwrap(),
+                    pending.iter().map(|p| p.1).max().unwrap(),
                 );
-                events::mark_processed(
-                    c,
-                    &t.id,
-                    lo.unwrap(),
-                    hi.unwrap(),
-                    "2026-01-01T00:00:00.000Z",
-                )?;
+                events::mark_processed(c, &tenant, lo, hi, "2026-01-01T00:00:00.000Z")?;
                 let mut seen: Vec<(String, Vec<String>)> = Vec::new();
-                stream_sessions(c, &t.id, None, i64::MAX, pending, |s, evs| {
+                stream_sessions(c, &tenant, None, i64::MAX, pending, |s, evs| {
                     let texts = evs
                         .iter()
                         .map(|e| e.payload["content"].as_str().unwrap().to_string());
@@ -306,5 +354,6 @@ mod tests {
                 ),
             ]
         );
+        db.close();
     }
 }
