@@ -350,31 +350,6 @@ impl Phase2 {
         }
     }
 
-    /// A candidate at sketch distance `dist`, offered in document order.
-    #[inline]
-    fn offer(
-        &mut self,
-        vectors: &SegmentVectors,
-        query: &QueryVector,
-        segment: SegmentOrdinal,
-        doc: DocId,
-        dist: usize,
-    ) {
-        if dist > self.cut {
-            return;
-        }
-        if dist == self.cut {
-            if self.at_cut == 0 {
-                return;
-            }
-            self.at_cut -= 1;
-        }
-        let Some(sim) = vectors.similarity(doc, query) else {
-            return;
-        };
-        self.push(sim, segment, doc);
-    }
-
     /// Keeps `doc` if it is among the best `k` so far.
     #[inline]
     fn push(&mut self, sim: f32, segment: SegmentOrdinal, doc: DocId) {
@@ -388,8 +363,7 @@ impl Phase2 {
         }
     }
 
-    /// The best `k` of every document pushed, with no sketch cut (the exact reference).
-    #[cfg(test)]
+    /// The best `k` of every document pushed.
     fn all(k: usize) -> Phase2 {
         Phase2 {
             cut: usize::MAX,
@@ -458,9 +432,11 @@ impl Closest {
         segment: SegmentOrdinal,
         k: usize,
     ) -> Vec<VectorHit> {
-        let mut pick = Phase2::new(&self.histogram, self.exact, k);
-        for &(doc, dist) in &self.kept {
-            pick.offer(vectors, query, segment, doc, dist as usize);
+        let mut pick = Phase2::all(k);
+        for doc in self.selected() {
+            if let Some(sim) = vectors.similarity(doc, query) {
+                pick.push(sim, segment, doc);
+            }
         }
         pick.hits()
     }
