@@ -206,7 +206,8 @@ async fn paraphrased_questions_find_planted_facts_among_distractors() {
         }
     }
     eprintln!("planted facts found: {found} of {asked}");
-    // 250 tokens hold about four joined entries, from five sessions of 14–19 turns each.
+    // 250 tokens hold about six entries (a question joined with its reply counts as one), from
+    // five sessions of 14–19 turns each.
     assert!(
         found * 4 >= asked * 3,
         "found {found} of {asked} planted facts"
@@ -265,7 +266,7 @@ async fn stop_words_rare_names_and_long_questions_still_find_entries() {
 }
 
 #[tokio::test]
-async fn a_turn_comes_with_its_reply_once_with_both_turns_in_its_provenance() {
+async fn a_question_comes_with_its_reply_once_with_both_turns_in_its_provenance() {
     let srv = TestServer::start().await;
     let said = [
         ("Sam", "Any plans for the long weekend?"),
@@ -273,7 +274,10 @@ async fn a_turn_comes_with_its_reply_once_with_both_turns_in_its_provenance() {
             "Alex",
             "We're driving up to the lake cabin with the kayaks.",
         ),
-        ("Sam", "Nice, take lots of photos!"),
+        (
+            "Sam",
+            "Nice, take lots of photos! Is the cabin still by the old pier?",
+        ),
     ];
     let mut events: Vec<Value> = said
         .iter()
@@ -300,21 +304,33 @@ async fn a_turn_comes_with_its_reply_once_with_both_turns_in_its_provenance() {
         .iter()
         .map(|r| r["eventId"].as_str().unwrap().to_string())
         .collect();
+    // A question is shown with its reply (the turn after it).
+    let p = pack(
+        &srv,
+        json!({"query": "plans for the long weekend", "maxTokens": 2000}),
+    )
+    .await;
+    let asked = entry_with(&p, "long weekend");
+    assert_eq!(
+        asked["content"],
+        "[14 June 2024] Sam: Any plans for the long weekend?\n\
+         Alex: We're driving up to the lake cabin with the kayaks."
+    );
+    // Its own event first, then the reply's.
+    assert_eq!(event_ids(asked), vec![ids[0].as_str(), ids[1].as_str()]);
+    // A statement is shown alone.
     let p = pack(
         &srv,
         json!({"query": "lake cabin kayaks", "maxTokens": 2000}),
     )
     .await;
     let entries = p["entries"].as_array().unwrap();
-    let joined = entry_with(&p, "lake cabin");
-    // Joined with its reply (one neighbour: the turn after it).
+    let told = entry_with(&p, "driving up");
     assert_eq!(
-        joined["content"],
-        "[14 June 2024] Alex: We're driving up to the lake cabin with the kayaks.\n\
-         Sam: Nice, take lots of photos!"
+        told["content"],
+        "[14 June 2024] Alex: We're driving up to the lake cabin with the kayaks."
     );
-    // Its own event first, then the reply's.
-    assert_eq!(event_ids(joined), vec![ids[1].as_str(), ids[2].as_str()]);
+    assert_eq!(event_ids(told), vec![ids[1].as_str()]);
     // No turn shows twice, and the repeated line shows once.
     let all: Vec<String> = entries
         .iter()
@@ -333,23 +349,23 @@ async fn a_turn_comes_with_its_reply_once_with_both_turns_in_its_provenance() {
         .count();
     assert_eq!(repeats, 1, "{p}");
     assert!(p["budget"]["used"].as_u64().unwrap() <= 2000);
-    // The budget still binds: a small one packs the turn alone.
-    let p = pack(&srv, json!({"query": "lake cabin kayaks", "maxTokens": 20})).await;
-    for e in p["entries"].as_array().unwrap() {
-        assert!(e["tokens"].as_u64().unwrap() <= 20);
-    }
-    assert!(p["budget"]["used"].as_u64().unwrap() <= 20);
-    // The last turn of a session has no reply: the turn before it joins instead.
+    // The budget still binds: a small one packs the question alone.
     let p = pack(
         &srv,
-        json!({"query": "take lots of photos", "maxTokens": 2000}),
+        json!({"query": "long weekend plans", "maxTokens": 12}),
     )
     .await;
-    let last = entry_with(&p, "photos");
+    for e in p["entries"].as_array().unwrap() {
+        assert!(e["tokens"].as_u64().unwrap() <= 12);
+    }
+    assert!(p["budget"]["used"].as_u64().unwrap() <= 12);
+    // A question that ends its session has no reply: the turn before joins instead.
+    let p = pack(&srv, json!({"query": "the old pier", "maxTokens": 2000})).await;
+    let last = entry_with(&p, "old pier");
     assert_eq!(
         last["content"],
         "[14 June 2024] Alex: We're driving up to the lake cabin with the kayaks.\n\
-         Sam: Nice, take lots of photos!"
+         Sam: Nice, take lots of photos! Is the cabin still by the old pier?"
     );
     // The entry is the last turn's own (its event first), with the turn before joined.
     assert_eq!(event_ids(last), vec![ids[2].as_str(), ids[1].as_str()]);
