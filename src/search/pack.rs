@@ -705,11 +705,12 @@ mod tests {
         assert_eq!(again, shown);
     }
 
-    /// A turn of a conversation comes with its reply (the turn after it) when it fits, as one
-    /// entry that names both; a turn shown that way is not shown again; a turn whose reply is
-    /// packed already comes alone (its own predecessor is none); with less room it comes alone.
+    /// A turn that asks something comes with its reply (the turn after it) when it fits, as one
+    /// entry that names both; a turn shown that way is not shown again; a statement comes alone;
+    /// a question whose neighbours are packed already comes alone; with less room a question
+    /// comes alone.
     #[test]
-    fn a_turn_brings_its_reply_when_it_fits() {
+    fn a_question_brings_its_reply_when_it_fits() {
         let (_dir, db, tenant, ids) = stored(&[
             (
                 "chat",
@@ -724,26 +725,37 @@ mod tests {
             (
                 "chat",
                 "message",
-                "[8 May 2023] Tomas: that sounds lovely to hear",
+                "[8 May 2023] Tomas: that sounds lovely, can I see it?",
             ),
         ]);
-        let cands = candidates(&[&ids[1], &ids[2], &ids[0]]);
+        let cands = candidates(&[&ids[0], &ids[1], &ids[2]]);
         let pack = pack_of(&db, &tenant, &cands, 200);
         assert_eq!(pack.entries.len(), 2, "{:?}", pack.entries);
         let e = &pack.entries[0];
-        assert_eq!(e.source_id, ids[1]);
+        assert_eq!(e.source_id, ids[0]);
         assert_eq!(
             e.content,
-            "[8 May 2023] Mira: it was calm, I made a bowl\nTomas: that sounds lovely to \
-             hear"
+            "[8 May 2023] Tomas: how was the pottery class?\nMira: it was calm, I made a bowl"
         );
         let joined: Vec<&str> = e.joined.iter().map(|j| j.source_id.as_str()).collect();
-        assert_eq!(joined, vec![ids[2].as_str()]);
+        assert_eq!(joined, vec![ids[1].as_str()]);
         let e = &pack.entries[1];
-        assert_eq!(e.source_id, ids[0]);
-        assert_eq!(e.content, "[8 May 2023] Tomas: how was the pottery class?");
+        assert_eq!(e.source_id, ids[2]);
+        assert_eq!(
+            e.content,
+            "[8 May 2023] Tomas: that sounds lovely, can I see it?"
+        );
         assert!(e.joined.is_empty());
-        let alone = crate::index_doc::count_tokens("[8 May 2023] Mira: it was calm, I made a bowl");
+        // The statement first: it comes alone, and so do the questions around it.
+        let pack = pack_of(&db, &tenant, &candidates(&[&ids[1], &ids[2], &ids[0]]), 200);
+        assert_eq!(pack.entries.len(), 3, "{:?}", pack.entries);
+        assert!(pack.entries.iter().all(|e| e.joined.is_empty()));
+        assert_eq!(
+            pack.entries[0].content,
+            "[8 May 2023] Mira: it was calm, I made a bowl"
+        );
+        let alone =
+            crate::index_doc::count_tokens("[8 May 2023] Tomas: how was the pottery class?");
         let pack = pack_of(&db, &tenant, &cands[..1], alone as u32);
         assert_eq!(pack.entries.len(), 1);
         assert!(pack.entries[0].joined.is_empty());
