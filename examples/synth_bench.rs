@@ -17,8 +17,8 @@
 //! [--max-tokens M] [--layout] [--keep DIR]`. `--keep DIR` only loads phase A into the data dir
 //! `DIR` (with `bench-key.txt` and `queries.txt` beside it) for `scripts/bench_synth.sh`. `ENGRAM_SEARCH_CONCURRENCY=N` overrides the server's search
 //! permits (default four per core); `SYNTH_BENCH_ENGINE_ONLY` (set to anything) skips the HTTP
-//! warm-up and the raw tantivy rows. Every loop is bounded in count and time and talks only to
-//! 127.0.0.1.
+//! warm-up and the raw tantivy rows; `RUST_LOG` (e.g. `engram=debug`) prints the server's log.
+//! Every loop is bounded in count and time and talks only to 127.0.0.1.
 
 use engram::config::Config;
 use engram::search::{docs, query, IndexOp};
@@ -522,6 +522,12 @@ async fn measure(
 }
 
 fn main() {
+    if std::env::var("RUST_LOG").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let a = args();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
