@@ -10,10 +10,10 @@
 //!   changes, before the index commit catches up. The text comes from that row too; when it is
 //!   no longer the indexed text (hash differs) its tokens are counted again.
 //! - A question is shown with its answer: a memory of a `message` event that asks something (holds
-//!   a question mark) is shown with the turn after it in its session (capture order), or else the
-//!   turn before, when it fits, as one entry whose provenance names both turns; a turn shown that
-//!   way is not shown again. Other turns are shown alone. The date a turn was said in (`[date] `
-//!   from `capture::render`) is written once per entry.
+//!   a question mark that ends a sentence) is shown with the turn after it in its session (capture
+//!   order), or else the turn before, when it fits, as one entry whose provenance names both
+//!   turns; a turn shown that way is not shown again. Other turns are shown alone. The date a
+//!   turn was said in (`[date] ` from `capture::render`) is written once per entry.
 //! - An entry whose words repeat one already packed (same text up to case, punctuation, date and
 //!   speaker) is left out: a pack never repeats a line.
 //! - Deterministic: candidates arrive in a total order (`query`), and packing is a pure function
@@ -148,10 +148,20 @@ fn gather(
 /// their indexed token counts, at least this many.
 const MIN_CHUNK: usize = 8;
 
-/// Whether a turn asks something (it holds a question mark): its reply, which answers it, is
-/// shown with it.
+/// Whether a turn asks something (it holds a question mark that ends a sentence, not one inside a
+/// link's query string): its reply, which answers it, is shown with it.
 fn asks(text: &str) -> bool {
-    text.contains('?')
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' {
+            match chars.peek() {
+                None => return true,
+                Some(n) if n.is_whitespace() || "?!)]\"'»”’".contains(*n) => return true,
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 /// The words of a text, lower-cased, for spotting entries that say the same thing.
@@ -703,6 +713,17 @@ mod tests {
         let again = pack_of(&db, &tenant, &cands, 40);
         let again: Vec<&str> = again.entries.iter().map(|e| e.source_id.as_str()).collect();
         assert_eq!(again, shown);
+    }
+
+    /// A question mark that ends a sentence asks something; one inside a link does not.
+    #[test]
+    fn a_question_mark_ends_a_sentence() {
+        assert!(asks("how was the pottery class?"));
+        assert!(asks("Really?! Tell me more."));
+        assert!(asks("She asked \"why?\" and left"));
+        assert!(asks("(did it work?) yes"));
+        assert!(!asks("see https://example.org/search?q=cabin for the map"));
+        assert!(!asks("it was calm, I made a bowl"));
     }
 
     /// A turn that asks something comes with its reply (the turn after it) when it fits, as one
