@@ -322,34 +322,27 @@ fn exact_budget(k: usize, max_doc: u32, total_docs: u64) -> usize {
     ((EXACT_AT_LEAST.max(k * 16) as f64 * share).ceil() as usize).max(k * 4)
 }
 
-/// Phase 2 of a segment: given the sketch-distance histogram of its candidates, the `exact`
-/// closest (all below the distance where the count reaches it, then the first ones at that
-/// distance in document order) are scored exactly and the best `k` kept.
+/// Given the sketch-distance histogram of a segment's candidates, where its `exact` closest end:
+/// every candidate below the returned distance, then the first `at_cut` (the second value) at it
+/// in document order.
+fn cut_at(histogram: &[u32], exact: usize) -> (usize, usize) {
+    let mut below = 0usize;
+    for (d, n) in histogram.iter().enumerate() {
+        if below + *n as usize >= exact {
+            return (d, exact - below);
+        }
+        below += *n as usize;
+    }
+    (histogram.len(), 0)
+}
+
+/// Phase 2 of a segment: the documents phase 1 selected are scored exactly and the best `k` kept.
 struct Phase2 {
-    cut: usize,
-    at_cut: usize,
     k: usize,
     heap: BinaryHeap<Worst>,
 }
 
 impl Phase2 {
-    fn new(histogram: &[u32], exact: usize, k: usize) -> Phase2 {
-        let (mut below, mut cut) = (0usize, histogram.len());
-        for (d, n) in histogram.iter().enumerate() {
-            if below + *n as usize >= exact {
-                cut = d;
-                break;
-            }
-            below += *n as usize;
-        }
-        Phase2 {
-            cut,
-            at_cut: exact.saturating_sub(below),
-            k: k.max(1),
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
-    }
-
     /// Keeps `doc` if it is among the best `k` so far.
     #[inline]
     fn push(&mut self, sim: f32, segment: SegmentOrdinal, doc: DocId) {
@@ -366,8 +359,6 @@ impl Phase2 {
     /// The best `k` of every document pushed.
     fn all(k: usize) -> Phase2 {
         Phase2 {
-            cut: usize::MAX,
-            at_cut: 0,
             k: k.max(1),
             heap: BinaryHeap::with_capacity(k + 1),
         }
@@ -388,7 +379,7 @@ impl Phase2 {
 /// keeps those that can still be among the `exact` closest. The distance past which none can
 /// (`cut`) only falls: once the documents strictly closer than it fill the budget, it drops, and
 /// farther documents are not kept. Every document at or below the final cut is kept, in document
-/// order, so `Phase2` picks exactly what it would from all of them.
+/// order, so `selected` picks exactly what `cut_at` would pick from all of them.
 struct Closest {
     exact: usize,
     cut: usize,
@@ -444,14 +435,13 @@ impl Closest {
     /// The `exact` closest of the kept documents, in document order: all closer than the cut,
     /// then the first ones at it (what `finish` scores).
     fn selected(&self) -> impl Iterator<Item = DocId> + '_ {
-        let p = Phase2::new(&self.histogram, self.exact, 1);
-        let mut at_cut = p.at_cut;
+        let (cut, mut at_cut) = cut_at(&self.histogram, self.exact);
         self.kept.iter().filter_map(move |&(doc, d)| {
             let d = d as usize;
-            if d > p.cut || (d == p.cut && at_cut == 0) {
+            if d > cut || (d == cut && at_cut == 0) {
                 return None;
             }
-            if d == p.cut {
+            if d == cut {
                 at_cut -= 1;
             }
             Some(doc)
@@ -550,6 +540,57 @@ fn scan_segment(
 mod tests {
     use super::*;
 
+    /// Words the generated test sentences are made of.
+    const WORDS: [&str; 47] = [
+        "ferry",
+        "harbour",
+        "lasagna",
+        "ricotta",
+        "kubernetes",
+        "rollout",
+        "certificate",
+        "backfill",
+        "partition",
+        "refund",
+        "walrus",
+        "heron",
+        "violin",
+        "garden",
+        "tomato",
+        "invoice",
+        "mountain",
+        "bicycle",
+        "painting",
+        "concert",
+        "library",
+        "exam",
+        "puppy",
+        "wedding",
+        "camping",
+        "pottery",
+        "marathon",
+        "recipe",
+        "guitar",
+        "novel",
+        "museum",
+        "beach",
+        "sunset",
+        "coffee",
+        "deploy",
+        "database",
+        "timeout",
+        "budget",
+        "meeting",
+        "vacation",
+        "school",
+        "friend",
+        "sister",
+        "market",
+        "bakery",
+        "river",
+        "forest",
+    ];
+
     /// The streaming phase 1 keeps exactly the documents the two-pass selection would score:
     /// all closer than the cut, then the first ones at the cut in document order.
     #[test]
@@ -571,13 +612,12 @@ mod tests {
                 })
                 .collect();
             let select = |pairs: &[(DocId, u16)], histogram: &[u32]| {
-                let p = Phase2::new(histogram, exact, 1);
-                let mut at_cut = p.at_cut;
+                let (cut, mut at_cut) = cut_at(histogram, exact);
                 let mut chosen = Vec::new();
                 for &(doc, d) in pairs {
                     let d = d as usize;
-                    if d < p.cut || (d == p.cut && at_cut > 0) {
-                        if d == p.cut {
+                    if d < cut || (d == cut && at_cut > 0) {
+                        if d == cut {
                             at_cut -= 1;
                         }
                         chosen.push(doc);
@@ -614,55 +654,7 @@ mod tests {
     /// that are not alive are never returned.
     #[test]
     fn the_sketch_scan_finds_the_exact_neighbours() {
-        let words = [
-            "ferry",
-            "harbour",
-            "lasagna",
-            "ricotta",
-            "kubernetes",
-            "rollout",
-            "certificate",
-            "backfill",
-            "partition",
-            "refund",
-            "walrus",
-            "heron",
-            "violin",
-            "garden",
-            "tomato",
-            "invoice",
-            "mountain",
-            "bicycle",
-            "painting",
-            "concert",
-            "library",
-            "exam",
-            "puppy",
-            "wedding",
-            "camping",
-            "pottery",
-            "marathon",
-            "recipe",
-            "guitar",
-            "novel",
-            "museum",
-            "beach",
-            "sunset",
-            "coffee",
-            "deploy",
-            "database",
-            "timeout",
-            "budget",
-            "meeting",
-            "vacation",
-            "school",
-            "friend",
-            "sister",
-            "market",
-            "bakery",
-            "river",
-            "forest",
-        ];
+        let words = WORDS;
         let verbs = [
             "loves", "visited", "fixed", "painted", "bought", "missed", "planned",
         ];
@@ -732,23 +724,7 @@ mod tests {
     fn the_direct_scan_finds_what_the_collector_finds() {
         let dir = tempfile::tempdir().unwrap();
         let search = Search::open(dir.path(), crate::embed::Embedder::bundled()).unwrap();
-        let words = [
-            "ferry",
-            "harbour",
-            "lasagna",
-            "ricotta",
-            "kubernetes",
-            "rollout",
-            "certificate",
-            "backfill",
-            "partition",
-            "refund",
-            "walrus",
-            "heron",
-            "violin",
-            "garden",
-            "tomato",
-        ];
+        let words = &WORDS[..15];
         for batch in 0..3 {
             for i in 0..400usize {
                 let text = format!(
