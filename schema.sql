@@ -231,7 +231,10 @@ CREATE TABLE memories (
 );
 CREATE UNIQUE INDEX memories_id ON memories(id);
 CREATE INDEX memories_tenant ON memories(tenant_id, kind, seq);
-CREATE INDEX memories_session ON memories(tenant_id, session_id);
+-- Episodic memories are found by session through their events (events_session; an episodic
+-- memory's id derives from its event's id, see memories::EPISODIC_ID_OF_EVENT), so only semantic
+-- ones are in this index: one random leaf write per processed event less.
+CREATE INDEX memories_session ON memories(tenant_id, session_id) WHERE kind = 'semantic';
 -- Only semantic memories have a signature; episodic rows stay out of this index.
 CREATE INDEX memories_signature ON memories(tenant_id, kind, signature) WHERE signature IS NOT NULL;
 CREATE INDEX memories_agent ON memories(tenant_id, agent_id, seq);
@@ -331,4 +334,4 @@ CREATE TABLE vault_audit (
 CREATE INDEX vault_audit_tenant ON vault_audit(tenant_id, seq);
 -- vault:end
 
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;

@@ -587,7 +587,7 @@ pub async fn synthesize_pack(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{memories, pack_rows, tenants};
+    use crate::store::{events, memories, pack_rows, tenants};
 
     #[test]
     fn dates_and_speakers_do_not_make_a_line_new() {
@@ -620,8 +620,30 @@ mod tests {
             .write_blocking(move |c| {
                 let t = tenants::create(c, "t", crate::plans::Plan::Pro)?.id;
                 let mut ids = Vec::new();
+                // Processed events, as capture processing leaves them (a turn's neighbours are
+                // found through its session's events).
+                let new_events = rows
+                    .iter()
+                    .map(|(session, event_type, text)| events::NewEvent {
+                        event_type: crate::capture::EVENT_TYPES
+                            .iter()
+                            .find(|k| **k == event_type.as_str())
+                            .expect("a known event type"),
+                        session_id: session.clone(),
+                        agent_id: None,
+                        payload: serde_json::json!({ "content": text }).to_string(),
+                        metadata: None,
+                        idempotency_key: None,
+                        base_salience: 0.5,
+                        signature: 0,
+                    })
+                    .collect();
+                let at = crate::time::now();
+                let stored = events::insert_batch(c, &t, "live", new_events, 0, at)?.stored;
+                let at = crate::time::rfc3339(at);
+                events::mark_processed(c, &t, 0, i64::MAX, &at)?;
                 for (i, (session, event_type, text)) in rows.into_iter().enumerate() {
-                    let event_id = format!("evt_{i:04}");
+                    let event_id = stored[i].event_id.clone();
                     let id = memories::episodic_id(&event_id);
                     let m = memories::NewEpisodic {
                         id: id.clone(),

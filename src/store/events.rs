@@ -504,8 +504,9 @@ pub fn list(conn: &Conn, tenant_id: &str, f: &Filter) -> Result<(Vec<EventRow>, 
     )
 }
 
-/// A keyset page (by `seq`) of a tenant's rows of `table`, filtered by column equality, and
-/// whether more rows follow. Shared by the event and memory listings.
+/// A keyset page (by `seq`) of a tenant's rows of `table`, filtered by column equality (or by a
+/// condition, when the "column" holds one with `{}` where the value goes), and whether more rows
+/// follow. Shared by the event and memory listings.
 pub(crate) fn list_page<T>(
     conn: &Conn,
     table: &str,
@@ -523,7 +524,12 @@ pub(crate) fn list_page<T>(
     for (column, value) in filters {
         if let Some(v) = value {
             args.push(v);
-            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+            let at = format!("?{}", args.len());
+            if column.contains("{}") {
+                sql.push_str(&format!(" AND {}", column.replace("{}", &at)));
+            } else {
+                sql.push_str(&format!(" AND {column} = {at}"));
+            }
         }
     }
     sql.push_str(&page);

@@ -19,6 +19,22 @@ pub fn episodic_id(event_id: &str) -> String {
     format!("mem_{}", event_id.strip_prefix("evt_").unwrap_or(event_id))
 }
 
+/// `episodic_id` in SQL, of the event row aliased `e`.
+pub(super) const EPISODIC_ID_OF_EVENT: &str =
+    "('mem_' || CASE WHEN substr(e.id, 1, 4) = 'evt_' THEN substr(e.id, 5) ELSE e.id END)";
+
+/// The ids of a session's memories (session as `{}`, tenant as `?1`): episodic ones through the
+/// session's processed events, semantic ones through `memories_session`.
+fn session_memory_ids() -> String {
+    format!(
+        "SELECT {EPISODIC_ID_OF_EVENT} FROM events AS e INDEXED BY events_session
+          WHERE e.tenant_id = ?1 AND e.session_id = {{}} AND e.processed_at IS NOT NULL
+         UNION ALL
+         SELECT s.id FROM memories AS s INDEXED BY memories_session
+          WHERE s.tenant_id = ?1 AND s.kind = 'semantic' AND s.session_id = {{}}"
+    )
+}
+
 /// An episodic memory about to be stored.
 #[derive(Clone, Debug)]
 pub struct NewEpisodic {
@@ -197,17 +213,22 @@ pub fn list(conn: &Conn, tenant_id: &str, f: &Filter) -> Result<(Vec<MemoryRow>,
         &[
             ("kind", f.kind.as_deref()),
             ("agent_id", f.agent_id.as_deref()),
-            ("session_id", f.session_id.as_deref()),
+            (
+                &format!("id IN ({})", session_memory_ids()),
+                f.session_id.as_deref(),
+            ),
         ],
         (f.cursor.as_deref(), f.order, f.limit),
         from_row,
     )
 }
 
-/// Deletes a tenant's session's memories; returns how many.
+/// Deletes a tenant's session's memories; returns how many. Call it before the session's events
+/// are deleted: episodic memories are found through them.
 pub fn delete_session(conn: &Conn, tenant_id: &str, session_id: &str) -> Result<usize> {
+    let ids = session_memory_ids().replace("{}", "?2");
     Ok(conn.execute(
-        "DELETE FROM memories WHERE tenant_id = ?1 AND session_id = ?2",
+        &format!("DELETE FROM memories WHERE tenant_id = ?1 AND id IN ({ids})"),
         [tenant_id, session_id],
     )?)
 }

@@ -2,6 +2,7 @@
 //! a status change), the neighbouring turns of a conversational memory, and how many documents a
 //! complete index holds.
 
+use super::memories::EPISODIC_ID_OF_EVENT;
 use super::Conn;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -153,20 +154,23 @@ pub fn session_neighbours(
         return Ok(out);
     }
     let ids = serde_json::to_string(memory_ids).map_err(Error::internal)?;
-    let mut stmt = conn.prepare_cached(
+    // A turn's neighbours are the session's processed events right before and after its event
+    // (each has its episodic memory, whose id derives from the event's id).
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT m.id, 1,
-                (SELECT n.id FROM memories AS n
-                  WHERE n.tenant_id = m.tenant_id AND n.session_id = m.session_id
-                    AND n.seq < m.seq AND n.kind = 'episodic'
-                  ORDER BY n.seq DESC LIMIT 1),
-                (SELECT n.id FROM memories AS n
-                  WHERE n.tenant_id = m.tenant_id AND n.session_id = m.session_id
-                    AND n.seq > m.seq AND n.kind = 'episodic'
-                  ORDER BY n.seq LIMIT 1)
+                (SELECT {EPISODIC_ID_OF_EVENT} FROM events AS e INDEXED BY events_session
+                  WHERE e.tenant_id = t.tenant_id AND e.session_id = t.session_id
+                    AND e.processed_at IS NOT NULL AND e.seq < t.seq
+                  ORDER BY e.seq DESC LIMIT 1),
+                (SELECT {EPISODIC_ID_OF_EVENT} FROM events AS e INDEXED BY events_session
+                  WHERE e.tenant_id = t.tenant_id AND e.session_id = t.session_id
+                    AND e.processed_at IS NOT NULL AND e.seq > t.seq
+                  ORDER BY e.seq LIMIT 1)
          FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
+         CROSS JOIN events AS t ON t.id = m.event_id
          WHERE +m.tenant_id = ?2 AND m.kind = 'episodic' AND m.session_id IS NOT NULL
-           AND json_extract(m.metadata, '$.eventType') = 'message'",
-    )?;
+           AND json_extract(m.metadata, '$.eventType') = 'message' AND t.tenant_id = ?2"
+    ))?;
     let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
     while let Some(r) = rows.next()? {
         out.insert(

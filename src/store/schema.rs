@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use rusqlite::Connection;
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// One schema upgrade: SQL, then optionally a hook that moves data in the same transaction.
@@ -49,6 +49,15 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         sql: "",
         after: Some(add_vault),
+    },
+    // 5: episodic memories leave the session index (they are found by session through their
+    // events), which saves processing one random index write per event.
+    Migration {
+        version: 5,
+        sql: "DROP INDEX IF EXISTS memories_session;
+         CREATE INDEX memories_session ON memories(tenant_id, session_id)
+             WHERE kind = 'semantic';",
+        after: None,
     },
 ];
 
@@ -126,6 +135,47 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 3);
+    }
+
+    /// A version-4 database (episodic memories in the session index) gets the semantic-only
+    /// index of migration 5, exactly as schema.sql defines it.
+    #[test]
+    fn migration_5_keeps_only_semantic_memories_in_the_session_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("engram.db");
+        let mut conn = open_connection(&path).expect("open");
+        migrate(&mut conn).expect("create");
+        let index_sql = |c: &Connection| -> String {
+            c.query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'memories_session'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let created: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            created, SCHEMA_VERSION,
+            "schema.sql sets the current version"
+        );
+        let fresh = index_sql(&conn);
+        assert!(fresh.contains("WHERE kind = 'semantic'"), "{fresh}");
+        conn.execute_batch(
+            "DROP INDEX memories_session;
+             CREATE INDEX memories_session ON memories(tenant_id, session_id);
+             PRAGMA user_version = 4;",
+        )
+        .expect("back to version 4");
+        migrate(&mut conn).expect("migrate");
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let migrated = index_sql(&conn);
+        let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(squash(&migrated), squash(&fresh));
     }
 
     #[test]

@@ -505,6 +505,20 @@ async fn forgetting_a_session_removes_its_events_memories_and_index_entries() {
     srv.state().search.flush().await;
     let docs_before = srv.state().search.stats().documents;
     assert_eq!(docs_before, 8);
+    // Listed by session (episodic memories are found through their events), oldest first.
+    let kept = all_memories(&srv, &srv.key, "&sessionId=keep-me").await;
+    let contents: Vec<&str> = kept.iter().filter_map(|m| m["content"].as_str()).collect();
+    assert_eq!(contents.len(), 3, "{kept:?}");
+    for (i, c) in contents.iter().enumerate() {
+        assert!(c.contains(&format!("keep {i}")), "{c}");
+    }
+    assert!(kept.iter().all(|m| m["sessionId"] == "keep-me"), "{kept:?}");
+    assert_eq!(
+        all_memories(&srv, &srv.key, "&sessionId=forget-me")
+            .await
+            .len(),
+        5
+    );
 
     let (s, b) = srv.delete("/v1/sessions/forget-me").await;
     assert_eq!(s, 200, "{b}");
