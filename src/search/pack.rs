@@ -256,20 +256,20 @@ fn assemble(
         cursor = end;
         let ids: Vec<String> = chunk.iter().map(|c| c.doc_id.clone()).collect();
         // The chunk's rows, then the rows of the neighbouring turns of those that ask something.
-        let neighbours: Vec<Vec<String>> = chunk
+        let neighbours: Vec<Vec<i64>> = chunk
             .iter()
             .map(|c| {
                 around
                     .get(&c.doc_id)
                     .filter(|a| a.message)
-                    .map(|a| a.prev.iter().chain(a.next.iter()).cloned().collect())
+                    .map(|a| a.prev.iter().chain(a.next.iter()).copied().collect())
                     .unwrap_or_default()
             })
             .collect();
         let (t, min_conf) = (tenant_id.to_string(), req.min_confidence);
         let (rows, neighbour_rows) = db.read_blocking(move |c| {
             let rows = crate::store::pack_rows::current_rows(c, &t, &ids, min_conf)?;
-            let mut wanted: Vec<String> = rows
+            let mut wanted: Vec<i64> = rows
                 .iter()
                 .zip(neighbours)
                 .filter(|(r, _)| {
@@ -279,16 +279,22 @@ fn assemble(
                 })
                 .flat_map(|(_, n)| n)
                 .collect();
-            wanted.sort();
+            wanted.sort_unstable();
             wanted.dedup();
-            let found = crate::store::pack_rows::current_rows(c, &t, &wanted, min_conf)?;
-            let by_id: HashMap<String, crate::store::pack_rows::CurrentRow> = wanted
+            let ids = crate::store::pack_rows::episodic_ids_at(c, &t, &wanted)?;
+            let wanted: Vec<(i64, String)> = wanted
+                .into_iter()
+                .filter_map(|seq| ids.get(&seq).map(|id| (seq, id.clone())))
+                .collect();
+            let wanted_ids: Vec<String> = wanted.iter().map(|(_, id)| id.clone()).collect();
+            let found = crate::store::pack_rows::current_rows(c, &t, &wanted_ids, min_conf)?;
+            let by_seq: HashMap<i64, (String, crate::store::pack_rows::CurrentRow)> = wanted
                 .into_iter()
                 .zip(found)
-                .filter_map(|(id, r)| r.map(|r| (id, r)))
-                .filter(|(_, r)| r.event_type.as_deref() == Some("message"))
+                .filter_map(|((seq, id), r)| r.map(|r| (seq, (id, r))))
+                .filter(|(_, (_, r))| r.event_type.as_deref() == Some("message"))
                 .collect();
-            Ok((rows, by_id))
+            Ok((rows, by_seq))
         })?;
         for (c, row) in chunk.iter().zip(rows) {
             let Some(row) = row else {
@@ -314,16 +320,16 @@ fn assemble(
                 .get(&c.doc_id)
                 .filter(|a| a.message && asks(&main.content))
             {
-                Some(a) => (a.prev.clone(), a.next.clone()),
+                Some(a) => (a.prev, a.next),
                 None => (None, None),
             };
             let usable =
-                |id: &Option<String>| -> Option<(String, crate::store::pack_rows::CurrentRow)> {
-                    let id = id.as_ref()?;
+                |seq: &Option<i64>| -> Option<(String, crate::store::pack_rows::CurrentRow)> {
+                    let (id, row) = neighbour_rows.get(&(*seq)?)?;
                     if packed_ids.contains(id) {
                         return None;
                     }
-                    neighbour_rows.get(id).map(|r| (id.clone(), r.clone()))
+                    Some((id.clone(), row.clone()))
                 };
             let (prev, next) = (usable(&prev), usable(&next));
             let text_of = |r: &crate::store::pack_rows::CurrentRow| match &r.shown {
@@ -534,10 +540,13 @@ fn smooth(cands: &mut [Candidate], around: &HashMap<String, Around>) {
     let Some(best) = cands.iter().map(|c| c.score).reduce(f64::max) else {
         return;
     };
-    let relevance: HashMap<&str, f64> = cands
+    // Keyed by the turn's event `seq`, which is how a turn names its neighbours.
+    let relevance: HashMap<i64, f64> = cands
         .iter()
-        .filter(|c| around.get(&c.doc_id).is_some_and(|a| a.message))
-        .map(|c| (c.doc_id.as_str(), (c.score - best).exp()))
+        .filter_map(|c| {
+            let a = around.get(&c.doc_id).filter(|a| a.message)?;
+            Some((a.seq, (c.score - best).exp()))
+        })
         .collect();
     let smoothed: Vec<f64> = cands
         .iter()
@@ -546,9 +555,8 @@ fn smooth(cands: &mut [Candidate], around: &HashMap<String, Around>) {
             let Some(a) = around.get(&c.doc_id).filter(|a| a.message) else {
                 return own;
             };
-            let near = |id: &Option<String>| {
-                id.as_deref()
-                    .and_then(|id| relevance.get(id))
+            let near = |seq: &Option<i64>| {
+                seq.and_then(|seq| relevance.get(&seq))
                     .copied()
                     .unwrap_or(0.0)
             };

@@ -133,13 +133,16 @@ pub fn current_rows(
         .collect())
 }
 
-/// Where an episodic memory sits in its session: whether it renders a `message` event, and the
-/// episodic memories just before and after it (capture order), whatever their status.
+/// Where an episodic memory sits in its session: whether it renders a `message` event, its
+/// event's `seq`, and the `seq`s of the session's processed events just before and after it
+/// (capture order). The neighbours' memory ids are resolved only when wanted
+/// (`episodic_ids_at`): finding an event's id reads its row, finding its `seq` does not.
 #[derive(Clone, Debug, Default)]
 pub struct Around {
     pub message: bool,
-    pub prev: Option<String>,
-    pub next: Option<String>,
+    pub seq: i64,
+    pub prev: Option<i64>,
+    pub next: Option<i64>,
 }
 
 /// `Around` of each memory of `memory_ids` that renders a `message` event of a session (others
@@ -154,33 +157,53 @@ pub fn session_neighbours(
         return Ok(out);
     }
     let ids = serde_json::to_string(memory_ids).map_err(Error::internal)?;
-    // A turn's neighbours are the session's processed events right before and after its event
-    // (each has its episodic memory, whose id derives from the event's id).
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT m.id, 1,
-                (SELECT {EPISODIC_ID_OF_EVENT} FROM events AS e INDEXED BY events_session
-                  WHERE e.tenant_id = t.tenant_id AND e.session_id = t.session_id
+    // Every `seq` here comes from an index alone: the turn's from `events_id`, its neighbours'
+    // from `events_session` (an episodic memory has its event's session).
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.id, t.seq,
+                (SELECT e.seq FROM events AS e INDEXED BY events_session
+                  WHERE e.tenant_id = m.tenant_id AND e.session_id = m.session_id
                     AND e.processed_at IS NOT NULL AND e.seq < t.seq
                   ORDER BY e.seq DESC LIMIT 1),
-                (SELECT {EPISODIC_ID_OF_EVENT} FROM events AS e INDEXED BY events_session
-                  WHERE e.tenant_id = t.tenant_id AND e.session_id = t.session_id
+                (SELECT e.seq FROM events AS e INDEXED BY events_session
+                  WHERE e.tenant_id = m.tenant_id AND e.session_id = m.session_id
                     AND e.processed_at IS NOT NULL AND e.seq > t.seq
                   ORDER BY e.seq LIMIT 1)
          FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
          CROSS JOIN events AS t ON t.id = m.event_id
          WHERE +m.tenant_id = ?2 AND m.kind = 'episodic' AND m.session_id IS NOT NULL
-           AND json_extract(m.metadata, '$.eventType') = 'message' AND t.tenant_id = ?2"
-    ))?;
+           AND json_extract(m.metadata, '$.eventType') = 'message'",
+    )?;
     let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
     while let Some(r) = rows.next()? {
         out.insert(
             r.get(0)?,
             Around {
-                message: r.get::<_, i64>(1)? != 0,
+                message: true,
+                seq: r.get(1)?,
                 prev: r.get(2)?,
                 next: r.get(3)?,
             },
         );
+    }
+    Ok(out)
+}
+
+/// The episodic memory ids of a tenant's events at `seqs` (absent for a `seq` with no event).
+pub fn episodic_ids_at(conn: &Conn, tenant_id: &str, seqs: &[i64]) -> Result<HashMap<i64, String>> {
+    let mut out = HashMap::new();
+    if seqs.is_empty() {
+        return Ok(out);
+    }
+    let list = serde_json::to_string(seqs).map_err(Error::internal)?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT e.seq, {EPISODIC_ID_OF_EVENT} FROM json_each(?1) AS j
+         CROSS JOIN events AS e ON e.seq = j.value
+         WHERE e.tenant_id = ?2"
+    ))?;
+    let mut rows = stmt.query(rusqlite::params![list, tenant_id])?;
+    while let Some(r) = rows.next()? {
+        out.insert(r.get(0)?, r.get(1)?);
     }
     Ok(out)
 }
