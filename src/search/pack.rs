@@ -261,7 +261,6 @@ fn assemble(
             .map(|c| {
                 around
                     .get(&c.doc_id)
-                    .filter(|a| a.message)
                     .map(|a| a.prev.iter().chain(a.next.iter()).copied().collect())
                     .unwrap_or_default()
             })
@@ -316,12 +315,9 @@ fn assemble(
             }
             // The neighbouring turns that can join it: only a turn that asks something is shown
             // with another.
-            let (prev, next) = match around
-                .get(&c.doc_id)
-                .filter(|a| a.message && asks(&main.content))
-            {
-                Some(a) => (a.prev, a.next),
-                None => (None, None),
+            let (prev, next) = match around.get(&c.doc_id) {
+                Some(a) if asks(&main.content) => (a.prev, a.next),
+                _ => (None, None),
             };
             let usable =
                 |seq: &Option<i64>| -> Option<(String, crate::store::pack_rows::CurrentRow)> {
@@ -544,7 +540,7 @@ fn smooth(cands: &mut [Candidate], around: &HashMap<String, Around>) {
     let relevance: HashMap<i64, f64> = cands
         .iter()
         .filter_map(|c| {
-            let a = around.get(&c.doc_id).filter(|a| a.message)?;
+            let a = around.get(&c.doc_id)?;
             Some((a.seq, (c.score - best).exp()))
         })
         .collect();
@@ -552,7 +548,7 @@ fn smooth(cands: &mut [Candidate], around: &HashMap<String, Around>) {
         .iter()
         .map(|c| {
             let own = (c.score - best).exp();
-            let Some(a) = around.get(&c.doc_id).filter(|a| a.message) else {
+            let Some(a) = around.get(&c.doc_id) else {
                 return own;
             };
             let near = |seq: &Option<i64>| {
@@ -595,7 +591,7 @@ pub async fn synthesize_pack(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{events, memories, pack_rows, tenants};
+    use crate::store::{memories, pack_rows, tenants};
 
     #[test]
     fn dates_and_speakers_do_not_make_a_line_new() {
@@ -617,56 +613,17 @@ mod tests {
 
     /// A tenant with `(session, event type, text)` memories; returns the database, the tenant and
     /// the memory ids in order.
-    fn stored(rows: &[(&str, &str, &str)]) -> (tempfile::TempDir, Db, String, Vec<String>) {
+    fn stored(rows: &[(&str, &'static str, &str)]) -> (tempfile::TempDir, Db, String, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("engram.db"), 2).unwrap();
-        let rows: Vec<(String, String, String)> = rows
+        let rows: Vec<(String, &'static str, String)> = rows
             .iter()
-            .map(|(s, t, x)| (s.to_string(), t.to_string(), x.to_string()))
+            .map(|(s, t, x)| (s.to_string(), *t, x.to_string()))
             .collect();
         let (tenant, ids) = db
             .write_blocking(move |c| {
                 let t = tenants::create(c, "t", crate::plans::Plan::Pro)?.id;
-                let mut ids = Vec::new();
-                // Processed events, as capture processing leaves them (a turn's neighbours are
-                // found through its session's events).
-                let new_events = rows
-                    .iter()
-                    .map(|(session, event_type, text)| events::NewEvent {
-                        event_type: crate::capture::EVENT_TYPES
-                            .iter()
-                            .find(|k| **k == event_type.as_str())
-                            .expect("a known event type"),
-                        session_id: session.clone(),
-                        agent_id: None,
-                        payload: serde_json::json!({ "content": text }).to_string(),
-                        metadata: None,
-                        idempotency_key: None,
-                        base_salience: 0.5,
-                        signature: 0,
-                    })
-                    .collect();
-                let at = crate::time::now();
-                let stored = events::insert_batch(c, &t, "live", new_events, 0, at)?.stored;
-                let at = crate::time::rfc3339(at);
-                events::mark_processed(c, &t, 0, i64::MAX, &at)?;
-                for (i, (session, event_type, text)) in rows.into_iter().enumerate() {
-                    let event_id = stored[i].event_id.clone();
-                    let id = memories::episodic_id(&event_id);
-                    let m = memories::NewEpisodic {
-                        id: id.clone(),
-                        agent_id: None,
-                        session_id: session,
-                        event_id,
-                        event_type,
-                        content: text,
-                        salience: 0.5,
-                        created_at: format!("2026-01-01T00:00:{i:02}.000Z"),
-                    }
-                    .prepare(&t);
-                    memories::insert_episodic(c, &t, &m)?;
-                    ids.push(id);
-                }
+                let ids = memories::processed_turns(c, &t, rows)?;
                 Ok((t, ids))
             })
             .unwrap();

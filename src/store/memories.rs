@@ -239,3 +239,139 @@ pub fn count(conn: &Conn, tenant_id: &str) -> Result<i64> {
         .prepare_cached("SELECT count(*) FROM memories WHERE tenant_id = ?1")?
         .query_row([tenant_id], |r| r.get(0))?)
 }
+
+/// Test data: stores `(session, event type, text)` as processed events, each with its episodic
+/// memory, as capture processing leaves them; returns the memory ids in order.
+#[cfg(test)]
+pub(crate) fn processed_turns(
+    conn: &Conn,
+    tenant_id: &str,
+    rows: Vec<(String, &'static str, String)>,
+) -> Result<Vec<String>> {
+    use super::events;
+    let new_events = rows
+        .iter()
+        .map(|(session, event_type, text)| events::NewEvent {
+            event_type,
+            session_id: session.clone(),
+            agent_id: None,
+            payload: serde_json::json!({ "content": text }).to_string(),
+            metadata: None,
+            idempotency_key: None,
+            base_salience: 0.5,
+            signature: 0,
+        })
+        .collect();
+    let at = crate::time::now();
+    let stored = events::insert_batch(conn, tenant_id, "live", new_events, 0, at)?.stored;
+    events::mark_processed(conn, tenant_id, 0, i64::MAX, &crate::time::rfc3339(at))?;
+    let mut ids = Vec::new();
+    for ((session, event_type, text), s) in rows.into_iter().zip(stored) {
+        let id = episodic_id(&s.event_id);
+        let m = NewEpisodic {
+            id: id.clone(),
+            agent_id: None,
+            session_id: session,
+            event_id: s.event_id,
+            event_type: event_type.to_string(),
+            content: text,
+            salience: 0.5,
+            created_at: format!("2026-01-01T00:00:{:02}.000Z", ids.len()),
+        }
+        .prepare(tenant_id);
+        insert_episodic(conn, tenant_id, &m)?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compiler::facts::FactDraft;
+    use crate::store::{semantic, tenants, Db};
+
+    fn fact(key: &str, session: &str) -> FactDraft {
+        FactDraft {
+            key: key.into(),
+            value: "v".into(),
+            text: format!("{key} is v"),
+            mentions: 1,
+            confidence: 0.8,
+            session_id: session.into(),
+            agent_id: None,
+            source_events: Vec::new(),
+            superseded_values: Vec::new(),
+        }
+    }
+
+    fn session_list(c: &Conn, tenant: &str, session: &str) -> Vec<(String, MemoryKind)> {
+        let f = Filter {
+            agent_id: None,
+            kind: None,
+            session_id: Some(session.into()),
+            limit: 100,
+            cursor: None,
+            order: Order::Asc,
+        };
+        list(c, tenant, &f)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|m| (m.id, m.kind))
+            .collect()
+    }
+
+    /// A session's memories are its episodic ones (found through its events) and its semantic
+    /// ones (through the session index), in order; another session's or tenant's are not; forgetting
+    /// the session deletes exactly those.
+    #[test]
+    fn a_sessions_memories_are_listed_and_deleted_through_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("engram.db"), 2).unwrap();
+        db.write_blocking(|c| {
+            let turns = |s: &str| {
+                vec![
+                    (s.to_string(), "message", format!("{s} first")),
+                    ("other".to_string(), "message", format!("{s} elsewhere")),
+                    (s.to_string(), "tool_call", format!("{s} second")),
+                ]
+            };
+            let t = tenants::create(c, "t", crate::plans::Plan::Pro)?.id;
+            let u = tenants::create(c, "u", crate::plans::Plan::Pro)?.id;
+            let ids = processed_turns(c, &t, turns("s1"))?;
+            let theirs = processed_turns(c, &u, turns("s1"))?;
+            let mut ops = Vec::new();
+            let now = crate::time::rfc3339(crate::time::now());
+            semantic::apply(c, &t, None, "k1", &fact("k1", "s1"), &now, &mut ops)?;
+            semantic::apply(c, &t, None, "k2", &fact("k2", "other"), &now, &mut ops)?;
+            semantic::apply(c, &u, None, "k1", &fact("k1", "s1"), &now, &mut ops)?;
+
+            let listed = session_list(c, &t, "s1");
+            let kinds: Vec<MemoryKind> = listed.iter().map(|(_, k)| *k).collect();
+            assert_eq!(
+                kinds,
+                vec![
+                    MemoryKind::Episodic,
+                    MemoryKind::Episodic,
+                    MemoryKind::Semantic
+                ]
+            );
+            assert_eq!(listed[0].0, ids[0]);
+            assert_eq!(listed[1].0, ids[2]);
+
+            assert_eq!(delete_session(c, &t, "s1")?, 3);
+            assert!(session_list(c, &t, "s1").is_empty());
+            assert_eq!(
+                session_list(c, &t, "other").len(),
+                2,
+                "the other session stays"
+            );
+            let kept = session_list(c, &u, "s1");
+            assert_eq!(kept.len(), 3, "another tenant's session stays");
+            assert_eq!(kept[0].0, theirs[0]);
+            Ok(())
+        })
+        .unwrap();
+    }
+}

@@ -133,13 +133,12 @@ pub fn current_rows(
         .collect())
 }
 
-/// Where an episodic memory sits in its session: whether it renders a `message` event, its
+/// Where a conversation turn (an episodic memory of a `message` event) sits in its session: its
 /// event's `seq`, and the `seq`s of the session's processed events just before and after it
 /// (capture order). The neighbours' memory ids are resolved only when wanted
 /// (`episodic_ids_at`): finding an event's id reads its row, finding its `seq` does not.
 #[derive(Clone, Debug, Default)]
 pub struct Around {
-    pub message: bool,
     pub seq: i64,
     pub prev: Option<i64>,
     pub next: Option<i64>,
@@ -179,7 +178,6 @@ pub fn session_neighbours(
         out.insert(
             r.get(0)?,
             Around {
-                message: true,
                 seq: r.get(1)?,
                 prev: r.get(2)?,
                 next: r.get(3)?,
