@@ -3,7 +3,9 @@
 # It installs what the tests need first: a Python virtualenv under target/pyenv with the pinned
 # official `hippocortex` SDK and the `mcp` package (tests/python/requirements.txt), checks the
 # formatting and the lints (`cargo fmt --check`, `cargo clippy --all-targets -D warnings`), then
-# builds once and runs the unit tests and the one integration test binary.
+# starts a throwaway PostgreSQL cluster on loopback (scripts/pg_cluster.sh, installing PostgreSQL
+# from Debian's packages when it is missing), builds once and runs the unit tests and the one
+# integration test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +22,8 @@ export ENGRAM_TEST_PYTHON="$PWD/$venv/bin/python"
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# A throwaway PostgreSQL cluster on loopback for the PostgreSQL tests (installed when missing).
+ENGRAM_TEST_DATABASE_URL="$(scripts/pg_cluster.sh start)"
+export ENGRAM_TEST_DATABASE_URL
+trap 'scripts/pg_cluster.sh stop' EXIT
 cargo test --locked --all-targets "$@"

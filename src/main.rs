@@ -54,10 +54,19 @@ enum Command {
     /// first). Pass the same embeddings options the server runs with.
     Reindex(ReindexArgs),
     /// Upgrade the data dir's database to this engram's schema (stop the server first; `serve`
-    /// does it at start too). Other commands do not migrate a dir a server is using.
+    /// does it at start too). Other commands do not migrate a dir a server is using. With
+    /// `--to postgres://…`, then copy it into an empty PostgreSQL database (docs/scale-out.md).
     Migrate {
         #[command(flatten)]
         data: DataDirArg,
+        /// Copy the data dir's database into this PostgreSQL database, which must be empty or
+        /// hold an interrupted copy of the same data dir (run the command again to resume);
+        /// every table's row count is verified at the end.
+        #[arg(long, value_name = "postgres://…")]
+        to: Option<String>,
+        /// Rows sent per batch (one COPY and one commit) with --to.
+        #[arg(long, default_value_t = store::postgres::DEFAULT_BATCH_ROWS, requires = "to")]
+        batch_rows: usize,
     },
     /// Manage the vault's master key.
     Vault {
@@ -464,7 +473,11 @@ fn main() -> ExitCode {
         Command::Tenants { command } => tenants_command(command),
         Command::Connectors { command } => connectors_command(command),
         Command::Reindex(r) => reindex(&r.data.data_dir, &r.embeddings),
-        Command::Migrate { data } => migrate(&data.data_dir),
+        Command::Migrate {
+            data,
+            to,
+            batch_rows,
+        } => migrate(&data.data_dir, to.as_deref(), batch_rows),
         Command::Vault {
             command: VaultCommand::RotateKey { data },
         } => rotate_vault_key(&data.data_dir),
@@ -1177,16 +1190,20 @@ fn plural(n: usize, what: &str) -> String {
 }
 
 /// `engram migrate`: the schema upgrade, under the data-dir lock.
-fn migrate(data_dir: &std::path::Path) -> Result<(), String> {
+fn migrate(
+    data_dir: &std::path::Path,
+    postgres: Option<&str>,
+    batch_rows: usize,
+) -> Result<(), String> {
     require_existing(data_dir)?;
     let _lock = engram::datadir::DirLock::acquire(data_dir, "migrate")?;
-    let (from, to) = store::open_unmigrated(data_dir)
-        .and_then(|mut db| {
-            let from = db.schema_version()?;
-            db.migrate()?;
-            Ok((from, db.schema_version()?))
-        })
-        .map_err(|e| e.to_string())?;
+    let mut db = store::open_unmigrated(data_dir).map_err(|e| e.to_string())?;
+    let (from, to) = (|| {
+        let from = db.schema_version()?;
+        db.migrate()?;
+        Ok::<_, engram::error::Error>((from, db.schema_version()?))
+    })()
+    .map_err(|e| e.to_string())?;
     if from == to {
         eprintln!(
             "{}: schema version {to} is this engram's; nothing to migrate",
@@ -1198,6 +1215,43 @@ fn migrate(data_dir: &std::path::Path) -> Result<(), String> {
             data_dir.display()
         );
     }
+    if let Some(url) = postgres {
+        copy_to_postgres(&mut db, data_dir, url, batch_rows)?;
+    }
+    Ok(())
+}
+
+/// `engram migrate --to postgres://…`: the copy with a progress bar, then a table of the counts.
+fn copy_to_postgres(
+    db: &mut store::Direct,
+    data_dir: &std::path::Path,
+    url: &str,
+    batch_rows: usize,
+) -> Result<(), String> {
+    let shown = store::postgres::redacted(url);
+    eprintln!("copying {} into {shown}", data_dir.display());
+    let progress = Progress::new("copy", "rows");
+    let report = store::postgres::copy_to_postgres(db, url, batch_rows, |done, total| {
+        progress.update(done, total)
+    })
+    .map_err(|e| e.to_string())?;
+    let sent: u64 = report.tables.iter().map(|t| t.sent).sum();
+    if !report.created_schema && sent == 0 {
+        eprintln!("the database already held a complete copy of this data dir");
+    } else if !report.created_schema {
+        eprintln!("resumed an earlier, interrupted copy of this data dir");
+    }
+    println!("{:<20} {:>12} {:>12}", "TABLE", "ROWS", "SENT NOW");
+    for t in &report.tables {
+        println!("{:<20} {:>12} {:>12}", t.table, t.rows, t.sent);
+    }
+    let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
+    eprintln!(
+        "copied and verified {rows} rows in {} tables (data dir {}); the vault's master key is not in \
+         the database: nodes serving from it need the same key (vault.key or ENGRAM_VAULT_KEY)",
+        report.tables.len(),
+        report.source
+    );
     Ok(())
 }
 

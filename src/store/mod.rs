@@ -65,6 +65,7 @@ pub mod learn_rows;
 pub mod memories;
 pub mod novelty;
 pub mod pack_rows;
+pub mod postgres;
 pub mod projects;
 pub mod semantic;
 pub mod sessions;

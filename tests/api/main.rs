@@ -11,6 +11,7 @@ mod gateway;
 pub mod invoke;
 mod learn;
 mod limits;
+mod postgres;
 mod read_your_writes;
 mod recall;
 mod registry;

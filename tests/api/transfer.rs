@@ -9,11 +9,15 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
-const TOKEN: &str = "operator-token-0123456789";
-const VAULT_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+pub(crate) const TOKEN: &str = "operator-token-0123456789";
+pub(crate) const VAULT_KEY: &str =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const OTHER_VAULT_KEY: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 
-async fn server(vault_key: &'static str, seed: Option<std::path::PathBuf>) -> TestServer {
+pub(crate) async fn server(
+    vault_key: &'static str,
+    seed: Option<std::path::PathBuf>,
+) -> TestServer {
     TestServer::start_with(move |c| {
         c.admin_token = Some(TOKEN.into());
         c.auto_learn_every = 0;
@@ -55,7 +59,7 @@ async fn import(srv: &TestServer, text: &str) -> (u16, Value) {
 }
 
 /// A tenant with a record of every kind; answers (tenant id, key, vault item id).
-async fn populate(srv: &TestServer) -> (String, String, String) {
+pub(crate) async fn populate(srv: &TestServer) -> (String, String, String) {
     let (s, b) = send(
         srv.req_as(TOKEN, Method::POST, "/v1/admin/tenants")
             .json(&json!({"name": "exported"})),

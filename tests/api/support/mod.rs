@@ -338,3 +338,38 @@ pub fn run_python(script: &str, env: &[(&str, &str)]) -> String {
     );
     stdout
 }
+
+/// A new, empty database in the test PostgreSQL cluster: its URL. The cluster is
+/// `ENGRAM_TEST_DATABASE_URL`, which `scripts/test.sh` starts on loopback
+/// (`scripts/pg_cluster.sh`); the databases go with the cluster at the next start.
+pub async fn postgres_database() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let base = std::env::var("ENGRAM_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "ENGRAM_TEST_DATABASE_URL is not set: run ./scripts/test.sh (it starts a throwaway \
+             PostgreSQL cluster), or point it at a cluster where the user may create databases"
+        )
+    });
+    let name = format!(
+        "engram_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    postgres_client(&base)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("test database created");
+    let mut url = url::Url::parse(&base).expect("ENGRAM_TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// A client of the PostgreSQL database at `url`.
+pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL at {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
