@@ -18,55 +18,76 @@
 --   render the same responses and text order is still time order.
 -- - The `seq` columns are identities; `engram migrate --to` sets them past the copied rows.
 -- - The schema version is the `schema_version` row of `meta` (SQLite: PRAGMA user_version).
+-- - Text columns compare and sort byte for byte (COLLATE "C"), as SQLite's do, whatever the
+--   database's default collation; `nocase` and the functions below are the few SQLite built-ins
+--   engram's queries use, so one SQL text runs on both backends (src/store/sql.rs).
+
+-- SQLite's NOCASE (equality and order without case), as a nondeterministic ICU collation.
+CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+-- instr(haystack, needle): 1-based position, 0 when absent.
+CREATE FUNCTION instr(haystack text, needle text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT strpos(haystack, needle) $$;
+-- json_each over a JSON array held as text: (key = index, value = element as text).
+CREATE FUNCTION json_each(doc text) RETURNS TABLE(key text, value text)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT (n - 1)::text, v FROM jsonb_array_elements_text(doc::jsonb) WITH ORDINALITY AS e(v, n)
+    $$;
+-- json_extract(doc, '$.a.b') of a JSON object held as text, as text.
+CREATE FUNCTION json_extract(doc text, path text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT doc::jsonb #>> string_to_array(substr(path, 3), '.')
+    $$;
+CREATE FUNCTION json_array_length(doc text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT jsonb_array_length(doc::jsonb) $$;
 
 CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
+    key   TEXT COLLATE "C" PRIMARY KEY,
+    value TEXT COLLATE "C" NOT NULL
 );
 
 CREATE TABLE tenants (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    plan        TEXT NOT NULL,
-    limits_json TEXT,
-    created_at  TEXT NOT NULL,
-    updated_at  TEXT NOT NULL
+    id          TEXT COLLATE "C" PRIMARY KEY,
+    name        TEXT COLLATE "C" NOT NULL,
+    plan        TEXT COLLATE "C" NOT NULL,
+    limits_json TEXT COLLATE "C",
+    created_at  TEXT COLLATE "C" NOT NULL,
+    updated_at  TEXT COLLATE "C" NOT NULL
 );
 
 CREATE TABLE developers (
-    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    id         TEXT NOT NULL,
-    name       TEXT NOT NULL,
-    email      TEXT NOT NULL,
-    company    TEXT,
-    role       TEXT NOT NULL,
-    status     TEXT NOT NULL DEFAULT 'active',
-    created_at TEXT NOT NULL,
+    tenant_id  TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id         TEXT COLLATE "C" NOT NULL,
+    name       TEXT COLLATE "C" NOT NULL,
+    email      TEXT COLLATE "C" NOT NULL,
+    company    TEXT COLLATE "C",
+    role       TEXT COLLATE "C" NOT NULL,
+    status     TEXT COLLATE "C" NOT NULL DEFAULT 'active',
+    created_at TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
 CREATE UNIQUE INDEX developers_email ON developers(tenant_id, email);
 
 CREATE TABLE projects (
-    tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    id          TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    description TEXT,
-    created_by  TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    updated_at  TEXT NOT NULL,
+    tenant_id   TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id          TEXT COLLATE "C" NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
+    description TEXT COLLATE "C",
+    created_by  TEXT COLLATE "C" NOT NULL,
+    created_at  TEXT COLLATE "C" NOT NULL,
+    updated_at  TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX projects_tenant ON projects(tenant_id, created_at);
 
 CREATE TABLE project_members (
-    tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    id           TEXT NOT NULL,
-    project_id   TEXT NOT NULL,
-    developer_id TEXT NOT NULL,
-    role         TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    invited_by   TEXT,
-    invited_at   TEXT NOT NULL,
+    tenant_id    TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id           TEXT COLLATE "C" NOT NULL,
+    project_id   TEXT COLLATE "C" NOT NULL,
+    developer_id TEXT COLLATE "C" NOT NULL,
+    role         TEXT COLLATE "C" NOT NULL,
+    status       TEXT COLLATE "C" NOT NULL,
+    invited_by   TEXT COLLATE "C",
+    invited_at   TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES projects(tenant_id, id) ON DELETE CASCADE,
     FOREIGN KEY (tenant_id, developer_id) REFERENCES developers(tenant_id, id) ON DELETE CASCADE
@@ -75,44 +96,44 @@ CREATE UNIQUE INDEX project_members_unique ON project_members(tenant_id, project
 CREATE INDEX project_members_developer ON project_members(tenant_id, developer_id);
 
 CREATE TABLE api_keys (
-    tenant_id    TEXT NOT NULL,
-    id           TEXT NOT NULL,
-    developer_id TEXT NOT NULL,
-    name         TEXT NOT NULL,
-    key_hash     TEXT NOT NULL,
-    prefix       TEXT NOT NULL,
-    last4        TEXT NOT NULL,
-    scopes       TEXT NOT NULL DEFAULT '',
-    mode         TEXT NOT NULL,
-    created_at   TEXT NOT NULL,
-    last_used_at TEXT,
-    expires_at   TEXT,
-    revoked_at   TEXT,
+    tenant_id    TEXT COLLATE "C" NOT NULL,
+    id           TEXT COLLATE "C" NOT NULL,
+    developer_id TEXT COLLATE "C" NOT NULL,
+    name         TEXT COLLATE "C" NOT NULL,
+    key_hash     TEXT COLLATE "C" NOT NULL,
+    prefix       TEXT COLLATE "C" NOT NULL,
+    last4        TEXT COLLATE "C" NOT NULL,
+    scopes       TEXT COLLATE "C" NOT NULL DEFAULT '',
+    mode         TEXT COLLATE "C" NOT NULL,
+    created_at   TEXT COLLATE "C" NOT NULL,
+    last_used_at TEXT COLLATE "C",
+    expires_at   TEXT COLLATE "C",
+    revoked_at   TEXT COLLATE "C",
     PRIMARY KEY (tenant_id, id)
 );
 CREATE UNIQUE INDEX api_keys_hash ON api_keys(key_hash);
 CREATE INDEX api_keys_tenant ON api_keys(tenant_id, created_at);
 
 CREATE TABLE agents (
-    tenant_id        TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    id               TEXT NOT NULL,
-    project_id       TEXT,
-    name             TEXT NOT NULL,
-    slug             TEXT NOT NULL,
-    model            TEXT NOT NULL,
-    instruction      TEXT NOT NULL,
-    description      TEXT,
-    category         TEXT,
-    tags_json        TEXT NOT NULL DEFAULT '[]',
+    tenant_id        TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id               TEXT COLLATE "C" NOT NULL,
+    project_id       TEXT COLLATE "C",
+    name             TEXT COLLATE "C" NOT NULL,
+    slug             TEXT COLLATE "C" NOT NULL,
+    model            TEXT COLLATE "C" NOT NULL,
+    instruction      TEXT COLLATE "C" NOT NULL,
+    description      TEXT COLLATE "C",
+    category         TEXT COLLATE "C",
+    tags_json        TEXT COLLATE "C" NOT NULL DEFAULT '[]',
     timeout_secs     BIGINT NOT NULL DEFAULT 30,
     public           BIGINT NOT NULL DEFAULT 0,
-    script_json      TEXT,
-    status           TEXT NOT NULL DEFAULT 'active',
+    script_json      TEXT COLLATE "C",
+    status           TEXT COLLATE "C" NOT NULL DEFAULT 'active',
     invocation_count BIGINT NOT NULL DEFAULT 0,
-    created_by       TEXT,
-    created_at       TEXT NOT NULL,
-    updated_at       TEXT NOT NULL,
-    search_name      TEXT NOT NULL DEFAULT '',
+    created_by       TEXT COLLATE "C",
+    created_at       TEXT COLLATE "C" NOT NULL,
+    updated_at       TEXT COLLATE "C" NOT NULL,
+    search_name      TEXT COLLATE "C" NOT NULL DEFAULT '',
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES projects(tenant_id, id)
         ON DELETE SET NULL (project_id)
@@ -121,85 +142,85 @@ CREATE UNIQUE INDEX agents_slug ON agents(tenant_id, slug);
 CREATE INDEX agents_tenant ON agents(tenant_id, created_at);
 
 CREATE TABLE connector_catalog (
-    slug       TEXT PRIMARY KEY,
-    name       TEXT NOT NULL,
-    category   TEXT NOT NULL,
-    status     TEXT NOT NULL,
-    mcp_url    TEXT,
+    slug       TEXT COLLATE "C" PRIMARY KEY,
+    name       TEXT COLLATE "C" NOT NULL,
+    category   TEXT COLLATE "C" NOT NULL,
+    status     TEXT COLLATE "C" NOT NULL,
+    mcp_url    TEXT COLLATE "C",
     builtin    BIGINT NOT NULL DEFAULT 0,
     hidden     BIGINT NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL
+    created_at TEXT COLLATE "C" NOT NULL
 );
 
 CREATE TABLE connectors (
-    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    id         TEXT NOT NULL,
-    project_id TEXT NOT NULL,
-    name       TEXT NOT NULL,
-    slug       TEXT NOT NULL,
-    mcp_url    TEXT NOT NULL,
-    category   TEXT,
-    status     TEXT NOT NULL DEFAULT 'registered',
-    created_at TEXT NOT NULL,
+    tenant_id  TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id         TEXT COLLATE "C" NOT NULL,
+    project_id TEXT COLLATE "C" NOT NULL,
+    name       TEXT COLLATE "C" NOT NULL,
+    slug       TEXT COLLATE "C" NOT NULL,
+    mcp_url    TEXT COLLATE "C" NOT NULL,
+    category   TEXT COLLATE "C",
+    status     TEXT COLLATE "C" NOT NULL DEFAULT 'registered',
+    created_at TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES projects(tenant_id, id) ON DELETE CASCADE
 );
 CREATE UNIQUE INDEX connectors_slug ON connectors(tenant_id, project_id, slug);
 
 CREATE TABLE agent_sessions (
-    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    agent_id   TEXT NOT NULL,
-    id         TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
+    tenant_id  TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    agent_id   TEXT COLLATE "C" NOT NULL,
+    id         TEXT COLLATE "C" NOT NULL,
+    created_at TEXT COLLATE "C" NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, agent_id, id)
 );
 
 CREATE TABLE agent_messages (
-    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    tenant_id  TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     seq        BIGINT GENERATED BY DEFAULT AS IDENTITY,
-    agent_id   TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    role       TEXT NOT NULL,
-    content    TEXT NOT NULL,
-    tool_json  TEXT,
+    agent_id   TEXT COLLATE "C" NOT NULL,
+    session_id TEXT COLLATE "C" NOT NULL,
+    role       TEXT COLLATE "C" NOT NULL,
+    content    TEXT COLLATE "C" NOT NULL,
+    tool_json  TEXT COLLATE "C",
     tokens     BIGINT NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
+    created_at TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, seq)
 );
 CREATE INDEX agent_messages_session ON agent_messages(tenant_id, agent_id, session_id, seq);
 
 CREATE TABLE invocations (
-    tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    id          TEXT NOT NULL,
-    agent_id    TEXT NOT NULL,
-    session_id  TEXT NOT NULL,
-    mode        TEXT NOT NULL,
-    status      TEXT NOT NULL,
+    tenant_id   TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id          TEXT COLLATE "C" NOT NULL,
+    agent_id    TEXT COLLATE "C" NOT NULL,
+    session_id  TEXT COLLATE "C" NOT NULL,
+    mode        TEXT COLLATE "C" NOT NULL,
+    status      TEXT COLLATE "C" NOT NULL,
     latency_ms  BIGINT NOT NULL,
     tokens_used BIGINT NOT NULL,
-    created_at  TEXT NOT NULL,
+    created_at  TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX invocations_tenant ON invocations(tenant_id, created_at);
 
 CREATE TABLE events (
-    tenant_id       TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    tenant_id       TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     seq             BIGINT GENERATED BY DEFAULT AS IDENTITY,
-    id              TEXT NOT NULL,
-    session_id      TEXT NOT NULL,
-    agent_id        TEXT,
-    type            TEXT NOT NULL,
-    payload         TEXT NOT NULL,
-    metadata        TEXT,
-    idempotency_key TEXT,
+    id              TEXT COLLATE "C" NOT NULL,
+    session_id      TEXT COLLATE "C" NOT NULL,
+    agent_id        TEXT COLLATE "C",
+    type            TEXT COLLATE "C" NOT NULL,
+    payload         TEXT COLLATE "C" NOT NULL,
+    metadata        TEXT COLLATE "C",
+    idempotency_key TEXT COLLATE "C",
     salience        DOUBLE PRECISION NOT NULL,
-    trace_id        TEXT NOT NULL,
-    job_id          TEXT,
-    mode            TEXT NOT NULL DEFAULT 'live',
-    created_at      TEXT NOT NULL,
-    processed_at    TEXT,
-    learned_at      TEXT,
+    trace_id        TEXT COLLATE "C" NOT NULL,
+    job_id          TEXT COLLATE "C",
+    mode            TEXT COLLATE "C" NOT NULL DEFAULT 'live',
+    created_at      TEXT COLLATE "C" NOT NULL,
+    processed_at    TEXT COLLATE "C",
+    learned_at      TEXT COLLATE "C",
     PRIMARY KEY (tenant_id, seq)
 );
 CREATE UNIQUE INDEX events_id ON events(tenant_id, id);
@@ -210,48 +231,57 @@ CREATE INDEX events_agent ON events(tenant_id, agent_id, seq) WHERE processed_at
 CREATE INDEX events_unlearned ON events(tenant_id, seq) WHERE learned_at IS NULL;
 
 CREATE TABLE event_signatures (
-    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     signature BIGINT NOT NULL,
     seen      BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, signature)
 );
 
+-- The novelty counts of events not processed yet (SQLite keeps them in a TEMP table of its one
+-- writer; here every node's writes must see them): store/novelty.rs.
+CREATE TABLE novelty_pending (
+    tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    signature BIGINT NOT NULL,
+    n         BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, signature)
+);
+
 CREATE TABLE jobs (
-    tenant_id   TEXT NOT NULL,
+    tenant_id   TEXT COLLATE "C" NOT NULL,
     seq         BIGINT GENERATED BY DEFAULT AS IDENTITY,
-    id          TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    input       TEXT NOT NULL DEFAULT '{}',
-    result      TEXT,
-    error       TEXT,
+    id          TEXT COLLATE "C" NOT NULL,
+    kind        TEXT COLLATE "C" NOT NULL,
+    status      TEXT COLLATE "C" NOT NULL,
+    input       TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+    result      TEXT COLLATE "C",
+    error       TEXT COLLATE "C",
     attempts    BIGINT NOT NULL DEFAULT 0,
-    created_at  TEXT NOT NULL,
-    started_at  TEXT,
-    finished_at TEXT,
+    created_at  TEXT COLLATE "C" NOT NULL,
+    started_at  TEXT COLLATE "C",
+    finished_at TEXT COLLATE "C",
     PRIMARY KEY (tenant_id, seq)
 );
 CREATE UNIQUE INDEX jobs_id ON jobs(tenant_id, id);
 CREATE INDEX jobs_queue ON jobs(kind, status, seq);
 
 CREATE TABLE memories (
-    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    tenant_id  TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     seq        BIGINT GENERATED BY DEFAULT AS IDENTITY,
-    id         TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    agent_id   TEXT,
-    session_id TEXT,
-    event_id   TEXT,
-    content    TEXT NOT NULL,
-    tags_json  TEXT NOT NULL DEFAULT '[]',
-    signature  TEXT,
+    id         TEXT COLLATE "C" NOT NULL,
+    kind       TEXT COLLATE "C" NOT NULL,
+    agent_id   TEXT COLLATE "C",
+    session_id TEXT COLLATE "C",
+    event_id   TEXT COLLATE "C",
+    content    TEXT COLLATE "C" NOT NULL,
+    tags_json  TEXT COLLATE "C" NOT NULL DEFAULT '[]',
+    signature  TEXT COLLATE "C",
     confidence DOUBLE PRECISION NOT NULL DEFAULT 0.5,
     salience   DOUBLE PRECISION NOT NULL DEFAULT 0.5,
-    status     TEXT NOT NULL DEFAULT 'active',
-    metadata   TEXT,
-    source_events_json TEXT NOT NULL DEFAULT '[]',
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
+    status     TEXT COLLATE "C" NOT NULL DEFAULT 'active',
+    metadata   TEXT COLLATE "C",
+    source_events_json TEXT COLLATE "C" NOT NULL DEFAULT '[]',
+    created_at TEXT COLLATE "C" NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, seq)
 );
 CREATE UNIQUE INDEX memories_id ON memories(tenant_id, id);
@@ -261,26 +291,26 @@ CREATE INDEX memories_signature ON memories(tenant_id, kind, signature) WHERE si
 CREATE INDEX memories_agent ON memories(tenant_id, agent_id, seq);
 
 CREATE TABLE artifacts (
-    tenant_id            TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    tenant_id            TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     seq                  BIGINT GENERATED BY DEFAULT AS IDENTITY,
-    id                   TEXT NOT NULL,
-    type                 TEXT NOT NULL,
-    signature            TEXT NOT NULL,
-    agent_id             TEXT,
-    title                TEXT NOT NULL,
-    status               TEXT NOT NULL,
+    id                   TEXT COLLATE "C" NOT NULL,
+    type                 TEXT COLLATE "C" NOT NULL,
+    signature            TEXT COLLATE "C" NOT NULL,
+    agent_id             TEXT COLLATE "C",
+    title                TEXT COLLATE "C" NOT NULL,
+    status               TEXT COLLATE "C" NOT NULL,
     version              BIGINT NOT NULL DEFAULT 1,
     confidence           DOUBLE PRECISION NOT NULL,
     evidence_count       BIGINT NOT NULL,
     token_count          BIGINT NOT NULL,
-    content_json         TEXT NOT NULL,
-    source_events_json   TEXT NOT NULL DEFAULT '[]',
-    source_memories_json TEXT NOT NULL DEFAULT '[]',
-    metadata_json        TEXT NOT NULL DEFAULT '{}',
-    superseded_by        TEXT,
-    compiled_at          TEXT NOT NULL,
-    created_at           TEXT NOT NULL,
-    updated_at           TEXT NOT NULL,
+    content_json         TEXT COLLATE "C" NOT NULL,
+    source_events_json   TEXT COLLATE "C" NOT NULL DEFAULT '[]',
+    source_memories_json TEXT COLLATE "C" NOT NULL DEFAULT '[]',
+    metadata_json        TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+    superseded_by        TEXT COLLATE "C",
+    compiled_at          TEXT COLLATE "C" NOT NULL,
+    created_at           TEXT COLLATE "C" NOT NULL,
+    updated_at           TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, seq)
 );
 CREATE UNIQUE INDEX artifacts_id ON artifacts(tenant_id, id);
@@ -288,66 +318,66 @@ CREATE UNIQUE INDEX artifacts_identity ON artifacts(tenant_id, type, signature) 
 CREATE INDEX artifacts_tenant ON artifacts(tenant_id, status, seq);
 
 CREATE TABLE artifact_versions (
-    tenant_id      TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    artifact_id    TEXT NOT NULL,
+    tenant_id      TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    artifact_id    TEXT COLLATE "C" NOT NULL,
     version        BIGINT NOT NULL,
     confidence     DOUBLE PRECISION NOT NULL,
     evidence_count BIGINT NOT NULL,
-    content_json   TEXT NOT NULL,
-    created_at     TEXT NOT NULL,
+    content_json   TEXT COLLATE "C" NOT NULL,
+    created_at     TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, artifact_id, version)
 );
 
 CREATE TABLE usage_counters (
-    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    mode      TEXT NOT NULL,
-    metric    TEXT NOT NULL,
-    bucket    TEXT NOT NULL,
+    tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    mode      TEXT COLLATE "C" NOT NULL,
+    metric    TEXT COLLATE "C" NOT NULL,
+    bucket    TEXT COLLATE "C" NOT NULL,
     value     BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, mode, metric, bucket)
 );
 
 CREATE TABLE vaults (
-    tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    id          TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    description TEXT,
-    sensitivity TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
+    tenant_id   TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id          TEXT COLLATE "C" NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
+    description TEXT COLLATE "C",
+    sensitivity TEXT COLLATE "C" NOT NULL,
+    created_at  TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
 CREATE UNIQUE INDEX vaults_name ON vaults(tenant_id, name);
 
 CREATE TABLE vault_items (
-    tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
-    id           TEXT NOT NULL,
-    vault_id     TEXT NOT NULL,
-    title        TEXT NOT NULL,
-    item_type    TEXT NOT NULL,
-    service_name TEXT,
-    tags         TEXT NOT NULL,
-    description  TEXT,
-    sensitivity  TEXT NOT NULL,
+    tenant_id    TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id           TEXT COLLATE "C" NOT NULL,
+    vault_id     TEXT COLLATE "C" NOT NULL,
+    title        TEXT COLLATE "C" NOT NULL,
+    item_type    TEXT COLLATE "C" NOT NULL,
+    service_name TEXT COLLATE "C",
+    tags         TEXT COLLATE "C" NOT NULL,
+    description  TEXT COLLATE "C",
+    sensitivity  TEXT COLLATE "C" NOT NULL,
     nonce        BYTEA NOT NULL,
     ciphertext   BYTEA NOT NULL,
-    created_at   TEXT NOT NULL,
-    updated_at   TEXT NOT NULL,
+    created_at   TEXT COLLATE "C" NOT NULL,
+    updated_at   TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, vault_id) REFERENCES vaults(tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX vault_items_vault ON vault_items(tenant_id, vault_id, created_at);
 
 CREATE TABLE vault_audit (
-    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    tenant_id  TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     seq        BIGINT GENERATED BY DEFAULT AS IDENTITY,
-    id         TEXT NOT NULL,
-    item_id    TEXT,
-    action     TEXT NOT NULL,
-    key_id     TEXT,
-    request_id TEXT,
-    ip         TEXT,
-    reason     TEXT,
-    at         TEXT NOT NULL,
+    id         TEXT COLLATE "C" NOT NULL,
+    item_id    TEXT COLLATE "C",
+    action     TEXT COLLATE "C" NOT NULL,
+    key_id     TEXT COLLATE "C",
+    request_id TEXT COLLATE "C",
+    ip         TEXT COLLATE "C",
+    reason     TEXT COLLATE "C",
+    at         TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, seq)
 );
 

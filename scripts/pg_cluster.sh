@@ -76,7 +76,7 @@ start() {
   # Small and fast: the data is thrown away, so durability settings that only cost time are off.
   as_owner "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 \
     -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off \
-        -c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB" \
+        -c full_page_writes=off -c max_connections=1000 -c shared_buffers=64MB" \
     start >/dev/null || { tail -20 "$log" >&2; exit 1; }
   echo "postgres://engram@127.0.0.1:$port/postgres"
 }

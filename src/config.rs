@@ -39,6 +39,9 @@ pub struct Config {
     pub capture_workers: usize,
     pub learn_workers: usize,
     pub read_pool_size: u32,
+    /// A PostgreSQL URL to serve from instead of the data dir's SQLite file
+    /// (docs/scale-out.md); the data dir then holds this node's search index and vault key.
+    pub database: Option<String>,
     /// Auto-learn is enqueued after this many processed events of a tenant (0 disables).
     pub auto_learn_every: u64,
     /// Auto-learn sweep period for tenants with unlearned events (zero disables).
@@ -136,6 +139,7 @@ impl Config {
             capture_workers: 2,
             learn_workers: 1,
             read_pool_size: 8,
+            database: None,
             auto_learn_every: 10,
             auto_learn_sweep: Duration::from_secs(300),
             header_read_timeout: Duration::from_secs(10),

@@ -150,7 +150,10 @@ pub async fn start(config: Config) -> Result<Running> {
                 cfg.data_dir.display()
             ))
         })?;
-        let db = store::Db::open(&cfg.db_path(), cfg.read_pool_size)?;
+        let db = match &cfg.database {
+            Some(url) => store::Db::open_postgres(url, cfg.read_pool_size)?,
+            None => store::Db::open(&cfg.db_path(), cfg.read_pool_size)?,
+        };
         tokens::warm_up();
         if cfg.embeddings.url.is_none() && !cfg.embeddings.off {
             embed::model::StaticModel::bundled();

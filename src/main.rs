@@ -29,6 +29,25 @@ use std::time::Duration;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Serve from (or run the command on) this PostgreSQL database
+    /// (postgres://user[:password]@host[:port]/database) instead of the data dir's SQLite file;
+    /// an empty database gets the schema. The data dir still holds the node's search index
+    /// (rebuilt from the database when missing) and the vault key. `engram migrate --to` moves a
+    /// SQLite data dir there (docs/scale-out.md).
+    #[arg(
+        long,
+        global = true,
+        env = "ENGRAM_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
+}
+
+/// `--database`: PostgreSQL instead of the data dir's SQLite file (set once, at start).
+static DATABASE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+fn database() -> Option<&'static str> {
+    DATABASE.get().and_then(|d| d.as_deref())
 }
 
 #[derive(Subcommand)]
@@ -199,7 +218,7 @@ struct ServeArgs {
     /// Worker threads running learn (compile) jobs.
     #[arg(long, env = "ENGRAM_LEARN_WORKERS", default_value_t = 1)]
     learn_workers: usize,
-    /// Read connections in the SQLite pool.
+    /// Read connections in the database's pool.
     #[arg(long, env = "ENGRAM_READ_POOL", default_value_t = 8)]
     read_pool: u32,
     /// Enqueue an automatic learn after this many events of a tenant (0 disables).
@@ -467,6 +486,7 @@ enum ConnectorsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = DATABASE.set(cli.database.filter(|d| !d.trim().is_empty()));
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Keys { command } => keys_command(command),
@@ -533,6 +553,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     config.capture_workers = a.capture_workers.max(1);
     config.learn_workers = a.learn_workers.max(1);
     config.read_pool_size = a.read_pool.max(1);
+    config.database = database().map(str::to_string);
     config.auto_learn_every = a.auto_learn_every;
     config.auto_learn_sweep = Duration::from_secs(a.auto_learn_sweep_secs);
     config.header_read_timeout = Duration::from_secs(a.header_read_timeout_secs.max(1));
@@ -618,7 +639,10 @@ async fn wait_for_signal() {
 /// The data dir's database, beside a server that may be running: migrated only under the
 /// data-dir lock (`datadir::open_db`).
 fn open(data_dir: &std::path::Path) -> Result<store::Direct, String> {
-    engram::datadir::open_db(data_dir, None)
+    match database() {
+        Some(url) => store::open_direct_postgres(url).map_err(|e| e.to_string()),
+        None => engram::datadir::open_db(data_dir, None),
+    }
 }
 
 /// Runs `f` in one IMMEDIATE transaction (waits for a running server's writer if needed).
@@ -984,7 +1008,7 @@ fn connectors_command(cmd: ConnectorsCommand) -> Result<(), String> {
 /// Commands that only read a data dir refuse one that does not exist (exit 2) instead of creating
 /// an empty one and answering from it.
 fn require_existing(data_dir: &std::path::Path) -> Result<(), String> {
-    if data_dir.join("engram.db").is_file() {
+    if database().is_some() || data_dir.join("engram.db").is_file() {
         return Ok(());
     }
     eprintln!(
@@ -1064,7 +1088,11 @@ impl Offline {
         let mut cfg = engram::config::Config::for_data_dir(data_dir);
         cfg.vault_key = vault_key_from_env();
         let mut dir = Offline {
-            db: store::Db::open(&cfg.db_path(), 2).map_err(|e| e.to_string())?,
+            db: match database() {
+                Some(url) => store::Db::open_postgres(url, 2),
+                None => store::Db::open(&cfg.db_path(), 2),
+            }
+            .map_err(|e| e.to_string())?,
             search: None,
             _lock: lock,
         };
@@ -1195,6 +1223,22 @@ fn migrate(
     postgres: Option<&str>,
     batch_rows: usize,
 ) -> Result<(), String> {
+    if let Some(url) = database() {
+        if postgres.is_some() {
+            return Err(
+                "--to copies the data dir's SQLite database; drop --database (or \
+                 ENGRAM_DATABASE_URL), which names PostgreSQL as the source"
+                    .into(),
+            );
+        }
+        let mut db = store::open_direct_postgres(url).map_err(|e| e.to_string())?;
+        let v = db.schema_version().map_err(|e| e.to_string())?;
+        eprintln!(
+            "{}: schema version {v} is this engram's; nothing to migrate",
+            store::postgres::redacted(url)
+        );
+        return db.migrate().map_err(|e| e.to_string());
+    }
     require_existing(data_dir)?;
     let _lock = engram::datadir::DirLock::acquire(data_dir, "migrate")?;
     let mut db = store::open_unmigrated(data_dir).map_err(|e| e.to_string())?;
@@ -1228,6 +1272,9 @@ fn copy_to_postgres(
     url: &str,
     batch_rows: usize,
 ) -> Result<(), String> {
+    if let Some(p) = store::postgres::url_problem(url) {
+        return Err(format!("--to: {p}"));
+    }
     let shown = store::postgres::redacted(url);
     eprintln!("copying {} into {shown}", data_dir.display());
     let progress = Progress::new("copy", "rows");
@@ -1267,9 +1314,12 @@ fn reindex(data_dir: &std::path::Path, embeddings: &EmbeddingArgs) -> Result<(),
     eprintln!("embedding model: {}", embedder.model_id());
     let progress = Progress::new("reindex", "documents");
     let n = runtime.block_on(async {
-        engram::search::rebuild::rebuild_data_dir(data_dir, embedder, move |done, total| {
-            progress.update(done, total)
-        })
+        engram::search::rebuild::rebuild_data_dir(
+            data_dir,
+            database(),
+            embedder,
+            move |done, total| progress.update(done, total),
+        )
         .await
         .map_err(|e| e.to_string())
     })?;

@@ -92,13 +92,18 @@ fn add_documents(
 /// with `embedder` (which the index then records).
 pub async fn rebuild_data_dir(
     data_dir: &Path,
+    database: Option<&str>,
     embedder: crate::embed::Embedder,
     progress: impl Fn(u64, u64) + Send + 'static,
 ) -> Result<u64> {
     let data_dir = data_dir.to_path_buf();
+    let database = database.map(str::to_string);
     tokio::task::spawn_blocking(move || {
         let cfg = crate::config::Config::for_data_dir(&data_dir);
-        let db = Db::open(&cfg.db_path(), 2)?;
+        let db = match &database {
+            Some(url) => Db::open_postgres(url, 2)?,
+            None => Db::open(&cfg.db_path(), 2)?,
+        };
         let search = Search::open(&cfg.index_dir(), embedder)?;
         let n = rebuild(&db, &search, progress);
         search.close();

@@ -11,11 +11,11 @@
 //! - `search_name` is the name case-folded by Rust (full Unicode), so name search is
 //!   case-insensitive beyond ASCII (SQLite's `LIKE`/`lower` only fold ASCII).
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::time::now_rfc3339;
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -119,7 +119,7 @@ const COLUMNS: &str = "id, tenant_id, project_id, name, slug, model, instruction
                        category, tags_json, timeout_secs, public, script_json, status, \
                        invocation_count, created_by, created_at, updated_at";
 
-fn row_to_agent(r: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
+fn row_to_agent(r: &super::sql::Row<'_>) -> super::sql::Result<Agent> {
     let tags: String = r.get(9)?;
     let script: Option<String> = r.get(12)?;
     let timeout: i64 = r.get(10)?;
@@ -135,7 +135,7 @@ fn row_to_agent(r: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
         category: r.get(8)?,
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         timeout_secs: timeout.clamp(0, u32::MAX as i64) as u32,
-        public: r.get::<_, i64>(11)? != 0,
+        public: r.get::<i64>(11)? != 0,
         script: script.and_then(|s| serde_json::from_str(&s).ok()),
         status: r.get(13)?,
         invocation_count: r.get(14)?,
@@ -268,7 +268,7 @@ pub struct ListQuery {
 
 /// One page of the tenant's agents, newest first, and the total matching the filters.
 pub fn list(conn: &Conn, tenant_id: &str, q: &ListQuery) -> Result<(Vec<Agent>, i64)> {
-    use rusqlite::types::Value as Sql;
+    use super::sql::Value as Sql;
     let mut filter = String::from("tenant_id = ?1");
     let mut args: Vec<Sql> = vec![Sql::Text(tenant_id.to_string())];
     if let Some(c) = &q.category {
@@ -281,18 +281,18 @@ pub fn list(conn: &Conn, tenant_id: &str, q: &ListQuery) -> Result<(Vec<Agent>, 
     }
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM agents WHERE {filter}"))?
-        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+        .query_row(super::sql::params_from_iter(args.iter()), |r| r.get(0))?;
     let n = args.len();
-    args.push(Sql::Integer(q.limit));
-    args.push(Sql::Integer(q.offset));
+    args.push(Sql::Int(q.limit));
+    args.push(Sql::Int(q.offset));
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agents WHERE {filter}
          ORDER BY created_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
         n + 1,
         n + 2
     ))?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_agent)?;
-    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+    let rows = stmt.query_map(super::sql::params_from_iter(args.iter()), row_to_agent)?;
+    Ok((rows.collect::<super::sql::Result<_>>()?, total))
 }
 
 /// Deletes an agent by id or slug with its conversation history; returns the deleted agent.

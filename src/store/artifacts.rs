@@ -12,13 +12,13 @@
 //!   caller must submit after its transaction committed.
 //! - Every function takes the tenant and touches only that tenant's rows.
 
+use super::sql::{params, OptionalExtension, Row};
 use super::Conn;
 use crate::compiler::Draft;
 use crate::domain::{ArtifactStatus, ArtifactType};
 use crate::error::Result;
 use crate::index_doc::{self as docs, IndexOp};
 use crate::store::memories::episodic_id;
-use rusqlite::{params, OptionalExtension, Row};
 use serde_json::{json, Value};
 
 /// A stored artifact.
@@ -54,7 +54,7 @@ fn parse(s: String) -> Value {
     serde_json::from_str(&s).unwrap_or(Value::Null)
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<ArtifactRow> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<ArtifactRow> {
     let id: String = r.get(0)?;
     Ok(ArtifactRow {
         artifact_type: super::spelled(r, 2, "artifacts", &id)?,
@@ -69,8 +69,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ArtifactRow> {
         evidence_count: r.get(9)?,
         token_count: r.get(10)?,
         content: parse(r.get(11)?),
-        source_events: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
-        source_memories: serde_json::from_str(&r.get::<_, String>(13)?).unwrap_or_default(),
+        source_events: serde_json::from_str(&r.get::<String>(12)?).unwrap_or_default(),
+        source_memories: serde_json::from_str(&r.get::<String>(13)?).unwrap_or_default(),
         metadata: parse(r.get(14)?),
         superseded_by: r.get(15)?,
         compiled_at: r.get(16)?,
@@ -145,7 +145,7 @@ pub fn list(conn: &Conn, tenant_id: &str, f: &Filter) -> Result<(Vec<ArtifactRow
         _ => "seq",
     };
     let dir = if f.desc { "DESC" } else { "ASC" };
-    let filter = "tenant_id = ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR status = ?3)";
+    let filter = "tenant_id = ?1 AND (type = ?2 OR ?2 IS NULL) AND (status = ?3 OR ?3 IS NULL)";
     let total: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM artifacts WHERE {filter}"))?
         .query_row(params![tenant_id, f.artifact_type, f.status], |r| r.get(0))?;
@@ -159,7 +159,7 @@ pub fn list(conn: &Conn, tenant_id: &str, f: &Filter) -> Result<(Vec<ArtifactRow
             params![tenant_id, f.artifact_type, f.status, f.limit, f.offset],
             from_row,
         )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<super::sql::Result<Vec<_>>>()?;
     Ok((rows, total))
 }
 
@@ -298,8 +298,11 @@ pub fn apply(
         return Ok(Applied::Superseded);
     }
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO artifact_versions(tenant_id, artifact_id, version, confidence,
-             evidence_count, content_json, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO artifact_versions(tenant_id, artifact_id, version, confidence,
+             evidence_count, content_json, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (tenant_id, artifact_id, version) DO UPDATE SET
+             confidence = excluded.confidence, evidence_count = excluded.evidence_count,
+             content_json = excluded.content_json, created_at = excluded.created_at",
     )?
     .execute(params![
         tenant_id,
@@ -355,9 +358,9 @@ pub fn supersede_renamed(
     )?;
     let rows = stmt
         .query_map(params![tenant_id, artifact_type, from], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            Ok((r.get::<String>(0)?, r.get::<String>(1)?))
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<super::sql::Result<Vec<_>>>()?;
     let mut n = 0;
     for (id, sig) in rows {
         if exact && sig != from {
@@ -393,17 +396,17 @@ pub fn deprecate_unsupported(
 ) -> Result<usize> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, type, signature FROM artifacts
-         WHERE tenant_id = ?1 AND status = 'active' AND agent_id IS ?2",
+         WHERE tenant_id = ?1 AND status = 'active' AND agent_id IS NOT DISTINCT FROM ?2",
     )?;
     let rows = stmt
         .query_map(params![tenant_id, agent_id], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
             ))
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<super::sql::Result<Vec<_>>>()?;
     let mut n = 0;
     for (id, t, sig) in rows {
         if keep.contains(&(t, sig)) {

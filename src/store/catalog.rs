@@ -1,9 +1,9 @@
 //! Rows of the global connector catalogue (`crate::catalog` decides what goes in).
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::error::Result;
 use crate::time::now_rfc3339;
-use rusqlite::{params, OptionalExtension};
 
 /// One catalogue entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,14 +34,14 @@ pub fn merge_builtin(conn: &Conn, entries: &[(&str, &str, &str, &str, &str)]) ->
     Ok(())
 }
 
-fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+fn row_to_entry(r: &super::sql::Row<'_>) -> super::sql::Result<Entry> {
     Ok(Entry {
         slug: r.get(0)?,
         name: r.get(1)?,
         category: r.get(2)?,
         status: r.get(3)?,
         mcp_url: r.get(4)?,
-        builtin: r.get::<_, i64>(5)? != 0,
+        builtin: r.get::<i64>(5)? != 0,
     })
 }
 
@@ -49,11 +49,11 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
 pub fn list(conn: &Conn, category: Option<&str>) -> Result<Vec<Entry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT slug, name, category, status, mcp_url, builtin FROM connector_catalog
-         WHERE hidden = 0 AND (?1 IS NULL OR category = ?1 COLLATE NOCASE)
+         WHERE hidden = 0 AND (category = ?1 COLLATE NOCASE OR ?1 IS NULL)
          ORDER BY name COLLATE NOCASE, slug",
     )?;
     let rows = stmt.query_map([category], row_to_entry)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// A visible entry by slug.

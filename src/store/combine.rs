@@ -83,8 +83,7 @@ struct Combined<I, R> {
 }
 
 impl<I: Send + 'static, R: Send + 'static> PendingWrite for Combined<I, R> {
-    fn apply(&mut self, conn: &rusqlite::Connection) -> bool {
-        let conn = &Conn(conn);
+    fn apply(&mut self, conn: &Conn) -> bool {
         let items = std::mem::take(&mut self.items);
         let n = items.len();
         let write = self.how.write;

@@ -1,6 +1,8 @@
-//! Connections: how one is opened (pragmas, WAL verified), the `Conn` that read and write
-//! closures receive, and how rows are read into domain values.
+//! SQLite connections: how one is opened (pragmas, WAL verified); and how rows are read into
+//! domain values (either backend). `Conn`, the connection read and write closures receive, is in
+//! `sql`.
 
+use super::sql::{self, Row};
 use crate::error::{Error, Result};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
@@ -8,61 +10,6 @@ use std::path::Path;
 use std::time::Duration;
 
 pub type ReadPool = r2d2::Pool<SqliteConnectionManager>;
-
-/// The connection a read or write closure is given. Code outside this layer can only hand it to
-/// this layer's functions: its SQL methods are private to `store`, and it names no rusqlite type
-/// in its public interface (`sqlite` exists for tests and benchmarks that seed or inspect rows).
-#[derive(Clone, Copy)]
-pub struct Conn<'a>(pub(in crate::store) &'a Connection);
-
-impl<'a> Conn<'a> {
-    /// The underlying SQLite connection, for tests and benchmarks only: the server's own code
-    /// outside `store` never calls it (a unit test checks).
-    #[doc(hidden)]
-    pub fn sqlite(&self) -> &'a Connection {
-        self.0
-    }
-
-    pub(in crate::store) fn prepare_cached(
-        &self,
-        sql: &str,
-    ) -> rusqlite::Result<rusqlite::CachedStatement<'a>> {
-        self.0.prepare_cached(sql)
-    }
-
-    pub(in crate::store) fn prepare(&self, sql: &str) -> rusqlite::Result<rusqlite::Statement<'a>> {
-        self.0.prepare(sql)
-    }
-
-    pub(in crate::store) fn execute<P: rusqlite::Params>(
-        &self,
-        sql: &str,
-        params: P,
-    ) -> rusqlite::Result<usize> {
-        self.0.execute(sql, params)
-    }
-
-    pub(in crate::store) fn execute_batch(&self, sql: &str) -> rusqlite::Result<()> {
-        self.0.execute_batch(sql)
-    }
-
-    pub(in crate::store) fn query_row<T, P, F>(
-        &self,
-        sql: &str,
-        params: P,
-        f: F,
-    ) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    {
-        self.0.query_row(sql, params, f)
-    }
-
-    pub(in crate::store) fn last_insert_rowid(&self) -> i64 {
-        self.0.last_insert_rowid()
-    }
-}
 
 pub(super) fn apply_pragmas(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_millis(5000))?;
@@ -96,23 +43,16 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
 
 /// Reads column `idx` of a row as a domain value (`domain`, `perms`, `plans`). A spelling this
 /// binary does not know is an error naming the table, the row and the column, never a default.
-pub(crate) fn spelled<T>(
-    r: &rusqlite::Row<'_>,
-    idx: usize,
-    table: &str,
-    key: &str,
-) -> rusqlite::Result<T>
+pub(crate) fn spelled<T>(r: &Row<'_>, idx: usize, table: &str, key: &str) -> sql::Result<T>
 where
     T: std::str::FromStr<Err = String>,
 {
     let text: String = r.get(idx)?;
     text.parse::<T>().map_err(|e| {
-        let column = r.as_ref().column_name(idx).unwrap_or("?").to_string();
-        rusqlite::Error::FromSqlConversionFailure(
-            idx,
-            rusqlite::types::Type::Text,
-            format!("{table} row {key}, column {column}: {e}").into(),
-        )
+        sql::Error::Conversion(format!(
+            "{table} row {key}, column {}: {e}",
+            r.column_name(idx)
+        ))
     })
 }
 

@@ -4,11 +4,11 @@
 //! connector's slug comes from its name and is unique within its project (`connectors_slug`);
 //! connectors go away with their project (`ON DELETE CASCADE`).
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::time::now_rfc3339;
-use rusqlite::{params, OptionalExtension};
 
 #[derive(Clone, Debug)]
 pub struct Connector {
@@ -26,7 +26,7 @@ pub struct Connector {
 const COLUMNS: &str =
     "id, tenant_id, project_id, name, slug, mcp_url, category, status, created_at";
 
-fn row_to_connector(r: &rusqlite::Row<'_>) -> rusqlite::Result<Connector> {
+fn row_to_connector(r: &super::sql::Row<'_>) -> super::sql::Result<Connector> {
     Ok(Connector {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -89,7 +89,7 @@ pub fn list_for_project(conn: &Conn, tenant_id: &str, project_id: &str) -> Resul
          ORDER BY created_at, id"
     ))?;
     let rows = stmt.query_map([tenant_id, project_id], row_to_connector)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// A connector of a project by id (`con_…`) or slug.

@@ -1,8 +1,9 @@
 //! `Db`: the handle the server shares. It owns the writer thread, the checkpointer, the pool of
 //! readers and the usage-counter flusher, and hands closures to them.
 
-use super::conn::{apply_pragmas, open_connection, Conn, ReadPool};
-use super::writer::{writer_loop, Lane, Lanes, Op, QueuedWrite};
+use super::conn::{apply_pragmas, open_connection, ReadPool};
+use super::writer::{writer_loop, Lane, Lanes, Op, QueuedWrite, WriterConn};
+use super::Conn;
 use super::{checkpoint, novelty, schema, usage_buffer};
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, Sender};
@@ -30,8 +31,9 @@ pub struct DbStats {
 }
 
 pub(super) struct Inner {
+    /// The SQLite file, or the PostgreSQL URL (password hidden).
     path: PathBuf,
-    readers: ReadPool,
+    readers: Readers,
     /// The foreground and background lanes to the writer thread.
     writer_tx: Mutex<Option<Lanes<Sender<QueuedWrite>>>>,
     writer_rx_len: Lanes<Receiver<QueuedWrite>>,
@@ -47,6 +49,12 @@ pub(super) struct Inner {
     usage_flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// The pool of reading connections.
+enum Readers {
+    Sqlite(ReadPool),
+    Pg(r2d2::Pool<super::postgres::Manager>),
+}
+
 /// The database handle shared by the server (cheap to clone).
 #[derive(Clone)]
 pub struct Db {
@@ -54,12 +62,12 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating or migrating) the database and starts the writer thread.
+    /// Opens (creating or migrating) the SQLite database at `path` and starts the writer thread.
     pub fn open(path: &Path, read_pool_size: u32) -> Result<Db> {
         let mut conn = open_connection(path)?;
         schema::migrate(&mut conn)?;
         checkpoint::writer_pragmas(&conn)?;
-        novelty::rebuild_pending(&Conn(&conn))?;
+        novelty::rebuild_pending(&Conn::sqlite_of(&conn))?;
         let (checkpoint_stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
         let commits = Arc::new(AtomicU64::new(0));
         let wal_use = checkpoint::WalUse::default();
@@ -86,6 +94,44 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
+        let catch_up = checkpoint::CatchUp::new(wal_use);
+        Db::start(
+            Readers::Sqlite(readers),
+            WriterConn::Sqlite(conn, catch_up),
+            path.to_path_buf(),
+            commits,
+            Some((checkpoint_stop, checkpointer)),
+        )
+    }
+
+    /// Opens (creating or migrating the schema of) the PostgreSQL database at `url` and starts
+    /// the writer thread on one connection of it, with a pool of readers (docs/scale-out.md).
+    pub fn open_postgres(url: &str, read_pool_size: u32) -> Result<Db> {
+        let writer = super::postgres::connect(url)?;
+        super::postgres::migrate(&writer)?;
+        novelty::rebuild_pending(&Conn::pg_of(&writer))?;
+        let readers = r2d2::Pool::builder()
+            .max_size(read_pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(super::postgres::Manager::new(url))?;
+        Db::start(
+            Readers::Pg(readers),
+            WriterConn::Pg(Box::new(writer)),
+            PathBuf::from(super::postgres::redacted(url)),
+            Arc::new(AtomicU64::new(0)),
+            None,
+        )
+    }
+
+    /// Starts the writer thread and the usage flusher over an opened backend.
+    fn start(
+        readers: Readers,
+        writer_conn: WriterConn,
+        path: PathBuf,
+        commits: Arc<AtomicU64>,
+        checkpointer: Option<(Sender<()>, JoinHandle<()>)>,
+    ) -> Result<Db> {
         let (fg_tx, fg_rx) = crossbeam_channel::unbounded::<QueuedWrite>();
         let (bg_tx, bg_rx) = crossbeam_channel::unbounded::<QueuedWrite>();
         let (tx, rx) = (
@@ -101,21 +147,24 @@ impl Db {
         let writer = {
             let rx = rx.clone();
             let commits = commits.clone();
-            let catch_up = checkpoint::CatchUp::new(wal_use);
             std::thread::Builder::new()
                 .name("engram-writer".into())
-                .spawn(move || writer_loop(conn, rx, commits, catch_up))
+                .spawn(move || writer_loop(writer_conn, rx, commits))
                 .map_err(Error::internal)?
+        };
+        let (checkpoint_stop, checkpointer) = match checkpointer {
+            Some((stop, handle)) => (Some(stop), Some(handle)),
+            None => (None, None),
         };
         let db = Db {
             inner: Arc::new(Inner {
-                path: path.to_path_buf(),
+                path,
                 readers,
                 writer_tx: Mutex::new(Some(tx)),
                 writer_rx_len: rx,
                 writer: Mutex::new(Some(writer)),
-                checkpoint_stop: Mutex::new(Some(checkpoint_stop)),
-                checkpointer: Mutex::new(Some(checkpointer)),
+                checkpoint_stop: Mutex::new(checkpoint_stop),
+                checkpointer: Mutex::new(checkpointer),
                 read_waiting: AtomicUsize::new(0),
                 commits,
                 usage: Default::default(),
@@ -138,6 +187,11 @@ impl Db {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(flusher);
         Ok(db)
+    }
+
+    /// Whether the database is PostgreSQL (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.inner.readers, Readers::Pg(_))
     }
 
     fn sender(&self, lane: Lane) -> Result<Sender<QueuedWrite>> {
@@ -236,10 +290,20 @@ impl Db {
         F: FnOnce(&Conn) -> Result<T>,
     {
         self.inner.read_waiting.fetch_add(1, Ordering::Relaxed);
-        let conn = self.inner.readers.get();
-        self.inner.read_waiting.fetch_sub(1, Ordering::Relaxed);
-        let conn = conn?;
-        f(&Conn(&conn))
+        match &self.inner.readers {
+            Readers::Sqlite(pool) => {
+                let conn = pool.get();
+                self.inner.read_waiting.fetch_sub(1, Ordering::Relaxed);
+                let conn = conn?;
+                f(&Conn::sqlite_of(&conn))
+            }
+            Readers::Pg(pool) => {
+                let conn = pool.get();
+                self.inner.read_waiting.fetch_sub(1, Ordering::Relaxed);
+                let conn = conn?;
+                f(&Conn::pg_of(&conn))
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -247,7 +311,10 @@ impl Db {
     }
 
     pub fn stats(&self) -> DbStats {
-        let state = self.inner.readers.state();
+        let (state, max) = match &self.inner.readers {
+            Readers::Sqlite(p) => (p.state(), p.max_size()),
+            Readers::Pg(p) => (p.state(), p.max_size()),
+        };
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let mut wal = self.inner.path.clone().into_os_string();
         wal.push("-wal");
@@ -258,7 +325,7 @@ impl Db {
             total: state.connections,
             idle: state.idle_connections,
             waiting: self.inner.read_waiting.load(Ordering::Relaxed),
-            max: self.inner.readers.max_size(),
+            max,
             write_queue: self.inner.writer_rx_len.fg.len() + self.inner.writer_rx_len.bg.len(),
             commits: self.inner.commits.load(Ordering::Relaxed),
             writer_alive: self

@@ -11,13 +11,13 @@
 //!   stored tenant by tenant and nothing else writes in between): their capture job addresses them
 //!   as a `seq` range.
 
+use super::sql::{params, OptionalExtension, Row};
 use super::Conn;
 use crate::domain::{EventType, KeyMode};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::store::{novelty, usage};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Row};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -135,8 +135,8 @@ pub fn insert_group(conn: &Conn, items: Vec<GroupItem>) -> Result<Vec<BatchWrite
 
 /// The statements `TenantWrite::insert` runs, prepared once per tenant of a group.
 struct Statements<'c> {
-    find_idem: rusqlite::CachedStatement<'c>,
-    insert: rusqlite::CachedStatement<'c>,
+    find_idem: super::sql::Stmt<'c>,
+    insert: super::sql::Stmt<'c>,
 }
 
 impl<'c> Statements<'c> {
@@ -149,7 +149,8 @@ impl<'c> Statements<'c> {
             insert: conn.prepare_cached(
                 "INSERT INTO events(id, tenant_id, session_id, agent_id, type, payload, metadata,
                                     idempotency_key, salience, trace_id, job_id, mode, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 RETURNING seq",
             )?,
         })
     }
@@ -232,22 +233,24 @@ impl TenantWrite {
             let salience = crate::salience::with_novelty(e.base_salience, count);
             let id = ids::new("evt");
             let trace_id = ids::new("trace");
-            st.insert.execute(params![
-                id,
-                tenant_id,
-                e.session_id,
-                e.agent_id,
-                e.event_type,
-                e.payload,
-                e.metadata,
-                e.idempotency_key,
-                salience,
-                trace_id,
-                job_id,
-                item.mode,
-                created_at,
-            ])?;
-            let seq = conn.last_insert_rowid();
+            let seq: i64 = st.insert.query_row(
+                params![
+                    id,
+                    tenant_id,
+                    e.session_id,
+                    e.agent_id,
+                    e.event_type,
+                    e.payload,
+                    e.metadata,
+                    e.idempotency_key,
+                    salience,
+                    trace_id,
+                    job_id,
+                    item.mode,
+                    created_at,
+                ],
+                |r| r.get(0),
+            )?;
             if self.ingested == 0 {
                 self.first_seq = seq;
             }
@@ -324,7 +327,7 @@ const COLUMNS: &str = "seq, id, tenant_id, session_id, agent_id, type, payload, 
                        idempotency_key, salience, trace_id, job_id, mode, created_at, processed_at, \
                        learned_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<EventRow> {
     let id: String = r.get(1)?;
     Ok(EventRow {
         event_type: super::spelled(r, 5, "events", &id)?,
@@ -378,15 +381,15 @@ pub fn unprocessed_in_range(
          WHERE seq BETWEEN ?1 AND ?2 AND tenant_id = ?3 AND processed_at IS NULL ORDER BY seq"
     ))?;
     let rows = stmt.query_map(params![first_seq, last_seq, tenant_id], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// The ids of a tenant's events in a `seq` range, processed or not.
 pub fn ids_in_range(conn: &Conn, tenant_id: &str, first: i64, last: i64) -> Result<Vec<String>> {
     let mut stmt = conn
         .prepare_cached("SELECT id FROM events WHERE seq BETWEEN ?1 AND ?2 AND tenant_id = ?3")?;
-    let rows = stmt.query_map(params![first, last, tenant_id], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let rows = stmt.query_map(params![first, last, tenant_id], |r| r.get::<String>(0))?;
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// Marks a tenant's unprocessed events in `first..=last` processed; returns their `seq`s (events
@@ -404,7 +407,7 @@ pub fn mark_processed(
          RETURNING seq",
     )?;
     let rows = stmt.query_map(params![first, last, tenant_id, at], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// Listing order.
@@ -514,7 +517,7 @@ pub(crate) fn list_page<T>(
     tenant_id: &str,
     filters: &[(&str, Option<&str>)],
     (cursor, order, limit): (Option<&str>, Order, usize),
-    from_row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    from_row: impl FnMut(&super::sql::Row<'_>) -> super::sql::Result<T>,
 ) -> Result<(Vec<T>, bool)> {
     let Some(page) = page_condition(conn, table, tenant_id, cursor, order)? else {
         return Ok((Vec::new(), false));
@@ -540,8 +543,8 @@ pub(crate) fn list_page<T>(
     sql.push_str(&format!(" LIMIT {}", limit + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows: Vec<T> = stmt
-        .query_map(rusqlite::params_from_iter(args), from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map(super::sql::params_from_iter(args), from_row)?
+        .collect::<super::sql::Result<_>>()?;
     let more = rows.len() > limit;
     rows.truncate(limit);
     Ok((rows, more))
@@ -599,17 +602,17 @@ fn list_split(
     let sql = format!(
         "SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY {index}
                         WHERE tenant_id = ?1 AND {column} = ?2 AND processed_at IS NOT NULL
-                        {filters}{page} ORDER BY seq {dir} LIMIT {n})
+                        {filters}{page} ORDER BY seq {dir} LIMIT {n}) AS done
          UNION ALL
          SELECT * FROM (SELECT {COLUMNS} FROM events INDEXED BY events_pending
                         WHERE tenant_id = ?1 AND processed_at IS NULL AND {column} = ?2
-                        {filters}{page} ORDER BY seq {dir} LIMIT {n})
+                        {filters}{page} ORDER BY seq {dir} LIMIT {n}) AS pending
          ORDER BY seq {dir} LIMIT {n}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows: Vec<EventRow> = stmt
-        .query_map(rusqlite::params_from_iter(args), from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map(super::sql::params_from_iter(args), from_row)?
+        .collect::<super::sql::Result<_>>()?;
     let more = rows.len() > f.limit;
     rows.truncate(f.limit);
     Ok((rows, more))
@@ -651,7 +654,7 @@ pub fn watermarks(conn: &Conn) -> Result<(i64, i64)> {
 pub fn count_pending(conn: &Conn, limit: u64) -> Result<u64> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM (SELECT 1 FROM events INDEXED BY events_pending
-                               WHERE processed_at IS NULL LIMIT ?1)",
+                               WHERE processed_at IS NULL LIMIT ?1) AS pending",
         [limit.min(i64::MAX as u64) as i64],
         |r| r.get(0),
     )?;
@@ -666,11 +669,11 @@ pub fn delete_session(conn: &Conn, tenant_id: &str, session_id: &str) -> Result<
         )?
         .query_map([tenant_id, session_id], |r| {
             Ok(novelty::signature_of(
-                &r.get::<_, String>(0)?,
-                &r.get::<_, String>(1)?,
+                &r.get::<String>(0)?,
+                &r.get::<String>(1)?,
             ))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::sql::Result<_>>()?;
     novelty::settle_all(conn, tenant_id, &unprocessed)?;
     let processed = conn.execute(
         "DELETE FROM events INDEXED BY events_session
@@ -780,7 +783,7 @@ mod tests {
                 let seqs: Vec<i64> = c
                     .prepare("SELECT seq FROM events WHERE tenant_id = ?1 ORDER BY seq")?
                     .query_map([&t.id], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
+                    .collect::<crate::store::sql::Result<_>>()?;
                 for s in seqs.iter().take(6).step_by(2) {
                     mark_processed(c, &t.id, *s, *s, "2026-01-01T00:00:00.000Z")?;
                 }

@@ -1,11 +1,11 @@
 //! The `jobs` table as a queue: enqueue inside a caller's write, claim, complete, fail, count.
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::domain::{JobKind, JobStatus};
 use crate::error::Result;
 use crate::ids;
 use crate::time::now_rfc3339;
-use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
 /// A claimed job.
@@ -159,7 +159,7 @@ pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<JobRow>> {
 pub fn count(conn: &Conn, kind: JobKind, status: JobStatus) -> Result<u64> {
     let mut stmt =
         conn.prepare_cached("SELECT count(*) FROM jobs WHERE kind = ?1 AND status = ?2")?;
-    Ok(stmt.query_row([kind.as_str(), status.as_str()], |r| r.get::<_, i64>(0))? as u64)
+    Ok(stmt.query_row([kind.as_str(), status.as_str()], |r| r.get::<i64>(0))? as u64)
 }
 
 /// Whether `tenant_id` has a job of `kind` waiting to be claimed.
@@ -184,11 +184,11 @@ pub fn queued_inputs(
     let rows = stmt.query_map(params![kind.as_str(), tenant_id, limit], |r| {
         let input: String = r.get(1)?;
         Ok((
-            r.get::<_, String>(0)?,
+            r.get::<String>(0)?,
             serde_json::from_str(&input).unwrap_or(Value::Null),
         ))
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// Completes a job another job's run did the work of, if it is still queued: `true` when it
@@ -213,5 +213,5 @@ pub fn tenants_with_unlearned_events(conn: &Conn, kind: JobKind) -> Result<Vec<S
          ORDER BY t.id",
     )?;
     let rows = stmt.query_map([kind.as_str()], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }

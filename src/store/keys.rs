@@ -3,6 +3,7 @@
 //! A key is `{hk|hx}_{live|test}_` followed by at least 32 base62 characters. Only its SHA-256 (hex)
 //! is stored, with a display prefix and the last four characters.
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::domain::KeyMode;
 use crate::error::{Error, Result};
@@ -10,7 +11,6 @@ use crate::ids;
 use crate::perms::{Role, Scopes};
 use crate::plans::Plan;
 use crate::time::now_rfc3339;
-use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 /// Characters of randomness in generated keys.
@@ -73,16 +73,12 @@ const COLUMNS: &str =
     "id, tenant_id, developer_id, name, prefix, last4, scopes, mode, created_at, \
                        last_used_at, expires_at, revoked_at";
 
-fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+fn row_to_key(r: &super::sql::Row<'_>) -> super::sql::Result<KeyRow> {
     let id: String = r.get(0)?;
     let scopes: String = r.get(6)?;
     // An unknown scope is an error, never "no scopes" (which would mean the role's permissions).
     let scopes = Scopes::parse_list(scopes.split_whitespace()).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(
-            6,
-            rusqlite::types::Type::Text,
-            format!("api_keys row {id}, column scopes: {e}").into(),
-        )
+        super::sql::Error::Conversion(format!("api_keys row {id}, column scopes: {e}"))
     })?;
     Ok(KeyRow {
         mode: super::spelled(r, 7, "api_keys", &id)?,
@@ -136,9 +132,7 @@ pub fn insert(
     );
     match r {
         Ok(_) => {}
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
+        Err(e) if e.is_unique_violation() => {
             return Err(Error::Conflict("this API key already exists".into()))
         }
         Err(e) => return Err(e.into()),
@@ -171,7 +165,7 @@ pub fn list(conn: &Conn, tenant_id: &str, include_revoked: bool) -> Result<Vec<K
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([tenant_id], row_to_key)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<KeyRow>> {

@@ -1,10 +1,10 @@
 //! The rows learn reads and marks: the selection a learn input makes, its plan figures, the
 //! session stream the compiler consumes, and the `learned_at` marks.
 
+use super::sql::{params, OptionalExtension, ToArg};
 use super::Conn;
 use crate::compiler::Event;
 use crate::error::Result;
-use rusqlite::{params, OptionalExtension, ToSql};
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -21,9 +21,9 @@ pub struct Selection<'a> {
 
 /// The selection's SQL condition: ?1 tenant, ?2 agent, ?3 session, ?4 event ids (JSON array or
 /// NULL), ?5 whether only unlearned events count.
-const SELECTED: &str = "tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)
-     AND (?3 IS NULL OR session_id = ?3)
-     AND (?4 IS NULL OR id IN (SELECT value FROM json_each(?4)))
+const SELECTED: &str = "tenant_id = ?1 AND (agent_id = ?2 OR ?2 IS NULL)
+     AND (session_id = ?3 OR ?3 IS NULL)
+     AND (id IN (SELECT value FROM json_each(?4)) OR ?4 IS NULL)
      AND (?5 = 0 OR learned_at IS NULL)";
 
 impl Selection<'_> {
@@ -32,7 +32,7 @@ impl Selection<'_> {
     }
 
     /// The parameters ?1..?5 of `SELECTED` (`ids` from `Selection::ids`), then `extra` as ?6.
-    fn with<'p>(&'p self, ids: &'p Option<String>, extra: &'p dyn ToSql) -> [&'p dyn ToSql; 6] {
+    fn with<'p>(&'p self, ids: &'p Option<String>, extra: &'p dyn ToArg) -> [&'p dyn ToArg; 6] {
         [
             &self.tenant,
             &self.agent_id,
@@ -69,13 +69,13 @@ pub fn sessions_upto(conn: &Conn, s: &Selection, cutoff: i64) -> Result<HashSet<
     ))?;
     let ids = s.ids();
     let rows = stmt.query_map(s.with(&ids, &cutoff), |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// Events of a tenant (of one agent, if given), learned or not.
 pub fn count_in_scope(conn: &Conn, tenant: &str, agent: Option<&str>) -> Result<i64> {
     let mut stmt = conn.prepare_cached(
-        "SELECT count(*) FROM events WHERE tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2)",
+        "SELECT count(*) FROM events WHERE tenant_id = ?1 AND (agent_id = ?2 OR ?2 IS NULL)",
     )?;
     Ok(stmt.query_row(params![tenant, agent], |r| r.get(0))?)
 }
@@ -122,7 +122,7 @@ pub fn mark_learned(
 /// The columns `event_of` reads.
 const EVENT_COLUMNS: &str = "id, session_id, agent_id, type, payload, metadata, created_at, seq";
 
-fn event_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+fn event_of(r: &super::sql::Row<'_>) -> super::sql::Result<Event> {
     let payload: String = r.get(4)?;
     let metadata: Option<String> = r.get(5)?;
     Ok(Event {
@@ -171,13 +171,13 @@ fn pending_keys(
     let pending: Vec<(String, i64)> = conn
         .prepare_cached(
             "SELECT session_id, seq FROM events INDEXED BY events_pending
-             WHERE tenant_id = ?1 AND processed_at IS NULL AND (?2 IS NULL OR agent_id = ?2)
+             WHERE tenant_id = ?1 AND processed_at IS NULL AND (agent_id = ?2 OR ?2 IS NULL)
                AND seq <= ?3",
         )?
         .query_map(params![tenant, agent, cutoff], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::sql::Result<_>>()?;
     Ok(pending)
 }
 
@@ -197,7 +197,7 @@ fn stream_sessions(
     ))?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_session
-         WHERE tenant_id = ?1 AND processed_at IS NOT NULL AND (?2 IS NULL OR agent_id = ?2)
+         WHERE tenant_id = ?1 AND processed_at IS NOT NULL AND (agent_id = ?2 OR ?2 IS NULL)
            AND seq <= ?3
          ORDER BY session_id, seq"
     ))?;
@@ -220,7 +220,7 @@ fn stream_sessions(
             // Processed since it was listed as pending: merged in from that list.
             continue;
         }
-        let e = event_of(r)?;
+        let e = event_of(&r.as_row())?;
         while let Some((_, p)) =
             next_pending.next_if(|(s, q)| (s.as_str(), *q) < (e.session_id.as_str(), seq))
         {

@@ -3,15 +3,15 @@
 //!
 //! Invariants:
 //! - An event has at most one episodic memory, and its id is derived from the event's id
-//!   (`episodic_id`): a job re-run after a crash finds it (`INSERT OR IGNORE`) instead of making a
+//!   (`episodic_id`): a job re-run after a crash finds it (`ON CONFLICT DO NOTHING`) instead of making a
 //!   second one, and its search document is replaced rather than duplicated.
 //! - Every read is scoped by tenant.
 
+use super::sql::{params, OptionalExtension, Row};
 use super::Conn;
 use crate::domain::{MemoryKind, MemoryStatus};
 use crate::error::Result;
 use crate::store::events::{list_page, Order};
-use rusqlite::{params, OptionalExtension, Row};
 use serde_json::json;
 
 /// The id of the episodic memory of event `evt_X`: `mem_X`.
@@ -91,10 +91,11 @@ impl NewEpisodic {
 /// Stores an episodic memory; `false` when it exists already.
 pub fn insert_episodic(conn: &Conn, tenant_id: &str, p: &PreparedEpisodic) -> Result<bool> {
     let mut stmt = conn.prepare_cached(
-        "INSERT OR IGNORE INTO memories(id, tenant_id, kind, agent_id, session_id, event_id, content,
-                                        tags_json, confidence, salience, metadata,
-                                        source_events_json, created_at, updated_at)
-         VALUES (?1, ?2, 'episodic', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+        "INSERT INTO memories(id, tenant_id, kind, agent_id, session_id, event_id, content,
+                              tags_json, confidence, salience, metadata, source_events_json,
+                              created_at, updated_at)
+         VALUES (?1, ?2, 'episodic', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+         ON CONFLICT DO NOTHING",
     )?;
     let m = &p.memory;
     Ok(stmt.execute(params![
@@ -138,7 +139,7 @@ const COLUMNS: &str = "seq, id, tenant_id, kind, agent_id, session_id, event_id,
                        tags_json, confidence, salience, status, metadata, source_events_json, \
                        created_at, updated_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<MemoryRow> {
+fn from_row(r: &Row<'_>) -> super::sql::Result<MemoryRow> {
     let tags: String = r.get(8)?;
     let sources: String = r.get(13)?;
     let id: String = r.get(1)?;

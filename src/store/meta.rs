@@ -1,8 +1,8 @@
 //! The `meta` table: a few named values of the whole database (the vault key's fingerprint).
 
+use super::sql::OptionalExtension;
 use super::Conn;
 use crate::error::Result;
-use rusqlite::OptionalExtension;
 
 /// Reads one value of the `meta` table.
 pub fn meta_get(conn: &Conn, key: &str) -> Result<Option<String>> {

@@ -13,8 +13,8 @@
 //! - **Durable before the answer.** A write's caller gets `Ok` only after its rows are committed
 //!   (group commit answers every caller after the one commit).
 //! - **Idempotent under races.** Capture with a client idempotency key, the episodic memory of an
-//!   event and every job step are keyed by unique constraints (`INSERT … ON CONFLICT` /
-//!   `OR IGNORE`), so two racing writers or a re-run after a crash store one row.
+//!   event and every job step are keyed by unique constraints (`INSERT … ON CONFLICT`), so two
+//!   racing writers or a re-run after a crash store one row.
 //! - **Atomic quota counts.** Usage counters are incremented in the same transaction as the rows
 //!   they count; the in-memory quota ledger is reloaded from them, so a refusal never disagrees with
 //!   what was stored.
@@ -80,14 +80,16 @@ mod db;
 mod direct;
 mod meta;
 mod schema;
+pub(crate) mod sql;
 pub(crate) mod writer;
 
 pub(crate) use conn::spelled;
-pub use conn::{open_connection, Conn, ReadPool};
+pub use conn::{open_connection, ReadPool};
 pub use db::{Db, DbStats};
-pub use direct::{open_direct, open_unmigrated, Direct};
+pub use direct::{open_direct, open_direct_postgres, open_unmigrated, Direct};
 pub use meta::{meta_get, meta_set};
 pub use schema::{migrate, SCHEMA_VERSION};
+pub use sql::Conn;
 pub(crate) use writer::{panic_text, PendingWrite, QueuedWrite};
 
 #[cfg(test)]

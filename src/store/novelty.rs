@@ -16,32 +16,58 @@
 //! - The pending part is rebuilt from the unprocessed events whenever the writer connection
 //!   opens (`rebuild_pending`), so a restart or a crash loses nothing.
 //! - Only the writer connection may call these functions (the TEMP table is its own).
+//!
+//! On PostgreSQL the pending part is an ordinary table (`novelty_pending`), changed in the same
+//! transactions; `rebuild_pending` recomputes it with the table locked, so captures committing
+//! meanwhile are counted exactly once.
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::error::Result;
 use crate::salience;
-use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
 
 /// Creates the writer connection's pending table and fills it from the unprocessed events.
 pub fn rebuild_pending(conn: &Conn) -> Result<()> {
-    conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS novelty_pending (
-             tenant_id TEXT NOT NULL,
-             signature INTEGER NOT NULL,
-             n         INTEGER NOT NULL,
-             PRIMARY KEY (tenant_id, signature)
-         ) WITHOUT ROWID;
-         DELETE FROM temp.novelty_pending;",
-    )?;
-    let counts = unprocessed_counts(conn)?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO temp.novelty_pending(tenant_id, signature, n) VALUES (?1, ?2, ?3)",
-    )?;
-    for ((tenant, sig), n) in counts {
-        insert.execute(params![tenant, sig, n])?;
+    if conn.is_postgres() {
+        conn.execute_batch(
+            "BEGIN; LOCK TABLE novelty_pending IN EXCLUSIVE MODE; DELETE FROM novelty_pending;",
+        )?;
+    } else {
+        conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS novelty_pending (
+                 tenant_id TEXT NOT NULL,
+                 signature INTEGER NOT NULL,
+                 n         INTEGER NOT NULL,
+                 PRIMARY KEY (tenant_id, signature)
+             ) WITHOUT ROWID;
+             DELETE FROM temp.novelty_pending;",
+        )?;
     }
-    Ok(())
+    let filled = (|| {
+        let counts = unprocessed_counts(conn)?;
+        let mut insert = conn.prepare_cached(&format!(
+            "INSERT INTO {}(tenant_id, signature, n) VALUES (?1, ?2, ?3)",
+            pending(conn)
+        ))?;
+        for ((tenant, sig), n) in counts {
+            insert.execute(params![tenant, sig, n])?;
+        }
+        Ok(())
+    })();
+    if conn.is_postgres() {
+        conn.execute_batch(if filled.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    }
+    filled
+}
+
+/// The table of pending counts: the writer's TEMP table on SQLite, a shared one on PostgreSQL.
+fn pending(conn: &Conn) -> &'static str {
+    if conn.is_postgres() {
+        "novelty_pending"
+    } else {
+        "temp.novelty_pending"
+    }
 }
 
 /// The signature of a stored event (its type and payload text).
@@ -61,10 +87,14 @@ pub fn signature_of_value(event_type: &str, payload: &serde_json::Value) -> i64 
 /// (tenant, signature) → number of events not processed yet.
 fn unprocessed_counts(conn: &Conn) -> Result<HashMap<(String, i64), i64>> {
     let mut counts: HashMap<(String, i64), i64> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT tenant_id, type, payload FROM events INDEXED BY events_pending
-         WHERE processed_at IS NULL",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT tenant_id, type, payload FROM events {} WHERE processed_at IS NULL",
+        if conn.is_postgres() {
+            ""
+        } else {
+            "INDEXED BY events_pending"
+        }
+    ))?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let tenant: String = r.get(0)?;
@@ -92,21 +122,23 @@ pub fn migrate_to_pending(conn: &Conn) -> Result<()> {
 
 /// How many events of `signature` the tenant has captured so far (processed or not).
 pub fn seen(conn: &Conn, tenant_id: &str, signature: i64) -> Result<i64> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT coalesce((SELECT seen FROM event_signatures
                           WHERE tenant_id = ?1 AND signature = ?2), 0)
-              + coalesce((SELECT n FROM temp.novelty_pending
+              + coalesce((SELECT n FROM {}
                           WHERE tenant_id = ?1 AND signature = ?2), 0)",
-    )?;
+        pending(conn)
+    ))?;
     Ok(stmt.query_row(params![tenant_id, signature], |r| r.get(0))?)
 }
 
 /// Counts `n` newly stored (unprocessed) events of `signature`.
 pub fn add_pending(conn: &Conn, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO temp.novelty_pending(tenant_id, signature, n) VALUES (?1, ?2, ?3)
-         ON CONFLICT(tenant_id, signature) DO UPDATE SET n = n + excluded.n",
-    )?
+    conn.prepare_cached(&format!(
+        "INSERT INTO {0} AS p (tenant_id, signature, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT(tenant_id, signature) DO UPDATE SET n = p.n + excluded.n",
+        pending(conn)
+    ))?
     .execute(params![tenant_id, signature, n])?;
     Ok(())
 }
@@ -115,21 +147,22 @@ pub fn add_pending(conn: &Conn, tenant_id: &str, signature: i64, n: i64) -> Resu
 /// processed, or their session is being forgotten before they were).
 pub fn settle(conn: &Conn, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO event_signatures(tenant_id, signature, seen) VALUES (?1, ?2, ?3)
-         ON CONFLICT(tenant_id, signature) DO UPDATE SET seen = seen + excluded.seen",
+        "INSERT INTO event_signatures AS s (tenant_id, signature, seen) VALUES (?1, ?2, ?3)
+         ON CONFLICT(tenant_id, signature) DO UPDATE SET seen = s.seen + excluded.seen",
     )?
     .execute(params![tenant_id, signature, n])?;
     let left: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE temp.novelty_pending SET n = n - ?3 WHERE tenant_id = ?1 AND signature = ?2
-             RETURNING n",
-        )?
+        .prepare_cached(&format!(
+            "UPDATE {} SET n = n - ?3 WHERE tenant_id = ?1 AND signature = ?2 RETURNING n",
+            pending(conn)
+        ))?
         .query_row(params![tenant_id, signature, n], |r| r.get(0))
         .optional()?;
     if left.is_some_and(|n| n <= 0) {
-        conn.prepare_cached(
-            "DELETE FROM temp.novelty_pending WHERE tenant_id = ?1 AND signature = ?2",
-        )?
+        conn.prepare_cached(&format!(
+            "DELETE FROM {} WHERE tenant_id = ?1 AND signature = ?2",
+            pending(conn)
+        ))?
         .execute(params![tenant_id, signature])?;
     }
     Ok(())
@@ -155,6 +188,13 @@ pub fn settle_all(conn: &Conn, tenant_id: &str, sigs: &[i64]) -> Result<()> {
 /// Drops a tenant's pending counts (its events were deleted). Only the server's writer connection
 /// has them; on any other connection (the CLI) there is nothing to drop.
 pub fn forget_tenant(conn: &Conn, tenant_id: &str) -> Result<()> {
+    if conn.is_postgres() {
+        conn.execute(
+            "DELETE FROM novelty_pending WHERE tenant_id = ?1",
+            [tenant_id],
+        )?;
+        return Ok(());
+    }
     let has_table: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM temp.sqlite_master WHERE name = 'novelty_pending')",
         [],

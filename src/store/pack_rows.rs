@@ -62,7 +62,7 @@ pub fn current_rows(
                  FROM json_each(?1) AS j CROSS JOIN artifacts AS a ON a.id = j.value
                  WHERE +a.tenant_id = ?2",
             )?;
-            let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
+            let mut rows = stmt.query(super::sql::params![ids, tenant_id])?;
             while let Some(r) = rows.next()? {
                 let artifact_type: String = r.get(3)?;
                 found.insert(
@@ -95,7 +95,7 @@ pub fn current_rows(
                  FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
                  WHERE +m.tenant_id = ?2",
             )?;
-            let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
+            let mut rows = stmt.query(super::sql::params![ids, tenant_id])?;
             while let Some(r) = rows.next()? {
                 found.insert(
                     r.get(0)?,
@@ -104,11 +104,11 @@ pub fn current_rows(
                         CurrentRow {
                             confidence: r.get(2)?,
                             detail_type: r.get(3)?,
-                            evidence_count: r.get::<_, Option<i64>>(4)?.unwrap_or(0).max(1),
+                            evidence_count: r.get::<Option<i64>>(4)?.unwrap_or(0).max(1),
                             event_id: r.get(5)?,
                             session_id: r.get(6)?,
                             shown: Shown::Memory(r.get(7)?),
-                            event_type: r.get::<_, Option<String>>(8).ok().flatten(),
+                            event_type: r.get::<Option<String>>(8).ok().flatten(),
                         },
                     ),
                 );
@@ -173,7 +173,7 @@ pub fn session_neighbours(
          WHERE +m.tenant_id = ?2 AND m.kind = 'episodic' AND m.session_id IS NOT NULL
            AND json_extract(m.metadata, '$.eventType') = 'message'",
     )?;
-    let mut rows = stmt.query(rusqlite::params![ids, tenant_id])?;
+    let mut rows = stmt.query(super::sql::params![ids, tenant_id])?;
     while let Some(r) = rows.next()? {
         out.insert(
             r.get(0)?,
@@ -196,10 +196,10 @@ pub fn episodic_ids_at(conn: &Conn, tenant_id: &str, seqs: &[i64]) -> Result<Has
     let list = serde_json::to_string(seqs).map_err(Error::internal)?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT e.seq, {EPISODIC_ID_OF_EVENT} FROM json_each(?1) AS j
-         CROSS JOIN events AS e ON e.seq = j.value
+         CROSS JOIN events AS e ON e.seq = CAST(j.value AS BIGINT)
          WHERE e.tenant_id = ?2"
     ))?;
-    let mut rows = stmt.query(rusqlite::params![list, tenant_id])?;
+    let mut rows = stmt.query(super::sql::params![list, tenant_id])?;
     while let Some(r) = rows.next()? {
         out.insert(r.get(0)?, r.get(1)?);
     }
@@ -243,10 +243,10 @@ pub fn active_memories(
         "SELECT seq, tenant_id, id, kind, agent_id, session_id, tags_json, content,
                 created_at, confidence, salience
          FROM memories
-         WHERE seq > ?1 AND status = 'active' AND (?3 IS NULL OR tenant_id = ?3)
+         WHERE seq > ?1 AND status = 'active' AND (tenant_id = ?3 OR ?3 IS NULL)
          ORDER BY seq LIMIT ?2",
     )?;
-    let rows = stmt.query_map(rusqlite::params![after, limit, tenant], |r| {
+    let rows = stmt.query_map(super::sql::params![after, limit, tenant], |r| {
         let tags: String = r.get(6)?;
         Ok(MemoryIndexRow {
             seq: r.get(0)?,
@@ -262,7 +262,7 @@ pub fn active_memories(
             salience: r.get(10)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    Ok(rows.collect::<super::sql::Result<Vec<_>>>()?)
 }
 
 /// An active artifact as the search index needs it.
@@ -281,7 +281,7 @@ pub struct ArtifactIndexRow {
 pub fn active_artifacts(conn: &Conn, tenant: Option<&str>) -> Result<Vec<ArtifactIndexRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT tenant_id, id, type, agent_id, title, content_json, updated_at, confidence
-         FROM artifacts WHERE status = 'active' AND (?1 IS NULL OR tenant_id = ?1)
+         FROM artifacts WHERE status = 'active' AND (tenant_id = ?1 OR ?1 IS NULL)
          ORDER BY seq",
     )?;
     let rows = stmt.query_map([tenant], |r| {
@@ -297,5 +297,5 @@ pub fn active_artifacts(conn: &Conn, tenant: Option<&str>) -> Result<Vec<Artifac
             confidence: r.get(7)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    Ok(rows.collect::<super::sql::Result<Vec<_>>>()?)
 }

@@ -14,10 +14,11 @@
 //! `meta.copied_from` names the source, and a database holding anything else is refused, as is
 //! one written by a newer engram (its `meta.schema_version` is above `SCHEMA_VERSION`).
 
-use super::{meta_get, meta_set, Direct, SCHEMA_VERSION};
+use super::sql::Value;
+use super::sql::{OptionalExtension, PgConn};
+use super::{meta_get, meta_set, Conn, Direct, SCHEMA_VERSION};
 use crate::error::{Error, Result};
 use bytes::BytesMut;
-use rusqlite::types::Value;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, NoTls};
@@ -111,6 +112,139 @@ fn pg_error(context: &str, e: tokio_postgres::Error) -> Error {
     }
 }
 
+/// Opens a connection for the server (`engram serve --database postgres://…`).
+pub fn connect(url: &str) -> Result<PgConn> {
+    check_url(url)?;
+    let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
+        Error::Internal(format!(
+            "cannot connect to PostgreSQL at {}: {}",
+            redacted(url),
+            super::sql::Error::from(e)
+        ))
+    })?;
+    Ok(PgConn::new(client))
+}
+
+fn check_url(url: &str) -> Result<()> {
+    url_problem(url).map_or(Ok(()), |p| Err(Error::Internal(p)))
+}
+
+/// What is wrong with `url` as a PostgreSQL URL, if anything.
+pub fn url_problem(url: &str) -> Option<String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        None
+    } else {
+        Some(format!(
+            "a PostgreSQL URL looks like postgres://user[:password]@host[:port]/database, not '{}'",
+            redacted(url)
+        ))
+    }
+}
+
+/// Key of the advisory lock nodes take while they create or migrate the schema.
+const SCHEMA_LOCK: i64 = 0x656e_6772_616d_0001;
+
+/// Creates the schema in an empty database or checks an existing one's version: a database
+/// written by a newer engram is refused. Nodes starting together take turns (an advisory lock).
+pub fn migrate(pg: &PgConn) -> Result<()> {
+    let conn = Conn::pg_of(pg);
+    conn.execute_batch(&format!("SELECT pg_advisory_lock({SCHEMA_LOCK})"))?;
+    let result = (|| {
+        let has_meta: bool =
+            conn.query_row("SELECT to_regclass('public.meta') IS NOT NULL", [], |r| {
+                r.get(0)
+            })?;
+        if !has_meta {
+            let tables: i64 = conn.query_row(
+                "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = 'public'",
+                [],
+                |r| r.get(0),
+            )?;
+            if tables > 0 {
+                return Err(Error::Internal(format!(
+                    "the PostgreSQL database is not empty ({tables} tables in schema public) and \
+                     holds no engram schema; give engram an empty database"
+                )));
+            }
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} COMMIT;"))?;
+            return Ok(());
+        }
+        let version: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match version.as_deref().and_then(|v| v.parse::<u32>().ok()) {
+            Some(v) if v == SCHEMA_VERSION => Ok(()),
+            Some(v) if v > SCHEMA_VERSION => Err(Error::Internal(format!(
+                "the PostgreSQL database was written by a newer engram (schema version {v}; this \
+                 engram knows up to {SCHEMA_VERSION}); use that engram's binary"
+            ))),
+            other => Err(Error::Internal(format!(
+                "the PostgreSQL database has an engram meta table with schema version {other:?}, \
+                 which no engram wrote"
+            ))),
+        }
+    })();
+    let _ = conn.execute_batch(&format!("SELECT pg_advisory_unlock({SCHEMA_LOCK})"));
+    result
+}
+
+/// The schema version of the database (0 when it holds no engram schema yet).
+pub fn schema_version(pg: &PgConn) -> Result<u32> {
+    let conn = Conn::pg_of(pg);
+    let has_meta: bool =
+        conn.query_row("SELECT to_regclass('public.meta') IS NOT NULL", [], |r| {
+            r.get(0)
+        })?;
+    if !has_meta {
+        return Ok(0);
+    }
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Connections of the readers' pool.
+pub struct Manager {
+    url: String,
+}
+
+impl Manager {
+    pub fn new(url: &str) -> Manager {
+        Manager {
+            url: url.to_string(),
+        }
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = super::sql::Error;
+
+    fn connect(&self) -> std::result::Result<PgConn, super::sql::Error> {
+        Ok(PgConn::new(postgres::Client::connect(
+            &self.url,
+            postgres::NoTls,
+        )?))
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), super::sql::Error> {
+        conn.batch("")
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.is_closed()
+    }
+}
+
 /// Copies the SQLite database of `source` (at `SCHEMA_VERSION`, with no server on it) into the
 /// PostgreSQL database at `url`, creating the schema there when it is empty, or resuming an
 /// earlier copy of the same source. `progress(done, total)` is told rows as they are committed
@@ -121,11 +255,8 @@ pub fn copy_to_postgres(
     batch_rows: usize,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<CopyReport> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(Error::Internal(format!(
-            "--to must be a PostgreSQL URL (postgres://user[:password]@host[:port]/database), not '{}'",
-            redacted(url)
-        )));
+    if let Some(p) = url_problem(url) {
+        return Err(Error::Internal(format!("--to: {p}")));
     }
     let batch_rows = batch_rows.max(1);
     let version = source.schema_version()?;
@@ -381,12 +512,12 @@ fn cell(value: Value, col: &Column, table: &str, row: u64) -> Result<Cell> {
     };
     Ok(match (value, &col.ty) {
         (Value::Null, _) => Cell::Null,
-        (Value::Integer(v), t) if *t == Type::INT8 => Cell::Int(v),
-        (Value::Integer(v), t) if *t == Type::FLOAT8 => Cell::Float(v as f64),
+        (Value::Int(v), t) if *t == Type::INT8 => Cell::Int(v),
+        (Value::Int(v), t) if *t == Type::FLOAT8 => Cell::Float(v as f64),
         (Value::Real(v), t) if *t == Type::FLOAT8 => Cell::Float(v),
         (Value::Text(v), t) if *t == Type::TEXT => Cell::Text(v),
         (Value::Blob(v), t) if *t == Type::BYTEA => Cell::Bytes(v),
-        (Value::Integer(v), _) => return Err(mismatch(&format!("the integer {v}"))),
+        (Value::Int(v), _) => return Err(mismatch(&format!("the integer {v}"))),
         (Value::Real(v), _) => return Err(mismatch(&format!("the real {v}"))),
         (Value::Text(_), _) => return Err(mismatch("text")),
         (Value::Blob(_), _) => return Err(mismatch("a blob")),
@@ -426,7 +557,7 @@ fn copy_table(
                 position += 1;
                 let mut cells = Vec::with_capacity(columns.len());
                 for (i, col) in columns.iter().enumerate() {
-                    cells.push(cell(row.get::<_, Value>(i)?, col, table, position)?);
+                    cells.push(cell(row.get::<Value>(i)?, col, table, position)?);
                 }
                 batch.push(cells);
             }

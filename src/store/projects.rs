@@ -14,13 +14,13 @@
 //!   role; other developers only see projects they are members of. Listings ("my projects")
 //!   show memberships only.
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::perms::Role;
 use crate::store::tenants;
 use crate::time::now_rfc3339;
-use rusqlite::{params, OptionalExtension};
 
 #[derive(Clone, Debug)]
 pub struct Project {
@@ -57,7 +57,7 @@ pub struct Member {
 const PROJECT_COLUMNS: &str =
     "p.id, p.tenant_id, p.name, p.description, p.created_by, p.created_at, p.updated_at";
 
-fn row_to_project(r: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
+fn row_to_project(r: &super::sql::Row<'_>) -> super::sql::Result<Project> {
     Ok(Project {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -72,7 +72,7 @@ fn row_to_project(r: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
 const MEMBER_COLUMNS: &str = "m.id, m.project_id, m.developer_id, d.email, d.name, m.role, \
                               m.status, m.invited_by, m.invited_at";
 
-fn row_to_member(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
+fn row_to_member(r: &super::sql::Row<'_>) -> super::sql::Result<Member> {
     let id: String = r.get(0)?;
     Ok(Member {
         role: super::spelled(r, 5, "project_members", &id)?,
@@ -206,7 +206,7 @@ pub fn list_for_developer(
             member_count: r.get(8)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// A project's members, in the order they joined.
@@ -218,7 +218,7 @@ pub fn members(conn: &Conn, tenant_id: &str, project_id: &str) -> Result<Vec<Mem
          ORDER BY m.invited_at, m.id"
     ))?;
     let rows = stmt.query_map([tenant_id, project_id], row_to_member)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// One member of a project, by membership id (`mem_…`) or developer id (`dev_…`).

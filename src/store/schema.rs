@@ -96,7 +96,7 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         for m in MIGRATIONS.iter().filter(|m| m.version > version) {
             tx.execute_batch(m.sql)?;
             if let Some(after) = m.after {
-                after(&Conn(&tx))?;
+                after(&Conn::sqlite_of(&tx))?;
             }
             tx.execute_batch(&format!("PRAGMA user_version = {}", m.version))?;
         }

@@ -8,12 +8,12 @@
 //!   alone; another value for the key contradicts it: the old row becomes `superseded` (its
 //!   metadata names the successor) and leaves the index, the new row is inserted and indexed.
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::compiler::facts::FactDraft;
 use crate::error::Result;
 use crate::index_doc::IndexOp;
 use crate::store::memories::{self, MemoryRow};
-use rusqlite::{params, OptionalExtension};
 use serde_json::{json, Value};
 
 /// What applying a fact did.

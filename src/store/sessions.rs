@@ -10,11 +10,11 @@
 //!   `invocation_count`, the usage counters, the memory events and their capture job commit
 //!   together or not at all.
 
+use super::sql::params;
 use super::Conn;
 use super::{events, usage};
 use crate::error::Result;
 use events::{GroupItem, NewEvent};
-use rusqlite::params;
 use std::collections::HashMap;
 
 /// One stored message of a session.
@@ -49,7 +49,7 @@ pub fn recent_messages(
     let mut out = Vec::new();
     let mut used = 0u64;
     while let Some(r) = rows.next()? {
-        let tokens = r.get::<_, i64>(0)?.max(0) as u64;
+        let tokens = r.get::<i64>(0)?.max(0) as u64;
         out.push((
             r.get(3)?,
             StoredMessage {
@@ -118,7 +118,8 @@ pub fn record_turns(conn: &Conn, turns: Vec<Turn>) -> Result<Vec<TurnWritten>> {
         let mut msg = conn.prepare_cached(
             "INSERT INTO agent_messages
                  (tenant_id, agent_id, session_id, role, content, tokens, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             RETURNING seq",
         )?;
         let mut inv = conn.prepare_cached(
             "INSERT INTO invocations
@@ -136,27 +137,31 @@ pub fn record_turns(conn: &Conn, turns: Vec<Turn>) -> Result<Vec<TurnWritten>> {
             if t.created_at.as_str() > *at {
                 *at = t.created_at.as_str();
             }
-            msg.execute(params![
-                t.tenant_id,
-                t.agent_id,
-                t.session_id,
-                "user",
-                t.user_message,
-                t.user_tokens as i64,
-                t.created_at
-            ])?;
-            w.user_seq = conn.last_insert_rowid();
-            if !t.reply.is_empty() {
-                msg.execute(params![
+            w.user_seq = msg.query_row(
+                params![
                     t.tenant_id,
                     t.agent_id,
                     t.session_id,
-                    "assistant",
-                    t.reply,
-                    t.reply_tokens as i64,
+                    "user",
+                    t.user_message,
+                    t.user_tokens as i64,
                     t.created_at
-                ])?;
-                w.reply_seq = Some(conn.last_insert_rowid());
+                ],
+                |r| r.get(0),
+            )?;
+            if !t.reply.is_empty() {
+                w.reply_seq = Some(msg.query_row(
+                    params![
+                        t.tenant_id,
+                        t.agent_id,
+                        t.session_id,
+                        "assistant",
+                        t.reply,
+                        t.reply_tokens as i64,
+                        t.created_at
+                    ],
+                    |r| r.get(0),
+                )?);
             }
             inv.execute(params![
                 t.request_id,

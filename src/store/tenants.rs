@@ -1,5 +1,6 @@
 //! Tenants, their developers, and the first-start bootstrap.
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use super::{keys, meta_get, meta_set};
 use crate::error::{Error, Result};
@@ -7,7 +8,6 @@ use crate::ids;
 use crate::perms::{Role, Scopes};
 use crate::plans::Plan;
 use crate::time::now_rfc3339;
-use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
 #[derive(Clone, Debug)]
@@ -19,7 +19,7 @@ pub struct Tenant {
     pub created_at: String,
 }
 
-fn row_to_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+fn row_to_tenant(r: &super::sql::Row<'_>) -> super::sql::Result<Tenant> {
     let id: String = r.get(0)?;
     let limits: Option<String> = r.get(3)?;
     Ok(Tenant {
@@ -70,7 +70,7 @@ pub fn list(conn: &Conn) -> Result<Vec<Tenant>> {
         "SELECT id, name, plan, limits_json, created_at FROM tenants ORDER BY created_at, id",
     )?;
     let rows = stmt.query_map([], row_to_tenant)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 pub fn set_plan(conn: &Conn, id: &str, plan: Plan) -> Result<()> {
@@ -142,7 +142,7 @@ pub fn create_developer(
     })
 }
 
-fn row_to_developer(r: &rusqlite::Row<'_>) -> rusqlite::Result<Developer> {
+fn row_to_developer(r: &super::sql::Row<'_>) -> super::sql::Result<Developer> {
     let id: String = r.get(0)?;
     Ok(Developer {
         role: super::spelled(r, 5, "developers", &id)?,

@@ -22,9 +22,10 @@
 //!   waiting capture job is pointed at the seqs its events got here (seqs are per database).
 //!   An export of a tenant at rest (nothing waiting) round-trips byte for byte.
 
+use super::sql::Value as SqlValue;
 use super::Conn;
 use crate::error::{Error, Result};
-use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::types::ValueRef;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -106,7 +107,7 @@ fn json_column(name: &str) -> bool {
 /// The exported columns of a table, in table order.
 fn columns(conn: &Conn, table: &Table) -> Result<Vec<Column>> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", table.table))?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<String>(1)?, r.get::<String>(2)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (name, decl) = row?;
@@ -188,7 +189,7 @@ pub fn record_count(conn: &Conn, tenant_id: &str) -> Result<u64> {
         n += conn.query_row(
             &format!("SELECT count(*) FROM {} WHERE {filter} = ?1", table.table),
             [tenant_id],
-            |r| r.get::<_, i64>(0),
+            |r| r.get::<i64>(0),
         )?;
     }
     Ok(n.max(0) as u64)
@@ -203,7 +204,7 @@ pub fn export(
     out: &mut dyn FnMut(String) -> Result<()>,
 ) -> Result<u64> {
     let tx = conn.sqlite().unchecked_transaction()?;
-    let snapshot = Conn(&tx);
+    let snapshot = Conn::sqlite_of(&tx);
     if !crate::store::tenants::exists(&snapshot, tenant_id)? {
         return Err(Error::not_found("tenant"));
     }
@@ -457,7 +458,7 @@ pub fn import<'a>(
     )?;
     for row in stmt.query_map([&header.tenant_id], |r| {
         let kind: crate::domain::JobKind = super::spelled(r, 0, "jobs", &header.tenant_id)?;
-        Ok((kind, r.get::<_, i64>(1)?))
+        Ok((kind, r.get::<i64>(1)?))
     })? {
         let (k, n) = row?;
         done.queued_jobs.insert(k, n as u64);
@@ -526,9 +527,9 @@ fn insert(
                     ))
                 }
                 (ColKind::Plain, Value::String(s)) => SqlValue::Text(s.clone()),
-                (ColKind::Plain, Value::Bool(b)) => SqlValue::Integer(i64::from(*b)),
+                (ColKind::Plain, Value::Bool(b)) => SqlValue::Int(i64::from(*b)),
                 (ColKind::Plain, Value::Number(n)) => match n.as_i64() {
-                    Some(i) => SqlValue::Integer(i),
+                    Some(i) => SqlValue::Int(i),
                     None => SqlValue::Real(n.as_f64().unwrap_or(0.0)),
                 },
                 (ColKind::Plain, _) => {
@@ -555,16 +556,16 @@ fn insert(
         table.table
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    stmt.execute(rusqlite::params_from_iter(values))
+    stmt.execute(super::sql::params_from_iter(values))
         .map_err(|e| constraint_error(e, at, table.kind))?;
     Ok(())
 }
 
 /// A failed insert, said in terms of the record: a taken id or key is a conflict, anything else
 /// is a bad record.
-fn constraint_error(e: rusqlite::Error, at: &str, kind: &str) -> Error {
+fn constraint_error(e: super::sql::Error, at: &str, kind: &str) -> Error {
     let msg = e.to_string();
-    if msg.contains("UNIQUE constraint failed") || msg.contains("PRIMARY KEY") {
+    if e.is_unique_violation() || msg.contains("PRIMARY KEY") {
         Error::Conflict(format!(
             "{at}: this {kind} record's id or key is already in use on this server ({msg})"
         ))

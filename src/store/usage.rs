@@ -6,10 +6,10 @@
 //! the caller's transaction; callers aggregate (one `incr` per request or job, not per item).
 //! `mode` is `live` or `test`: test keys count separately.
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
 
 /// Events ingested (stored new; not duplicates or invalid ones). Also the monthly quota's count.
 pub const EVENTS: &str = "events";
@@ -70,8 +70,9 @@ pub fn incr_all(
         return Ok(());
     }
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO usage_counters(tenant_id, mode, metric, bucket, value) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(tenant_id, mode, metric, bucket) DO UPDATE SET value = value + excluded.value",
+        "INSERT INTO usage_counters AS u (tenant_id, mode, metric, bucket, value)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(tenant_id, mode, metric, bucket) DO UPDATE SET value = u.value + excluded.value",
     )?;
     let buckets = [
         ALL_TIME.to_string(),
@@ -119,7 +120,7 @@ pub fn range(
         params![tenant_id, mode, metric, from_bucket, to_bucket],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// Every metric with a prefix in one bucket (e.g. all `events_type:` counters this month).
@@ -138,7 +139,7 @@ pub fn by_prefix(
     let rows = stmt.query_map(params![tenant_id, mode, prefix, bucket], |r| {
         Ok((r.get(0)?, r.get(1)?))
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// Drops minute buckets older than `keep_from` (minute counters are only needed for recent
@@ -171,7 +172,7 @@ pub fn in_buckets(
     let rows = stmt.query_map(params![tenant, mode, from, to, lo, hi.to_string()], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@
 //! first use (`ensure_main`); items and audit rows go with their tenant, items with their vault.
 //! Nothing here sees a plaintext value: the caller seals and opens (`crate::vault`).
 
+use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::time::now_rfc3339;
-use rusqlite::{params, OptionalExtension};
 
 pub const MAIN_VAULT: &str = "Main Vault";
 /// The `meta` key holding the fingerprint of the key the vault is encrypted with.
@@ -60,7 +60,7 @@ pub struct ItemFields {
 const VAULT_COLUMNS: &str = "v.id, v.name, v.description, v.sensitivity, v.created_at,
     (SELECT COUNT(*) FROM vault_items i WHERE i.tenant_id = v.tenant_id AND i.vault_id = v.id)";
 
-fn row_to_vault(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vault> {
+fn row_to_vault(r: &super::sql::Row<'_>) -> super::sql::Result<Vault> {
     Ok(Vault {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -74,7 +74,7 @@ fn row_to_vault(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vault> {
 const ITEM_COLUMNS: &str = "i.id, i.vault_id, v.name, i.title, i.item_type, i.service_name,
     i.tags, i.description, i.sensitivity, i.created_at, i.updated_at";
 
-fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+fn row_to_item(r: &super::sql::Row<'_>) -> super::sql::Result<Item> {
     let tags: String = r.get(6)?;
     Ok(Item {
         id: r.get(0)?,
@@ -83,9 +83,8 @@ fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
         title: r.get(3)?,
         item_type: r.get(4)?,
         service_name: r.get(5)?,
-        tags: serde_json::from_str(&tags).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
-        })?,
+        tags: serde_json::from_str(&tags)
+            .map_err(|e| super::sql::Error::Conversion(format!("vault_items column tags: {e}")))?,
         description: r.get(7)?,
         sensitivity: r.get(8)?,
         created_at: r.get(9)?,
@@ -123,9 +122,7 @@ pub fn create(
         params![id, tenant_id, name, description, sensitivity, now],
     );
     match r {
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
+        Err(e) if e.is_unique_violation() => {
             return Err(Error::Conflict(format!(
                 "a vault named '{}' already exists",
                 crate::error::echo(name)
@@ -148,7 +145,7 @@ pub fn list(conn: &Conn, tenant_id: &str) -> Result<Vec<Vault>> {
         "SELECT {VAULT_COLUMNS} FROM vaults v WHERE v.tenant_id = ?1 ORDER BY v.created_at, v.id"
     ))?;
     let rows = stmt.query_map([tenant_id], row_to_vault)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 pub fn get(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<Vault>> {
@@ -241,11 +238,11 @@ pub fn get_sealed(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<(Item
 pub fn list_items(conn: &Conn, tenant_id: &str, vault_id: Option<&str>) -> Result<Vec<Item>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ITEM_COLUMNS} FROM vault_items i JOIN vaults v ON v.id = i.vault_id
-         WHERE i.tenant_id = ?1 AND (?2 IS NULL OR i.vault_id = ?2)
+         WHERE i.tenant_id = ?1 AND (i.vault_id = ?2 OR ?2 IS NULL)
          ORDER BY i.created_at, i.id"
     ))?;
     let rows = stmt.query_map(params![tenant_id, vault_id], row_to_item)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// Changes an item's metadata and, when `sealed` is given, its value. `None` when not found.
@@ -305,7 +302,7 @@ pub fn all_sealed(conn: &Conn) -> Result<Vec<(String, String, Sealed)>> {
             },
         ))
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }
 
 /// Replaces an item's sealed value (key rotation).
@@ -369,7 +366,7 @@ pub fn audit_page(
     };
     let mut stmt = conn.prepare_cached(
         "SELECT id, item_id, action, key_id, request_id, ip, reason, at FROM vault_audit
-         WHERE tenant_id = ?1 AND seq < ?2 AND (?3 IS NULL OR item_id = ?3)
+         WHERE tenant_id = ?1 AND seq < ?2 AND (item_id = ?3 OR ?3 IS NULL)
          ORDER BY seq DESC LIMIT ?4",
     )?;
     let rows = stmt.query_map(
@@ -387,5 +384,5 @@ pub fn audit_page(
             })
         },
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<super::sql::Result<_>>()?)
 }

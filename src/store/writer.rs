@@ -70,7 +70,7 @@ pub(crate) type QueuedWrite = Box<dyn PendingWrite>;
 /// One queued write: runs inside a savepoint, answers after the commit.
 pub(crate) trait PendingWrite: Send {
     /// Runs the operation; `false` if it failed (its savepoint is then rolled back).
-    fn apply(&mut self, conn: &Connection) -> bool;
+    fn apply(&mut self, conn: &Conn) -> bool;
     /// Delivers the result once the group's commit is known.
     fn complete(self: Box<Self>, commit: std::result::Result<(), String>);
     /// Takes over `next`, the write queued right behind this one, so that one call of `apply`
@@ -97,9 +97,9 @@ where
     F: FnOnce(&Conn) -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    fn apply(&mut self, conn: &Connection) -> bool {
+    fn apply(&mut self, conn: &Conn) -> bool {
         let f = self.f.take().expect("applied once");
-        let r = run_caught(|| f(&Conn(conn)));
+        let r = run_caught(|| f(conn));
         let ok = r.is_ok();
         self.result = Some(r);
         ok
@@ -232,11 +232,25 @@ fn next_group(
     Some(false)
 }
 
+/// The writer's connection: SQLite (with its checkpoint catch-up) or PostgreSQL.
+pub(super) enum WriterConn {
+    Sqlite(Connection, checkpoint::CatchUp),
+    Pg(Box<super::sql::PgConn>),
+}
+
+impl WriterConn {
+    fn conn(&self) -> Conn<'_> {
+        match self {
+            WriterConn::Sqlite(c, _) => Conn::sqlite_of(c),
+            WriterConn::Pg(c) => Conn::pg_of(c),
+        }
+    }
+}
+
 pub(super) fn writer_loop(
-    conn: Connection,
+    mut conn: WriterConn,
     rx: Lanes<Receiver<QueuedWrite>>,
     commits: Arc<AtomicU64>,
-    mut catch_up: checkpoint::CatchUp,
 ) {
     let mut group: Vec<QueuedWrite> = Vec::with_capacity(MAX_GROUP + 1);
     let mut held: Held = None;
@@ -251,32 +265,26 @@ pub(super) fn writer_loop(
         if group.is_empty() {
             continue;
         }
-        commit_group(
-            &conn,
-            &mut group,
-            background,
-            &commits,
-            &mut share,
-            &mut catch_up,
-        );
+        commit_group(&mut conn, &mut group, background, &commits, &mut share);
     }
     // Checkpoint so the WAL does not outlive a clean shutdown.
-    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    if let WriterConn::Sqlite(c, _) = &conn {
+        let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    }
 }
 
 /// Runs `group` in one transaction, answers its callers, and gives the checkpoint catch-up its
 /// turn; counts the time against the background lane's share when `background`.
 fn commit_group(
-    conn: &Connection,
+    conn: &mut WriterConn,
     group: &mut Vec<QueuedWrite>,
     background: bool,
     commits: &AtomicU64,
     share: &mut Share,
-    catch_up: &mut checkpoint::CatchUp,
 ) {
     let started = std::time::Instant::now();
     let writes = group.len();
-    let outcome = run_group(conn, group);
+    let outcome = run_group(&conn.conn(), group);
     let ran = started.elapsed();
     share.ran(ran, background);
     if outcome.is_ok() {
@@ -288,7 +296,9 @@ fn commit_group(
         op.complete(outcome.clone());
     }
     let caught = std::time::Instant::now();
-    catch_up.after_group(conn);
+    if let WriterConn::Sqlite(c, catch_up) = conn {
+        catch_up.after_group(c);
+    }
     let caught = caught.elapsed();
     if ran + caught >= SLOW_GROUP {
         tracing::debug!(
@@ -301,7 +311,7 @@ fn commit_group(
     }
 }
 
-fn run_group(conn: &Connection, group: &mut [QueuedWrite]) -> std::result::Result<(), String> {
+fn run_group(conn: &Conn, group: &mut [QueuedWrite]) -> std::result::Result<(), String> {
     // Writes that combine take over the ones queued right behind them (`combine`).
     let mut i = 0;
     while i < group.len() {
@@ -315,8 +325,12 @@ fn run_group(conn: &Connection, group: &mut [QueuedWrite]) -> std::result::Resul
         }
         i += 1 + taken;
     }
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
+    let begin = if conn.is_postgres() {
+        "BEGIN"
+    } else {
+        "BEGIN IMMEDIATE"
+    };
+    conn.execute_batch(begin).map_err(|e| e.to_string())?;
     for op in group.iter_mut().filter(|op| !op.absorbed()) {
         if let Err(e) = conn.execute_batch("SAVEPOINT op") {
             let _ = conn.execute_batch("ROLLBACK");

@@ -47,6 +47,7 @@ impl TestServer {
     /// bootstrapped the database.
     pub async fn start_in(dir: Arc<TempDir>, f: impl FnOnce(&mut Config)) -> TestServer {
         let mut cfg = Config::for_data_dir(dir.path());
+        cfg.database = test_database_of(dir.path()).await;
         f(&mut cfg);
         let running = engram::start(cfg).await.expect("server starts");
         let base = running.base_url();
@@ -219,6 +220,22 @@ impl ChildServer {
             .env("ENGRAM_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if on_postgres() {
+            let dir = data_dir.to_path_buf();
+            let url = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(test_database_of(&dir))
+            })
+            .join()
+            .expect("test database");
+            cmd.env(
+                "ENGRAM_DATABASE_URL",
+                url.expect("a database on PostgreSQL"),
+            );
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -372,4 +389,26 @@ pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL at {url}: {e}"));
     tokio::spawn(connection);
     client
+}
+
+/// Whether the suite runs against PostgreSQL (`ENGRAM_TEST_BACKEND=postgres`, as the second pass
+/// of `scripts/test.sh` does) instead of each data dir's SQLite file.
+pub fn on_postgres() -> bool {
+    std::env::var("ENGRAM_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// On PostgreSQL, the database of a test data dir: a new one the first time, the same one when
+/// the data dir is started again (its URL is kept in the dir). `None` on SQLite.
+pub async fn test_database_of(dir: &Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let marker = dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let url = postgres_database().await;
+    std::fs::create_dir_all(dir).expect("data dir");
+    std::fs::write(&marker, &url).expect("database URL kept in the data dir");
+    Some(url)
 }
