@@ -5,7 +5,7 @@
 # formatting and the lints (`cargo fmt --check`, `cargo clippy --all-targets -D warnings`), then
 # starts a throwaway PostgreSQL cluster on loopback (scripts/pg_cluster.sh, installing PostgreSQL
 # from Debian's packages when it is missing), builds once and runs the unit tests and the one
-# integration test binary.
+# integration test binary, then that binary again with every server on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +27,5 @@ ENGRAM_TEST_DATABASE_URL="$(scripts/pg_cluster.sh start)"
 export ENGRAM_TEST_DATABASE_URL
 trap 'scripts/pg_cluster.sh stop' EXIT
 cargo test --locked --all-targets "$@"
+# The integration suite again, every server on PostgreSQL (a database of its own per data dir).
+ENGRAM_TEST_BACKEND=postgres cargo test --locked --test api "$@"

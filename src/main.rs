@@ -1231,6 +1231,11 @@ fn migrate(
                     .into(),
             );
         }
+        // A server on this data dir runs on that database: it is not migrated under it.
+        let _lock = data_dir
+            .is_dir()
+            .then(|| engram::datadir::DirLock::acquire(data_dir, "migrate"))
+            .transpose()?;
         let mut db = store::open_direct_postgres(url).map_err(|e| e.to_string())?;
         let v = db.schema_version().map_err(|e| e.to_string())?;
         eprintln!(
@@ -1385,7 +1390,10 @@ fn rotate_vault_key(data_dir: &std::path::Path) -> Result<(), String> {
     use engram::vault::{MasterKey, KEY_ENV};
     require_existing(data_dir)?;
     let lock = engram::datadir::DirLock::acquire(data_dir, "vault rotate-key")?;
-    let mut conn = engram::datadir::open_db(data_dir, Some(&lock))?;
+    let mut conn = match database() {
+        Some(url) => store::open_direct_postgres(url).map_err(|e| e.to_string())?,
+        None => engram::datadir::open_db(data_dir, Some(&lock))?,
+    };
     let expected = store::meta_get(&conn.conn(), v::FINGERPRINT_META).map_err(|e| e.to_string())?;
     let env = vault_key_from_env();
     let old = MasterKey::load(data_dir, env.as_deref(), expected.as_deref())?;

@@ -297,7 +297,7 @@ pub async fn export_tenant(ctx: Ctx) -> Result<Reply> {
                 let _ = tx.blocking_send(chunk.into());
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(tenant = %id, error = %e.public_message(), "export failed"),
+            Err(e) => tracing::warn!(tenant = %id, error = %e, "export failed"),
         }
     });
     Ok(Reply::stream(body, "application/x-ndjson"))

@@ -26,7 +26,11 @@ struct HealthReport<'a> {
 
 #[derive(Serialize)]
 struct SubsystemsHealth<'a> {
-    sqlite: SqliteHealth,
+    /// The database, under the name of its backend (`sqlite`, or `postgres` with `--database`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sqlite: Option<SqliteHealth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres: Option<SqliteHealth>,
     search: SearchHealth<'a>,
     workers: WorkersHealth,
 }
@@ -157,10 +161,15 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
     };
 
     let mut alerts: Vec<Alert> = Vec::new();
+    let backend = if state.db.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let sqlite_ok = db.writer_alive && counts.is_ok();
     if !db.writer_alive {
         alerts.push(Alert::new(
-            "sqlite",
+            backend,
             "critical",
             "the database writer is not running",
         ));
@@ -168,7 +177,7 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
     if let Err(e) = &counts {
         tracing::error!(error = %e, "health: queue counts unavailable");
         alerts.push(Alert::new(
-            "sqlite",
+            backend,
             "critical",
             "the database cannot be read",
         ));
@@ -222,27 +231,34 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
     let utilization = ((db.total - db.idle.min(db.total)) * 100)
         .checked_div(db.max)
         .unwrap_or(0) as u64;
+    let database = SqliteHealth {
+        status: status_of(sqlite_ok),
+        path: db.path.display().to_string(),
+        size_bytes: db.size_bytes,
+        wal_bytes: db.wal_bytes,
+        write_queue: db.write_queue,
+        commits: db.commits,
+        connections: PoolHealth {
+            total: db.total,
+            idle: db.idle,
+            waiting: db.waiting,
+            max: db.max,
+            utilization_percent: utilization,
+        },
+    };
+    let (sqlite, postgres) = if state.db.is_postgres() {
+        (None, Some(database))
+    } else {
+        (Some(database), None)
+    };
     let data = HealthReport {
         status: overall,
         version: env!("CARGO_PKG_VERSION"),
         uptime: state.started.elapsed().as_secs(),
         timestamp: crate::time::now_rfc3339(),
         subsystems: SubsystemsHealth {
-            sqlite: SqliteHealth {
-                status: status_of(sqlite_ok),
-                path: db.path.display().to_string(),
-                size_bytes: db.size_bytes,
-                wal_bytes: db.wal_bytes,
-                write_queue: db.write_queue,
-                commits: db.commits,
-                connections: PoolHealth {
-                    total: db.total,
-                    idle: db.idle,
-                    waiting: db.waiting,
-                    max: db.max,
-                    utilization_percent: utilization,
-                },
-            },
+            sqlite,
+            postgres,
             search: SearchHealth {
                 status: status_of(search.healthy),
                 documents: search.documents,

@@ -80,7 +80,7 @@ mod db;
 mod direct;
 mod meta;
 mod schema;
-pub(crate) mod sql;
+pub mod sql;
 pub(crate) mod writer;
 
 pub(crate) use conn::spelled;

@@ -29,9 +29,20 @@ use std::collections::HashMap;
 
 /// Creates the writer connection's pending table and fills it from the unprocessed events.
 pub fn rebuild_pending(conn: &Conn) -> Result<()> {
+    if !conn.is_postgres() {
+        return refill_pending(conn);
+    }
+    conn.execute_batch("BEGIN")?;
+    let filled = refill_pending(conn);
+    conn.execute_batch(if filled.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    filled
+}
+
+/// `rebuild_pending` inside the caller's transaction (an import on the writer).
+pub fn refill_pending(conn: &Conn) -> Result<()> {
     if conn.is_postgres() {
         conn.execute_batch(
-            "BEGIN; LOCK TABLE novelty_pending IN EXCLUSIVE MODE; DELETE FROM novelty_pending;",
+            "LOCK TABLE novelty_pending IN EXCLUSIVE MODE; DELETE FROM novelty_pending;",
         )?;
     } else {
         conn.execute_batch(
@@ -44,21 +55,15 @@ pub fn rebuild_pending(conn: &Conn) -> Result<()> {
              DELETE FROM temp.novelty_pending;",
         )?;
     }
-    let filled = (|| {
-        let counts = unprocessed_counts(conn)?;
-        let mut insert = conn.prepare_cached(&format!(
-            "INSERT INTO {}(tenant_id, signature, n) VALUES (?1, ?2, ?3)",
-            pending(conn)
-        ))?;
-        for ((tenant, sig), n) in counts {
-            insert.execute(params![tenant, sig, n])?;
-        }
-        Ok(())
-    })();
-    if conn.is_postgres() {
-        conn.execute_batch(if filled.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    let counts = unprocessed_counts(conn)?;
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO {}(tenant_id, signature, n) VALUES (?1, ?2, ?3)",
+        pending(conn)
+    ))?;
+    for ((tenant, sig), n) in counts {
+        insert.execute(params![tenant, sig, n])?;
     }
-    filled
+    Ok(())
 }
 
 /// The table of pending counts: the writer's TEMP table on SQLite, a shared one on PostgreSQL.

@@ -115,14 +115,12 @@ fn pg_error(context: &str, e: tokio_postgres::Error) -> Error {
 /// Opens a connection for the server (`engram serve --database postgres://…`).
 pub fn connect(url: &str) -> Result<PgConn> {
     check_url(url)?;
-    let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
+    PgConn::connect(url).map_err(|e| {
         Error::Internal(format!(
-            "cannot connect to PostgreSQL at {}: {}",
-            redacted(url),
-            super::sql::Error::from(e)
+            "cannot connect to PostgreSQL at {}: {e}",
+            redacted(url)
         ))
-    })?;
-    Ok(PgConn::new(client))
+    })
 }
 
 fn check_url(url: &str) -> Result<()> {
@@ -230,10 +228,7 @@ impl r2d2::ManageConnection for Manager {
     type Error = super::sql::Error;
 
     fn connect(&self) -> std::result::Result<PgConn, super::sql::Error> {
-        Ok(PgConn::new(postgres::Client::connect(
-            &self.url,
-            postgres::NoTls,
-        )?))
+        PgConn::connect(&self.url)
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), super::sql::Error> {

@@ -19,18 +19,18 @@
 
 use crate::error::Error as CrateError;
 use bytes::BytesMut;
-use postgres::types::{to_sql_checked, IsNull, ToSql as PgToSql, Type};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql as PgToSql, Type};
 
 /// An error of either backend, or a value that does not fit the type asked for.
 #[derive(Debug)]
 pub enum Error {
     Sqlite(rusqlite::Error),
-    Pg(postgres::Error),
+    Pg(tokio_postgres::Error),
     /// PostgreSQL refused to prepare a statement (the SQL is kept for the message).
-    Prepare(postgres::Error, String),
+    Prepare(tokio_postgres::Error, String),
     /// `query_row` found no row.
     NoRows,
     /// A column's value cannot be read as the type asked for.
@@ -57,7 +57,7 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
-    fn pg_text(e: &postgres::Error) -> String {
+    fn pg_text(e: &tokio_postgres::Error) -> String {
         match e.as_db_error() {
             Some(db) => format!(
                 "{}{}",
@@ -78,8 +78,8 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
-impl From<postgres::Error> for Error {
-    fn from(e: postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
         Error::Pg(e)
     }
 }
@@ -103,7 +103,7 @@ impl Error {
                         || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
             }
             Error::Pg(e) | Error::Prepare(e, _) => {
-                e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+                e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
             }
             _ => false,
         }
@@ -357,10 +357,10 @@ pub(crate) use params;
 /// A column value readable as `Self` on either backend.
 pub trait FromCol: Sized {
     fn from_sqlite(r: &rusqlite::Row<'_>, i: usize) -> Result<Self>;
-    fn from_pg(r: &postgres::Row, i: usize) -> Result<Self>;
+    fn from_pg(r: &tokio_postgres::Row, i: usize) -> Result<Self>;
 }
 
-fn pg_conversion(r: &postgres::Row, i: usize, want: &str) -> Error {
+fn pg_conversion(r: &tokio_postgres::Row, i: usize, want: &str) -> Error {
     let col = &r.columns()[i];
     Error::Conversion(format!(
         "column {} ({}) cannot be read as {want}",
@@ -370,7 +370,7 @@ fn pg_conversion(r: &postgres::Row, i: usize, want: &str) -> Error {
 }
 
 /// A PostgreSQL integer-like column as i64 (`None` for NULL).
-fn pg_int(r: &postgres::Row, i: usize) -> Result<Option<i64>> {
+fn pg_int(r: &tokio_postgres::Row, i: usize) -> Result<Option<i64>> {
     Ok(match *r.columns()[i].type_() {
         Type::INT8 => r.try_get::<_, Option<i64>>(i)?,
         Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(i64::from),
@@ -388,7 +388,7 @@ fn pg_int(r: &postgres::Row, i: usize) -> Result<Option<i64>> {
     })
 }
 
-fn pg_real(r: &postgres::Row, i: usize) -> Result<Option<f64>> {
+fn pg_real(r: &tokio_postgres::Row, i: usize) -> Result<Option<f64>> {
     Ok(match *r.columns()[i].type_() {
         Type::FLOAT8 => r.try_get::<_, Option<f64>>(i)?,
         Type::FLOAT4 => r.try_get::<_, Option<f32>>(i)?.map(f64::from),
@@ -403,7 +403,7 @@ fn pg_real(r: &postgres::Row, i: usize) -> Result<Option<f64>> {
     })
 }
 
-fn pg_text(r: &postgres::Row, i: usize) -> Result<Option<String>> {
+fn pg_text(r: &tokio_postgres::Row, i: usize) -> Result<Option<String>> {
     Ok(match *r.columns()[i].type_() {
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON => {
             r.try_get::<_, Option<String>>(i)?
@@ -414,7 +414,7 @@ fn pg_text(r: &postgres::Row, i: usize) -> Result<Option<String>> {
     })
 }
 
-fn not_null<T>(v: Option<T>, r: &postgres::Row, i: usize, want: &str) -> Result<T> {
+fn not_null<T>(v: Option<T>, r: &tokio_postgres::Row, i: usize, want: &str) -> Result<T> {
     v.ok_or_else(|| pg_conversion(r, i, &format!("{want} (it is NULL)")))
 }
 
@@ -424,7 +424,7 @@ macro_rules! int_cols {
             fn from_sqlite(r: &rusqlite::Row<'_>, i: usize) -> Result<Self> {
                 Ok(r.get(i)?)
             }
-            fn from_pg(r: &postgres::Row, i: usize) -> Result<Self> {
+            fn from_pg(r: &tokio_postgres::Row, i: usize) -> Result<Self> {
                 let v = not_null(pg_int(r, i)?, r, i, stringify!($t))?;
                 <$t>::try_from(v).map_err(|_| pg_conversion(r, i, stringify!($t)))
             }
@@ -437,7 +437,7 @@ impl FromCol for bool {
     fn from_sqlite(r: &rusqlite::Row<'_>, i: usize) -> Result<Self> {
         Ok(r.get(i)?)
     }
-    fn from_pg(r: &postgres::Row, i: usize) -> Result<Self> {
+    fn from_pg(r: &tokio_postgres::Row, i: usize) -> Result<Self> {
         Ok(not_null(pg_int(r, i)?, r, i, "a boolean")? != 0)
     }
 }
@@ -446,7 +446,7 @@ impl FromCol for f64 {
     fn from_sqlite(r: &rusqlite::Row<'_>, i: usize) -> Result<Self> {
         Ok(r.get(i)?)
     }
-    fn from_pg(r: &postgres::Row, i: usize) -> Result<Self> {
+    fn from_pg(r: &tokio_postgres::Row, i: usize) -> Result<Self> {
         not_null(pg_real(r, i)?, r, i, "a real")
     }
 }
@@ -455,7 +455,7 @@ impl FromCol for String {
     fn from_sqlite(r: &rusqlite::Row<'_>, i: usize) -> Result<Self> {
         Ok(r.get(i)?)
     }
-    fn from_pg(r: &postgres::Row, i: usize) -> Result<Self> {
+    fn from_pg(r: &tokio_postgres::Row, i: usize) -> Result<Self> {
         not_null(pg_text(r, i)?, r, i, "text")
     }
 }
@@ -464,7 +464,7 @@ impl FromCol for Vec<u8> {
     fn from_sqlite(r: &rusqlite::Row<'_>, i: usize) -> Result<Self> {
         Ok(r.get(i)?)
     }
-    fn from_pg(r: &postgres::Row, i: usize) -> Result<Self> {
+    fn from_pg(r: &tokio_postgres::Row, i: usize) -> Result<Self> {
         not_null(r.try_get::<_, Option<Vec<u8>>>(i)?, r, i, "bytes")
     }
 }
@@ -479,7 +479,7 @@ impl FromCol for Value {
             rusqlite::types::Value::Blob(v) => Value::Blob(v),
         })
     }
-    fn from_pg(r: &postgres::Row, i: usize) -> Result<Self> {
+    fn from_pg(r: &tokio_postgres::Row, i: usize) -> Result<Self> {
         Ok(match *r.columns()[i].type_() {
             Type::BYTEA => r
                 .try_get::<_, Option<Vec<u8>>>(i)?
@@ -500,7 +500,7 @@ impl<T: FromCol> FromCol for Option<T> {
             _ => T::from_sqlite(r, i).map(Some),
         }
     }
-    fn from_pg(r: &postgres::Row, i: usize) -> Result<Self> {
+    fn from_pg(r: &tokio_postgres::Row, i: usize) -> Result<Self> {
         // A NULL of any type reads as None; otherwise as T.
         let null = match *r.columns()[i].type_() {
             Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i)?.is_none(),
@@ -520,7 +520,7 @@ impl<T: FromCol> FromCol for Option<T> {
 /// A row of either backend.
 pub enum Row<'a> {
     Sqlite(&'a rusqlite::Row<'a>),
-    Pg(&'a postgres::Row),
+    Pg(&'a tokio_postgres::Row),
 }
 
 impl Row<'_> {
@@ -543,62 +543,121 @@ impl Row<'_> {
     }
 }
 
+/// The runtime PostgreSQL connections run on: a small one of their own, so a connection can be
+/// used from any thread (the writer, a blocking reader, even a tokio worker) by handing it the
+/// work and waiting on a plain channel.
+fn pg_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("engram-pg")
+            .enable_all()
+            .build()
+            .expect("the PostgreSQL client runtime starts")
+    })
+}
+
+/// Runs `fut` on the PostgreSQL runtime and waits for it on this thread.
+fn pg_run<T: Send + 'static>(fut: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    pg_runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv()
+        .expect("the PostgreSQL runtime answers every request")
+}
+
+/// A parameter owned for the trip to the PostgreSQL runtime.
+#[derive(Debug)]
+struct OwnedArg(Value);
+
+impl PgToSql for OwnedArg {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, BoxError> {
+        self.0.to_arg().to_sql(ty, out)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn owned(args: &[Arg<'_>]) -> Vec<OwnedArg> {
+    args.iter()
+        .map(|a| {
+            OwnedArg(match *a {
+                Arg::Null => Value::Null,
+                Arg::Int(v) => Value::Int(v),
+                Arg::Real(v) => Value::Real(v),
+                Arg::Text(v) => Value::Text(v.to_string()),
+                Arg::Blob(v) => Value::Blob(v.to_vec()),
+            })
+        })
+        .collect()
+}
+
 /// A PostgreSQL connection as the store uses it: one client and its prepared statements, used by
 /// one thread at a time.
 pub struct PgConn {
-    /// Always `Some` until drop.
-    client: RefCell<Option<postgres::Client>>,
-    statements: RefCell<HashMap<String, postgres::Statement>>,
+    client: std::sync::Arc<tokio_postgres::Client>,
+    statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
 }
 
 impl PgConn {
-    pub fn new(client: postgres::Client) -> PgConn {
-        PgConn {
-            client: RefCell::new(Some(client)),
+    /// Connects to `url` (its connection task runs on the PostgreSQL runtime).
+    pub fn connect(url: &str) -> Result<PgConn> {
+        let url = url.to_string();
+        let client = pg_run(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "a PostgreSQL connection ended");
+                }
+            });
+            Ok::<_, tokio_postgres::Error>(client)
+        })?;
+        Ok(PgConn {
+            client: std::sync::Arc::new(client),
             statements: RefCell::new(HashMap::new()),
-        }
-    }
-
-    fn client_mut(&self) -> std::cell::RefMut<'_, postgres::Client> {
-        std::cell::RefMut::map(self.client.borrow_mut(), |c| {
-            c.as_mut()
-                .expect("a PostgreSQL client until the connection is dropped")
         })
     }
 
     /// The prepared statement of `sql`. A parameter whose type PostgreSQL cannot infer from its
     /// first use (`?3 IS NULL OR tenant_id = ?3`) gets the type of the value bound now (a NULL:
     /// text), and the statement is kept prepared that way.
-    fn statement(&self, original: &str, args: &[Arg<'_>]) -> Result<postgres::Statement> {
+    fn statement(&self, original: &str, args: &[Arg<'_>]) -> Result<tokio_postgres::Statement> {
         if let Some(s) = self.statements.borrow().get(original) {
             return Ok(s.clone());
         }
-        let sql = &pg_sql(original);
-        let prepared = self.client_mut().prepare(sql);
-        let s = match prepared {
-            Ok(s) => s,
-            Err(e)
-                if [
-                    Some(&postgres::error::SqlState::INDETERMINATE_DATATYPE),
-                    Some(&postgres::error::SqlState::AMBIGUOUS_PARAMETER),
-                ]
-                .contains(&e.code()) =>
-            {
-                let types: Vec<Type> = args
-                    .iter()
-                    .map(|a| match a {
-                        Arg::Int(_) => Type::INT8,
-                        Arg::Real(_) => Type::FLOAT8,
-                        Arg::Blob(_) => Type::BYTEA,
-                        Arg::Text(_) | Arg::Null => Type::TEXT,
-                    })
-                    .collect();
-                self.client_mut()
-                    .prepare_typed(sql, &types)
-                    .map_err(|e| Error::Prepare(e, sql.to_string()))?
+        let sql = pg_sql(original);
+        let types: Vec<Type> = args
+            .iter()
+            .map(|a| match a {
+                Arg::Int(_) => Type::INT8,
+                Arg::Real(_) => Type::FLOAT8,
+                Arg::Blob(_) => Type::BYTEA,
+                Arg::Text(_) | Arg::Null => Type::TEXT,
+            })
+            .collect();
+        let client = self.client.clone();
+        let (text, typed) = (sql.clone(), types);
+        let s = pg_run(async move {
+            match client.prepare(&text).await {
+                Err(e)
+                    if [
+                        Some(&tokio_postgres::error::SqlState::INDETERMINATE_DATATYPE),
+                        Some(&tokio_postgres::error::SqlState::AMBIGUOUS_PARAMETER),
+                    ]
+                    .contains(&e.code()) =>
+                {
+                    client.prepare_typed(&text, &typed).await
+                }
+                other => other,
             }
-            Err(e) => return Err(Error::Prepare(e, sql.to_string())),
-        };
+        })
+        .map_err(|e| Error::Prepare(e, sql))?;
         let mut cache = self.statements.borrow_mut();
         if cache.len() > 512 {
             cache.clear();
@@ -607,45 +666,35 @@ impl PgConn {
         Ok(s)
     }
 
-    fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<postgres::Row>> {
+    fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<tokio_postgres::Row>> {
         let stmt = self.statement(sql, args)?;
-        let refs: Vec<&(dyn PgToSql + Sync)> =
-            args.iter().map(|a| a as &(dyn PgToSql + Sync)).collect();
-        Ok(self.client_mut().query(&stmt, &refs)?)
+        let (client, args) = (self.client.clone(), owned(args));
+        Ok(pg_run(async move {
+            let refs: Vec<&(dyn PgToSql + Sync)> =
+                args.iter().map(|a| a as &(dyn PgToSql + Sync)).collect();
+            client.query(&stmt, &refs).await
+        })?)
     }
 
     fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<usize> {
         let stmt = self.statement(sql, args)?;
-        let refs: Vec<&(dyn PgToSql + Sync)> =
-            args.iter().map(|a| a as &(dyn PgToSql + Sync)).collect();
-        Ok(self.client_mut().execute(&stmt, &refs)? as usize)
+        let (client, args) = (self.client.clone(), owned(args));
+        Ok(pg_run(async move {
+            let refs: Vec<&(dyn PgToSql + Sync)> =
+                args.iter().map(|a| a as &(dyn PgToSql + Sync)).collect();
+            client.execute(&stmt, &refs).await
+        })? as usize)
     }
 
     /// Runs statements without parameters (the simple query protocol).
     pub fn batch(&self, sql: &str) -> Result<()> {
-        Ok(self.client_mut().batch_execute(sql)?)
+        let (client, sql) = (self.client.clone(), sql.to_string());
+        Ok(pg_run(async move { client.batch_execute(&sql).await })?)
     }
 
     /// Whether the connection is closed (a pool discards it).
     pub fn is_closed(&self) -> bool {
-        self.client.borrow().as_ref().map_or(true, |c| c.is_closed())
-    }
-}
-
-impl Drop for PgConn {
-    /// The synchronous client closes its connection by blocking on its own runtime, which may not
-    /// happen on a thread that drives tokio tasks (a pool dropped in async code): the client is
-    /// then closed on a thread of its own.
-    fn drop(&mut self) {
-        if let Some(client) = self.client.get_mut().take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                let _ = std::thread::Builder::new()
-                    .name("engram-pg-close".into())
-                    .spawn(move || drop(client));
-            } else {
-                drop(client);
-            }
-        }
+        self.client.is_closed()
     }
 }
 
@@ -719,6 +768,24 @@ impl<'a> Conn<'a> {
             Backend::Sqlite(c) => c,
             Backend::Pg(_) => panic!("Conn::sqlite on a PostgreSQL connection"),
         }
+    }
+
+    /// Runs one statement, for tests and benchmarks that seed or change rows directly (either
+    /// backend); the server's own code outside `store` never calls it.
+    #[doc(hidden)]
+    pub fn test_exec(&self, sql: &str, args: &[&dyn ToArg]) -> crate::error::Result<usize> {
+        Ok(self.execute(sql, args)?)
+    }
+
+    /// The first column of every row of a query, for tests and benchmarks (either backend).
+    #[doc(hidden)]
+    pub fn test_column<T: FromCol>(
+        &self,
+        sql: &str,
+        args: &[&dyn ToArg],
+    ) -> crate::error::Result<Vec<T>> {
+        let rows = self.prepare(sql)?.query_map(args, |r| r.get(0))?;
+        Ok(rows.collect::<Result<Vec<T>>>()?)
     }
 
     /// Whether this is a PostgreSQL connection.
@@ -868,7 +935,7 @@ impl<'a> Stmt<'a> {
 /// Rows of a statement, read one at a time.
 pub(in crate::store) enum Rows<'s> {
     Sqlite(rusqlite::Rows<'s>),
-    Pg(Vec<postgres::Row>, usize),
+    Pg(Vec<tokio_postgres::Row>, usize),
 }
 
 /// One row borrowed from `Rows`.
@@ -878,7 +945,7 @@ pub(in crate::store) struct RowRef<'r> {
 
 enum RowInner<'r> {
     Sqlite(&'r rusqlite::Row<'r>),
-    Pg(&'r postgres::Row),
+    Pg(&'r tokio_postgres::Row),
 }
 
 impl RowRef<'_> {

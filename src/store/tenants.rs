@@ -295,9 +295,13 @@ pub fn reset_data(conn: &Conn, id: &str, keep_keys: bool) -> Result<bool> {
     Ok(true)
 }
 
-/// Deletes a tenant with everything it has (`ON DELETE CASCADE`). Returns whether it existed.
+/// Deletes a tenant with everything it has (`ON DELETE CASCADE`; its keys and jobs explicitly,
+/// as PostgreSQL's schema gives those tables no foreign key: `schema.postgres.sql`). Returns
+/// whether it existed.
 pub fn delete(conn: &Conn, id: &str) -> Result<bool> {
     crate::store::novelty::forget_tenant(conn, id)?;
+    conn.execute("DELETE FROM api_keys WHERE tenant_id = ?1", [id])?;
+    conn.execute("DELETE FROM jobs WHERE tenant_id = ?1", [id])?;
     Ok(conn.execute("DELETE FROM tenants WHERE id = ?1", [id])? > 0)
 }
 

@@ -25,7 +25,6 @@
 use super::sql::Value as SqlValue;
 use super::Conn;
 use crate::error::{Error, Result};
-use rusqlite::types::ValueRef;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -50,18 +49,19 @@ const fn t(kind: &'static str, table: &'static str, order: &'static str, seq: bo
     }
 }
 
-/// Parents before children, so import satisfies every foreign key as it goes.
+/// Parents before children, so import satisfies every foreign key as it goes. Rows go in
+/// creation order (an order both backends hold: PostgreSQL has no rowid).
 const TABLES: &[Table] = &[
-    t("tenant", "tenants", "rowid", false),
-    t("developer", "developers", "rowid", false),
-    t("project", "projects", "rowid", false),
-    t("member", "project_members", "rowid", false),
-    t("key", "api_keys", "rowid", false),
-    t("agent", "agents", "rowid", false),
-    t("connector", "connectors", "rowid", false),
+    t("tenant", "tenants", "created_at, id", false),
+    t("developer", "developers", "created_at, id", false),
+    t("project", "projects", "created_at, id", false),
+    t("member", "project_members", "invited_at, id", false),
+    t("key", "api_keys", "created_at, id", false),
+    t("agent", "agents", "created_at, id", false),
+    t("connector", "connectors", "created_at, id", false),
     t("session", "agent_sessions", "agent_id, id", false),
     t("message", "agent_messages", "seq", true),
-    t("invocation", "invocations", "rowid", false),
+    t("invocation", "invocations", "created_at, id", false),
     t("job", "jobs", "seq", true),
     t("event", "events", "seq", true),
     t("event_signature", "event_signatures", "signature", false),
@@ -73,8 +73,8 @@ const TABLES: &[Table] = &[
         "artifact_id, version",
         false,
     ),
-    t("vault", "vaults", "rowid", false),
-    t("vault_item", "vault_items", "rowid", false),
+    t("vault", "vaults", "created_at, id", false),
+    t("vault_item", "vault_items", "created_at, id", false),
     t("vault_audit", "vault_audit", "seq", true),
     t("usage", "usage_counters", "mode, metric, bucket", false),
 ];
@@ -106,7 +106,16 @@ fn json_column(name: &str) -> bool {
 
 /// The exported columns of a table, in table order.
 fn columns(conn: &Conn, table: &Table) -> Result<Vec<Column>> {
-    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", table.table))?;
+    // Both schemas list a table's columns in the same order.
+    let mut stmt = if conn.is_postgres() {
+        conn.prepare(&format!(
+            "SELECT 0, column_name::text, data_type::text FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name = '{}' ORDER BY ordinal_position",
+            table.table
+        ))?
+    } else {
+        conn.prepare(&format!("PRAGMA table_info({})", table.table))?
+    };
     let rows = stmt.query_map([], |r| Ok((r.get::<String>(1)?, r.get::<String>(2)?)))?;
     let mut out = Vec::new();
     for row in rows {
@@ -116,7 +125,7 @@ fn columns(conn: &Conn, table: &Table) -> Result<Vec<Column>> {
         if implied {
             continue;
         }
-        let kind = if decl.eq_ignore_ascii_case("BLOB") {
+        let kind = if decl.eq_ignore_ascii_case("BLOB") || decl == "bytea" {
             ColKind::Blob
         } else if json_column(&name) {
             ColKind::Json
@@ -147,20 +156,32 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn to_json(v: ValueRef<'_>, kind: ColKind) -> Value {
+fn to_json(v: SqlValue, kind: ColKind) -> Value {
     match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => json!(i),
-        ValueRef::Real(f) => json!(f),
-        ValueRef::Text(t) => {
-            let text = String::from_utf8_lossy(t);
-            match kind {
-                ColKind::Json => serde_json::from_str(&text).unwrap_or(Value::String(text.into())),
-                _ => Value::String(text.into_owned()),
-            }
-        }
-        ValueRef::Blob(b) => Value::String(hex(b)),
+        SqlValue::Null => Value::Null,
+        SqlValue::Int(i) => json!(i),
+        SqlValue::Real(f) => json!(f),
+        SqlValue::Text(text) => match kind {
+            ColKind::Json => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            _ => Value::String(text),
+        },
+        SqlValue::Blob(b) => Value::String(hex(&b)),
     }
+}
+
+/// The database's schema version (`PRAGMA user_version`, or PostgreSQL's `meta.schema_version`).
+fn schema_version(conn: &Conn) -> Result<i64> {
+    if conn.is_postgres() {
+        let v: String = conn.query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )?;
+        return v
+            .parse()
+            .map_err(|_| Error::Internal(format!("meta.schema_version is '{v}'")));
+    }
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
 }
 
 /// What the header says about where an export came from.
@@ -203,13 +224,27 @@ pub fn export(
     tenant_id: &str,
     out: &mut dyn FnMut(String) -> Result<()>,
 ) -> Result<u64> {
-    let tx = conn.sqlite().unchecked_transaction()?;
-    let snapshot = Conn::sqlite_of(&tx);
-    if !crate::store::tenants::exists(&snapshot, tenant_id)? {
+    // One snapshot for the whole export.
+    conn.execute_batch(if conn.is_postgres() {
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    } else {
+        "BEGIN"
+    })?;
+    let result = export_in_snapshot(conn, tenant_id, out);
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+fn export_in_snapshot(
+    snapshot: &Conn,
+    tenant_id: &str,
+    out: &mut dyn FnMut(String) -> Result<()>,
+) -> Result<u64> {
+    if !crate::store::tenants::exists(snapshot, tenant_id)? {
         return Err(Error::not_found("tenant"));
     }
-    let vault_key = vault_fingerprint(&snapshot)?;
-    let schema: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let vault_key = vault_fingerprint(snapshot)?;
+    let schema = schema_version(snapshot)?;
     let header = json!({
         "kind": FORMAT,
         "format": FORMAT_VERSION,
@@ -226,7 +261,7 @@ pub fn export(
     ))?;
     let mut records = 0u64;
     for table in TABLES {
-        let cols = columns(&snapshot, table)?;
+        let cols = columns(snapshot, table)?;
         let list = cols
             .iter()
             .map(|c| format!("\"{}\"", c.name))
@@ -237,7 +272,7 @@ pub fn export(
         } else {
             "tenant_id"
         };
-        let mut stmt = tx.prepare(&format!(
+        let mut stmt = snapshot.prepare(&format!(
             "SELECT {list} FROM {} WHERE {filter} = ?1 ORDER BY {}",
             table.table, table.order
         ))?;
@@ -250,7 +285,7 @@ pub fn export(
                 line.push(',');
                 line.push_str(&Value::String(c.field.clone()).to_string());
                 line.push(':');
-                line.push_str(&to_json(row.get_ref(i)?, c.kind).to_string());
+                line.push_str(&to_json(row.get::<SqlValue>(i)?, c.kind).to_string());
             }
             line.push_str("}\n");
             out(line)?;
@@ -326,7 +361,7 @@ pub fn import<'a>(
     lines: impl IntoIterator<Item = (usize, &'a str)>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Imported> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let current = schema_version(conn)?;
     let vault_key = vault_fingerprint(conn)?;
     let mut lines = lines.into_iter().filter(|(_, l)| !l.trim().is_empty());
     let (_, first) = lines
@@ -446,7 +481,8 @@ pub fn import<'a>(
     // A waiting capture job names its events by seq range, and seqs are this database's own:
     // point it at where its events landed.
     conn.execute(
-        "UPDATE jobs SET input = json_object('firstSeq', r.lo, 'lastSeq', r.hi, 'count', r.n)
+        "UPDATE jobs SET input = '{\"firstSeq\":' || r.lo || ',\"lastSeq\":' || r.hi
+                                 || ',\"count\":' || r.n || '}'
          FROM (SELECT job_id, min(seq) AS lo, max(seq) AS hi, count(*) AS n
                FROM events WHERE tenant_id = ?1 AND job_id IS NOT NULL GROUP BY job_id) AS r
          WHERE jobs.tenant_id = ?1 AND jobs.kind = 'capture' AND jobs.status = 'queued'
@@ -464,7 +500,7 @@ pub fn import<'a>(
         done.queued_jobs.insert(k, n as u64);
     }
     if done.unprocessed_events > 0 {
-        crate::store::novelty::rebuild_pending(conn)?;
+        crate::store::novelty::refill_pending(conn)?;
     }
     Ok(done)
 }

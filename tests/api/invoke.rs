@@ -375,13 +375,19 @@ async fn upstream_failures_and_timeouts_are_502_and_504() {
     let (status, body) = invoke(&srv, &ag, json!({"message": "[slow]", "timeout": 5})).await;
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["error"], "timeout");
-    let statuses: Option<String> = one(
-        &srv,
-        "SELECT group_concat(status, ',') FROM (SELECT status FROM invocations WHERE agent_id = ?1 ORDER BY created_at, status)",
-        ag.clone(),
-    )
-    .await;
-    assert_eq!(statuses.as_deref(), Some("error,timeout"));
+    let agent = ag.clone();
+    let statuses: Vec<String> = srv
+        .state()
+        .db
+        .read(move |c| {
+            c.test_column(
+                "SELECT status FROM invocations WHERE agent_id = ?1 ORDER BY created_at, status",
+                &[&agent],
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(statuses, ["error", "timeout"]);
     // Streamed failures end the stream with an error event.
     let mut sse = stream(&srv, &ag, json!({"message": "[fail]", "stream": true})).await;
     let events = sse.rest().await;

@@ -360,8 +360,10 @@ async fn superseded_and_deprecated_artifacts_leave_at_once() {
         srv.state()
             .db
             .write(move |c| {
-                c.sqlite()
-                    .execute("UPDATE artifacts SET status = ?1 WHERE id = ?2", [st, id])?;
+                c.test_exec(
+                    "UPDATE artifacts SET status = ?1 WHERE id = ?2",
+                    &[&st, &id],
+                )?;
                 Ok(())
             })
             .await
@@ -548,8 +550,7 @@ async fn text_changed_after_indexing_is_shown_and_recounted() {
     srv.state()
         .db
         .write(move |c| {
-            c.sqlite()
-                .execute("UPDATE memories SET content = ?1 WHERE id = ?2", [l, i])?;
+            c.test_exec("UPDATE memories SET content = ?1 WHERE id = ?2", &[&l, &i])?;
             Ok(())
         })
         .await

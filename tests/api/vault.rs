@@ -457,6 +457,9 @@ async fn a_planted_secret_never_reaches_the_data_dir_or_the_log_and_survives_rot
     let wrong = "ab".repeat(32);
     let out = std::process::Command::new(crate::support::engram_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &data])
+        .envs(
+            crate::support::test_database_blocking(dir.path()).map(|u| ("ENGRAM_DATABASE_URL", u)),
+        )
         .env("ENGRAM_VAULT_KEY", &wrong)
         .env_remove("ENGRAM_BOOTSTRAP_KEY")
         .output()

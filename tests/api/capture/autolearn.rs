@@ -17,11 +17,10 @@ async fn auto_learn_is_enqueued_every_n_events_and_by_the_sweep() {
         let db = srv.state().db.clone();
         async move {
             db.read(|c| {
-                let mut stmt = c
-                    .sqlite()
-                    .prepare("SELECT input FROM jobs WHERE kind = 'learn' ORDER BY seq")?;
-                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+                c.test_column::<String>(
+                    "SELECT input FROM jobs WHERE kind = 'learn' ORDER BY seq",
+                    &[],
+                )
             })
             .await
             .unwrap()

@@ -88,19 +88,14 @@ pub async fn invoke(srv: &TestServer, agent: &str, body: Value) -> (u16, Value) 
 }
 
 /// A single-row query on the server's database.
-pub async fn one<T: rusqlite::types::FromSql + Send + 'static>(
+pub async fn one<T: engram::store::sql::FromCol + Send + 'static>(
     srv: &TestServer,
     sql: &'static str,
     arg: String,
 ) -> Option<T> {
     srv.state()
         .db
-        .read(move |c| {
-            use rusqlite::OptionalExtension;
-            Ok(c.sqlite()
-                .query_row(sql, [arg], |r| r.get::<_, T>(0))
-                .optional()?)
-        })
+        .read(move |c| Ok(c.test_column::<T>(sql, &[&arg])?.into_iter().next()))
         .await
         .expect("query runs")
 }

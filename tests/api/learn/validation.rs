@@ -72,10 +72,7 @@ async fn every_validation_error_names_its_field() {
         .state()
         .db
         .read(|c| {
-            Ok(c.sqlite()
-                .query_row("SELECT count(*) FROM jobs WHERE kind = 'learn'", [], |r| {
-                    r.get::<_, i64>(0)
-                })?)
+            Ok(c.test_column::<i64>("SELECT count(*) FROM jobs WHERE kind = 'learn'", &[])?[0])
         })
         .await
         .unwrap();

@@ -189,7 +189,18 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
 
 /// `run_cli` with extra environment variables.
 pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let out = Command::new(engram_bin())
+    let mut cmd = Command::new(engram_bin());
+    // On PostgreSQL, a command on a test data dir runs on that dir's database.
+    if let Some(dir) = args
+        .iter()
+        .position(|a| *a == "--data-dir")
+        .and_then(|i| args.get(i + 1))
+    {
+        if let Some(url) = test_database_blocking(Path::new(dir)) {
+            cmd.env("ENGRAM_DATABASE_URL", url);
+        }
+    }
+    let out = cmd
         .args(args)
         .env_remove("ENGRAM_BOOTSTRAP_KEY")
         .envs(env.iter().copied())
@@ -220,21 +231,8 @@ impl ChildServer {
             .env("ENGRAM_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if on_postgres() {
-            let dir = data_dir.to_path_buf();
-            let url = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(test_database_of(&dir))
-            })
-            .join()
-            .expect("test database");
-            cmd.env(
-                "ENGRAM_DATABASE_URL",
-                url.expect("a database on PostgreSQL"),
-            );
+        if let Some(url) = test_database_blocking(data_dir) {
+            cmd.env("ENGRAM_DATABASE_URL", url);
         }
         for (k, v) in env {
             cmd.env(k, v);
@@ -398,7 +396,8 @@ pub fn on_postgres() -> bool {
 }
 
 /// On PostgreSQL, the database of a test data dir: a new one the first time, the same one when
-/// the data dir is started again (its URL is kept in the dir). `None` on SQLite.
+/// the data dir is started again (its URL is kept in the dir). `None` on SQLite, and for a data
+/// dir that does not exist.
 pub async fn test_database_of(dir: &Path) -> Option<String> {
     if !on_postgres() {
         return None;
@@ -407,8 +406,28 @@ pub async fn test_database_of(dir: &Path) -> Option<String> {
     if let Ok(url) = std::fs::read_to_string(&marker) {
         return Some(url);
     }
+    if !dir.is_dir() {
+        // A missing data dir stays missing (commands on it are refused as on SQLite).
+        return None;
+    }
     let url = postgres_database().await;
-    std::fs::create_dir_all(dir).expect("data dir");
     std::fs::write(&marker, &url).expect("database URL kept in the data dir");
     Some(url)
+}
+
+/// `test_database_of` for plain code (a thread of its own runs it).
+pub fn test_database_blocking(dir: &Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(test_database_of(&dir))
+    })
+    .join()
+    .expect("test database")
 }

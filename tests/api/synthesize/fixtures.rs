@@ -68,21 +68,21 @@ pub async fn insert_memory(srv: &TestServer, tenant: &str, m: Mem<'_>) -> String
     srv.state()
         .db
         .write(move |c| {
-            c.sqlite().execute(
+            c.test_exec(
                 "INSERT INTO memories(id, tenant_id, kind, agent_id, session_id, content, tags_json,
                     confidence, salience, status, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'active', ?10, ?10)",
-                rusqlite::params![
-                    id,
-                    t,
-                    kind,
-                    agent,
-                    session,
-                    content,
-                    serde_json::to_string(&tags).unwrap(),
-                    conf,
-                    sal,
-                    ts
+                &[
+                    &id,
+                    &t,
+                    &kind,
+                    &agent,
+                    &session,
+                    &content,
+                    &serde_json::to_string(&tags).unwrap(),
+                    &conf,
+                    &sal,
+                    &ts,
                 ],
             )?;
             Ok(())
@@ -121,11 +121,19 @@ pub async fn insert_artifact(
     srv.state()
         .db
         .write(move |c| {
-            c.sqlite().execute(
+            c.test_exec(
                 "INSERT INTO artifacts(id, tenant_id, type, signature, title, status, confidence,
                     evidence_count, token_count, content_json, compiled_at, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?1, ?4, 'active', ?5, 3, 10, ?6, ?7, ?7, ?7)",
-                rusqlite::params![i, t, k, ti, confidence, content.to_string(), stamp(100)],
+                &[
+                    &i,
+                    &t,
+                    &k,
+                    &ti,
+                    &confidence,
+                    &content.to_string(),
+                    &stamp(100),
+                ],
             )?;
             Ok(())
         })
