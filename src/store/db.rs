@@ -109,6 +109,7 @@ impl Db {
     pub fn open_postgres(url: &str, read_pool_size: u32) -> Result<Db> {
         let writer = super::postgres::connect(url)?;
         super::postgres::migrate(&writer)?;
+        super::postgres::claim_node(&writer)?;
         novelty::rebuild_pending(&Conn::pg_of(&writer))?;
         let readers = r2d2::Pool::builder()
             .max_size(read_pool_size.max(1))

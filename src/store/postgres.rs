@@ -139,6 +139,30 @@ pub fn url_problem(url: &str) -> Option<String> {
     }
 }
 
+/// Key of the advisory lock a serving node holds for as long as it runs: one node per database
+/// until nodes coordinate (jobs, the search feed, limits: docs/scale-out.md).
+const NODE_LOCK: i64 = 0x656e_6772_616d_0002;
+
+/// Takes the serving node's lock on `pg` (the writer's connection, held until it closes), or
+/// refuses: another engram node serves this database.
+pub fn claim_node(pg: &PgConn) -> Result<()> {
+    let conn = Conn::pg_of(pg);
+    let got: bool = conn.query_row(
+        &format!("SELECT pg_try_advisory_lock({NODE_LOCK})"),
+        [],
+        |r| r.get(0),
+    )?;
+    if got {
+        Ok(())
+    } else {
+        Err(Error::Unavailable(
+            "another engram node serves this PostgreSQL database; this engram runs one node per \
+             database (several nodes on one database are not supported yet: docs/scale-out.md)"
+                .into(),
+        ))
+    }
+}
+
 /// Key of the advisory lock nodes take while they create or migrate the schema.
 const SCHEMA_LOCK: i64 = 0x656e_6772_616d_0001;
 

@@ -374,3 +374,35 @@ async fn a_copy_killed_midway_resumes_and_foreign_databases_are_refused() {
     assert!(err.contains("cannot connect to PostgreSQL at"), "{err}");
     assert!(!err.contains("s3cret"), "the password is not shown: {err}");
 }
+
+/// One serving node per database for now: a second `serve` on the same database (from another
+/// data dir) is refused, naming why, until the first one stops.
+#[tokio::test]
+async fn a_second_node_on_the_same_database_is_refused_until_the_first_stops() {
+    let url = postgres_database().await;
+    let u = url.clone();
+    let first = TestServer::start_with(move |c| c.database = Some(u)).await;
+    let other = tempfile::tempdir().unwrap();
+    let mut cfg = engram::config::Config::for_data_dir(other.path());
+    cfg.database = Some(url.clone());
+    let err = engram::start(cfg.clone())
+        .await
+        .err()
+        .expect("a second node is refused")
+        .to_string();
+    assert!(
+        err.contains("another engram node serves this PostgreSQL database"),
+        "{err}"
+    );
+    first.shutdown().await;
+    let second = crate::support::wait_for(
+        "the first node's lock to go",
+        Duration::from_secs(30),
+        || {
+            let cfg = cfg.clone();
+            async move { engram::start(cfg).await.ok() }
+        },
+    )
+    .await;
+    second.shutdown().await;
+}
