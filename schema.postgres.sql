@@ -112,6 +112,8 @@ CREATE TABLE api_keys (
     PRIMARY KEY (tenant_id, id)
 );
 CREATE UNIQUE INDEX api_keys_hash ON api_keys(key_hash);
+-- A key's last use is recorded by its id alone.
+CREATE INDEX api_keys_by_id ON api_keys(id);
 CREATE INDEX api_keys_tenant ON api_keys(tenant_id, created_at);
 
 CREATE TABLE agents (
@@ -262,6 +264,8 @@ CREATE TABLE jobs (
     PRIMARY KEY (tenant_id, seq)
 );
 CREATE UNIQUE INDEX jobs_id ON jobs(tenant_id, id);
+-- Workers finish a job by its id alone (the queue is not one tenant's: no tenant in the key).
+CREATE INDEX jobs_by_id ON jobs(id);
 CREATE INDEX jobs_queue ON jobs(kind, status, seq);
 
 CREATE TABLE memories (

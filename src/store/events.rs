@@ -146,12 +146,17 @@ impl<'c> Statements<'c> {
                 "SELECT id, salience, trace_id, job_id FROM events
                  WHERE tenant_id = ?1 AND idempotency_key = ?2",
             )?,
-            insert: conn.prepare_cached(
+            // SQLite says the new seq through last_insert_rowid (cheaper than RETURNING).
+            insert: conn.prepare_cached(if conn.is_postgres() {
                 "INSERT INTO events(id, tenant_id, session_id, agent_id, type, payload, metadata,
                                     idempotency_key, salience, trace_id, job_id, mode, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 RETURNING seq",
-            )?,
+                 RETURNING seq"
+            } else {
+                "INSERT INTO events(id, tenant_id, session_id, agent_id, type, payload, metadata,
+                                    idempotency_key, salience, trace_id, job_id, mode, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            })?,
         })
     }
 }
@@ -233,24 +238,28 @@ impl TenantWrite {
             let salience = crate::salience::with_novelty(e.base_salience, count);
             let id = ids::new("evt");
             let trace_id = ids::new("trace");
-            let seq: i64 = st.insert.query_row(
-                params![
-                    id,
-                    tenant_id,
-                    e.session_id,
-                    e.agent_id,
-                    e.event_type,
-                    e.payload,
-                    e.metadata,
-                    e.idempotency_key,
-                    salience,
-                    trace_id,
-                    job_id,
-                    item.mode,
-                    created_at,
-                ],
-                |r| r.get(0),
-            )?;
+            let args = params![
+                id,
+                tenant_id,
+                e.session_id,
+                e.agent_id,
+                e.event_type,
+                e.payload,
+                e.metadata,
+                e.idempotency_key,
+                salience,
+                trace_id,
+                job_id,
+                item.mode,
+                created_at,
+            ];
+            let seq: i64 = match conn.last_insert_rowid() {
+                Some(_) => {
+                    st.insert.execute(args)?;
+                    conn.last_insert_rowid().unwrap_or_default()
+                }
+                None => st.insert.query_row(args, |r| r.get(0))?,
+            };
             if self.ingested == 0 {
                 self.first_seq = seq;
             }

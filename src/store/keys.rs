@@ -226,7 +226,7 @@ pub fn developer_grant(
 pub fn lookup(conn: &Conn, key_hash: &str) -> Result<Option<KeyAuth>> {
     let sql = format!(
         "SELECT {cols}, d.role, t.plan, t.limits_json, k.key_hash, {admin}
-         FROM api_keys k JOIN developers d ON d.id = k.developer_id
+         FROM api_keys k JOIN developers d ON d.id = k.developer_id AND d.tenant_id = k.tenant_id
                          JOIN tenants t ON t.id = k.tenant_id
          WHERE k.key_hash = ?1",
         admin = PROJECT_ADMIN_SQL,

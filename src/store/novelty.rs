@@ -66,6 +66,18 @@ pub fn refill_pending(conn: &Conn) -> Result<()> {
     Ok(())
 }
 
+/// SQL naming the table of pending counts (`$before` table `$after`), without building a string
+/// per call: these statements run for every captured and processed event.
+macro_rules! pending_sql {
+    ($conn:expr, $before:literal, $after:literal) => {
+        if $conn.is_postgres() {
+            concat!($before, "novelty_pending", $after)
+        } else {
+            concat!($before, "temp.novelty_pending", $after)
+        }
+    };
+}
+
 /// The table of pending counts: the writer's TEMP table on SQLite, a shared one on PostgreSQL.
 fn pending(conn: &Conn) -> &'static str {
     if conn.is_postgres() {
@@ -127,22 +139,23 @@ pub fn migrate_to_pending(conn: &Conn) -> Result<()> {
 
 /// How many events of `signature` the tenant has captured so far (processed or not).
 pub fn seen(conn: &Conn, tenant_id: &str, signature: i64) -> Result<i64> {
-    let mut stmt = conn.prepare_cached(&format!(
+    let mut stmt = conn.prepare_cached(pending_sql!(
+        conn,
         "SELECT coalesce((SELECT seen FROM event_signatures
                           WHERE tenant_id = ?1 AND signature = ?2), 0)
-              + coalesce((SELECT n FROM {}
-                          WHERE tenant_id = ?1 AND signature = ?2), 0)",
-        pending(conn)
+              + coalesce((SELECT n FROM ",
+        " WHERE tenant_id = ?1 AND signature = ?2), 0)"
     ))?;
     Ok(stmt.query_row(params![tenant_id, signature], |r| r.get(0))?)
 }
 
 /// Counts `n` newly stored (unprocessed) events of `signature`.
 pub fn add_pending(conn: &Conn, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
-    conn.prepare_cached(&format!(
-        "INSERT INTO {0} AS p (tenant_id, signature, n) VALUES (?1, ?2, ?3)
-         ON CONFLICT(tenant_id, signature) DO UPDATE SET n = p.n + excluded.n",
-        pending(conn)
+    conn.prepare_cached(pending_sql!(
+        conn,
+        "INSERT INTO ",
+        " AS p (tenant_id, signature, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT(tenant_id, signature) DO UPDATE SET n = p.n + excluded.n"
     ))?
     .execute(params![tenant_id, signature, n])?;
     Ok(())
@@ -157,16 +170,18 @@ pub fn settle(conn: &Conn, tenant_id: &str, signature: i64, n: i64) -> Result<()
     )?
     .execute(params![tenant_id, signature, n])?;
     let left: Option<i64> = conn
-        .prepare_cached(&format!(
-            "UPDATE {} SET n = n - ?3 WHERE tenant_id = ?1 AND signature = ?2 RETURNING n",
-            pending(conn)
+        .prepare_cached(pending_sql!(
+            conn,
+            "UPDATE ",
+            " SET n = n - ?3 WHERE tenant_id = ?1 AND signature = ?2 RETURNING n"
         ))?
         .query_row(params![tenant_id, signature, n], |r| r.get(0))
         .optional()?;
     if left.is_some_and(|n| n <= 0) {
-        conn.prepare_cached(&format!(
-            "DELETE FROM {} WHERE tenant_id = ?1 AND signature = ?2",
-            pending(conn)
+        conn.prepare_cached(pending_sql!(
+            conn,
+            "DELETE FROM ",
+            " WHERE tenant_id = ?1 AND signature = ?2"
         ))?
         .execute(params![tenant_id, signature])?;
     }

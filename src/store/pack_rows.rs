@@ -169,7 +169,7 @@ pub fn session_neighbours(
                     AND e.processed_at IS NOT NULL AND e.seq > t.seq
                   ORDER BY e.seq LIMIT 1)
          FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
-         CROSS JOIN events AS t ON t.id = m.event_id
+         CROSS JOIN events AS t ON t.id = m.event_id AND t.tenant_id = m.tenant_id
          WHERE +m.tenant_id = ?2 AND m.kind = 'episodic' AND m.session_id IS NOT NULL
            AND json_extract(m.metadata, '$.eventType') = 'message'",
     )?;

@@ -788,6 +788,15 @@ impl<'a> Conn<'a> {
         Ok(rows.collect::<Result<Vec<T>>>()?)
     }
 
+    /// The rowid of the last row this SQLite connection inserted (`None` on PostgreSQL, whose
+    /// inserts say it with `RETURNING`). Cheaper than `RETURNING` on SQLite's hot paths.
+    pub(in crate::store) fn last_insert_rowid(&self) -> Option<i64> {
+        match self.0 {
+            Backend::Sqlite(c) => Some(c.last_insert_rowid()),
+            Backend::Pg(_) => None,
+        }
+    }
+
     /// Whether this is a PostgreSQL connection.
     pub fn is_postgres(&self) -> bool {
         matches!(self.0, Backend::Pg(_))

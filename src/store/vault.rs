@@ -207,7 +207,7 @@ pub fn get_item(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<Item>> 
     Ok(conn
         .query_row(
             &format!(
-                "SELECT {ITEM_COLUMNS} FROM vault_items i JOIN vaults v ON v.id = i.vault_id
+                "SELECT {ITEM_COLUMNS} FROM vault_items i JOIN vaults v ON v.id = i.vault_id AND v.tenant_id = i.tenant_id
                  WHERE i.tenant_id = ?1 AND i.id = ?2"
             ),
             [tenant_id, id],
@@ -237,7 +237,7 @@ pub fn get_sealed(conn: &Conn, tenant_id: &str, id: &str) -> Result<Option<(Item
 /// The items of one vault, or of all the tenant's vaults, oldest first.
 pub fn list_items(conn: &Conn, tenant_id: &str, vault_id: Option<&str>) -> Result<Vec<Item>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ITEM_COLUMNS} FROM vault_items i JOIN vaults v ON v.id = i.vault_id
+        "SELECT {ITEM_COLUMNS} FROM vault_items i JOIN vaults v ON v.id = i.vault_id AND v.tenant_id = i.tenant_id
          WHERE i.tenant_id = ?1 AND (i.vault_id = ?2 OR ?2 IS NULL)
          ORDER BY i.created_at, i.id"
     ))?;
