@@ -8,8 +8,9 @@
 //!
 //! # The contract a backend meets
 //!
-//! SQLite is the one backend today; these are the guarantees the layers above rely on, and what a
-//! second backend must give them:
+//! Two backends give the layers above these guarantees: SQLite (the default) and PostgreSQL
+//! (`--database`; `postgres`, docs/scale-out.md). The record files run one SQL text on either
+//! through `sql` (its statements, parameters, rows and errors):
 //! - **Durable before the answer.** A write's caller gets `Ok` only after its rows are committed
 //!   (group commit answers every caller after the one commit).
 //! - **Idempotent under races.** Capture with a client idempotency key, the episodic memory of an
@@ -48,7 +49,9 @@
 //! - The schema version lives in `PRAGMA user_version`; older databases are migrated in order and
 //!   a database written by a newer binary is refused (`schema`).
 //!
-//! Files: `conn` (opening, `Conn`, reading domain values), `schema` (migrations), `writer` (the
+//! Files: `sql` (`Conn` and the interface both backends share), `conn` (opening SQLite, reading
+//! domain values), `schema` (SQLite's migrations), `postgres` (PostgreSQL's schema, the node
+//! lock, `engram migrate --to`), `writer` (the
 //! writer thread and its lanes), `combine` (writes that merge), `db` (the `Db` handle), `direct`
 //! (the CLI's handle), `meta`; then one file per kind of record.
 
