@@ -34,6 +34,22 @@ pub struct CurrentRow {
     pub shown: Shown,
 }
 
+/// `table AS alias`, restricted to the ids of the JSON list `?1` (of tenant `?2`), each looked up
+/// by its id. SQLite: the list drives the join (`CROSS JOIN` fixes the loop order). PostgreSQL:
+/// the list as an array the tenant's id index is scanned with; joined with the list as a table,
+/// its planner cannot tell the list is short and scans the tenant's rows instead (docs/scale-out.md).
+fn listed(conn: &Conn, table: &str, alias: &str) -> String {
+    if conn.is_postgres() {
+        format!(
+            "(SELECT ARRAY(SELECT jsonb_array_elements_text(CAST(CAST(?1 AS TEXT) AS jsonb)))
+                  AS ids) AS j
+             JOIN {table} AS {alias} ON {alias}.tenant_id = ?2 AND {alias}.id = ANY(j.ids)"
+        )
+    } else {
+        format!("json_each(?1) AS j CROSS JOIN {table} AS {alias} ON {alias}.id = j.value")
+    }
+}
+
 /// The rows of `doc_ids` (memories `mem_…`, artifacts `art_…`) in that order; `None` when a row is
 /// gone, of another tenant, not active or below `min_confidence`. Two statements over a JSON array
 /// of ids in one read transaction (one snapshot) when both run: measured, one statement per id
@@ -56,12 +72,13 @@ pub fn current_rows(
     let result = (|| -> Result<()> {
         if !arts.is_empty() {
             let ids = serde_json::to_string(&arts).map_err(Error::internal)?;
-            let mut stmt = conn.prepare_cached(
+            let mut stmt = conn.prepare_cached(&format!(
                 "SELECT a.id, a.status, a.confidence, a.type, a.evidence_count, a.title,
                         a.content_json
-                 FROM json_each(?1) AS j CROSS JOIN artifacts AS a ON a.id = j.value
+                 FROM {}
                  WHERE +a.tenant_id = ?2",
-            )?;
+                listed(conn, "artifacts", "a")
+            ))?;
             let mut rows = stmt.query(super::sql::params![ids, tenant_id])?;
             while let Some(r) = rows.next()? {
                 let artifact_type: String = r.get(3)?;
@@ -88,13 +105,14 @@ pub fn current_rows(
         }
         if !mems.is_empty() {
             let ids = serde_json::to_string(&mems).map_err(Error::internal)?;
-            let mut stmt = conn.prepare_cached(
+            let mut stmt = conn.prepare_cached(&format!(
                 "SELECT m.id, m.status, m.confidence, m.kind,
                         json_array_length(m.source_events_json), m.event_id, m.session_id,
                         m.content, json_extract(m.metadata, '$.eventType')
-                 FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
+                 FROM {}
                  WHERE +m.tenant_id = ?2",
-            )?;
+                listed(conn, "memories", "m")
+            ))?;
             let mut rows = stmt.query(super::sql::params![ids, tenant_id])?;
             while let Some(r) = rows.next()? {
                 found.insert(
@@ -158,7 +176,7 @@ pub fn session_neighbours(
     let ids = serde_json::to_string(memory_ids).map_err(Error::internal)?;
     // Every `seq` here comes from an index alone: the turn's from `events_id`, its neighbours'
     // from `events_session` (an episodic memory has its event's session).
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT m.id, t.seq,
                 (SELECT e.seq FROM events AS e INDEXED BY events_session
                   WHERE e.tenant_id = m.tenant_id AND e.session_id = m.session_id
@@ -168,11 +186,12 @@ pub fn session_neighbours(
                   WHERE e.tenant_id = m.tenant_id AND e.session_id = m.session_id
                     AND e.processed_at IS NOT NULL AND e.seq > t.seq
                   ORDER BY e.seq LIMIT 1)
-         FROM json_each(?1) AS j CROSS JOIN memories AS m ON m.id = j.value
+         FROM {}
          CROSS JOIN events AS t ON t.id = m.event_id AND t.tenant_id = m.tenant_id
          WHERE +m.tenant_id = ?2 AND m.kind = 'episodic' AND m.session_id IS NOT NULL
            AND json_extract(m.metadata, '$.eventType') = 'message'",
-    )?;
+        listed(conn, "memories", "m")
+    ))?;
     let mut rows = stmt.query(super::sql::params![ids, tenant_id])?;
     while let Some(r) = rows.next()? {
         out.insert(
