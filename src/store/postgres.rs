@@ -101,15 +101,8 @@ pub fn redacted(url: &str) -> String {
 }
 
 fn pg_error(context: &str, e: tokio_postgres::Error) -> Error {
-    // The server's own message (with its detail) says more than the client's summary.
-    match e.as_db_error() {
-        Some(db) => Error::Internal(format!(
-            "{context}: {}{}",
-            db.message(),
-            db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
-        )),
-        None => Error::Internal(format!("{context}: {e}")),
-    }
+    // `sql::Error` shows the server's own message and detail, not the client's summary.
+    Error::Internal(format!("{context}: {}", super::sql::Error::Pg(e)))
 }
 
 /// Opens a connection for the server (`engram serve --database postgres://…`).

@@ -598,6 +598,11 @@ fn owned(args: &[Arg<'_>]) -> Vec<OwnedArg> {
         .collect()
 }
 
+/// The parameters as the client takes them.
+fn refs(args: &[OwnedArg]) -> Vec<&(dyn PgToSql + Sync)> {
+    args.iter().map(|a| a as &(dyn PgToSql + Sync)).collect()
+}
+
 /// A PostgreSQL connection as the store uses it: one client and its prepared statements, used by
 /// one thread at a time.
 pub struct PgConn {
@@ -669,21 +674,15 @@ impl PgConn {
     fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<tokio_postgres::Row>> {
         let stmt = self.statement(sql, args)?;
         let (client, args) = (self.client.clone(), owned(args));
-        Ok(pg_run(async move {
-            let refs: Vec<&(dyn PgToSql + Sync)> =
-                args.iter().map(|a| a as &(dyn PgToSql + Sync)).collect();
-            client.query(&stmt, &refs).await
-        })?)
+        Ok(pg_run(
+            async move { client.query(&stmt, &refs(&args)).await },
+        )?)
     }
 
     fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<usize> {
         let stmt = self.statement(sql, args)?;
         let (client, args) = (self.client.clone(), owned(args));
-        Ok(pg_run(async move {
-            let refs: Vec<&(dyn PgToSql + Sync)> =
-                args.iter().map(|a| a as &(dyn PgToSql + Sync)).collect();
-            client.execute(&stmt, &refs).await
-        })? as usize)
+        Ok(pg_run(async move { client.execute(&stmt, &refs(&args)).await })? as usize)
     }
 
     /// Runs statements without parameters (the simple query protocol).
