@@ -1,5 +1,6 @@
--- engram: the PostgreSQL schema of a fresh database (schema version 5, the same data model as
--- schema.sql at version 5; docs/scale-out.md).
+-- engram: the PostgreSQL schema of a fresh database (schema version 6, the same data model as
+-- schema.sql at version 6, plus the search feed between `feed:begin` and `feed:end`, which only
+-- PostgreSQL nodes use; docs/scale-out.md).
 --
 -- What differs from schema.sql, and why:
 -- - Every tenant table's primary key starts with tenant_id, every unique index includes it and
@@ -261,6 +262,7 @@ CREATE TABLE jobs (
     created_at  TEXT COLLATE "C" NOT NULL,
     started_at  TEXT COLLATE "C",
     finished_at TEXT COLLATE "C",
+    lease_until BIGINT,
     PRIMARY KEY (tenant_id, seq)
 );
 CREATE UNIQUE INDEX jobs_id ON jobs(tenant_id, id);
@@ -385,4 +387,79 @@ CREATE TABLE vault_audit (
     PRIMARY KEY (tenant_id, seq)
 );
 
-INSERT INTO meta(key, value) VALUES ('schema_version', '5');
+-- feed:begin
+-- The search feed (docs/scale-out.md, "Search on every node"): every statement that inserts,
+-- changes (in a column a search document shows) or deletes memories or artifacts adds the ids of
+-- its rows here, in its own transaction, with that transaction's id. Each node's index follows
+-- the feed: it reads the rows of transactions that committed since its last read (by snapshot,
+-- so a transaction that commits late is never skipped) and indexes the rows' current state.
+CREATE TABLE index_feed (
+    tenant_id TEXT COLLATE "C" NOT NULL,
+    seq       BIGINT GENERATED ALWAYS AS IDENTITY,
+    doc_id    TEXT COLLATE "C" NOT NULL,
+    xid       xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, seq)
+);
+CREATE INDEX index_feed_xid ON index_feed(xid, seq);
+CREATE INDEX index_feed_at ON index_feed(at);
+
+-- Inserts and deletes add every row.
+CREATE FUNCTION engram_feed_new() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO index_feed(tenant_id, doc_id) SELECT tenant_id, id FROM changed_rows;
+    IF FOUND THEN
+        PERFORM pg_notify('engram_feed', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- An update adds the rows whose shown columns changed (a statement trigger cannot name columns
+-- when it reads transition tables).
+CREATE FUNCTION engram_feed_memories_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO index_feed(tenant_id, doc_id)
+    SELECT n.tenant_id, n.id FROM new_rows n
+    JOIN old_rows o ON o.tenant_id = n.tenant_id AND o.seq = n.seq
+    WHERE (o.kind, o.agent_id, o.session_id, o.content, o.tags_json, o.confidence, o.salience,
+           o.status, o.created_at)
+          IS DISTINCT FROM
+          (n.kind, n.agent_id, n.session_id, n.content, n.tags_json, n.confidence, n.salience,
+           n.status, n.created_at);
+    IF FOUND THEN
+        PERFORM pg_notify('engram_feed', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION engram_feed_artifacts_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO index_feed(tenant_id, doc_id)
+    SELECT n.tenant_id, n.id FROM new_rows n
+    JOIN old_rows o ON o.tenant_id = n.tenant_id AND o.seq = n.seq
+    WHERE (o.type, o.agent_id, o.title, o.status, o.confidence, o.content_json, o.updated_at)
+          IS DISTINCT FROM
+          (n.type, n.agent_id, n.title, n.status, n.confidence, n.content_json, n.updated_at);
+    IF FOUND THEN
+        PERFORM pg_notify('engram_feed', '');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER memories_feed_insert AFTER INSERT ON memories
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION engram_feed_new();
+CREATE TRIGGER memories_feed_update AFTER UPDATE ON memories
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION engram_feed_memories_changed();
+CREATE TRIGGER memories_feed_delete AFTER DELETE ON memories
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION engram_feed_new();
+CREATE TRIGGER artifacts_feed_insert AFTER INSERT ON artifacts
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION engram_feed_new();
+CREATE TRIGGER artifacts_feed_update AFTER UPDATE ON artifacts
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION engram_feed_artifacts_changed();
+CREATE TRIGGER artifacts_feed_delete AFTER DELETE ON artifacts
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION engram_feed_new();
+-- feed:end
+
+INSERT INTO meta(key, value) VALUES ('schema_version', '6');

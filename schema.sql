@@ -204,7 +204,10 @@ CREATE TABLE jobs (
     attempts    INTEGER NOT NULL DEFAULT 0,
     created_at  TEXT NOT NULL,
     started_at  TEXT,
-    finished_at TEXT
+    finished_at TEXT,
+    -- PostgreSQL nodes: when a claimed job's lease ends (ms since the epoch, database clock);
+    -- a lapsed lease returns the job to the queue. The one SQLite server leaves it NULL.
+    lease_until INTEGER
 );
 CREATE UNIQUE INDEX jobs_id ON jobs(id);
 -- The queue: workers claim the oldest queued job of a kind.
@@ -334,4 +337,4 @@ CREATE TABLE vault_audit (
 CREATE INDEX vault_audit_tenant ON vault_audit(tenant_id, seq);
 -- vault:end
 
-PRAGMA user_version = 5;
+PRAGMA user_version = 6;

@@ -76,7 +76,7 @@ pub struct Searchable {
 impl Searchable {
     /// Advances with a processed watermark read before `stats` was taken; returns the watermark.
     pub fn advance(&mut self, processed_seq: i64, stats: &crate::search::SearchStats) -> i64 {
-        if stats.pending == 0 {
+        if stats.pending == 0 && !stats.follows_feed {
             self.seq = self.seq.max(processed_seq);
             self.candidate = None;
         } else {
@@ -110,6 +110,8 @@ mod tests {
             healthy: true,
             embedding_model: String::new(),
             embed_failures: 0,
+            follows_feed: false,
+            feed: None,
         }
     }
 

@@ -42,6 +42,9 @@ pub struct Config {
     /// A PostgreSQL URL to serve from instead of the data dir's SQLite file
     /// (docs/scale-out.md); the data dir then holds this node's search index and vault key.
     pub database: Option<String>,
+    /// PostgreSQL nodes: how long a claimed job stays this node's without a renewal (renewed
+    /// every third of it while the job runs); a node that dies has its jobs re-claimed after it.
+    pub job_lease: Duration,
     /// Auto-learn is enqueued after this many processed events of a tenant (0 disables).
     pub auto_learn_every: u64,
     /// Auto-learn sweep period for tenants with unlearned events (zero disables).
@@ -140,6 +143,7 @@ impl Config {
             learn_workers: 1,
             read_pool_size: 8,
             database: None,
+            job_lease: Duration::from_secs(30),
             auto_learn_every: 10,
             auto_learn_sweep: Duration::from_secs(300),
             header_read_timeout: Duration::from_secs(10),

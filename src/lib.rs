@@ -165,16 +165,22 @@ pub async fn start(config: Config) -> Result<Running> {
         db.write_blocking(catalog::seed)?;
         let embedder = cfg.embeddings.embedder()?;
         let search = search::Search::open(&cfg.index_dir(), embedder)?;
-        if search.needs_rebuild {
+        if db.is_postgres() {
+            // The index follows the database's search feed, rebuilding first in the background
+            // when it must (progress in /v1/health).
+            search::feed::follow(&db, &search)?;
+        } else if search.needs_rebuild || search::feed::has_progress(&search) {
             let n = search::rebuild::rebuild(&db, &search, |done, total| {
                 if total > 0 && (done == total || done % 50_000 < 5_000) {
                     tracing::info!(done, total, "rebuilding the search index");
                 }
             })?;
+            // An index that followed a PostgreSQL feed is not this database's.
+            search::feed::forget_progress(&search);
             if n > 0 {
                 tracing::warn!(
                     documents = n,
-                    "search index was missing or unreadable; rebuilt it from the database"
+                    "search index was missing, unreadable or another database's; rebuilt it"
                 );
             }
         }
@@ -240,7 +246,12 @@ pub async fn start(config: Config) -> Result<Running> {
 
     let state = Arc::new(AppState {
         auth: auth::Authenticator::new(db.clone()),
-        jobs: jobs::Jobs::new(db.clone(), &[jobs::CAPTURE, jobs::LEARN], &[jobs::LEARN]),
+        jobs: jobs::Jobs::new(
+            db.clone(),
+            &[jobs::CAPTURE, jobs::LEARN],
+            &[jobs::LEARN],
+            config.job_lease,
+        ),
         limits: limits::Limits::new(
             config.limits_enabled,
             config.vault_reveals_per_minute,

@@ -221,6 +221,11 @@ struct ServeArgs {
     /// Read connections in the database's pool.
     #[arg(long, env = "ENGRAM_READ_POOL", default_value_t = 8)]
     read_pool: u32,
+    /// With --database: seconds a claimed job stays this node's without a renewal (it is renewed
+    /// every third of that while it runs); the jobs of a node that died are claimed by others
+    /// once their leases lapse.
+    #[arg(long, env = "ENGRAM_JOB_LEASE_SECS", default_value_t = 30)]
+    job_lease_secs: u64,
     /// Enqueue an automatic learn after this many events of a tenant (0 disables).
     #[arg(long, env = "ENGRAM_AUTO_LEARN_EVERY", default_value_t = 10)]
     auto_learn_every: u64,
@@ -553,6 +558,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     config.capture_workers = a.capture_workers.max(1);
     config.learn_workers = a.learn_workers.max(1);
     config.read_pool_size = a.read_pool.max(1);
+    config.job_lease = Duration::from_secs(a.job_lease_secs.max(1));
     config.database = database().map(str::to_string);
     config.auto_learn_every = a.auto_learn_every;
     config.auto_learn_sweep = Duration::from_secs(a.auto_learn_sweep_secs);
@@ -1099,7 +1105,9 @@ impl Offline {
         engram::open_vault_key(&dir.db, &cfg).map_err(|e| e.public_message())?;
         let search = engram::search::Search::open(&cfg.index_dir(), embedder)
             .map_err(|e| e.public_message())?;
-        let rebuild = search.needs_rebuild;
+        // A PostgreSQL node rebuilds its own index when it starts (following the search feed
+        // from where the rebuild began); a command has no feed position to record.
+        let rebuild = search.needs_rebuild && !dir.db.is_postgres();
         let search = dir.search.insert(search);
         if rebuild {
             let progress = Progress::new("index rebuild", "documents");

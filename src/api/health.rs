@@ -69,6 +69,32 @@ struct SearchHealth<'a> {
     captured_seq: i64,
     searchable_seq: i64,
     embeddings: EmbeddingsHealth<'a>,
+    /// PostgreSQL nodes: how this node's index follows the search feed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    feed: Option<FeedHealth>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FeedHealth {
+    /// The index is being rebuilt from the database (a new or wiped node).
+    rebuilding: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rebuild: Option<RebuildHealth>,
+    /// Feed rounds completed since the start, and documents they indexed or removed.
+    rounds: u64,
+    documents_applied: u64,
+    /// The database's clock at the snapshot of the last completed round: everything committed
+    /// before it is searchable on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caught_up_to: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RebuildHealth {
+    documents_done: u64,
+    documents_total: u64,
 }
 
 #[derive(Serialize)]
@@ -220,10 +246,22 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
             format!("{backlog} jobs are waiting"),
         ));
     }
+    let rebuilding = search.feed.as_ref().and_then(|f| f.rebuilding);
+    if let Some((done, total)) = rebuilding {
+        alerts.push(Alert::new(
+            "search",
+            "warning",
+            format!(
+                "this node is rebuilding its search index from the database ({done} of {total} \
+                 documents): packs may miss documents until it is done"
+            ),
+        ));
+    }
+    let search_ok = search.healthy && rebuilding.is_none();
     let status_of = |ok: bool| if ok { "healthy" } else { "degraded" };
     let overall = if !sqlite_ok {
         "unhealthy"
-    } else if !search.healthy || !workers_ok {
+    } else if !search_ok || !workers_ok {
         "degraded"
     } else {
         "healthy"
@@ -260,7 +298,7 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
             sqlite,
             postgres,
             search: SearchHealth {
-                status: status_of(search.healthy),
+                status: status_of(search_ok),
                 documents: search.documents,
                 segments: search.segments,
                 last_commit_at: search.last_commit_at.as_deref(),
@@ -271,6 +309,21 @@ pub async fn health(ctx: Ctx) -> Result<Reply> {
                     model: &search.embedding_model,
                     documents_without_vector: search.embed_failures,
                 },
+                feed: search.feed.as_ref().map(|f| FeedHealth {
+                    rebuilding: f.rebuilding.is_some(),
+                    rebuild: f.rebuilding.map(|(done, total)| RebuildHealth {
+                        documents_done: done,
+                        documents_total: total,
+                    }),
+                    rounds: f.rounds,
+                    documents_applied: f.applied,
+                    caught_up_to: (f.last_round_db_ms > 0)
+                        .then(|| {
+                            chrono::DateTime::from_timestamp_millis(f.last_round_db_ms as i64)
+                                .map(crate::time::rfc3339)
+                        })
+                        .flatten(),
+                }),
             },
             workers: WorkersHealth {
                 status: status_of(workers_ok),

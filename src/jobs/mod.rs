@@ -13,6 +13,18 @@
 //! - A panic in a handler is caught; the job is marked failed with the message and the worker
 //!   lives on.
 //! - Shutdown lets each worker finish the job in hand and claim no new one.
+//!
+//! Several nodes on one PostgreSQL database (docs/scale-out.md, "Jobs across nodes"):
+//! - A claim takes the row `FOR UPDATE SKIP LOCKED`, so nodes claiming together take different
+//!   jobs; claims of an exclusive kind take turns under an advisory lock, so one learn per tenant
+//!   runs in the whole cluster.
+//! - A claimed job carries a lease (`Config::job_lease`), renewed every third of it by this
+//!   node's lease keeper while a worker holds the job. Every node requeues the running jobs whose
+//!   lease lapsed (at start and every half lease): a node killed mid-job has its jobs run by the
+//!   others. Handlers are idempotent, so a job run twice (a node that stalled past its lease)
+//!   has its effects once.
+//! - Enqueueing notifies every node (`LISTEN`/`NOTIFY`); the one-second poll stays as the
+//!   backstop.
 
 pub mod capture;
 pub mod learn;
@@ -24,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::store::{jobs as queue, Db};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,11 +79,15 @@ pub struct Jobs {
     kinds: HashMap<JobKind, Arc<KindState>>,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// PostgreSQL: how long a claim holds without renewal.
+    lease: Duration,
+    /// Ids of the jobs this node's workers hold (their leases are renewed).
+    held: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Jobs {
     /// Creates the job system for these kinds; workers start with `start`.
-    pub fn new(db: Db, kinds: &[JobKind], exclusive: &[JobKind]) -> Jobs {
+    pub fn new(db: Db, kinds: &[JobKind], exclusive: &[JobKind], lease: Duration) -> Jobs {
         let kinds = kinds
             .iter()
             .map(|k| {
@@ -92,6 +108,8 @@ impl Jobs {
             kinds,
             stop: Arc::new(AtomicBool::new(false)),
             threads: Mutex::new(Vec::new()),
+            lease,
+            held: Default::default(),
         }
     }
 
@@ -105,6 +123,35 @@ impl Jobs {
             );
         }
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        if self.db.is_postgres() {
+            let bells: Vec<(JobKind, Sender<()>)> = self
+                .kinds
+                .iter()
+                .map(|(k, st)| (*k, st.bell.clone()))
+                .collect();
+            self.db
+                .subscribe(crate::store::listen::JOBS, move |payload| {
+                    for (kind, bell) in &bells {
+                        // An empty payload: notifications may have been missed; wake every kind.
+                        if payload.is_empty() || payload == kind.as_str() {
+                            let _ = bell.try_send(());
+                        }
+                    }
+                });
+            let keeper = LeaseKeeper {
+                db: self.db.clone(),
+                lease: self.lease,
+                held: self.held.clone(),
+                stop: self.stop.clone(),
+                bells: self.kinds.values().map(|k| k.bell.clone()).collect(),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name("engram-leases".into())
+                    .spawn(move || keeper.run())
+                    .map_err(crate::error::Error::internal)?,
+            );
+        }
         for spec in specs {
             let Some(state) = self.kinds.get(&spec.kind).cloned() else {
                 continue;
@@ -115,6 +162,10 @@ impl Jobs {
                 let state = state.clone();
                 let handler = spec.handler.clone();
                 let kind = spec.kind;
+                let claim = Claim {
+                    lease_ms: self.lease.as_millis() as i64,
+                    held: self.held.clone(),
+                };
                 let handle = std::thread::Builder::new()
                     .name(format!("engram-{kind}-{n}"))
                     .spawn(move || {
@@ -123,7 +174,7 @@ impl Jobs {
                         } else {
                             BACKGROUND_NICE
                         });
-                        worker_loop(db, kind, state, handler, stop)
+                        worker_loop(db, kind, state, handler, stop, claim)
                     })
                     .map_err(crate::error::Error::internal)?;
                 threads.push(handle);
@@ -183,10 +234,12 @@ fn worker_loop(
     state: Arc<KindState>,
     handler: Arc<dyn JobHandler>,
     stop: Arc<AtomicBool>,
+    claim: Claim,
 ) {
     while !stop.load(Ordering::SeqCst) {
         let exclusive = state.exclusive;
-        let claimed = db.write_background(move |c| queue::claim(c, kind, exclusive));
+        let lease_ms = claim.lease_ms;
+        let claimed = db.write_background(move |c| queue::claim(c, kind, exclusive, lease_ms));
         let job = match claimed {
             Ok(Some(job)) => job,
             Ok(None) => {
@@ -202,6 +255,7 @@ fn worker_loop(
                 continue;
             }
         };
+        claim.hold(&job.id, true);
         state.active.fetch_add(1, Ordering::Relaxed);
         let outcome = catch_unwind(AssertUnwindSafe(|| handler.run(&job))).unwrap_or_else(|p| {
             Err(Error::Internal(format!(
@@ -222,9 +276,94 @@ fn worker_loop(
         if let Err(e) = finished {
             tracing::error!(job = %job.id, error = %e, "could not record a job's end");
         }
+        claim.hold(&job.id, false);
         // The next job of an exclusive kind for this tenant may now be claimable by anyone.
         if exclusive {
             let _ = state.bell.try_send(());
+        }
+    }
+}
+
+/// How a worker claims: the lease it asks for and where it records the jobs it holds.
+struct Claim {
+    lease_ms: i64,
+    held: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Claim {
+    fn hold(&self, id: &str, holding: bool) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if holding {
+            held.insert(id.to_string());
+        } else {
+            held.remove(id);
+        }
+    }
+}
+
+/// PostgreSQL: renews the leases of the jobs this node holds and requeues the jobs whose lease
+/// lapsed (any node's).
+struct LeaseKeeper {
+    db: Db,
+    lease: Duration,
+    held: Arc<Mutex<HashSet<String>>>,
+    stop: Arc<AtomicBool>,
+    bells: Vec<Sender<()>>,
+}
+
+impl LeaseKeeper {
+    fn run(self) {
+        let tick = (self.lease / 6).max(Duration::from_millis(100));
+        let lease_ms = self.lease.as_millis() as i64;
+        let mut ticks = 0u64;
+        let slice = Duration::from_millis(50);
+        while !self.stop.load(Ordering::SeqCst) {
+            // Slept in slices so that shutdown does not wait for a tick.
+            let mut slept = Duration::ZERO;
+            while slept < tick && !self.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(slice);
+                slept += slice;
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            ticks += 1;
+            // Renewed every third of the lease (every second tick).
+            if ticks % 2 == 0 {
+                let ids: Vec<String> = self
+                    .held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                if !ids.is_empty() {
+                    // On the foreground lane: a renewal stuck behind a long background write
+                    // would let the lease lapse under a job that is running fine.
+                    if let Err(e) = self
+                        .db
+                        .write_blocking(move |c| queue::renew(c, &ids, lease_ms))
+                    {
+                        tracing::warn!(error = %e, "could not renew the leases of running jobs");
+                    }
+                }
+            }
+            // Lapsed leases are looked for every half lease.
+            if ticks % 3 == 0 {
+                match self.db.write_background(queue::requeue_running) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(
+                            requeued = n,
+                            "jobs whose node stopped renewing their lease were requeued"
+                        );
+                        for b in &self.bells {
+                            let _ = b.try_send(());
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not requeue lapsed jobs"),
+                }
+            }
         }
     }
 }

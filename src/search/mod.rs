@@ -22,6 +22,7 @@
 
 pub use crate::index_doc as docs;
 pub use crate::index_doc::{IndexOp, SearchDoc};
+pub mod feed;
 mod indexer;
 pub mod pack;
 pub mod pack_text;
@@ -61,6 +62,11 @@ pub struct SearchStats {
     pub healthy: bool,
     pub embedding_model: String,
     pub embed_failures: u64,
+    /// The index follows the search feed (PostgreSQL): `submitted` and `committed` count feed
+    /// rounds (the next round to start, rounds done), and an idle indexer says nothing about
+    /// what is searchable.
+    pub follows_feed: bool,
+    pub feed: Option<feed::FollowerStats>,
 }
 
 /// A tenant's index and its reader.
@@ -95,6 +101,9 @@ pub struct Search {
     ops: Arc<Mutex<Option<Sender<IndexOp>>>>,
     indexer: Arc<Mutex<Option<JoinHandle<()>>>>,
     permits: Arc<OnceLock<Arc<tokio::sync::Semaphore>>>,
+    /// PostgreSQL: the follower of the search feed, which alone changes the index
+    /// (`feed`); writers' own operations are dropped.
+    follower: Arc<OnceLock<Arc<feed::Follower>>>,
     /// The index was missing, of an older layout or unreadable and was created empty: rebuild it
     /// from SQLite (`rebuild::rebuild` writes the marker when done).
     pub needs_rebuild: bool,
@@ -278,6 +287,7 @@ impl Search {
             ops: Arc::new(Mutex::new(Some(tx))),
             indexer: Arc::new(Mutex::new(Some(handle))),
             permits: Arc::new(OnceLock::new()),
+            follower: Arc::new(OnceLock::new()),
             needs_rebuild,
         })
     }
@@ -305,8 +315,22 @@ impl Search {
             .clone()
     }
 
-    /// Queues an index operation (applied by the indexer thread).
+    /// Queues an index operation (applied by the indexer thread). On a node that follows the
+    /// search feed (PostgreSQL) only a flush is taken: the index changes only as the feed says
+    /// (`feed`), so every node holds the same documents.
     pub fn submit(&self, op: IndexOp) {
+        if self.follower.get().is_some() {
+            if let IndexOp::Flush(done) = op {
+                self.flush_blocking();
+                let _ = done.send(());
+            }
+            return;
+        }
+        self.apply(op);
+    }
+
+    /// Queues an index operation for the indexer, follower or not (rebuilds and the follower).
+    pub(crate) fn apply(&self, op: IndexOp) {
         let guard = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = guard.as_ref() {
             self.shared.pending.fetch_add(1, Ordering::Relaxed);
@@ -318,11 +342,30 @@ impl Search {
         }
     }
 
-    /// Commits everything submitted so far; returns once it is searchable (blocking).
+    /// Makes every write committed before the call searchable here, then returns (blocking):
+    /// commits what is queued, or on a feed follower waits for a feed round that starts after
+    /// the call.
     pub fn flush_blocking(&self) {
+        match self.follower.get() {
+            Some(f) => f.wait_round(Duration::from_secs(120)),
+            None => self.commit_blocking(),
+        }
+    }
+
+    /// Commits what is queued for the indexer; returns once it is searchable (blocking).
+    pub(crate) fn commit_blocking(&self) {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.submit(IndexOp::Flush(tx));
+        self.apply(IndexOp::Flush(tx));
         let _ = rx.recv_timeout(Duration::from_secs(120));
+    }
+
+    pub(crate) fn install_follower(&self, f: Arc<feed::Follower>) {
+        let _ = self.follower.set(f);
+    }
+
+    /// The feed follower (PostgreSQL nodes).
+    pub fn follower(&self) -> Option<&Arc<feed::Follower>> {
+        self.follower.get()
     }
 
     /// `flush_blocking` for async callers.
@@ -366,6 +409,19 @@ impl Search {
             documents += s.num_docs();
             segments += s.segment_readers().len();
         }
+        // A feed follower's progress is counted in rounds: what is processed now is searchable
+        // once the next round to start is done (`app::Searchable`).
+        let (pending, submitted, committed) = match self.follower.get() {
+            Some(f) => {
+                let (next, done) = f.tickets();
+                (self.shared.pending.load(Ordering::Relaxed), next, done)
+            }
+            None => (
+                self.shared.pending.load(Ordering::Relaxed),
+                self.shared.submitted.load(Ordering::SeqCst),
+                self.shared.committed.load(Ordering::SeqCst),
+            ),
+        };
         SearchStats {
             documents,
             segments,
@@ -375,11 +431,13 @@ impl Search {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            pending: self.shared.pending.load(Ordering::Relaxed),
-            submitted: self.shared.submitted.load(Ordering::SeqCst),
-            committed: self.shared.committed.load(Ordering::SeqCst),
+            pending,
+            submitted,
+            committed,
             embedding_model: self.shared.embedder.model_id().to_string(),
             embed_failures: self.shared.embed_failures.load(Ordering::Relaxed),
+            follows_feed: self.follower.get().is_some(),
+            feed: self.follower.get().map(|f| f.stats()),
             healthy: !self.shared.failed.load(Ordering::Relaxed)
                 && self
                     .indexer
@@ -389,8 +447,11 @@ impl Search {
         }
     }
 
-    /// Commits what is pending and stops the indexer.
+    /// Commits what is pending and stops the feed follower and the indexer.
     pub fn close(&self) {
+        if let Some(f) = self.follower.get() {
+            f.stop();
+        }
         self.ops.lock().unwrap_or_else(|p| p.into_inner()).take();
         let handle = self
             .indexer

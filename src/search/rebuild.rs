@@ -16,7 +16,7 @@ const PAGE: i64 = 5_000;
 /// plain thread or `spawn_blocking`.
 pub fn rebuild(db: &Db, search: &Search, progress: impl Fn(u64, u64)) -> Result<u64> {
     search.mark_incomplete()?;
-    search.submit(IndexOp::DeleteAll);
+    search.apply(IndexOp::DeleteAll);
     let expected = db.read_blocking(crate::store::pack_rows::active_documents)?;
     let total = add_documents(db, search, None, expected, progress)?;
     search.mark_complete()?;
@@ -52,40 +52,50 @@ fn add_documents(
         after = last.seq;
         total += page.len() as u64;
         for m in page {
-            search.submit(IndexOp::Upsert(Box::new(docs::memory_doc(
-                &m.tenant_id,
-                &m.id,
-                &m.kind,
-                m.agent_id.as_deref(),
-                m.session_id.as_deref(),
-                m.tags,
-                &m.content,
-                &m.created_at,
-                m.confidence,
-                m.salience,
-            ))));
+            search.apply(IndexOp::Upsert(Box::new(memory_row_doc(m))));
         }
         // Wait for the page (embedding is the slow part) so progress reports what is indexed.
-        search.flush_blocking();
+        search.commit_blocking();
         progress(total, expected.max(total));
     }
     let artifacts = db.read_blocking(|c| pack_rows::active_artifacts(c, tenant))?;
     total += artifacts.len() as u64;
     for a in artifacts {
-        search.submit(IndexOp::Upsert(Box::new(docs::artifact_doc(
-            &a.tenant_id,
-            &a.id,
-            &a.artifact_type,
-            a.agent_id.as_deref(),
-            &a.title,
-            &a.content,
-            &a.updated_at,
-            a.confidence,
-        ))));
+        search.apply(IndexOp::Upsert(Box::new(artifact_row_doc(a))));
     }
-    search.flush_blocking();
+    search.commit_blocking();
     progress(total, total);
     Ok(total)
+}
+
+/// The search document of an active memory row.
+pub(super) fn memory_row_doc(m: pack_rows::MemoryIndexRow) -> super::SearchDoc {
+    docs::memory_doc(
+        &m.tenant_id,
+        &m.id,
+        &m.kind,
+        m.agent_id.as_deref(),
+        m.session_id.as_deref(),
+        m.tags,
+        &m.content,
+        &m.created_at,
+        m.confidence,
+        m.salience,
+    )
+}
+
+/// The search document of an active artifact row.
+pub(super) fn artifact_row_doc(a: pack_rows::ArtifactIndexRow) -> super::SearchDoc {
+    docs::artifact_doc(
+        &a.tenant_id,
+        &a.id,
+        &a.artifact_type,
+        a.agent_id.as_deref(),
+        &a.title,
+        &a.content,
+        &a.updated_at,
+        a.confidence,
+    )
 }
 
 /// `engram reindex`: rebuilds the index of a data dir (with no server running on it), embedding
@@ -105,7 +115,13 @@ pub async fn rebuild_data_dir(
             None => Db::open(&cfg.db_path(), 2)?,
         };
         let search = Search::open(&cfg.index_dir(), embedder)?;
-        let n = rebuild(&db, &search, progress);
+        let n = if database.is_some() {
+            super::feed::rebuild_offline(&db, &search, progress)
+        } else {
+            let n = rebuild(&db, &search, progress);
+            super::feed::forget_progress(&search);
+            n
+        };
         search.close();
         db.close();
         n

@@ -47,6 +47,8 @@ pub(super) struct Inner {
     pub(super) usage: usage_buffer::UsageBuffer,
     usage_stop: Mutex<Option<Sender<()>>>,
     usage_flusher: Mutex<Option<JoinHandle<()>>>,
+    /// Notifications from other nodes (PostgreSQL; never started on SQLite).
+    listener: Arc<super::listen::Listener>,
 }
 
 /// The pool of reading connections.
@@ -109,20 +111,28 @@ impl Db {
     pub fn open_postgres(url: &str, read_pool_size: u32) -> Result<Db> {
         let writer = super::postgres::connect(url)?;
         super::postgres::migrate(&writer)?;
-        super::postgres::claim_node(&writer)?;
         novelty::rebuild_pending(&Conn::pg_of(&writer))?;
         let readers = r2d2::Pool::builder()
             .max_size(read_pool_size.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .build(super::postgres::Manager::new(url))?;
-        Db::start(
+        let db = Db::start(
             Readers::Pg(readers),
             WriterConn::Pg(Box::new(writer)),
             PathBuf::from(super::postgres::redacted(url)),
             Arc::new(AtomicU64::new(0)),
             None,
-        )
+        )?;
+        db.inner.listener.start(url).map_err(Error::internal)?;
+        Ok(db)
+    }
+
+    /// Calls `f` with the payload of each notification on `channel` (`listen::JOBS`,
+    /// `listen::FEED`) from any node, and with an empty one whenever notifications may have been
+    /// missed. Never called on SQLite (one server: nothing to hear from).
+    pub fn subscribe(&self, channel: &'static str, f: impl Fn(&str) + Send + Sync + 'static) {
+        self.inner.listener.subscribe(channel, f);
     }
 
     /// Starts the writer thread and the usage flusher over an opened backend.
@@ -171,6 +181,7 @@ impl Db {
                 usage: Default::default(),
                 usage_stop: Mutex::new(None),
                 usage_flusher: Mutex::new(None),
+                listener: Default::default(),
             }),
         };
         let (usage_stop, usage_rx) = crossbeam_channel::bounded::<()>(1);
@@ -340,6 +351,7 @@ impl Db {
 
     /// Stops the writer after the queued writes are done. Later writes fail with 503.
     pub fn close(&self) {
+        self.inner.listener.stop();
         // Pending usage counts are written while the writer still runs.
         take(&self.inner.usage_stop);
         if let Some(h) = take(&self.inner.usage_flusher) {

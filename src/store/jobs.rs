@@ -61,12 +61,67 @@ pub fn enqueue_with_id(
         input.to_string(),
         now_rfc3339()
     ])?;
+    if conn.is_postgres() {
+        // Delivered to every node's listener when the transaction commits.
+        conn.prepare_cached("SELECT pg_notify(?1, ?2)")?
+            .query_row(params![super::listen::JOBS, kind.as_str()], |_| Ok(()))?;
+    }
     Ok(())
 }
 
+/// Milliseconds since the epoch by the database's clock (PostgreSQL), the clock leases are
+/// measured by, so nodes whose clocks differ still agree on when a lease lapsed.
+const PG_NOW_MS: &str = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
+
+/// Key of the transaction-level advisory lock under which PostgreSQL nodes claim jobs of an
+/// exclusive kind (the check that no job of the tenant runs and the claim are then one step
+/// across nodes).
+const EXCLUSIVE_CLAIM_LOCK: i64 = 0x656e_6772_616d_0003;
+
 /// Claims the oldest queued job of `kind`. With `exclusive`, tenants that already have a running
-/// job of this kind are skipped.
-pub fn claim(conn: &Conn, kind: JobKind, exclusive: bool) -> Result<Option<Job>> {
+/// job of this kind are skipped. On PostgreSQL the claim carries a lease of `lease_ms` (renewed by
+/// `renew` while the job runs), the row is taken with `FOR UPDATE SKIP LOCKED` so nodes claiming
+/// at once take different jobs, and claims of an exclusive kind take turns across nodes (an
+/// advisory lock held to the end of the transaction).
+pub fn claim(conn: &Conn, kind: JobKind, exclusive: bool, lease_ms: i64) -> Result<Option<Job>> {
+    let map = |r: &super::sql::Row<'_>| {
+        let input: String = r.get(3)?;
+        let id: String = r.get(0)?;
+        Ok(Job {
+            kind: super::spelled(r, 2, "jobs", &id)?,
+            id,
+            tenant_id: r.get(1)?,
+            input: serde_json::from_str(&input).unwrap_or(Value::Null),
+            attempts: r.get(4)?,
+        })
+    };
+    if conn.is_postgres() {
+        if exclusive {
+            conn.prepare_cached(&format!(
+                "SELECT pg_advisory_xact_lock({EXCLUSIVE_CLAIM_LOCK})"
+            ))?
+            .query_row([], |_| Ok(()))?;
+        }
+        let running_elsewhere = if exclusive {
+            "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.kind = ?1 AND r.status = 'running'
+                             AND r.tenant_id = j.tenant_id)"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "WITH next AS (SELECT j.tenant_id, j.seq FROM jobs j
+                           WHERE j.kind = ?1 AND j.status = 'queued' {running_elsewhere}
+                           ORDER BY j.seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+             UPDATE jobs SET status = 'running', started_at = ?2, attempts = jobs.attempts + 1,
+                             lease_until = {PG_NOW_MS} + ?3
+             FROM next WHERE jobs.tenant_id = next.tenant_id AND jobs.seq = next.seq
+             RETURNING jobs.id, jobs.tenant_id, jobs.kind, jobs.input, jobs.attempts"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        return Ok(stmt
+            .query_row(params![kind.as_str(), now_rfc3339(), lease_ms], map)
+            .optional()?);
+    }
     let sql = if exclusive {
         "UPDATE jobs SET status = 'running', started_at = ?2, attempts = attempts + 1
          WHERE seq = (SELECT j.seq FROM jobs j
@@ -83,23 +138,28 @@ pub fn claim(conn: &Conn, kind: JobKind, exclusive: bool) -> Result<Option<Job>>
     };
     let mut stmt = conn.prepare_cached(sql)?;
     Ok(stmt
-        .query_row(params![kind.as_str(), now_rfc3339()], |r| {
-            let input: String = r.get(3)?;
-            let id: String = r.get(0)?;
-            Ok(Job {
-                kind: super::spelled(r, 2, "jobs", &id)?,
-                id,
-                tenant_id: r.get(1)?,
-                input: serde_json::from_str(&input).unwrap_or(Value::Null),
-                attempts: r.get(4)?,
-            })
-        })
+        .query_row(params![kind.as_str(), now_rfc3339()], map)
         .optional()?)
+}
+
+/// Extends the leases of running jobs `ids` (this node's, PostgreSQL) by `lease_ms` from now;
+/// returns how many were still running.
+pub fn renew(conn: &Conn, ids: &[String], lease_ms: i64) -> Result<usize> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE jobs SET lease_until = {PG_NOW_MS} + ?2 WHERE id = ?1 AND status = 'running'"
+    ))?;
+    let mut n = 0;
+    for id in ids {
+        n += stmt.execute(params![id, lease_ms])?;
+    }
+    Ok(n)
 }
 
 pub fn complete(conn: &Conn, id: &str, status: JobStatus, result: &Value) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE jobs SET status = ?2, result = ?3, error = NULL, finished_at = ?4 WHERE id = ?1",
+        "UPDATE jobs SET status = ?2, result = ?3, error = NULL, finished_at = ?4,
+                         lease_until = NULL
+         WHERE id = ?1",
     )?
     .execute(params![
         id,
@@ -112,14 +172,26 @@ pub fn complete(conn: &Conn, id: &str, status: JobStatus, result: &Value) -> Res
 
 pub fn fail(conn: &Conn, id: &str, error: &str) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE jobs SET status = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1",
+        "UPDATE jobs SET status = 'failed', error = ?2, finished_at = ?3, lease_until = NULL
+         WHERE id = ?1",
     )?
     .execute(params![id, error, now_rfc3339()])?;
     Ok(())
 }
 
-/// Returns jobs left `running` (by a crash or a stop) to the queue.
+/// Returns jobs whose run was cut short to the queue. SQLite (one server, called at its start):
+/// every job left `running` by a crash or a stop. PostgreSQL (called at start and then
+/// periodically by every node): the running jobs whose lease lapsed — their node died or lost
+/// the database — and only those: the others are in another live node's hands.
 pub fn requeue_running(conn: &Conn) -> Result<usize> {
+    if conn.is_postgres() {
+        return Ok(conn
+            .prepare_cached(&format!(
+                "UPDATE jobs SET status = 'queued', started_at = NULL, lease_until = NULL
+                 WHERE status = 'running' AND (lease_until IS NULL OR lease_until < {PG_NOW_MS})"
+            ))?
+            .execute([])?);
+    }
     Ok(conn.execute(
         "UPDATE jobs SET status = 'queued', started_at = NULL WHERE status = 'running'",
         [],

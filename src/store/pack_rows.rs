@@ -265,23 +265,27 @@ pub fn active_memories(
          WHERE seq > ?1 AND status = 'active' AND (tenant_id = ?3 OR ?3 IS NULL)
          ORDER BY seq LIMIT ?2",
     )?;
-    let rows = stmt.query_map(super::sql::params![after, limit, tenant], |r| {
-        let tags: String = r.get(6)?;
-        Ok(MemoryIndexRow {
-            seq: r.get(0)?,
-            tenant_id: r.get(1)?,
-            id: r.get(2)?,
-            kind: r.get(3)?,
-            agent_id: r.get(4)?,
-            session_id: r.get(5)?,
-            tags: serde_json::from_str(&tags).unwrap_or_default(),
-            content: r.get(7)?,
-            created_at: r.get(8)?,
-            confidence: r.get(9)?,
-            salience: r.get(10)?,
-        })
-    })?;
+    let rows = stmt.query_map(super::sql::params![after, limit, tenant], memory_index_row)?;
     Ok(rows.collect::<super::sql::Result<Vec<_>>>()?)
+}
+
+/// A `MemoryIndexRow` from `seq, tenant_id, id, kind, agent_id, session_id, tags_json, content,
+/// created_at, confidence, salience`.
+fn memory_index_row(r: &super::sql::Row<'_>) -> super::sql::Result<MemoryIndexRow> {
+    let tags: String = r.get(6)?;
+    Ok(MemoryIndexRow {
+        seq: r.get(0)?,
+        tenant_id: r.get(1)?,
+        id: r.get(2)?,
+        kind: r.get(3)?,
+        agent_id: r.get(4)?,
+        session_id: r.get(5)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        content: r.get(7)?,
+        created_at: r.get(8)?,
+        confidence: r.get(9)?,
+        salience: r.get(10)?,
+    })
 }
 
 /// An active artifact as the search index needs it.
@@ -303,18 +307,59 @@ pub fn active_artifacts(conn: &Conn, tenant: Option<&str>) -> Result<Vec<Artifac
          FROM artifacts WHERE status = 'active' AND (tenant_id = ?1 OR ?1 IS NULL)
          ORDER BY seq",
     )?;
-    let rows = stmt.query_map([tenant], |r| {
-        let content: String = r.get(5)?;
-        Ok(ArtifactIndexRow {
-            tenant_id: r.get(0)?,
-            id: r.get(1)?,
-            artifact_type: r.get(2)?,
-            agent_id: r.get(3)?,
-            title: r.get(4)?,
-            content: serde_json::from_str(&content).unwrap_or_default(),
-            updated_at: r.get(6)?,
-            confidence: r.get(7)?,
-        })
-    })?;
+    let rows = stmt.query_map([tenant], artifact_index_row)?;
     Ok(rows.collect::<super::sql::Result<Vec<_>>>()?)
+}
+
+/// An `ArtifactIndexRow` from `tenant_id, id, type, agent_id, title, content_json, updated_at,
+/// confidence`.
+fn artifact_index_row(r: &super::sql::Row<'_>) -> super::sql::Result<ArtifactIndexRow> {
+    let content: String = r.get(5)?;
+    Ok(ArtifactIndexRow {
+        tenant_id: r.get(0)?,
+        id: r.get(1)?,
+        artifact_type: r.get(2)?,
+        agent_id: r.get(3)?,
+        title: r.get(4)?,
+        content: serde_json::from_str(&content).unwrap_or_default(),
+        updated_at: r.get(6)?,
+        confidence: r.get(7)?,
+    })
+}
+
+/// The active memories and artifacts among `doc_ids` of a tenant, as the index needs them (the
+/// search feed: an id not returned is gone, of another tenant or not active, and leaves the
+/// index).
+pub fn index_rows(
+    conn: &Conn,
+    tenant_id: &str,
+    doc_ids: &[String],
+) -> Result<(Vec<MemoryIndexRow>, Vec<ArtifactIndexRow>)> {
+    let (arts, mems): (Vec<&String>, Vec<&String>) =
+        doc_ids.iter().partition(|id| id.starts_with("art_"));
+    let mut memories = Vec::new();
+    if !mems.is_empty() {
+        let ids = serde_json::to_string(&mems).map_err(Error::internal)?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT m.seq, m.tenant_id, m.id, m.kind, m.agent_id, m.session_id, m.tags_json,
+                    m.content, m.created_at, m.confidence, m.salience
+             FROM {} WHERE m.tenant_id = ?2 AND m.status = 'active'",
+            listed(conn, "memories", "m")
+        ))?;
+        let rows = stmt.query_map(super::sql::params![ids, tenant_id], memory_index_row)?;
+        memories = rows.collect::<super::sql::Result<Vec<_>>>()?;
+    }
+    let mut artifacts = Vec::new();
+    if !arts.is_empty() {
+        let ids = serde_json::to_string(&arts).map_err(Error::internal)?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT a.tenant_id, a.id, a.type, a.agent_id, a.title, a.content_json, a.updated_at,
+                    a.confidence
+             FROM {} WHERE a.tenant_id = ?2 AND a.status = 'active'",
+            listed(conn, "artifacts", "a")
+        ))?;
+        let rows = stmt.query_map(super::sql::params![ids, tenant_id], artifact_index_row)?;
+        artifacts = rows.collect::<super::sql::Result<Vec<_>>>()?;
+    }
+    Ok((memories, artifacts))
 }

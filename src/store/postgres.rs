@@ -132,27 +132,19 @@ pub fn url_problem(url: &str) -> Option<String> {
     }
 }
 
-/// Key of the advisory lock a serving node holds for as long as it runs: one node per database
-/// until nodes coordinate (jobs, the search feed, limits: docs/scale-out.md).
-const NODE_LOCK: i64 = 0x656e_6772_616d_0002;
+/// The first schema version a PostgreSQL database had.
+const FIRST_VERSION: u32 = 5;
 
-/// Takes the serving node's lock on `pg` (the writer's connection, held until it closes), or
-/// refuses: another engram node serves this database.
-pub fn claim_node(pg: &PgConn) -> Result<()> {
-    let conn = Conn::pg_of(pg);
-    let got: bool = conn.query_row(
-        &format!("SELECT pg_try_advisory_lock({NODE_LOCK})"),
-        [],
-        |r| r.get(0),
-    )?;
-    if got {
-        Ok(())
-    } else {
-        Err(Error::Unavailable(
-            "another engram node serves this PostgreSQL database; this engram runs one node per \
-             database (several nodes on one database are not supported yet: docs/scale-out.md)"
-                .into(),
-        ))
+/// The SQL that upgrades a PostgreSQL database from version `to - 1` to `to` (versions count as
+/// SQLite's do); `schema.postgres.sql` is the latest version whole.
+fn migration(to: u32) -> String {
+    match to {
+        // 6: jobs carry a lease; the search feed.
+        6 => format!(
+            "ALTER TABLE jobs ADD COLUMN lease_until BIGINT;\n{}",
+            super::schema::part_of(SCHEMA, "feed")
+        ),
+        _ => String::new(),
     }
 }
 
@@ -193,6 +185,19 @@ pub fn migrate(pg: &PgConn) -> Result<()> {
             .optional()?;
         match version.as_deref().and_then(|v| v.parse::<u32>().ok()) {
             Some(v) if v == SCHEMA_VERSION => Ok(()),
+            Some(v) if (FIRST_VERSION..SCHEMA_VERSION).contains(&v) => {
+                let mut steps = String::from("BEGIN;");
+                for to in v + 1..=SCHEMA_VERSION {
+                    steps.push_str(&migration(to));
+                    steps.push_str(&format!(
+                        ";\nUPDATE meta SET value = '{to}' WHERE key = 'schema_version';"
+                    ));
+                }
+                steps.push_str("COMMIT;");
+                conn.execute_batch(&steps)?;
+                tracing::info!(from = v, to = SCHEMA_VERSION, "PostgreSQL schema migrated");
+                Ok(())
+            }
             Some(v) if v > SCHEMA_VERSION => Err(Error::Internal(format!(
                 "the PostgreSQL database was written by a newer engram (schema version {v}; this \
                  engram knows up to {SCHEMA_VERSION}); use that engram's binary"
@@ -413,8 +418,9 @@ async fn prepare_target(client: &mut Client, source_id: &str, shown: &str) -> Re
     }
     if version < SCHEMA_VERSION {
         return Err(Error::Internal(format!(
-            "the PostgreSQL database at {shown} is at schema version {version}, which no engram \
-             wrote (PostgreSQL starts at version 5); give an empty database"
+            "the PostgreSQL database at {shown} is at schema version {version}, older than this \
+             engram copies into ({SCHEMA_VERSION}): start this engram's server on it once (which \
+             migrates it), or give an empty database"
         )));
     }
     match own_meta(client, "copied_from").await? {
@@ -657,6 +663,13 @@ async fn finish(client: &mut Client, tables: &[TableCopy]) -> Result<()> {
             .await
             .map_err(|e| pg_error(&format!("cannot set the sequence of {table}"), e))?;
     }
+    // The copied rows of memories and artifacts went through the search feed's triggers; no node
+    // has an index of this database yet (a node starting on it builds one from the tables), so
+    // their feed rows would only be read once more.
+    client
+        .batch_execute("TRUNCATE index_feed")
+        .await
+        .map_err(|e| pg_error("cannot empty the search feed", e))?;
     let own = OWN_META
         .iter()
         .map(|k| format!("'{k}'"))

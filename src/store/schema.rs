@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use rusqlite::Connection;
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// One schema upgrade: SQL, then optionally a hook that moves data in the same transaction.
@@ -59,6 +59,13 @@ const MIGRATIONS: &[Migration] = &[
              WHERE kind = 'semantic';",
         after: None,
     },
+    // 6: a claimed job's lease (PostgreSQL nodes renew it; a lapsed one returns the job to the
+    // queue). The column exists on both backends so their tables stay alike.
+    Migration {
+        version: 6,
+        sql: "ALTER TABLE jobs ADD COLUMN lease_until INTEGER;",
+        after: None,
+    },
 ];
 
 fn add_vault(conn: &Conn) -> Result<()> {
@@ -68,11 +75,16 @@ fn add_vault(conn: &Conn) -> Result<()> {
 
 /// The part of `schema.sql` between `-- <name>:begin` and `-- <name>:end`.
 fn schema_part(name: &str) -> &'static str {
+    part_of(SCHEMA, name)
+}
+
+/// The part of a schema text between `-- <name>:begin` and `-- <name>:end`.
+pub(super) fn part_of(schema: &'static str, name: &str) -> &'static str {
     let begin = format!("-- {name}:begin");
     let end = format!("-- {name}:end");
-    let from = SCHEMA.find(&begin).expect("schema part begins");
-    let to = SCHEMA[from..].find(&end).expect("schema part ends") + from;
-    &SCHEMA[from..to]
+    let from = schema.find(&begin).expect("schema part begins");
+    let to = schema[from..].find(&end).expect("schema part ends") + from;
+    &schema[from..to]
 }
 
 /// Creates the schema of an empty database or migrates an older one. Refuses a newer one.
@@ -118,7 +130,8 @@ mod tests {
         let mut conn = open_connection(&path).expect("open");
         migrate(&mut conn).expect("create");
         conn.execute_batch(
-            "DROP TABLE vault_audit; DROP TABLE vault_items; DROP TABLE vaults;
+            "ALTER TABLE jobs DROP COLUMN lease_until;
+             DROP TABLE vault_audit; DROP TABLE vault_items; DROP TABLE vaults;
              PRAGMA user_version = 3;",
         )
         .expect("back to version 3");
@@ -165,6 +178,7 @@ mod tests {
         conn.execute_batch(
             "DROP INDEX memories_session;
              CREATE INDEX memories_session ON memories(tenant_id, session_id);
+             ALTER TABLE jobs DROP COLUMN lease_until;
              PRAGMA user_version = 4;",
         )
         .expect("back to version 4");
@@ -185,13 +199,14 @@ mod tests {
         let payload = r#"{"role":"user","content":"deploy the payment service"}"#;
         let sig = novelty::signature_of("message", payload);
         {
-            // A version 1 database: the current schema, with what versions 2, 3 and 4 changed
+            // A version 1 database: the current schema, with what versions 2, 3, 4 and 6 changed
             // undone, and two events of one signature (one of them processed) counted the
             // version 1 way: both in event_signatures at capture.
             let mut conn = open_connection(&path).unwrap();
             migrate(&mut conn).unwrap();
             conn.execute_batch(&format!(
                 "CREATE INDEX memories_event ON memories(tenant_id, event_id);
+                 ALTER TABLE jobs DROP COLUMN lease_until;
                  DROP TABLE vault_audit; DROP TABLE vault_items; DROP TABLE vaults;
                  DROP INDEX events_pending;
                  DROP INDEX events_session;

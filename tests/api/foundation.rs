@@ -546,8 +546,10 @@ fn schema_version(dir: &std::path::Path) -> u32 {
         .unwrap()
 }
 
-/// What migration 4 added, taken out again (a version 3 database).
-const UNDO_4: &str = "DROP TABLE vault_audit; DROP TABLE vault_items; DROP TABLE vaults;";
+/// What migrations 4 and 6 added, taken out again (a version 3 database; migration 5 only
+/// rebuilds an index).
+const UNDO_4: &str = "ALTER TABLE jobs DROP COLUMN lease_until;
+                      DROP TABLE vault_audit; DROP TABLE vault_items; DROP TABLE vaults;";
 
 /// Sets the database's schema version after running `undo`.
 fn set_schema_version(dir: &std::path::Path, undo: &str, version: u32) {

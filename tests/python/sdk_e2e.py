@@ -70,10 +70,11 @@ def sync_flow():
         assert all(x.event_id.startswith("evt_") for x in b.results)
         print(f"sync: captured {1 + len(batch)} events")
 
-        # Captured events become searchable episodic memories (context) on their own.
+        # Captured events become searchable episodic memories (context) on their own. They are
+        # processed in several jobs, so the first pack may hold only the first of them.
         res = wait_until(
             "captured events in a pack",
-            lambda: (lambda p: p if p.entries else None)(
+            lambda: (lambda p: p if any("kubectl apply" in e.content for e in p.entries) else None)(
                 hx.synthesize("kubectl apply payments", SynthesizeOptions(max_tokens=800, min_confidence=0.0))
             ),
         )

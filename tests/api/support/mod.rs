@@ -50,6 +50,9 @@ impl TestServer {
         cfg.database = test_database_of(dir.path()).await;
         f(&mut cfg);
         let running = engram::start(cfg).await.expect("server starts");
+        // A PostgreSQL node that must rebuild its index does so after it starts serving
+        // (progress in /v1/health); tests begin once it follows the feed.
+        running.state.search.flush().await;
         let base = running.base_url();
         TestServer {
             key: running.bootstrap_key.clone().unwrap_or_default(),
