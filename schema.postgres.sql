@@ -1,6 +1,6 @@
 -- engram: the PostgreSQL schema of a fresh database (schema version 6, the same data model as
--- schema.sql at version 6, plus the search feed between `feed:begin` and `feed:end`, which only
--- PostgreSQL nodes use; docs/scale-out.md).
+-- schema.sql at version 6, plus what only PostgreSQL nodes use, between `nodes:begin` and
+-- `nodes:end`: the search feed and the limits nodes share; docs/scale-out.md).
 --
 -- What differs from schema.sql, and why:
 -- - Every tenant table's primary key starts with tenant_id, every unique index includes it and
@@ -387,7 +387,9 @@ CREATE TABLE vault_audit (
     PRIMARY KEY (tenant_id, seq)
 );
 
--- feed:begin
+-- nodes:begin
+-- What only PostgreSQL nodes use: the search feed and the shared limits.
+--
 -- The search feed (docs/scale-out.md, "Search on every node"): every statement that inserts,
 -- changes (in a column a search document shows) or deletes memories or artifacts adds the ids of
 -- its rows here, in its own transaction, with that transaction's id. Each node's index follows
@@ -460,6 +462,26 @@ CREATE TRIGGER artifacts_feed_update AFTER UPDATE ON artifacts
     FOR EACH STATEMENT EXECUTE FUNCTION engram_feed_artifacts_changed();
 CREATE TRIGGER artifacts_feed_delete AFTER DELETE ON artifacts
     REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION engram_feed_new();
--- feed:end
+
+-- Limits shared by every node (docs/scale-out.md, "Limits across nodes"). A request-rate bucket
+-- (GCRA): its theoretical arrival time in microseconds of the nodes' clock; nodes take requests
+-- from it a few at a time. `bucket` is a key id or `tenant`.
+CREATE TABLE rate_buckets (
+    tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    bucket    TEXT COLLATE "C" NOT NULL,
+    tat_us    BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, bucket)
+);
+-- Monthly quota units reserved (committed, or held by a request in flight) per tenant, mode,
+-- usage metric and month bucket; starts from the month's usage counter when first needed.
+CREATE TABLE quota_reserved (
+    tenant_id TEXT COLLATE "C" NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    mode      TEXT COLLATE "C" NOT NULL,
+    metric    TEXT COLLATE "C" NOT NULL,
+    bucket    TEXT COLLATE "C" NOT NULL,
+    reserved  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, mode, metric, bucket)
+);
+-- nodes:end
 
 INSERT INTO meta(key, value) VALUES ('schema_version', '6');

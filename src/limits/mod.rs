@@ -18,6 +18,7 @@
 
 mod quota;
 mod rate;
+mod shared;
 
 pub use quota::QuotaStatus;
 
@@ -86,6 +87,8 @@ pub struct Limits {
     db: Db,
     clock: Clock,
     rates: RateLimiters,
+    /// PostgreSQL: the key and tenant buckets every node shares.
+    shared: Option<shared::SharedRates>,
     ledger: quota::Ledger,
 }
 
@@ -102,6 +105,9 @@ impl Limits {
                 clock.clone(),
             ),
             ledger: quota::Ledger::new(db.clone(), clock.clone()),
+            shared: db
+                .is_postgres()
+                .then(|| shared::SharedRates::new(db.clone(), clock.clone())),
             clock,
             db,
         }
@@ -150,13 +156,23 @@ impl Limits {
                 result: Ok(()),
             };
         };
-        let key = self.rates.take(key_size, &principal.key_id);
+        let key = self.take(key_size, principal, &principal.key_id);
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => return failed(e),
+        };
         if !key.allowed() {
             return refusal(key, "this API key", self.rates.epoch_secs());
         }
-        let tenant = self
-            .rates
-            .take(key_size.scaled(TENANT_FACTOR), &principal.tenant_id);
+        let tenant = self.take(
+            key_size.scaled(TENANT_FACTOR),
+            principal,
+            &principal.tenant_id,
+        );
+        let tenant = match tenant {
+            Ok(t) => t,
+            Err(e) => return failed(e),
+        };
         if !tenant.allowed() {
             return refusal(tenant, "this tenant", self.rates.epoch_secs());
         }
@@ -174,6 +190,15 @@ impl Limits {
         }
     }
 
+    /// Takes one request from a bucket of the principal's tenant: this node's (SQLite) or the
+    /// one every node shares (PostgreSQL). Tenant ids and key ids never collide.
+    fn take(&self, size: Size, principal: &Principal, bucket: &str) -> Result<Reading> {
+        match &self.shared {
+            Some(s) => s.take(size, &principal.tenant_id, bucket),
+            None => Ok(self.rates.take(size, &bucket.to_string())),
+        }
+    }
+
     /// Takes one vault reveal from the key's own reveal bucket (`reveals_per_minute`, bursts of
     /// the same): 429 once it is empty.
     pub fn reveal(&self, principal: &Principal) -> Result<()> {
@@ -184,9 +209,7 @@ impl Limits {
             per_minute: self.reveals_per_minute,
             burst: self.reveals_per_minute.clamp(1, u32::MAX as u64) as u32,
         };
-        let r = self
-            .rates
-            .take(size, &format!("reveal:{}", principal.key_id));
+        let r = self.take(size, principal, &format!("reveal:{}", principal.key_id))?;
         match r.wait {
             None => Ok(()),
             Some(wait) => {
@@ -226,7 +249,8 @@ impl Limits {
     /// Loads the tenant's quota figures for this month if they are not in memory yet (one
     /// database read per tenant, mode and month), so `reserve` needs no database round trip.
     pub async fn prepare(&self, principal: &Principal) -> Result<()> {
-        if !self.enabled {
+        // PostgreSQL: quotas are reserved in the database (`reserve`), not from loaded figures.
+        if !self.enabled || self.db.is_postgres() {
             return Ok(());
         }
         self.ledger
@@ -250,7 +274,8 @@ impl Limits {
     /// figures `reserve` enforces.
     pub async fn quota_status(&self, principal: &Principal, quota: Quota) -> Result<QuotaStatus> {
         let limit = quota_limit(&Self::effective(principal), quota);
-        if self.enabled {
+        // PostgreSQL: other nodes count too; the stored counters are the figures.
+        if self.enabled && !self.db.is_postgres() {
             self.ledger
                 .status(&principal.tenant_id, principal.mode, quota, limit)
                 .await
@@ -275,11 +300,14 @@ impl Limits {
     /// Forgets idle rate-limit state now (it also happens on its own every minute).
     pub fn cleanup(&self) {
         self.rates.cleanup();
+        if let Some(s) = &self.shared {
+            s.cleanup();
+        }
     }
 
     /// Buckets currently held in memory (keys, tenants and addresses).
     pub fn tracked_buckets(&self) -> usize {
-        self.rates.tracked()
+        self.rates.tracked() + self.shared.as_ref().map_or(0, |s| s.tracked())
     }
 }
 
@@ -296,6 +324,15 @@ fn info_of(r: &Reading, epoch: f64) -> RateInfo {
         limit: r.size.per_minute,
         remaining: r.remaining,
         reset: (epoch + r.until_full.as_secs_f64()).ceil() as u64,
+    }
+}
+
+/// A bucket that could not be read (the database failed): the request is refused with the
+/// failure, without figures.
+fn failed(e: Error) -> Admission {
+    Admission {
+        info: None,
+        result: Err(e),
     }
 }
 

@@ -12,7 +12,7 @@
 
 use super::Quota;
 use crate::error::{Error, Result};
-use crate::store::{usage, Db};
+use crate::store::{shared_limits, usage, Db};
 use crate::time::Clock;
 use chrono::{DateTime, Datelike, Utc};
 use serde_json::json;
@@ -81,6 +81,9 @@ pub(super) struct Hold {
     quota: Quota,
     month: i64,
     n: u64,
+    /// PostgreSQL: the month bucket of the shared counter the units are reserved in (the
+    /// in-memory figures are not used: other nodes reserve too).
+    shared_bucket: Option<String>,
 }
 
 /// A quota's state for usage reports.
@@ -107,6 +110,31 @@ impl Hold {
 
     /// Releases the held units and records `used` ones.
     fn settle(&self, used: u64) {
+        if let Some(bucket) = &self.shared_bucket {
+            let unused = self.n.saturating_sub(used) as i64;
+            if unused > 0 {
+                let (tenant, mode, metric, bucket) = (
+                    self.tenant.clone(),
+                    self.mode,
+                    self.quota.metric(),
+                    bucket.clone(),
+                );
+                let released = self.inner.db.shared_blocking(move |c| {
+                    let k = shared_limits::QuotaKey {
+                        tenant_id: &tenant,
+                        mode,
+                        metric,
+                        bucket: &bucket,
+                    };
+                    shared_limits::release_quota(c, &k, unused)
+                });
+                if let Err(e) = released {
+                    // Kept reserved: the quota errs on the strict side by these units.
+                    tracing::warn!(error = %e, units = unused, "could not release quota units");
+                }
+            }
+            return;
+        }
         let mut figures = lock(&self.inner.figures);
         if let Some(f) = find(
             &mut figures,
@@ -193,6 +221,9 @@ impl Ledger {
     ) -> Result<Hold> {
         let now = self.inner.clock.now();
         let month = month_index(now);
+        if self.inner.db.is_postgres() {
+            return self.reserve_shared(tenant, mode, quota, limit, n, now);
+        }
         let present = find(&mut lock(&self.inner.figures), tenant, mode, quota, month).is_some();
         if !present {
             // Only when the request pipeline did not prepare this month's figures (a month that
@@ -219,7 +250,52 @@ impl Ledger {
             quota,
             month,
             n,
+            shared_bucket: None,
         })
+    }
+
+    /// `reserve` on PostgreSQL: the units are reserved in the counter every node shares, in one
+    /// conditional update, so nodes reserving at once can never together pass the limit.
+    fn reserve_shared(
+        &self,
+        tenant: &str,
+        mode: &'static str,
+        quota: Quota,
+        limit: Option<u64>,
+        n: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Hold> {
+        let bucket = usage::month_bucket(now);
+        let hold = |n: u64, shared_bucket: Option<String>| Hold {
+            inner: self.inner.clone(),
+            tenant: tenant.to_string(),
+            mode,
+            quota,
+            month: month_index(now),
+            n,
+            shared_bucket,
+        };
+        // Unlimited: nothing to reserve (the usage counter still counts what is stored).
+        let Some(limit) = limit else {
+            return Ok(hold(0, None));
+        };
+        let (t, b) = (tenant.to_string(), bucket.clone());
+        let metric = quota.metric();
+        let capped = limit.min(i64::MAX as u64) as i64;
+        let units = n.min(i64::MAX as u64) as i64;
+        let outcome = self.inner.db.shared_blocking(move |c| {
+            let k = shared_limits::QuotaKey {
+                tenant_id: &t,
+                mode,
+                metric,
+                bucket: &b,
+            };
+            shared_limits::reserve_quota(c, &k, units, capped)
+        })?;
+        match outcome {
+            Ok(_) => Ok(hold(n, Some(bucket))),
+            Err(counted) => Err(exceeded(quota, limit, counted.max(0) as u64, n, now)),
+        }
     }
 
     /// The quota's state this month (committed use; holds in flight are not counted).
@@ -349,7 +425,7 @@ pub(super) fn status_of(
     }
 }
 
-/// This month's use straight from the usage counters (when the ledger is off).
+/// This month's use from the database (the ledger is off, or the nodes share PostgreSQL).
 pub(super) async fn stored_status(
     db: &Db,
     clock: &Clock,
@@ -360,8 +436,26 @@ pub(super) async fn stored_status(
 ) -> Result<QuotaStatus> {
     let t = tenant.to_string();
     let now = clock.now();
-    let used = db.read(move |c| read_used(c, &t, mode, now)).await?;
-    Ok(status_of(quota, limit, used[quota as usize], now))
+    let postgres = db.is_postgres();
+    let used = db
+        .read(move |c| {
+            let stored = read_used(c, &t, mode, now)?[quota as usize];
+            if !postgres {
+                return Ok(stored);
+            }
+            // PostgreSQL: what the nodes reserved, which `reserve` enforces (the stored use
+            // plus units of requests in flight), once the month's counter exists.
+            let bucket = usage::month_bucket(now);
+            let k = shared_limits::QuotaKey {
+                tenant_id: &t,
+                mode,
+                metric: quota.metric(),
+                bucket: &bucket,
+            };
+            Ok(stored.max(shared_limits::reserved(c, &k)?.max(0) as u64))
+        })
+        .await?;
+    Ok(status_of(quota, limit, used, now))
 }
 
 fn exceeded(quota: Quota, limit: u64, counted: u64, n: u64, now: DateTime<Utc>) -> Error {

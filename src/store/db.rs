@@ -296,6 +296,21 @@ impl Db {
             .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
     }
 
+    /// Runs `f` on a connection of its own whose statements commit one by one, outside the
+    /// writer's transactions: PostgreSQL, for the limits every node shares
+    /// (`shared_limits`: a short locked update must not wait behind queued writes). On SQLite
+    /// (one server, nothing shared) it runs on the writer.
+    pub fn shared_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Conn) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.inner.readers {
+            Readers::Pg(_) => self.read_blocking(f),
+            Readers::Sqlite(_) => self.write_blocking(f),
+        }
+    }
+
     /// `read` for plain threads.
     pub fn read_blocking<T, F>(&self, f: F) -> Result<T>
     where

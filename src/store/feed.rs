@@ -1,5 +1,5 @@
-//! The search feed of PostgreSQL nodes (`schema.postgres.sql`, between `feed:begin` and
-//! `feed:end`; docs/scale-out.md, "Search on every node").
+//! The search feed of PostgreSQL nodes (`schema.postgres.sql`, between `nodes:begin` and
+//! `nodes:end`; docs/scale-out.md, "Search on every node").
 //!
 //! Triggers add the ids of the memories and artifacts every statement changes to `index_feed`,
 //! in the changing transaction. A node reads the feed by snapshot: the rows of the transactions

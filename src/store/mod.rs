@@ -74,6 +74,7 @@ pub mod postgres;
 pub mod projects;
 pub mod semantic;
 pub mod sessions;
+pub mod shared_limits;
 pub mod tenants;
 pub mod transfer;
 pub mod usage;

@@ -139,10 +139,10 @@ const FIRST_VERSION: u32 = 5;
 /// SQLite's do); `schema.postgres.sql` is the latest version whole.
 fn migration(to: u32) -> String {
     match to {
-        // 6: jobs carry a lease; the search feed.
+        // 6: jobs carry a lease; the search feed; shared limits.
         6 => format!(
             "ALTER TABLE jobs ADD COLUMN lease_until BIGINT;\n{}",
-            super::schema::part_of(SCHEMA, "feed")
+            super::schema::part_of(SCHEMA, "nodes")
         ),
         _ => String::new(),
     }
