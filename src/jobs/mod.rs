@@ -267,6 +267,13 @@ fn worker_loop(
         let id = job.id.clone();
         let finished = match outcome {
             Ok(o) => db.write_background(move |c| queue::complete(c, &id, o.status, &o.result)),
+            // A conflict with another node's concurrent write (PostgreSQL): run it again soon,
+            // a bounded number of times (handlers are idempotent).
+            Err(Error::Unavailable(m)) if job.attempts < MAX_ATTEMPTS => {
+                tracing::info!(job = %job.id, %kind, reason = %m, "job requeued");
+                std::thread::sleep(Duration::from_millis(20 * job.attempts.max(1) as u64));
+                db.write_background(move |c| queue::requeue(c, &id))
+            }
             Err(e) => {
                 tracing::warn!(job = %job.id, %kind, error = %e, "job failed");
                 let msg = e.to_string();
@@ -283,6 +290,9 @@ fn worker_loop(
         }
     }
 }
+
+/// Runs of a job at most when it keeps meeting retryable conflicts (then it fails with the last).
+const MAX_ATTEMPTS: i64 = 10;
 
 /// How a worker claims: the lease it asks for and where it records the jobs it holds.
 struct Claim {

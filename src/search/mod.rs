@@ -29,6 +29,7 @@ pub mod pack_text;
 pub mod query;
 pub mod rebuild;
 pub mod schema;
+pub mod stable;
 pub mod vectors;
 
 use crate::error::{Error, Result};
@@ -77,6 +78,8 @@ pub struct TenantIndex {
     pub columns: query::ColumnCache,
     /// Loaded embedding vectors of its segments.
     pub vectors: vectors::VectorCache,
+    /// BM25 statistics of its live documents (`stable`).
+    pub stats: stable::StatsCache,
 }
 
 pub(crate) struct Shared {
@@ -175,6 +178,7 @@ fn open_all(root: &Path) -> std::result::Result<HashMap<String, Arc<TenantIndex>
                 reader,
                 columns: Default::default(),
                 vectors: Default::default(),
+                stats: Default::default(),
             }),
         );
     }
@@ -219,6 +223,7 @@ impl Shared {
             reader,
             columns: Default::default(),
             vectors: Default::default(),
+            stats: Default::default(),
         });
         self.tenants
             .write()

@@ -35,6 +35,7 @@
 //! (`recency` key, descending), in that order.
 
 use super::schema::{self, Fields};
+use super::stable::{LiveStats, StableTop};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tantivy::collector::TopDocs;
@@ -124,14 +125,14 @@ pub fn terms(index: &Index, field: tantivy::schema::Field, text: &str) -> Vec<Te
 /// rarer ones (keeping the rarest if all are common): their BM25 weight is near zero, yet they
 /// make a top-K search score nearly every document (measured on a Zipf corpus: the difference
 /// between block-WAND pruning and an exhaustive union).
-fn informative(searcher: &Searcher, terms: Vec<Term>) -> Vec<Term> {
-    let n = searcher.num_docs();
+fn informative(stats: &LiveStats<'_>, terms: Vec<Term>) -> Vec<Term> {
+    let n = stats.searcher.num_docs();
     if terms.len() < 2 || n < 1_000 {
         return terms;
     }
     let dfs: Vec<u64> = terms
         .iter()
-        .map(|t| searcher.doc_freq(t).unwrap_or(0))
+        .map(|t| stats.live_doc_freq(t).unwrap_or(0))
         .collect();
     let limit = (n as f64 * COMMON_SHARE) as u64;
     let kept: Vec<Term> = terms
@@ -419,7 +420,7 @@ fn candidates(
 /// The top `limit` BM25 hits of `terms` under `spec`'s filters (`with_confidence`: the confidence
 /// floor as a clause too), and whether the search was exhausted.
 fn bm25_hits(
-    searcher: &Searcher,
+    stats: &LiveStats<'_>,
     fields: &Fields,
     spec: &Spec,
     terms: &QueryTerms,
@@ -436,7 +437,12 @@ fn bm25_hits(
         clauses.push((Occur::Must, text_query(terms.clone())));
         Box::new(BooleanQuery::new(clauses))
     };
-    let hits = searcher.search(query.as_ref(), &TopDocs::with_limit(limit).order_by_score())?;
+    // Live statistics and ties by key: the same hits whatever the index's history (`stable`).
+    let hits = stats.searcher.search_with_statistics_provider(
+        query.as_ref(),
+        &StableTop { limit },
+        stats,
+    )?;
     let exhausted = hits.len() < limit;
     Ok((hits, exhausted))
 }
@@ -488,12 +494,16 @@ pub fn search(
         return Ok((Vec::new(), false));
     }
     let limit = limit.max(1);
+    let stats = LiveStats {
+        searcher,
+        cache: &tenant.stats,
+    };
     let terms = match spec.text.as_deref() {
         Some(t) => {
             let q = QueryTerms::of(&tenant.index, fields, t);
             QueryTerms {
-                stemmed: informative(searcher, q.stemmed),
-                exact: informative(searcher, q.exact),
+                stemmed: informative(&stats, q.stemmed),
+                exact: informative(&stats, q.exact),
             }
         }
         None => QueryTerms::default(),
@@ -508,11 +518,11 @@ pub fn search(
     }
     // BM25, first unfiltered by confidence (block-WAND when no other filter), confidence applied
     // to the collected hits; if that leaves too few while more hits exist, filtered in the query.
-    let (mut bm25, mut exhausted) = bm25_hits(searcher, fields, spec, &terms, limit, false)?;
+    let (mut bm25, mut exhausted) = bm25_hits(&stats, fields, spec, &terms, limit, false)?;
     if spec.min_confidence > 0.0 && !exhausted {
         let kept = count_confident(searcher, &tenant.columns, &bm25, spec.min_confidence)?;
         if kept * 2 < limit {
-            (bm25, exhausted) = bm25_hits(searcher, fields, spec, &terms, limit, true)?;
+            (bm25, exhausted) = bm25_hits(&stats, fields, spec, &terms, limit, true)?;
         }
     }
     let mut more = !exhausted;

@@ -41,6 +41,9 @@ pub struct SegmentVectors {
     scales: Vec<f32>,
     values: Vec<u8>,
     sketches: Vec<u64>,
+    /// The documents' stable keys (`doc_key`), which break ties in similarity so the hits do not
+    /// depend on document addresses (`stable`).
+    keys: Option<tantivy::columnar::Column<u64>>,
 }
 
 /// One bit per dimension: set when the value is positive.
@@ -83,7 +86,15 @@ impl SegmentVectors {
                 _ => None,
             }
         });
-        Ok(SegmentVectors::from_docs(dims, max_doc, by_doc))
+        let mut out = SegmentVectors::from_docs(dims, max_doc, by_doc);
+        out.keys = reader.fast_fields().u64("doc_key").ok();
+        Ok(out)
+    }
+
+    /// The stable key of `doc` (0 without the column: tests build vectors without an index).
+    #[inline]
+    fn key(&self, doc: DocId) -> u64 {
+        self.keys.as_ref().and_then(|k| k.first(doc)).unwrap_or(0)
     }
 
     /// The vectors of a segment's `max_doc` documents, each `None` or its scale and `dims` int8
@@ -101,6 +112,7 @@ impl SegmentVectors {
             scales: vec![0.0; max_doc],
             values: vec![0; max_doc * dims],
             sketches: vec![0; max_doc * words],
+            keys: None,
         };
         for (doc, v) in docs.enumerate().take(max_doc) {
             let Some((scale, v)) = v else {
@@ -213,13 +225,16 @@ impl VectorCache {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct VectorHit {
     pub similarity: f32,
+    /// The document's stable key (ties).
+    pub key: u64,
     pub addr: DocAddress,
 }
 
-/// Heap order: the worst hit on top (lowest similarity; on a tie the later address), so the heap
-/// keeps the best `k` and the kept set does not depend on the order documents are visited in.
+/// Heap order: the worst hit on top (lowest similarity; on a tie the larger stable key, then the
+/// later address), so the heap keeps the best `k` and the kept set does not depend on the order
+/// documents are visited in, nor (keys being distinct) on their addresses.
 #[derive(PartialEq)]
-struct Worst(f32, u32, u32);
+struct Worst(f32, u64, u32, u32);
 
 impl Eq for Worst {}
 
@@ -234,7 +249,7 @@ impl Ord for Worst {
         other
             .0
             .total_cmp(&self.0)
-            .then((self.1, self.2).cmp(&(other.1, other.2)))
+            .then((self.1, self.2, self.3).cmp(&(other.1, other.2, other.3)))
     }
 }
 
@@ -345,13 +360,14 @@ struct Phase2 {
 impl Phase2 {
     /// Keeps `doc` if it is among the best `k` so far.
     #[inline]
-    fn push(&mut self, sim: f32, segment: SegmentOrdinal, doc: DocId) {
+    fn push(&mut self, sim: f32, key: u64, segment: SegmentOrdinal, doc: DocId) {
+        let hit = Worst(sim, key, segment, doc);
         if self.heap.len() < self.k {
-            self.heap.push(Worst(sim, segment, doc));
+            self.heap.push(hit);
         } else if let Some(worst) = self.heap.peek() {
-            if Worst(sim, segment, doc) < *worst {
+            if hit < *worst {
                 self.heap.pop();
-                self.heap.push(Worst(sim, segment, doc));
+                self.heap.push(hit);
             }
         }
     }
@@ -367,8 +383,9 @@ impl Phase2 {
     fn hits(self) -> Vec<VectorHit> {
         self.heap
             .into_iter()
-            .map(|Worst(similarity, segment_ord, doc_id)| VectorHit {
+            .map(|Worst(similarity, key, segment_ord, doc_id)| VectorHit {
                 similarity,
+                key,
                 addr: DocAddress::new(segment_ord, doc_id),
             })
             .collect()
@@ -426,7 +443,7 @@ impl Closest {
         let mut pick = Phase2::all(k);
         for doc in self.selected() {
             if let Some(sim) = vectors.similarity(doc, query) {
-                pick.push(sim, segment, doc);
+                pick.push(sim, vectors.key(doc), segment, doc);
             }
         }
         pick.hits()
@@ -449,12 +466,13 @@ impl Closest {
     }
 }
 
-/// Hits of all segments, best first (ties: the lower address), at most `k`.
+/// Hits of all segments, best first (ties: the lower key, then the lower address), at most `k`.
 fn merge_hits(fruits: Vec<Vec<VectorHit>>, k: usize) -> Vec<VectorHit> {
     let mut all: Vec<VectorHit> = fruits.into_iter().flatten().collect();
     all.sort_by(|a, b| {
         b.similarity
             .total_cmp(&a.similarity)
+            .then(a.key.cmp(&b.key))
             .then(a.addr.segment_ord.cmp(&b.addr.segment_ord))
             .then(a.addr.doc_id.cmp(&b.addr.doc_id))
     });
@@ -690,7 +708,7 @@ mod tests {
         let exact_of = |q: &QueryVector, k: usize| -> HashSet<DocId> {
             let mut all = Phase2::all(k);
             for doc in (0..n as DocId).filter(|d| !dead(*d)) {
-                all.push(v.similarity(doc, q).unwrap(), 0, doc);
+                all.push(v.similarity(doc, q).unwrap(), 0, 0, doc);
             }
             all.hits().iter().map(|h| h.addr.doc_id).collect()
         };

@@ -179,6 +179,17 @@ pub fn fail(conn: &Conn, id: &str, error: &str) -> Result<()> {
     Ok(())
 }
 
+/// Returns a claimed job to the queue (its run met a conflict it can retry: nothing of it was
+/// kept, or what was is idempotent).
+pub fn requeue(conn: &Conn, id: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET status = 'queued', started_at = NULL, lease_until = NULL
+         WHERE id = ?1 AND status = 'running'",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
 /// Returns jobs whose run was cut short to the queue. SQLite (one server, called at its start):
 /// every job left `running` by a crash or a stop. PostgreSQL (called at start and then
 /// periodically by every node): the running jobs whose lease lapsed — their node died or lost

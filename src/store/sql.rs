@@ -87,6 +87,11 @@ impl From<tokio_postgres::Error> for Error {
 impl From<Error> for CrateError {
     fn from(e: Error) -> Self {
         match e {
+            // Nothing of the write was kept: trying it again is the remedy (503, retryable).
+            e if e.is_conflict() => CrateError::Unavailable(format!(
+                "the database ended this write to resolve a conflict with a concurrent one; \
+                 nothing of it was kept, retry it ({e})"
+            )),
             Error::Sqlite(e) => CrateError::failed("sqlite", e),
             e => CrateError::failed("database", e),
         }
@@ -94,6 +99,19 @@ impl From<Error> for CrateError {
 }
 
 impl Error {
+    /// PostgreSQL ended the statement to resolve a conflict between concurrent transactions
+    /// (a deadlock, or a serialization failure): the same write succeeds when tried again.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Error::Pg(e) | Error::Prepare(e, _) => [
+                Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED),
+                Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE),
+            ]
+            .contains(&e.code()),
+            _ => false,
+        }
+    }
+
     /// A unique or primary-key constraint refused the write.
     pub fn is_unique_violation(&self) -> bool {
         match self {

@@ -4,6 +4,7 @@ mod support;
 
 mod admin;
 mod capture;
+mod cluster;
 mod examples;
 mod fixture;
 mod foundation;
