@@ -210,7 +210,12 @@ impl Runtime {
             model_providers: config.model_providers.clone(),
             outbound: config.outbound.clone(),
             recorder: OnceLock::new(),
-            sessions: session_cache::SessionCache::default(),
+            // Nodes sharing PostgreSQL write each other's sessions: nothing cached.
+            sessions: if config.database.is_some() {
+                session_cache::SessionCache::pass_through()
+            } else {
+                session_cache::SessionCache::default()
+            },
         }
     }
 

@@ -421,6 +421,7 @@ fn candidates(
 /// floor as a clause too), and whether the search was exhausted.
 fn bm25_hits(
     stats: &LiveStats<'_>,
+    columns: &ColumnCache,
     fields: &Fields,
     spec: &Spec,
     terms: &QueryTerms,
@@ -438,9 +439,12 @@ fn bm25_hits(
         Box::new(BooleanQuery::new(clauses))
     };
     // Live statistics and ties by key: the same hits whatever the index's history (`stable`).
+    let keys = (0..stats.searcher.segment_readers().len() as u32)
+        .map(|ord| Ok(columns.get(stats.searcher, ord)?.doc_key.clone()))
+        .collect::<tantivy::Result<Vec<_>>>()?;
     let hits = stats.searcher.search_with_statistics_provider(
         query.as_ref(),
-        &StableTop { limit },
+        &StableTop { limit, keys },
         stats,
     )?;
     let exhausted = hits.len() < limit;
@@ -518,11 +522,13 @@ pub fn search(
     }
     // BM25, first unfiltered by confidence (block-WAND when no other filter), confidence applied
     // to the collected hits; if that leaves too few while more hits exist, filtered in the query.
-    let (mut bm25, mut exhausted) = bm25_hits(&stats, fields, spec, &terms, limit, false)?;
+    let (mut bm25, mut exhausted) =
+        bm25_hits(&stats, &tenant.columns, fields, spec, &terms, limit, false)?;
     if spec.min_confidence > 0.0 && !exhausted {
         let kept = count_confident(searcher, &tenant.columns, &bm25, spec.min_confidence)?;
         if kept * 2 < limit {
-            (bm25, exhausted) = bm25_hits(&stats, fields, spec, &terms, limit, true)?;
+            (bm25, exhausted) =
+                bm25_hits(&stats, &tenant.columns, fields, spec, &terms, limit, true)?;
         }
     }
     let mut more = !exhausted;

@@ -164,6 +164,9 @@ impl PartialOrd for Hit {
 /// The top `limit` documents by score, ties broken by `doc_key`; best first.
 pub struct StableTop {
     pub limit: usize,
+    /// The `doc_key` column of each segment by ordinal, when the caller has them open (opening
+    /// a column costs more than collecting a segment's hits); others are opened here.
+    pub keys: Vec<tantivy::columnar::Column<u64>>,
 }
 
 pub struct StableTopSegment {
@@ -245,7 +248,10 @@ impl Collector for StableTop {
         Ok(StableTopSegment {
             limit: self.limit.max(1),
             segment_ord,
-            keys: reader.fast_fields().u64("doc_key")?,
+            keys: match self.keys.get(segment_ord as usize) {
+                Some(k) => k.clone(),
+                None => reader.fast_fields().u64("doc_key")?,
+            },
             heap: BinaryHeap::new(),
         })
     }

@@ -360,11 +360,15 @@ struct Phase2 {
 impl Phase2 {
     /// Keeps `doc` if it is among the best `k` so far.
     #[inline]
-    fn push(&mut self, sim: f32, key: u64, segment: SegmentOrdinal, doc: DocId) {
-        let hit = Worst(sim, key, segment, doc);
+    fn push(&mut self, sim: f32, key: impl FnOnce() -> u64, segment: SegmentOrdinal, doc: DocId) {
         if self.heap.len() < self.k {
-            self.heap.push(hit);
+            self.heap.push(Worst(sim, key(), segment, doc));
         } else if let Some(worst) = self.heap.peek() {
+            // Most documents are less similar than the worst kept one: no key needed for them.
+            if sim < worst.0 {
+                return;
+            }
+            let hit = Worst(sim, key(), segment, doc);
             if hit < *worst {
                 self.heap.pop();
                 self.heap.push(hit);
@@ -443,7 +447,7 @@ impl Closest {
         let mut pick = Phase2::all(k);
         for doc in self.selected() {
             if let Some(sim) = vectors.similarity(doc, query) {
-                pick.push(sim, vectors.key(doc), segment, doc);
+                pick.push(sim, || vectors.key(doc), segment, doc);
             }
         }
         pick.hits()
@@ -708,7 +712,7 @@ mod tests {
         let exact_of = |q: &QueryVector, k: usize| -> HashSet<DocId> {
             let mut all = Phase2::all(k);
             for doc in (0..n as DocId).filter(|d| !dead(*d)) {
-                all.push(v.similarity(doc, q).unwrap(), 0, 0, doc);
+                all.push(v.similarity(doc, q).unwrap(), || 0, 0, doc);
             }
             all.hits().iter().map(|h| h.addr.doc_id).collect()
         };

@@ -146,17 +146,13 @@ impl<'c> Statements<'c> {
                 "SELECT id, salience, trace_id, job_id FROM events
                  WHERE tenant_id = ?1 AND idempotency_key = ?2",
             )?,
-            // SQLite says the new seq through last_insert_rowid (cheaper than RETURNING).
-            insert: conn.prepare_cached(if conn.is_postgres() {
+            // SQLite: one row at a time, its seq from last_insert_rowid (cheaper than
+            // RETURNING). PostgreSQL inserts a write's rows together (`TenantWrite::flush`).
+            insert: conn.prepare_cached(
                 "INSERT INTO events(id, tenant_id, session_id, agent_id, type, payload, metadata,
                                     idempotency_key, salience, trace_id, job_id, mode, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 RETURNING seq"
-            } else {
-                "INSERT INTO events(id, tenant_id, session_id, agent_id, type, payload, metadata,
-                                    idempotency_key, salience, trace_id, job_id, mode, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            })?,
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?,
         })
     }
 }
@@ -171,7 +167,14 @@ struct TenantWrite {
     ingested: u64,
     /// (mode, metric, amount)
     counters: Vec<(&'static str, String, i64)>,
+    /// PostgreSQL: new events waiting for one multi-row insert (`flush`), and their
+    /// idempotency keys (a key repeated within the write finds its first event here).
+    rows: Vec<Value>,
+    keys: HashMap<String, Stored>,
 }
+
+/// Rows per multi-row insert on PostgreSQL.
+const INSERT_CHUNK: usize = 1_000;
 
 impl TenantWrite {
     fn count(&mut self, mode: &'static str, metric: &str, n: i64) {
@@ -203,6 +206,13 @@ impl TenantWrite {
         };
         for e in item.events {
             if let Some(key) = &e.idempotency_key {
+                if let Some(first) = self.keys.get(key) {
+                    let mut original = first.clone();
+                    original.duplicate = true;
+                    out.duplicates += 1;
+                    out.stored.push(original);
+                    continue;
+                }
                 let original = st
                     .find_idem
                     .query_row(params![tenant_id, key], |r| {
@@ -238,42 +248,53 @@ impl TenantWrite {
             let salience = crate::salience::with_novelty(e.base_salience, count);
             let id = ids::new("evt");
             let trace_id = ids::new("trace");
-            let args = params![
-                id,
-                tenant_id,
-                e.session_id,
-                e.agent_id,
-                e.event_type,
-                e.payload,
-                e.metadata,
-                e.idempotency_key,
+            let stored = Stored {
+                event_id: id.clone(),
+                duplicate: false,
                 salience,
-                trace_id,
-                job_id,
-                item.mode,
-                created_at,
-            ];
-            let seq: i64 = match conn.last_insert_rowid() {
-                Some(_) => {
-                    st.insert.execute(args)?;
-                    conn.last_insert_rowid().unwrap_or_default()
-                }
-                None => st.insert.query_row(args, |r| r.get(0))?,
+                trace_id: trace_id.clone(),
+                job_id: Some(job_id.to_string()),
             };
-            if self.ingested == 0 {
-                self.first_seq = seq;
+            if conn.is_postgres() {
+                // One round trip per event is what bounds capture on PostgreSQL: the rows go in
+                // together (`flush`).
+                if let Some(key) = &e.idempotency_key {
+                    self.keys.insert(key.clone(), stored.clone());
+                }
+                self.rows.push(json!({
+                    "id": id, "tenant_id": tenant_id, "session_id": e.session_id,
+                    "agent_id": e.agent_id, "type": e.event_type, "payload": e.payload,
+                    "metadata": e.metadata, "idempotency_key": e.idempotency_key,
+                    "salience": salience, "trace_id": trace_id, "job_id": job_id,
+                    "mode": item.mode, "created_at": created_at,
+                }));
+            } else {
+                let args = params![
+                    id,
+                    tenant_id,
+                    e.session_id,
+                    e.agent_id,
+                    e.event_type,
+                    e.payload,
+                    e.metadata,
+                    e.idempotency_key,
+                    salience,
+                    trace_id,
+                    job_id,
+                    item.mode,
+                    created_at,
+                ];
+                st.insert.execute(args)?;
+                let seq = conn.last_insert_rowid().unwrap_or_default();
+                if self.ingested == 0 {
+                    self.first_seq = seq;
+                }
+                self.last_seq = seq;
             }
-            self.last_seq = seq;
             self.ingested += 1;
             out.ingested += 1;
             self.count(item.mode, &usage::event_type_metric(e.event_type), 1);
-            out.stored.push(Stored {
-                event_id: id,
-                duplicate: false,
-                salience,
-                trace_id,
-                job_id: Some(job_id.to_string()),
-            });
+            out.stored.push(stored);
         }
         let n = |v: u64| v as i64;
         self.count(item.mode, usage::EVENTS, n(out.ingested));
@@ -285,8 +306,46 @@ impl TenantWrite {
         Ok(out)
     }
 
+    /// PostgreSQL: inserts the waiting rows, `INSERT_CHUNK` per statement (one JSON array of
+    /// rows each), and learns their `seq` range.
+    fn flush(&mut self, conn: &Conn) -> Result<()> {
+        let rows = std::mem::take(&mut self.rows);
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO events(id, tenant_id, session_id, agent_id, type, payload, metadata,
+                                idempotency_key, salience, trace_id, job_id, mode, created_at)
+             SELECT r.id, r.tenant_id, r.session_id, r.agent_id, r.type, r.payload, r.metadata,
+                    r.idempotency_key, r.salience, r.trace_id, r.job_id, r.mode, r.created_at
+             FROM jsonb_to_recordset(CAST(CAST(?1 AS TEXT) AS jsonb)) AS r(
+                 id text, tenant_id text, session_id text, agent_id text, type text,
+                 payload text, metadata text, idempotency_key text, salience float8,
+                 trace_id text, job_id text, mode text, created_at text)
+             RETURNING seq",
+        )?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let json = Value::Array(chunk.to_vec()).to_string();
+            let seqs = insert.query_map([json], |r| r.get::<i64>(0))?;
+            for seq in seqs {
+                let seq = seq?;
+                if self.first_seq == 0 || seq < self.first_seq {
+                    self.first_seq = seq;
+                }
+                self.last_seq = self.last_seq.max(seq);
+            }
+        }
+        Ok(())
+    }
+
     /// Novelty counts, the capture job and the usage counters of the tenant's part.
-    fn finish(&self, conn: &Conn, tenant_id: &str, job_id: &str, now: DateTime<Utc>) -> Result<()> {
+    fn finish(
+        &mut self,
+        conn: &Conn,
+        tenant_id: &str,
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if !self.rows.is_empty() {
+            self.flush(conn)?;
+        }
         for (sig, (_, new)) in &self.sig_counts {
             novelty::add_pending(conn, tenant_id, *sig, *new)?;
         }

@@ -266,9 +266,10 @@ async fn status(node: &TestServer, key: &str) -> u16 {
 }
 
 /// Three nodes share a key's rate bucket: a burst spread over them is admitted once in total,
-/// not once per node; and a sustained load through all three gets the plan's rate within 10 %.
+/// not once per node; a sustained load through all three gets the plan's rate within 10 %; and a
+/// monthly quota asked for at once through all three is filled exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limits_hold_across_three_nodes() {
+async fn limits_hold_across_three_nodes() {
     if on_postgres() {
         return;
     }
@@ -323,6 +324,46 @@ async fn rate_limits_hold_across_three_nodes() {
         (0.9..=1.1).contains(&ratio),
         "{admitted} admitted where the plan allows {allowed:.0}"
     );
+    // A monthly quota of 50 events, asked for by 3 × 30 events at once through the three nodes:
+    // exactly 50 are stored.
+    let t = tenant(
+        &nodes[0],
+        Plan::Free,
+        Some(json!({"eventsPerMonth": 50, "requestsPerMinute": 100000})),
+    )
+    .await;
+    let mut calls = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for i in 0..30 {
+            let req = node
+                .req_as(&t.key, reqwest::Method::POST, "/v1/capture")
+                .json(&json!({"type": "message", "sessionId": format!("q{n}"),
+                              "payload": {"role": "user", "content": format!("quota {n} {i}")}}));
+            calls.push(tokio::spawn(async move {
+                req.send()
+                    .await
+                    .expect("the node answers")
+                    .status()
+                    .as_u16()
+            }));
+        }
+    }
+    let mut accepted = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            202 => accepted += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(accepted, 50, "the quota is exact across nodes");
+    let stored: i64 = postgres_client(&url)
+        .await
+        .query_one("SELECT count(*) FROM events WHERE tenant_id = $1", &[&t.id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 50);
     for n in nodes {
         n.shutdown().await;
     }

@@ -389,3 +389,74 @@ async fn a_copy_killed_midway_resumes_and_foreign_databases_are_refused() {
     assert!(err.contains("cannot connect to PostgreSQL at"), "{err}");
     assert!(!err.contains("s3cret"), "the password is not shown: {err}");
 }
+
+/// A database at version 5 (before leases, the search feed and the shared limits) is migrated by
+/// the first node that starts on it, keeping its rows; the node then serves and its index follows
+/// the feed.
+#[tokio::test]
+async fn a_version_5_database_is_migrated_by_the_first_node() {
+    if crate::support::on_postgres() {
+        return;
+    }
+    let url = postgres_database().await;
+    let u = url.clone();
+    let srv = TestServer::start_with(move |c| c.database = Some(u)).await;
+    let (s, b) = srv
+        .post(
+            "/v1/capture",
+            serde_json::json!({"type": "message", "sessionId": "old",
+                               "payload": {"role": "user", "content": "kept across the upgrade"}}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let key = srv.key.clone();
+    let dir = srv.shutdown().await;
+    // Back to version 5: what version 6 added, taken out.
+    let client = postgres_client(&url).await;
+    client
+        .batch_execute(
+            "DROP TABLE index_feed, rate_buckets, quota_reserved;
+             DROP FUNCTION engram_feed_new, engram_feed_memories_changed,
+                           engram_feed_artifacts_changed CASCADE;
+             ALTER TABLE jobs DROP COLUMN lease_until;
+             UPDATE meta SET value = '5' WHERE key = 'schema_version';",
+        )
+        .await
+        .unwrap();
+    let u = url.clone();
+    let srv = TestServer::start_in(dir, move |c| c.database = Some(u)).await;
+    let version: String = client
+        .query_one("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, engram::store::SCHEMA_VERSION.to_string());
+    assert_eq!(pg_tables(&client).await.len(), 26);
+    let events: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1);
+    // The feed works: a new event reaches the index through it.
+    let send = |path: &str, body: serde_json::Value| {
+        srv.req_as(&key, reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+    };
+    let r = send(
+        "/v1/capture?wait=searchable",
+        serde_json::json!({"type": "message", "sessionId": "new",
+                           "payload": {"role": "user", "content": "zebrafish after the upgrade"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let r = send("/v1/synthesize", serde_json::json!({"query": "zebrafish"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let p: serde_json::Value = r.json().await.unwrap();
+    assert!(p.to_string().contains("zebrafish after the upgrade"), "{p}");
+    srv.shutdown().await;
+}

@@ -1,0 +1,320 @@
+//! Several engram nodes on one PostgreSQL database, measured from outside (docs/scale-out.md):
+//!
+//! - `freshness`: two nodes; a steady background load of captures spread over both, and every
+//!   50 ms one marked event captured on node A; each marked event is looked for in node B's
+//!   packs (every 5 ms) and the time from A's 202 to B's pack holding it is recorded. Prints
+//!   p50/p90/p99/max.
+//! - `catch-up`: a database holding N memories (written straight into the table, as a large
+//!   tenant's history), then a new node with an empty data dir: the time until `/v1/health` says
+//!   its index is rebuilt, and its peak RSS.
+//!
+//! ```sh
+//! U=$(scripts/pg_cluster.sh start)        # or any PostgreSQL URL whose user may create databases
+//! cargo build --release --bin engram
+//! cargo run --release --example cluster_bench -- freshness "$U" [marked events, default 200]
+//! cargo run --release --example cluster_bench -- catch-up "$U" [documents, default 1000000]
+//! ```
+//!
+//! Only 127.0.0.1 and the given database are contacted; every loop is bounded in count and time.
+
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "hx_live_ClusterBenchKey0123456789abcdefghijklmnop";
+
+fn engram_bin() -> String {
+    std::env::var("ENGRAM_BIN").unwrap_or_else(|_| "target/release/engram".into())
+}
+
+struct Node {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(database: &str) -> Node {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(engram_bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--disable-limits",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("ENGRAM_DATABASE_URL", database)
+        .env("ENGRAM_BOOTSTRAP_KEY", KEY)
+        .env("ENGRAM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("engram starts (build it: cargo build --release --bin engram)");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(addr) = line.strip_prefix("engram listening on ") {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("engram listening within 120 s");
+    Node {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+/// A fresh database on the server of `url`; returns its URL.
+async fn fresh_database(url: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL reachable");
+    tokio::spawn(conn);
+    let name = format!("engram_cluster_bench_{}", std::process::id());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("database created");
+    let mut u = url::Url::parse(url).expect("a PostgreSQL URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn capture(http: &reqwest::Client, base: &str, session: &str, content: &str) -> bool {
+    let r = http
+        .post(format!("{base}/v1/capture"))
+        .bearer_auth(KEY)
+        .json(&json!({"type": "message", "sessionId": session,
+                      "payload": {"role": "user", "content": content}}))
+        .send()
+        .await;
+    matches!(r, Ok(r) if r.status().as_u16() == 202)
+}
+
+async fn pack_has(http: &reqwest::Client, base: &str, word: &str) -> bool {
+    let r = http
+        .post(format!("{base}/v1/synthesize"))
+        .bearer_auth(KEY)
+        .json(&json!({"query": word, "maxTokens": 200}))
+        .send()
+        .await;
+    let Ok(r) = r else { return false };
+    let Ok(v) = r.json::<Value>().await else {
+        return false;
+    };
+    v["data"]["entries"].as_array().is_some_and(|es| {
+        es.iter()
+            .any(|e| e["content"].as_str().unwrap_or("").contains(word))
+    })
+}
+
+async fn freshness(url: &str, marked: usize) {
+    let db = fresh_database(url).await;
+    let a = start_node(&db);
+    let b = start_node(&db);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // Background load: 4 loops capturing over both nodes until the marked events are done
+    // (bounded: at most 10 minutes).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut load = Vec::new();
+    for l in 0..4 {
+        let (http, stop, sent) = (http.clone(), stop.clone(), sent.clone());
+        let nodes = [a.base.clone(), b.base.clone()];
+        load.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && start.elapsed() < Duration::from_secs(600)
+            {
+                let node = &nodes[(i % 2) as usize];
+                let text = format!("background note {l} {i} about the deploy queue");
+                if capture(&http, node, &format!("bg{}", i % 64), &text).await {
+                    sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    let started = Instant::now();
+    let mut lags = Vec::with_capacity(marked);
+    let mut missed = 0;
+    for i in 0..marked {
+        let word = format!("fresh{i}q{}", std::process::id());
+        let t0 = Instant::now();
+        if !capture(
+            &http,
+            &a.base,
+            "marked",
+            &format!("{word} was captured on node A"),
+        )
+        .await
+        {
+            missed += 1;
+            continue;
+        }
+        let acked = Instant::now();
+        let mut found = false;
+        while acked.elapsed() < Duration::from_secs(10) {
+            if pack_has(&http, &b.base, &word).await {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if found {
+            lags.push(acked.elapsed());
+        } else {
+            missed += 1;
+        }
+        let spent = t0.elapsed();
+        if spent < Duration::from_millis(50) {
+            tokio::time::sleep(Duration::from_millis(50) - spent).await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in load {
+        let _ = l.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lags.sort();
+    println!(
+        "freshness A→B: {} marked events, {} not found within 10 s; background load {:.0} captures/s \
+         over both nodes",
+        lags.len(),
+        missed,
+        sent.load(std::sync::atomic::Ordering::Relaxed) as f64 / secs
+    );
+    println!(
+        "  p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
+        percentile(&lags, 0.5),
+        percentile(&lags, 0.9),
+        percentile(&lags, 0.99),
+        lags.last().copied().unwrap_or_default()
+    );
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn catch_up(url: &str, docs: u64) {
+    let db = fresh_database(url).await;
+    // The first node creates the schema and the bootstrap key's tenant; then it stops.
+    drop(start_node(&db));
+    let (client, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tenant: String = client
+        .query_one(
+            "SELECT tenant_id FROM api_keys ORDER BY created_at LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("the bootstrap key")
+        .get(0);
+    let t = Instant::now();
+    let words = "deploy rollback queue worker retry payment service ledger cache timeout";
+    client
+        .execute(
+            "INSERT INTO memories(id, tenant_id, kind, session_id, content, created_at, updated_at,
+                                  confidence, salience)
+             SELECT 'mem_bench' || lpad(g::text, 9, '0'), $1, 'episodic', 's' || (g % 1000),
+                    'note ' || g || ' ' || split_part($2, ' ', 1 + g % 10) || ' '
+                      || split_part($2, ' ', 1 + (g / 10) % 10) || ' '
+                      || split_part($2, ' ', 1 + (g / 100) % 10),
+                    '2026-11-01T00:00:00.000Z', '2026-11-01T00:00:00.000Z', 0.5, 0.5
+             FROM generate_series(1, $3::bigint) AS g",
+            &[&tenant, &words, &(docs as i64)],
+        )
+        .await
+        .expect("memories written");
+    client
+        .batch_execute("TRUNCATE index_feed")
+        .await
+        .expect("feed emptied");
+    println!(
+        "catch-up: {docs} memories written in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let node = start_node(&db);
+    let http = reqwest::Client::new();
+    let mut done = false;
+    while start.elapsed() < Duration::from_secs(3600) {
+        let h: Value = match http.get(format!("{}/v1/health", node.base)).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        let feed = &h["subsystems"]["search"]["feed"];
+        if feed["rebuilding"] == json!(false)
+            && h["subsystems"]["search"]["documents"].as_u64() >= Some(docs)
+        {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "catch-up: a new node {} {docs} documents in {secs:.1} s ({:.0} documents/s), peak RSS {} MB",
+        if done { "indexed" } else { "had NOT indexed" },
+        docs as f64 / secs,
+        peak_rss_kb(node.child.id()) / 1024
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: cluster_bench freshness|catch-up POSTGRES_URL [count]";
+    let (Some(what), Some(url)) = (args.get(1), args.get(2)) else {
+        eprintln!("{usage}");
+        std::process::exit(2);
+    };
+    let count: Option<u64> = args.get(3).and_then(|c| c.parse().ok());
+    match what.as_str() {
+        "freshness" => freshness(url, count.unwrap_or(200) as usize).await,
+        "catch-up" => catch_up(url, count.unwrap_or(1_000_000)).await,
+        _ => {
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
+    }
+}
