@@ -113,21 +113,11 @@ impl Hold {
         if let Some(bucket) = &self.shared_bucket {
             let unused = self.n.saturating_sub(used) as i64;
             if unused > 0 {
-                let (tenant, mode, metric, bucket) = (
-                    self.tenant.clone(),
-                    self.mode,
-                    self.quota.metric(),
-                    bucket.clone(),
-                );
-                let released = self.inner.db.shared_blocking(move |c| {
-                    let k = shared_limits::QuotaKey {
-                        tenant_id: &tenant,
-                        mode,
-                        metric,
-                        bucket: &bucket,
-                    };
-                    shared_limits::release_quota(c, &k, unused)
-                });
+                let k = quota_key(&self.tenant, self.mode, self.quota, bucket.clone());
+                let released = self
+                    .inner
+                    .db
+                    .shared_blocking(move |c| shared_limits::release_quota(c, &k, unused));
                 if let Err(e) = released {
                     // Kept reserved: the quota errs on the strict side by these units.
                     tracing::warn!(error = %e, units = unused, "could not release quota units");
@@ -279,19 +269,13 @@ impl Ledger {
         let Some(limit) = limit else {
             return Ok(hold(0, None));
         };
-        let (t, b) = (tenant.to_string(), bucket.clone());
-        let metric = quota.metric();
+        let k = quota_key(tenant, mode, quota, bucket.clone());
         let capped = limit.min(i64::MAX as u64) as i64;
         let units = n.min(i64::MAX as u64) as i64;
-        let outcome = self.inner.db.shared_blocking(move |c| {
-            let k = shared_limits::QuotaKey {
-                tenant_id: &t,
-                mode,
-                metric,
-                bucket: &b,
-            };
-            shared_limits::reserve_quota(c, &k, units, capped)
-        })?;
+        let outcome = self
+            .inner
+            .db
+            .shared_blocking(move |c| shared_limits::reserve_quota(c, &k, units, capped))?;
         match outcome {
             Ok(_) => Ok(hold(n, Some(bucket))),
             Err(counted) => Err(exceeded(quota, limit, counted.max(0) as u64, n, now)),
@@ -425,6 +409,21 @@ pub(super) fn status_of(
     }
 }
 
+/// The shared counter of a tenant's quota in a month bucket (PostgreSQL).
+fn quota_key(
+    tenant: &str,
+    mode: &'static str,
+    quota: Quota,
+    bucket: String,
+) -> shared_limits::QuotaKey {
+    shared_limits::QuotaKey {
+        tenant_id: tenant.to_string(),
+        mode,
+        metric: quota.metric(),
+        bucket,
+    }
+}
+
 /// This month's use from the database (the ledger is off, or the nodes share PostgreSQL).
 pub(super) async fn stored_status(
     db: &Db,
@@ -445,13 +444,7 @@ pub(super) async fn stored_status(
             }
             // PostgreSQL: what the nodes reserved, which `reserve` enforces (the stored use
             // plus units of requests in flight), once the month's counter exists.
-            let bucket = usage::month_bucket(now);
-            let k = shared_limits::QuotaKey {
-                tenant_id: &t,
-                mode,
-                metric: quota.metric(),
-                bucket: &bucket,
-            };
+            let k = quota_key(&t, mode, quota, usage::month_bucket(now));
             Ok(stored.max(shared_limits::reserved(c, &k)?.max(0) as u64))
         })
         .await?;

@@ -57,11 +57,12 @@ pub fn take_rate(
 }
 
 /// A month's quota counter: tenant, mode, usage metric and month bucket.
-pub struct QuotaKey<'a> {
-    pub tenant_id: &'a str,
-    pub mode: &'a str,
-    pub metric: &'a str,
-    pub bucket: &'a str,
+#[derive(Clone, Debug)]
+pub struct QuotaKey {
+    pub tenant_id: String,
+    pub mode: &'static str,
+    pub metric: &'static str,
+    pub bucket: String,
 }
 
 /// Reserves `n` units unless that would pass `limit`: `Ok(reserved after)`, or `Err(reserved
@@ -69,7 +70,7 @@ pub struct QuotaKey<'a> {
 /// usage counter.
 pub fn reserve_quota(
     conn: &Conn,
-    k: &QuotaKey<'_>,
+    k: &QuotaKey,
     n: i64,
     limit: i64,
 ) -> Result<std::result::Result<i64, i64>> {
@@ -100,7 +101,7 @@ pub fn reserve_quota(
 }
 
 /// Gives back `n` reserved units a request did not use.
-pub fn release_quota(conn: &Conn, k: &QuotaKey<'_>, n: i64) -> Result<()> {
+pub fn release_quota(conn: &Conn, k: &QuotaKey, n: i64) -> Result<()> {
     conn.prepare_cached(
         "UPDATE quota_reserved SET reserved = GREATEST(reserved - ?5, 0)
          WHERE tenant_id = ?1 AND mode = ?2 AND metric = ?3 AND bucket = ?4",
@@ -110,7 +111,7 @@ pub fn release_quota(conn: &Conn, k: &QuotaKey<'_>, n: i64) -> Result<()> {
 }
 
 /// Units reserved this month (0 when nothing was reserved yet).
-pub fn reserved(conn: &Conn, k: &QuotaKey<'_>) -> Result<i64> {
+pub fn reserved(conn: &Conn, k: &QuotaKey) -> Result<i64> {
     Ok(conn
         .prepare_cached(
             "SELECT reserved FROM quota_reserved
