@@ -102,7 +102,7 @@ pub fn mark_learned(
     now: &str,
 ) -> Result<usize> {
     let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE events SET learned_at = ?7 WHERE seq IN (
+        "UPDATE events SET learned_at = ?7 WHERE tenant_id = ?1 AND seq IN (
              SELECT seq FROM events WHERE {SELECTED} AND learned_at IS NULL AND seq <= ?6
              ORDER BY seq LIMIT ?8)"
     ))?;
@@ -193,7 +193,7 @@ fn stream_sessions(
     pending.sort_unstable();
     let listed: HashSet<i64> = pending.iter().map(|(_, q)| *q).collect();
     let mut one = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"
+        "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND seq = ?2"
     ))?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_session
@@ -224,14 +224,14 @@ fn stream_sessions(
         while let Some((_, p)) =
             next_pending.next_if(|(s, q)| (s.as_str(), *q) < (e.session_id.as_str(), seq))
         {
-            if let Some(pe) = one.query_row([p], event_of).optional()? {
+            if let Some(pe) = one.query_row(params![tenant, p], event_of).optional()? {
                 add(pe);
             }
         }
         add(e);
     }
     for (_, p) in next_pending {
-        if let Some(pe) = one.query_row([p], event_of).optional()? {
+        if let Some(pe) = one.query_row(params![tenant, p], event_of).optional()? {
             add(pe);
         }
     }

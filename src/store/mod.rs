@@ -61,6 +61,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod combine;
 pub mod connectors;
+mod counters;
 pub mod events;
 pub mod feed;
 pub mod jobs;

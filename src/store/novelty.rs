@@ -19,8 +19,10 @@
 //!
 //! On PostgreSQL the pending part is an ordinary table (`novelty_pending`), changed in the same
 //! transactions; `rebuild_pending` recomputes it with the table locked, so captures committing
-//! meanwhile are counted exactly once.
+//! meanwhile are counted exactly once. Every node bumps the same rows there, so in the writer's
+//! groups both parts change at the group's end, in one global order (`counters`).
 
+use super::counters::{self, Counter};
 use super::sql::{params, OptionalExtension};
 use super::Conn;
 use crate::error::Result;
@@ -146,11 +148,32 @@ pub fn seen(conn: &Conn, tenant_id: &str, signature: i64) -> Result<i64> {
               + coalesce((SELECT n FROM ",
         " WHERE tenant_id = ?1 AND signature = ?2), 0)"
     ))?;
-    Ok(stmt.query_row(params![tenant_id, signature], |r| r.get(0))?)
+    let stored: i64 = stmt.query_row(params![tenant_id, signature], |r| r.get(0))?;
+    if !counters::recording(conn) {
+        return Ok(stored);
+    }
+    let (seen, pending) = counter_pair(tenant_id, signature);
+    Ok(stored + counters::pending(conn, &seen) + counters::pending(conn, &pending))
+}
+
+/// The two counters of a signature on PostgreSQL (`counters`): processed, pending.
+fn counter_pair(tenant_id: &str, signature: i64) -> (Counter, Counter) {
+    let tenant = tenant_id.to_string();
+    (
+        Counter::Seen {
+            tenant: tenant.clone(),
+            signature,
+        },
+        Counter::Pending { tenant, signature },
+    )
 }
 
 /// Counts `n` newly stored (unprocessed) events of `signature`.
 pub fn add_pending(conn: &Conn, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
+    if counters::recording(conn) {
+        counters::record(conn, counter_pair(tenant_id, signature).1, n);
+        return Ok(());
+    }
     conn.prepare_cached(pending_sql!(
         conn,
         "INSERT INTO ",
@@ -164,6 +187,12 @@ pub fn add_pending(conn: &Conn, tenant_id: &str, signature: i64, n: i64) -> Resu
 /// Moves `n` events of `signature` from the pending count to the persistent one (they were just
 /// processed, or their session is being forgotten before they were).
 pub fn settle(conn: &Conn, tenant_id: &str, signature: i64, n: i64) -> Result<()> {
+    if counters::recording(conn) {
+        let (seen, pending) = counter_pair(tenant_id, signature);
+        counters::record(conn, seen, n);
+        counters::record(conn, pending, -n);
+        return Ok(());
+    }
     conn.prepare_cached(
         "INSERT INTO event_signatures AS s (tenant_id, signature, seen) VALUES (?1, ?2, ?3)
          ON CONFLICT(tenant_id, signature) DO UPDATE SET seen = s.seen + excluded.seen",

@@ -626,6 +626,8 @@ fn refs(args: &[OwnedArg]) -> Vec<&(dyn PgToSql + Sync)> {
 pub struct PgConn {
     client: std::sync::Arc<tokio_postgres::Client>,
     statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
+    /// Counter bumps the writer's current group has recorded (`counters`); `None` outside one.
+    pub(in crate::store) deferred: RefCell<Option<super::counters::Log>>,
 }
 
 impl PgConn {
@@ -644,6 +646,7 @@ impl PgConn {
         Ok(PgConn {
             client: std::sync::Arc::new(client),
             statements: RefCell::new(HashMap::new()),
+            deferred: RefCell::new(None),
         })
     }
 

@@ -69,11 +69,6 @@ pub fn incr_all(
     if counters.iter().all(|(_, _, n)| *n == 0) {
         return Ok(());
     }
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO usage_counters AS u (tenant_id, mode, metric, bucket, value)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(tenant_id, mode, metric, bucket) DO UPDATE SET value = u.value + excluded.value",
-    )?;
     let buckets = [
         ALL_TIME.to_string(),
         month_bucket(at),
@@ -81,6 +76,21 @@ pub fn incr_all(
         hour_bucket(at),
         minute_bucket(at),
     ];
+    if super::counters::recording(conn) {
+        // A PostgreSQL writer group: the bumps are written at its end, in key order (`counters`).
+        for (mode, metric, n) in counters.iter().filter(|(_, _, n)| *n != 0) {
+            for bucket in &buckets {
+                let counter = usage_counter(tenant_id, mode, metric, bucket);
+                super::counters::record(conn, counter, *n);
+            }
+        }
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO usage_counters AS u (tenant_id, mode, metric, bucket, value)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(tenant_id, mode, metric, bucket) DO UPDATE SET value = u.value + excluded.value",
+    )?;
     for (mode, metric, n) in counters.iter().filter(|(_, _, n)| *n != 0) {
         for bucket in &buckets {
             stmt.execute(params![tenant_id, mode, metric, bucket, n])?;
@@ -95,10 +105,30 @@ pub fn get(conn: &Conn, tenant_id: &str, mode: &str, metric: &str, bucket: &str)
         "SELECT value FROM usage_counters
          WHERE tenant_id = ?1 AND mode = ?2 AND metric = ?3 AND bucket = ?4",
     )?;
-    Ok(stmt
+    let stored: i64 = stmt
         .query_row(params![tenant_id, mode, metric, bucket], |r| r.get(0))
         .optional()?
-        .unwrap_or(0))
+        .unwrap_or(0);
+    let recorded = if super::counters::recording(conn) {
+        super::counters::pending(conn, &usage_counter(tenant_id, mode, metric, bucket))
+    } else {
+        0
+    };
+    Ok(stored + recorded)
+}
+
+fn usage_counter(
+    tenant_id: &str,
+    mode: &str,
+    metric: &str,
+    bucket: &str,
+) -> super::counters::Counter {
+    super::counters::Counter::Usage {
+        tenant: tenant_id.to_string(),
+        mode: mode.to_string(),
+        metric: metric.to_string(),
+        bucket: bucket.to_string(),
+    }
 }
 
 /// Values of `metric` for buckets in `[from, to]` (bucket names compare in time order within one

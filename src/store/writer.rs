@@ -2,7 +2,7 @@
 //! fed by two lanes (foreground for requests, background for jobs). See `store` for the
 //! invariants; `combine` adds writes that merge with the ones queued behind them.
 
-use super::{checkpoint, Conn};
+use super::{checkpoint, counters, Conn};
 use crate::error::{Error, Result};
 use crossbeam_channel::Receiver;
 use rusqlite::Connection;
@@ -331,24 +331,36 @@ fn run_group(conn: &Conn, group: &mut [QueuedWrite]) -> std::result::Result<(), 
         "BEGIN IMMEDIATE"
     };
     conn.execute_batch(begin).map_err(|e| e.to_string())?;
+    // PostgreSQL: shared counters are bumped at the end, in one order (`counters`).
+    counters::begin(conn);
+    let rollback = || {
+        counters::discard(conn);
+        let _ = conn.execute_batch("ROLLBACK");
+    };
     for op in group.iter_mut().filter(|op| !op.absorbed()) {
         if let Err(e) = conn.execute_batch("SAVEPOINT op") {
-            let _ = conn.execute_batch("ROLLBACK");
+            rollback();
             return Err(e.to_string());
         }
+        let mark = counters::mark(conn);
         let ok = op.apply(conn);
         let end = if ok {
             conn.execute_batch("RELEASE op")
         } else {
+            counters::rollback_to(conn, mark);
             conn.execute_batch("ROLLBACK TO op; RELEASE op")
         };
         if let Err(e) = end {
-            let _ = conn.execute_batch("ROLLBACK");
+            rollback();
             return Err(e.to_string());
         }
     }
+    if let Err(e) = counters::apply(conn) {
+        rollback();
+        return Err(e.to_string());
+    }
     conn.execute_batch("COMMIT").map_err(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
+        rollback();
         e.to_string()
     })
 }
