@@ -42,6 +42,8 @@ impl Drop for Node {
 
 fn start_node(database: &str) -> Node {
     use std::io::BufRead;
+    // `CLUSTER_BENCH_LOG=1`: the nodes' warnings (slow feed rounds, …) are shown.
+    let show_log = std::env::var("CLUSTER_BENCH_LOG").is_ok_and(|v| v == "1");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(engram_bin())
         .args([
@@ -54,12 +56,13 @@ fn start_node(database: &str) -> Node {
         .arg(dir.path())
         .env("ENGRAM_DATABASE_URL", database)
         .env("ENGRAM_BOOTSTRAP_KEY", KEY)
-        .env("ENGRAM_LOG", "warn")
+        .env("ENGRAM_LOG", if show_log { "warn" } else { "error" })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("engram starts (build it: cargo build --release --bin engram)");
     let stderr = child.stderr.take().expect("stderr");
+    let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr)
@@ -68,6 +71,8 @@ fn start_node(database: &str) -> Node {
         {
             if let Some(addr) = line.strip_prefix("engram listening on ") {
                 let _ = tx.send(addr.trim().to_string());
+            } else if show_log {
+                eprintln!("[node {pid}] {line}");
             }
         }
     });
@@ -151,7 +156,45 @@ async fn freshness(url: &str, marked: usize) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    for l in 0..loops {
+    // `CLUSTER_BENCH_RATE=N`: instead of the loops, an open-loop load of N captures/s over both
+    // nodes (one request started every 1/N s whatever the answers take; at most 256 in flight,
+    // beyond which a tick is skipped and counted behind).
+    let rate: Option<f64> = std::env::var("CLUSTER_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|r: &f64| *r > 0.0);
+    let behind = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if let Some(rate) = rate {
+        let (http, stop, sent, behind) = (http.clone(), stop.clone(), sent.clone(), behind.clone());
+        let nodes = [a.base.clone(), b.base.clone()];
+        load.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && start.elapsed() < Duration::from_secs(600)
+            {
+                tick.tick().await;
+                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                    behind.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                };
+                let (http, sent) = (http.clone(), sent.clone());
+                let node = nodes[(i % 2) as usize].clone();
+                let text = format!("background note {i} about the deploy queue");
+                tokio::spawn(async move {
+                    if capture(&http, &node, &format!("bg{}", i % 64), &text).await {
+                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    drop(permit);
+                });
+                i += 1;
+            }
+        }));
+    }
+    for l in 0..if rate.is_some() { 0 } else { loops } {
         let (http, stop, sent) = (http.clone(), stop.clone(), sent.clone());
         let nodes = [a.base.clone(), b.base.clone()];
         load.push(tokio::spawn(async move {
@@ -176,8 +219,29 @@ async fn freshness(url: &str, marked: usize) {
     } else {
         &b.base
     };
+    // `CLUSTER_BENCH_TRACE=1`: one line per marked event (when it was acknowledged and found,
+    // Unix ms), to set beside the database's `processed_at`.
+    let trace = std::env::var("CLUSTER_BENCH_TRACE").is_ok_and(|v| v == "1");
+    // Warm-up (`CLUSTER_BENCH_WARMUP` seconds of the background load, default 10), then
+    // `ANALYZE`, as autovacuum does within its first minute: a brand-new database's plans are
+    // otherwise made on the statistics of empty tables, which is not the steady state measured.
+    let warmup: u64 = std::env::var("CLUSTER_BENCH_WARMUP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    if warmup > 0 {
+        tokio::time::sleep(Duration::from_secs(warmup)).await;
+        let (client, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL reachable");
+        tokio::spawn(conn);
+        client.batch_execute("ANALYZE").await.expect("analyzed");
+        sent.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
     let started = Instant::now();
     let mut lags = Vec::with_capacity(marked);
+    // How long each look (a synthesize on the reader) took: a lag is known to within one.
+    let mut synths = Vec::new();
     let mut missed = 0;
     for i in 0..marked {
         let word = format!("fresh{i}q{}", std::process::id());
@@ -196,13 +260,31 @@ async fn freshness(url: &str, marked: usize) {
         let acked = Instant::now();
         let mut found = false;
         while acked.elapsed() < Duration::from_secs(10) {
-            if pack_has(&http, reader, &word).await {
+            let asked = Instant::now();
+            let has = pack_has(&http, reader, &word).await;
+            synths.push(asked.elapsed());
+            if has {
                 found = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if found {
+            if trace {
+                let unix = |t: Instant| {
+                    let ago = t.elapsed();
+                    (std::time::SystemTime::now() - ago)
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis()
+                };
+                println!(
+                    "trace {word} acked_ms {} found_ms {} last_look_ms {}",
+                    unix(acked),
+                    unix(Instant::now()),
+                    synths.last().copied().unwrap_or_default().as_millis()
+                );
+            }
             lags.push(acked.elapsed());
         } else {
             missed += 1;
@@ -220,10 +302,15 @@ async fn freshness(url: &str, marked: usize) {
     lags.sort();
     println!(
         "freshness A→B: {} marked events, {} not found within 10 s; background load {:.0} captures/s \
-         over both nodes",
+         over both nodes ({}; {} ticks skipped behind)",
         lags.len(),
         missed,
-        sent.load(std::sync::atomic::Ordering::Relaxed) as f64 / secs
+        sent.load(std::sync::atomic::Ordering::Relaxed) as f64 / secs,
+        match rate {
+            Some(r) => format!("offered {r:.0}/s open loop"),
+            None => format!("{loops} closed loops"),
+        },
+        behind.load(std::sync::atomic::Ordering::Relaxed)
     );
     println!(
         "  p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
@@ -231,6 +318,14 @@ async fn freshness(url: &str, marked: usize) {
         percentile(&lags, 0.9),
         percentile(&lags, 0.99),
         lags.last().copied().unwrap_or_default()
+    );
+    synths.sort();
+    println!(
+        "  each look (a synthesize on the reader, {} of them): p50 {:?}  p99 {:?}  max {:?}",
+        synths.len(),
+        percentile(&synths, 0.5),
+        percentile(&synths, 0.99),
+        synths.last().copied().unwrap_or_default()
     );
 }
 

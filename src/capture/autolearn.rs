@@ -32,6 +32,21 @@ pub fn processed_total(conn: &Conn, tenant_id: &str) -> Result<i64> {
     Ok(total)
 }
 
+/// Events a tenant has ever ingested (both key modes; not lowered when sessions are forgotten).
+pub fn ingested_total(conn: &Conn, tenant_id: &str) -> Result<i64> {
+    let mut total = 0;
+    for mode in KeyMode::ALL {
+        total += usage::get(
+            conn,
+            tenant_id,
+            mode.as_str(),
+            usage::EVENTS,
+            usage::ALL_TIME,
+        )?;
+    }
+    Ok(total)
+}
+
 /// Call in the transaction that counted `n` more processed events (`before` = the count until
 /// then): enqueues a learn job when a multiple of `every` was crossed. Returns its id.
 pub fn on_processed(

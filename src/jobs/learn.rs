@@ -17,7 +17,8 @@
 //! - Events are streamed ordered by session: memory is bounded by the compiler's aggregates.
 //! - Cost control for automatic runs: a compile costs time proportional to all events in scope,
 //!   so an `auto` run (enqueued every few captured events) compiles only when the new events
-//!   are at least 1/`AUTO_MIN_SHARE` of the scope; otherwise it completes as `skipped` and
+//!   are at least 1/`AUTO_MIN_SHARE` of the tenant's ingested events (a usage counter: one
+//!   lookup, and an upper bound of the scope); otherwise it completes as `skipped` and
 //!   leaves them unlearned for the periodic sweep or a later run. Total auto-learn work thus
 //!   grows like N log N, not N². API, sweep and forget runs always compile.
 //! - A run is idempotent: re-running it after a crash changes nothing twice (unchanged artifacts
@@ -235,12 +236,33 @@ fn plan(conn: &Conn, tenant: &str, i: &LearnInput) -> Result<Option<Plan>> {
         selected = n;
         more = true;
     }
+    let automatic = i.trigger == "auto" && i.agent_id.is_none();
+    let total = if automatic {
+        // An automatic run is enqueued every few processed events, and most of them are skipped
+        // (`AUTO_MIN_SHARE`): counting every event in scope for each would cost O(events) per
+        // run, O(events²) over a tenant's life (on PostgreSQL under a steady load, these counts
+        // were most of the database's CPU). The tenant's ingested-events counter is one lookup
+        // and an upper bound of its events in scope (events of forgotten sessions stay counted).
+        crate::capture::autolearn::ingested_total(conn, tenant)?
+    } else {
+        learn_rows::count_in_scope(conn, tenant, i.agent_id.as_deref())?
+    };
+    if automatic && selected * AUTO_MIN_SHARE < total {
+        // Skipped by `run`: nothing more to read.
+        return Ok(Some(Plan {
+            mode: String::new(),
+            total,
+            cutoff,
+            selected,
+            more,
+            focus: None,
+        }));
+    }
     let focus = if i.session_id.is_some() || !i.event_ids.is_empty() {
         Some(learn_rows::sessions_upto(conn, &sel, cutoff)?)
     } else {
         None
     };
-    let total = learn_rows::count_in_scope(conn, tenant, i.agent_id.as_deref())?;
     let mode = match &i.mode {
         Some(m) => m.clone(),
         None => learn_rows::main_mode(conn, &sel, cutoff)?.unwrap_or_else(|| "live".to_string()),

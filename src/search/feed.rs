@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(250);
 /// Feed rows read per statement.
 const PAGE: i64 = 5_000;
+/// A round that takes this long is logged (the documents it brought are that late on this node).
+const SLOW_ROUND: Duration = Duration::from_millis(500);
 /// Feed rows are kept this long (any node prunes older ones)…
 pub const KEEP: Duration = Duration::from_secs(3_600);
 /// …so a node whose last round is older than this rebuilds instead of reading the feed.
@@ -359,6 +361,7 @@ impl Run {
     /// One round: returns the snapshot it read up to, the database clock then, and how many
     /// documents it indexed or deleted (they are committed when it returns).
     fn round(&self, since: &str) -> Result<(String, i64, u64)> {
+        let started = Instant::now();
         let (until, db_ms) = self.db.read_blocking(feed::now)?;
         let mut after: Option<(String, i64)> = None;
         let mut changed = 0u64;
@@ -377,9 +380,19 @@ impl Run {
                 break;
             }
         }
+        let applied = started.elapsed();
         if changed > 0 {
             self.search.commit_blocking();
             self.follower.applied.fetch_add(changed, Ordering::Relaxed);
+        }
+        let took = started.elapsed();
+        if took >= SLOW_ROUND {
+            tracing::warn!(
+                documents = changed,
+                read_and_apply_ms = applied.as_millis() as u64,
+                commit_ms = (took - applied).as_millis() as u64,
+                "slow search feed round"
+            );
         }
         Ok((until, db_ms, changed))
     }
