@@ -2,8 +2,13 @@
 //!
 //! - `freshness`: two nodes; a steady background load of captures spread over both, and every
 //!   50 ms one marked event captured on node A; each marked event is looked for in node B's
-//!   packs (every 20 ms: a search costs CPU the nodes share) and the time from A's 202 to B's pack holding it is recorded. Prints
-//!   p50/p90/p99/max.
+//!   packs (every 20 ms: a search costs CPU the nodes share) and the time from A's 202 to B's
+//!   pack holding it is recorded. Prints p50/p90/p99/max, and how long each look took. The load
+//!   runs 10 s before measuring, then the database is `ANALYZE`d (as autovacuum would). Knobs
+//!   (environment): `CLUSTER_BENCH_RATE=N` (open-loop load of N captures/s instead of the
+//!   default 4 closed loops), `CLUSTER_BENCH_LOAD` (number of closed loops; 0: idle),
+//!   `CLUSTER_BENCH_WARMUP` (seconds; 0: none), `CLUSTER_BENCH_SAME=1` (look on node A),
+//!   `CLUSTER_BENCH_TRACE=1` (per-event times), `CLUSTER_BENCH_LOG=1` (nodes' warnings).
 //! - `catch-up`: a database holding N memories (written straight into the table, as a large
 //!   tenant's history), then a new node with an empty data dir: the time until `/v1/health` says
 //!   its index is rebuilt, and its peak RSS.
