@@ -19,32 +19,21 @@ use tokio::sync::watch;
 
 /// Events of a tenant processed so far (both key modes).
 pub fn processed_total(conn: &Conn, tenant_id: &str) -> Result<i64> {
+    all_time(conn, tenant_id, usage::EVENTS_PROCESSED)
+}
+
+/// A usage metric's all-time count over both key modes.
+fn all_time(conn: &Conn, tenant_id: &str, metric: &str) -> Result<i64> {
     let mut total = 0;
     for mode in KeyMode::ALL {
-        total += usage::get(
-            conn,
-            tenant_id,
-            mode.as_str(),
-            usage::EVENTS_PROCESSED,
-            usage::ALL_TIME,
-        )?;
+        total += usage::get(conn, tenant_id, mode.as_str(), metric, usage::ALL_TIME)?;
     }
     Ok(total)
 }
 
 /// Events a tenant has ever ingested (both key modes; not lowered when sessions are forgotten).
 pub fn ingested_total(conn: &Conn, tenant_id: &str) -> Result<i64> {
-    let mut total = 0;
-    for mode in KeyMode::ALL {
-        total += usage::get(
-            conn,
-            tenant_id,
-            mode.as_str(),
-            usage::EVENTS,
-            usage::ALL_TIME,
-        )?;
-    }
-    Ok(total)
+    all_time(conn, tenant_id, usage::EVENTS)
 }
 
 /// Call in the transaction that counted `n` more processed events (`before` = the count until
